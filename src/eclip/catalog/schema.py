@@ -1,0 +1,143 @@
+"""Validate a catalog table and derive the id and text of every row.
+
+Row numbers in messages are 1-based data rows (the header is not counted); in a CSV file,
+data row ``r`` is on line ``r + 1``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from eclip.catalog.reader import read_table
+from eclip.errors import CatalogError
+
+#: Column names taken as the product title, in order of preference (case-insensitive).
+TITLE_COLUMNS = ("title", "name", "productdisplayname", "product_name", "product_title", "productname")
+#: Column names taken as the brand, appended after the title (case-insensitive).
+BRAND_COLUMNS = ("brand", "manufacturer", "brand_name", "maker")
+
+_TEXTUAL = (pl.String, pl.Categorical, pl.Enum)
+_SCALAR_OK = _TEXTUAL + (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64, pl.Float32, pl.Float64, pl.Boolean, pl.Null)
+_WS = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """A validated catalog.
+
+    Attributes:
+        path: the file it was read from.
+        table: every column of the file, in file order.
+        id_col: the id column's name.
+        text_cols: the columns joined (with spaces, in this order) into ``texts``.
+        ids: ``n`` distinct ids, as strings, in file order.
+        texts: ``n`` texts, whitespace-collapsed; ``""`` where every text column is empty.
+    """
+
+    path: Path
+    table: pl.DataFrame
+    id_col: str
+    text_cols: tuple[str, ...]
+    ids: list[str]
+    texts: list[str]
+    empty_rows: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def usable(self) -> list[int]:
+        """0-based positions of the rows with non-empty text (the ones that get matched)."""
+        empty = set(self.empty_rows)
+        return [i for i in range(len(self.ids)) if i not in empty]
+
+
+def _find(columns: list[str], wanted: tuple[str, ...]) -> list[str]:
+    by_lower = {c.lower(): c for c in columns}
+    return [by_lower[w] for w in wanted if w in by_lower]
+
+
+def pick_text_columns(columns: list[str]) -> list[str]:
+    """The default text columns: the first title-like column, then brand/manufacturer columns.
+
+    Returns an empty list when no title-like column exists.
+    """
+    titles = _find(columns, TITLE_COLUMNS)
+    if not titles:
+        return []
+    return [titles[0], *_find(columns, BRAND_COLUMNS)]
+
+
+def _check_column(path: Path, df: pl.DataFrame, col: str, role: str, flag: str) -> None:
+    if col not in df.columns:
+        cols = ", ".join(df.columns)
+        raise CatalogError(f"{path}: no {role} column {col!r}. Columns are: {cols}. Choose one with {flag}.")
+    dtype = df.schema[col]
+    if not isinstance(dtype, _SCALAR_OK) and dtype not in _SCALAR_OK:
+        raise CatalogError(
+            f"{path}: column {col!r} has type {dtype}, but the {role} column must hold text or numbers, "
+            f"one value per row. Flatten it first or choose another column with {flag}."
+        )
+
+
+def _rows(indices: list[int], limit: int = 5) -> str:
+    shown = ", ".join(str(i + 1) for i in indices[:limit])
+    more = f" and {len(indices) - limit} more" if len(indices) > limit else ""
+    return f"row{'s' if len(indices) > 1 else ''} {shown}{more}"
+
+
+def load_catalog(path: str | Path, id_col: str = "id", text_cols: list[str] | None = None) -> Catalog:
+    """Read and validate a catalog; build each row's id and text.
+
+    Args:
+        path: a ``.csv``, ``.tsv``, ``.parquet`` or ``.jsonl``/``.ndjson`` file.
+        id_col: the column with a unique id per row.
+        text_cols: columns joined into the text that is embedded; ``None`` picks them by name
+            (see :func:`pick_text_columns`).
+
+    Raises:
+        CatalogError: the file is missing or unreadable; the id or a text column is missing or
+            not scalar; an id is empty or repeated; no text column can be found by name.
+    """
+    p = Path(path)
+    df = read_table(p)
+    _check_column(p, df, id_col, "id", "--id-col")
+    if text_cols is None:
+        text_cols = pick_text_columns([c for c in df.columns if c != id_col])
+        if not text_cols:
+            cols = ", ".join(df.columns)
+            raise CatalogError(
+                f"{p}: no title-like column found (looked for {', '.join(TITLE_COLUMNS)}). "
+                f"Columns are: {cols}. Name the text columns with --text-cols."
+            )
+    if not text_cols:
+        raise CatalogError(f"{p}: --text-cols is empty; name at least one column.")
+    for col in text_cols:
+        _check_column(p, df, col, "text", "--text-cols")
+
+    ids_series = df.get_column(id_col).cast(pl.String).str.strip_chars()
+    missing = ids_series.is_null() | (ids_series == "")
+    if missing.any():
+        bad = missing.arg_true().to_list()
+        raise CatalogError(f"{p}: column {id_col!r} is empty in {_rows(bad)}. Every row needs an id.")
+    ids = ids_series.to_list()
+    dup = ids_series.is_duplicated()
+    if dup.any():
+        bad = dup.arg_true().to_list()
+        first = ids[bad[0]]
+        same = [i for i in bad if ids[i] == first]
+        n_dup = ids_series.filter(dup).n_unique()
+        raise CatalogError(
+            f"{p}: column {id_col!r} has {n_dup} repeated id{'s' if n_dup > 1 else ''}; "
+            f"e.g. {first!r} is in {_rows(same)}. Ids must be unique: deduplicate them or pick "
+            f"another column with --id-col."
+        )
+
+    parts = [df.get_column(c).cast(pl.String).fill_null("") for c in text_cols]
+    texts = [_WS.sub(" ", " ".join(vals)).strip() for vals in zip(*(s.to_list() for s in parts))]
+    empty = [i for i, t in enumerate(texts) if not t]
+    return Catalog(path=p, table=df, id_col=id_col, text_cols=tuple(text_cols), ids=ids, texts=texts, empty_rows=empty)
