@@ -1,0 +1,137 @@
+"""Typer commands. Each one parses options, calls :mod:`eclip.api`, and prints a summary.
+
+Any :class:`~eclip.errors.EclipError` is printed as one red line, without a traceback, and
+the command exits with status 2.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from eclip.errors import EclipError
+from eclip.progress import console
+
+app = typer.Typer(
+    name="eclip",
+    help="Find the same product across messy e-commerce catalogs: embed titles, search a FAISS index, "
+    "and group the matches. Reads CSV, Parquet and JSONL; writes Parquet plus a JSON manifest.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _split(cols: Optional[str]) -> Optional[list[str]]:
+    return [c.strip() for c in cols.split(",") if c.strip()] if cols else None
+
+
+@app.command()
+def dedupe(
+    catalog: Annotated[Path, typer.Argument(help="Catalog file: .csv, .tsv, .parquet, .jsonl or .ndjson.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory for groups.parquet, pairs.parquet, manifest.json and caches.")],
+    id_col: Annotated[str, typer.Option(help="Column with a unique id per row.")] = "id",
+    text_cols: Annotated[Optional[str], typer.Option(help="Comma-separated columns joined into the matched text. Default: title-like column, then brand/manufacturer.")] = None,
+    model: Annotated[str, typer.Option(help="Text encoder: all-MiniLM-L6-v2 (bundled, offline) or a local sentence-transformers folder.")] = "all-MiniLM-L6-v2",
+    k: Annotated[int, typer.Option(min=1, help="Neighbours per row in the kNN self-join.")] = 10,
+    method: Annotated[str, typer.Option(help="Grouping: 'mutual' (reciprocal best match) or 'components' (threshold + connected components).")] = "",
+    threshold: Annotated[Optional[float], typer.Option(help="Minimum combined score of a match. Default: the calibrated one, else 0.6.")] = None,
+    calibration: Annotated[Optional[Path], typer.Option(help="calibration.json from `eclip eval --calibrate`: use its method and threshold.")] = None,
+    lexical: Annotated[bool, typer.Option("--lexical/--no-lexical", help="Add TF-IDF char n-gram and model-code signals to the embedding score.")] = True,
+    batch_size: Annotated[int, typer.Option(min=1, help="Texts per encoder forward pass.")] = 64,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Embedding cache to share between runs. Default: OUT/embeddings.")] = None,
+    flat_max: Annotated[int, typer.Option(min=2, help="Below this many rows, search is exact (Flat); above, IVF-PQ with exact refine.")] = 200_000,
+) -> None:
+    """Deduplicate a catalog: every row gets a match group (singletons included)."""
+    from eclip import api
+    from eclip.index import IndexSettings
+
+    cfg = api.DedupeConfig(
+        id_col=id_col,
+        text_cols=_split(text_cols),
+        model=model,
+        k=k,
+        lexical=lexical,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        index=IndexSettings(flat_max=flat_max),
+    )
+    if calibration is not None:
+        cfg.method, cfg.threshold = api.read_calibration(calibration)
+    if method:
+        cfg.method = method
+    if threshold is not None:
+        cfg.threshold = threshold
+    if cfg.method not in ("mutual", "components"):
+        raise EclipError(f"--method {cfg.method!r} is not known; use 'mutual' or 'components'.")
+    manifest = api.dedupe(catalog, out, cfg)
+    c = manifest["counts"]
+    table = Table(title=f"eclip dedupe: {catalog}", show_header=False)
+    table.add_row("rows", f"{c['rows']:,}")
+    table.add_row("empty text (kept as singletons)", f"{c['empty_text_rows']:,}")
+    table.add_row("candidate pairs", f"{c['candidate_pairs']:,}")
+    table.add_row("matched pairs", f"{c['matched_pairs']:,}")
+    table.add_row("match groups (size > 1)", f"{c['multi_row_groups']:,} holding {c['rows_in_multi_row_groups']:,} rows")
+    table.add_row("method / threshold", f"{cfg.method} / {cfg.threshold}")
+    table.add_row("index", str(manifest["index"].get("kind")))
+    table.add_row("time", f"{manifest['timings_s']['total']:.1f} s")
+    table.add_row("written", f"{out}/groups.parquet, pairs.parquet, manifest.json")
+    console.print(table)
+
+
+@app.command("eval")
+def eval_(
+    groups: Annotated[Path, typer.Argument(help="groups.parquet written by `eclip dedupe`.")],
+    gold: Annotated[Path, typer.Option(help="Gold labels: a pairs file (id_a,id_b) or a table with an id and a cluster column.")],
+    gold_col: Annotated[Optional[str], typer.Option(help="Cluster-id column of the gold table (default: cluster_id when present).")] = None,
+    gold_id_col: Annotated[str, typer.Option(help="Id column of the gold table.")] = "id",
+    singleton_cluster: Annotated[Optional[list[str]], typer.Option(help="Gold cluster id whose rows are unrelated (a catch-all); repeatable.")] = None,
+    calibrate: Annotated[bool, typer.Option("--calibrate", help="Pick the threshold that maximises F1 (or meets --target-precision) and write calibration.json.")] = False,
+    target_precision: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="With --calibrate: the lowest threshold reaching this pairwise precision.")] = None,
+    calibration_out: Annotated[Optional[Path], typer.Option(help="Where to write calibration.json (default: beside the groups).")] = None,
+) -> None:
+    """Score match groups against gold labels: pairwise and B-cubed P/R/F1, ARI, NMI, blocking recall@k."""
+    from eclip import api
+
+    result = api.evaluate(
+        groups,
+        gold,
+        gold_id_col=gold_id_col,
+        gold_col=gold_col,
+        singleton_clusters=tuple(singleton_cluster or ()),
+        do_calibrate=calibrate,
+        target_precision=target_precision,
+        calibration_out=calibration_out,
+    )
+    m = result["metrics"]
+    table = Table(title=f"eclip eval: {groups}")
+    table.add_column("metric")
+    table.add_column("precision", justify="right")
+    table.add_column("recall", justify="right")
+    table.add_column("F1", justify="right")
+    table.add_row("pairwise", f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}")
+    table.add_row("B-cubed", f"{m['bcubed_precision']:.4f}", f"{m['bcubed_recall']:.4f}", f"{m['bcubed_f1']:.4f}")
+    console.print(table)
+    console.print(f"ARI {m['ari']:.4f}   NMI {m['nmi']:.4f}   predicted pairs {m['predicted_pairs']:,}   gold pairs {m['gold_pairs']:,}   true pairs {m['true_pairs']:,}")
+    if "blocking" in result:
+        console.print("blocking " + "   ".join(f"{k} {v:.4f}" for k, v in result["blocking"].items()))
+    if "calibration" in result:
+        c = result["calibration"]
+        console.print(
+            f"calibrated ({c['objective']}): method {c['method']}, threshold {c['threshold']} -> "
+            f"P {c['precision']:.4f} R {c['recall']:.4f} F1 {c['f1']:.4f}; written to {c['written_to']}"
+        )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app()
+    except EclipError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise SystemExit(2) from None

@@ -1,0 +1,63 @@
+"""Threshold calibration on labelled data."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from eclip.evaluation.metrics import _f1, pairwise_counts
+from eclip.matcher.grouping import group
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The chosen threshold and the pairwise scores it gave on the labelled data."""
+
+    method: str
+    threshold: float
+    objective: str
+    precision: float
+    recall: float
+    f1: float
+
+    def as_dict(self) -> dict:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def calibrate(
+    n: int,
+    a: np.ndarray,
+    b: np.ndarray,
+    score: np.ndarray,
+    gold: np.ndarray,
+    method: str,
+    target_precision: float | None = None,
+    steps: int = 101,
+) -> Calibration:
+    """Sweep thresholds over the score quantiles, regroup at each, and pick one.
+
+    With ``target_precision`` None, the threshold maximising pairwise F1; otherwise the
+    lowest threshold whose pairwise precision reaches the target (most recall at that
+    precision), or the most precise one when none does.
+
+    Args:
+        n: rows; a, b, score: ``(p,)`` scored candidate pairs (row positions, float32);
+        gold: ``(n,)`` gold labels; method: a grouping method of :mod:`eclip.matcher.grouping`.
+    """
+    grid = np.unique(np.quantile(score, np.linspace(0.0, 1.0, steps)).round(4)) if len(score) else np.array([0.0])
+    results = []
+    for t in grid:
+        g = group(n, a, b, score, float(t), method)
+        n_pred, n_gold, tp = pairwise_counts(g.labels, gold)
+        p = tp / n_pred if n_pred else 0.0
+        r = tp / n_gold if n_gold else 0.0
+        results.append((float(t), p, r, _f1(p, r)))
+    if target_precision is None:
+        t, p, r, f = max(results, key=lambda x: (x[3], -x[0]))
+        objective = "max_f1"
+    else:
+        ok = [x for x in results if x[1] >= target_precision]
+        t, p, r, f = min(ok, key=lambda x: x[0]) if ok else max(results, key=lambda x: x[1])
+        objective = f"precision>={target_precision}"
+    return Calibration(method=method, threshold=t, objective=objective, precision=p, recall=r, f1=f)

@@ -1,0 +1,80 @@
+"""Gold labels: a file of matching id pairs, or a column of cluster ids."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from eclip.catalog import read_table
+from eclip.errors import CatalogError, GoldError
+
+PAIR_COLUMNS = (("id_a", "id_b"), ("id1", "id2"), ("left_id", "right_id"), ("ltable_id", "rtable_id"))
+
+
+def _pairs_to_labels(ids: list[str], a: list[str], b: list[str]) -> np.ndarray:
+    from eclip.matcher.grouping import component_labels
+
+    pos = {x: i for i, x in enumerate(ids)}
+    ia = np.array([pos[x] for x in a], dtype=np.int64)
+    ib = np.array([pos[x] for x in b], dtype=np.int64)
+    return component_labels(len(ids), ia, ib)
+
+
+def load_gold(
+    path: str | Path,
+    ids: list[str],
+    id_col: str = "id",
+    cluster_col: str | None = None,
+    singleton_clusters: tuple[str, ...] = (),
+) -> np.ndarray:
+    """Gold group labels aligned with ``ids``.
+
+    Two layouts are understood:
+
+    * a pairs file with columns ``id_a, id_b`` (or ``id1, id2``, ``left_id, right_id``): gold
+      groups are the connected components of the pairs; rows in no pair are singletons;
+    * a table with ``id_col`` and a cluster column (``cluster_col``, or ``cluster_id`` when
+      present): same cluster = same product. Clusters named in ``singleton_clusters`` (a
+      catch-all bucket such as WDC's 2432) are split into singletons.
+
+    Returns:
+        ``(n,)`` int64 labels, one per entry of ``ids``.
+
+    Raises:
+        GoldError: the layout is not recognised, or gold ids are absent from ``ids``.
+    """
+    p = Path(path)
+    try:
+        df = read_table(p)
+    except CatalogError as exc:
+        raise GoldError(str(exc)) from exc
+    cols = set(df.columns)
+    known = set(ids)
+    pair_cols = next((c for c in PAIR_COLUMNS if set(c) <= cols), None)
+    if pair_cols and cluster_col is None:
+        a = df.get_column(pair_cols[0]).cast(pl.String).to_list()
+        b = df.get_column(pair_cols[1]).cast(pl.String).to_list()
+        missing = sorted({x for x in a + b if x not in known})
+        if missing:
+            raise GoldError(
+                f"{p}: {len(missing)} gold id(s) are not in the predictions, e.g. {missing[:5]}. "
+                "Evaluate the groups of the catalog these pairs belong to."
+            )
+        return _pairs_to_labels(ids, a, b)
+    cluster_col = cluster_col or ("cluster_id" if "cluster_id" in cols else None)
+    if cluster_col is None or cluster_col not in cols or id_col not in cols:
+        raise GoldError(
+            f"{p}: not a gold file eclip understands. Give either pair columns id_a,id_b or an id column "
+            f"({id_col!r}) with a cluster column (--gold-col). Columns are: {', '.join(df.columns)}."
+        )
+    gold = dict(zip(df.get_column(id_col).cast(pl.String).to_list(), df.get_column(cluster_col).cast(pl.String).to_list()))
+    absent = [x for x in ids if x not in gold]
+    if absent:
+        raise GoldError(f"{p}: {len(absent)} predicted id(s) have no gold cluster, e.g. {absent[:5]}.")
+    keys = []
+    for i, x in enumerate(ids):
+        c = gold[x]
+        keys.append(f"\x00single{i}" if c is None or c in singleton_clusters else c)
+    return np.unique(np.array(keys, dtype=object), return_inverse=True)[1].astype(np.int64)

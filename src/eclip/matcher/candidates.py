@@ -1,0 +1,80 @@
+"""Candidate pairs (blocking): the kNN self-join, plus rows that share a rare model code."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+
+def knn_pairs(ids: np.ndarray) -> pl.DataFrame:
+    """Undirected pairs from a kNN table.
+
+    Args:
+        ids: ``(n, k)`` int64 neighbour row positions, best first, ``-1`` for none.
+
+    Returns:
+        Columns ``a`` < ``b`` (int64 row positions) and ``rank`` (uint32): the best 1-based rank
+        at which either row lists the other. One row per pair.
+    """
+    n, k = ids.shape
+    a = np.repeat(np.arange(n, dtype=np.int64), k)
+    b = ids.reshape(-1)
+    rank = np.tile(np.arange(1, k + 1, dtype=np.uint32), n)
+    keep = b >= 0
+    a, b, rank = a[keep], b[keep], rank[keep]
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    return (
+        pl.DataFrame({"a": lo, "b": hi, "rank": rank})
+        .group_by("a", "b")
+        .agg(pl.col("rank").min())
+        .sort("a", "b")
+    )
+
+
+def code_block_pairs(codes: list[frozenset[str]], max_block: int = 20) -> pl.DataFrame:
+    """Pairs of rows that share a model code held by at most ``max_block`` rows.
+
+    A code shared by many rows (``128gb``) says little and would make quadratic blocks, so
+    blocks larger than ``max_block`` are skipped.
+
+    Args:
+        codes: per row, its codes (see :func:`eclip.encoders.extract_codes`).
+
+    Returns:
+        Columns ``a`` < ``b`` (int64 row positions), unique.
+    """
+    rows = [(i, c) for i, cs in enumerate(codes) for c in cs]
+    if not rows:
+        return pl.DataFrame({"a": [], "b": []}, schema={"a": pl.Int64, "b": pl.Int64})
+    df = pl.DataFrame(rows, schema={"row": pl.Int64, "code": pl.String}, orient="row")
+    blocks = (
+        df.group_by("code")
+        .agg(pl.col("row").unique().sort())
+        .filter(pl.col("row").list.len().is_between(2, max_block))
+    )
+    a_parts, b_parts = [], []
+    for members in blocks.get_column("row").to_list():
+        m = np.asarray(members, dtype=np.int64)
+        ia, ib = np.triu_indices(len(m), 1)
+        a_parts.append(m[ia])
+        b_parts.append(m[ib])
+    if not a_parts:
+        return pl.DataFrame({"a": [], "b": []}, schema={"a": pl.Int64, "b": pl.Int64})
+    return pl.DataFrame({"a": np.concatenate(a_parts), "b": np.concatenate(b_parts)}).unique().sort("a", "b")
+
+
+def merge_candidates(knn: pl.DataFrame, blocked: pl.DataFrame) -> pl.DataFrame:
+    """Union of kNN pairs and code-block pairs.
+
+    Returns columns ``a``, ``b``, ``rank`` (null for pairs found only by code blocking) and
+    ``source`` (``"knn"``, ``"code"`` or ``"knn+code"``).
+    """
+    both = knn.join(blocked.with_columns(pl.lit(True).alias("_code")), on=["a", "b"], how="full", coalesce=True)
+    return both.with_columns(
+        pl.when(pl.col("rank").is_null())
+        .then(pl.lit("code"))
+        .when(pl.col("_code"))
+        .then(pl.lit("knn+code"))
+        .otherwise(pl.lit("knn"))
+        .alias("source")
+    ).drop("_code").sort("a", "b")
