@@ -56,7 +56,8 @@ class SentenceTransformerEncoder:
         self.model_dir = model_dir
         self.device = device
         self.batch_size = batch_size
-        dim = self._model.get_sentence_embedding_dimension()
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        dim = get_dim()
         self.dim = int(dim) if dim is not None else int(self.encode(["x"]).shape[1])
         self._digest = _weights_digest(model_dir)
 

@@ -1,0 +1,129 @@
+"""The CLI end to end on a subset of ../shared/data, with the bundled MiniLM (offline)."""
+
+import json
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from eclip.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def abt_subset(tmp_path_factory):
+    from conftest import SHARED
+
+    if not SHARED.exists():
+        pytest.skip(f"shared data not found at {SHARED}")
+    folder = tmp_path_factory.mktemp("abt")
+    matches = pl.read_csv(SHARED / "abt_buy" / "matches.csv", infer_schema=False).head(150)
+    keep = set(matches["id_a"]) | set(matches["id_b"])
+    catalog = pl.read_csv(SHARED / "abt_buy" / "catalog.csv", infer_schema=False)
+    sub = catalog.filter(pl.col("id").is_in(list(keep)))
+    # one row with no text: reported, kept out of matching, still in the output
+    sub = pl.concat([sub, pl.DataFrame({"id": ["empty-1"]}, schema={"id": pl.String})], how="diagonal")
+    sub.write_csv(folder / "catalog.csv")
+    matches.write_csv(folder / "matches.csv")
+    return folder
+
+
+def run(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result
+
+
+def test_help_reads_well():
+    r = run("--help")
+    assert r.exit_code == 0
+    assert "dedupe" in r.output and "eval" in r.output
+
+
+def test_dedupe_then_eval_end_to_end(abt_subset, tmp_path):
+    out = tmp_path / "run"
+    r = run("dedupe", abt_subset / "catalog.csv", "--out", out)
+    assert r.exit_code == 0, r.output
+    groups = pl.read_parquet(out / "groups.parquet")
+    catalog = pl.read_csv(abt_subset / "catalog.csv", infer_schema=False)
+    assert sorted(groups["id"].to_list()) == sorted(catalog["id"].to_list())  # every row exactly once
+    assert groups.columns == ["id", "group_id", "group_size", "matched_to", "score", "status"]
+    assert groups.filter(pl.col("id") == "empty-1")["status"].to_list() == ["empty_text"]
+    pairs = pl.read_parquet(out / "pairs.parquet")
+    assert {"id_a", "id_b", "score", "cos_embedding", "cos_tfidf", "code", "rank", "matched"} <= set(pairs.columns)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["rows"] == len(catalog)
+    assert manifest["counts"]["empty_text_rows"] == 1
+    assert manifest["model"]["name"] == "all-MiniLM-L6-v2"
+    assert manifest["index"]["kind"] == "flat"
+
+    r = run("eval", out / "groups.parquet", "--gold", abt_subset / "matches.csv", "--calibrate")
+    assert r.exit_code == 0, r.output
+    result = json.loads((out / "eval.json").read_text())
+    assert result["metrics"]["f1"] > 0.7  # easy subset: every row has a partner
+    assert result["blocking"]["recall@10"] > 0.9
+    cal = json.loads((out / "calibration.json").read_text())
+    assert cal["method"] == "mutual" and cal["f1"] >= result["metrics"]["f1"] - 1e-9
+
+    # rerun: embeddings and index come from the run directory; the calibration is read back
+    r = run("dedupe", abt_subset / "catalog.csv", "--out", out, "--calibration", out / "calibration.json")
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["embeddings"]["embedded_rows"] == 0
+    assert manifest["matching"]["threshold"] == cal["threshold"]
+
+
+def test_components_method_and_no_lexical(abt_subset, tmp_path):
+    out = tmp_path / "cc"
+    r = run("dedupe", abt_subset / "catalog.csv", "--out", out, "--method", "components", "--threshold", "0.9", "--no-lexical")
+    assert r.exit_code == 0, r.output
+    pairs = pl.read_parquet(out / "pairs.parquet")
+    assert "cos_tfidf" not in pairs.columns
+    assert pairs.filter(pl.col("matched"))["score"].min() >= 0.9
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "args", "message"),
+    [
+        (None, "missing.csv", [], "missing.csv: catalog file not found"),
+        ("id,title\n1,a\n", "cat.xlsx", [], "unknown catalog format '.xlsx'"),
+        ("sku,title\n1,a\n", "cat.csv", [], "no id column 'id'"),
+        ("id,title\n1,a\n", "cat.csv", ["--text-cols", "name"], "no text column 'name'"),
+        ("id,title\n1,a\n1,b\n", "cat.csv", [], "repeated id; e.g. '1' is in rows 1, 2"),
+        ("id,title\n1,a\n", "cat.csv", ["--model", "no-such-model"], "unknown text model 'no-such-model'"),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path, content, name, args, message):
+    import subprocess
+    import sys
+
+    f = tmp_path / name
+    if content is not None:
+        f.write_text(content)
+    proc = subprocess.run(
+        [sys.executable, "-c", "from eclip.cli import main; main()", "dedupe", str(f), "--out", str(tmp_path / "o"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    flat = " ".join(proc.stderr.split())
+    assert message in flat
+    assert "Traceback" not in proc.stderr
+
+
+def test_eval_rejects_unknown_gold_ids(abt_subset, tmp_path):
+    out = tmp_path / "g"
+    out.mkdir()
+    pl.DataFrame({"id": ["x", "y"], "group_id": [0, 1]}).write_parquet(out / "groups.parquet")
+    (tmp_path / "gold.csv").write_text("id_a,id_b\nx,q\n")
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", "from eclip.cli import main; main()", "eval", str(out / "groups.parquet"), "--gold", str(tmp_path / "gold.csv")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "not in the predictions" in proc.stderr

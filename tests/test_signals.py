@@ -1,0 +1,52 @@
+import numpy as np
+import polars as pl
+
+from eclip.encoders import CharNgramTfidf, extract_codes
+from eclip.matcher import ScoreWeights, code_block_pairs, code_similarity, knn_pairs, merge_candidates, score_pairs
+
+
+def test_extract_codes_normalises_separators():
+    assert extract_codes("Sony Turntable - PS-LX350H") == {"pslx350h"}
+    assert extract_codes("Sony WH-1000XM3/B headphones") == {"wh1000xm3b"}
+    assert extract_codes("Samsung 128GB card") == {"128gb"}
+    assert extract_codes("Red label whisky, 40 percent") == frozenset()
+    assert "5012345678900" in extract_codes("EAN 5012345678900")
+
+
+def test_code_similarity_cases():
+    assert code_similarity(frozenset({"kdl40v"}), frozenset({"kdl40v", "x"})) == 1.0
+    assert code_similarity(frozenset({"wh1000xm3"}), frozenset({"wh1000xm3b"})) == 0.5
+    assert code_similarity(frozenset({"kdl40v"}), frozenset({"kdl46v"})) == -1.0
+    assert code_similarity(frozenset(), frozenset({"kdl46v"})) == 0.0
+
+
+def test_knn_pairs_are_undirected_with_best_rank():
+    ids = np.array([[1, 2], [0, -1], [1, 0]])
+    df = knn_pairs(ids)
+    assert df.select("a", "b").rows() == [(0, 1), (0, 2), (1, 2)]
+    assert df["rank"].to_list() == [1, 2, 1]
+
+
+def test_code_blocks_skip_codes_shared_by_too_many_rows():
+    codes = [frozenset({"abc123"}), frozenset({"abc123", "128gb"}), frozenset({"128gb"}), frozenset({"128gb"})]
+    df = code_block_pairs(codes, max_block=2)
+    assert df.rows() == [(0, 1)]
+    merged = merge_candidates(pl.DataFrame({"a": [0, 2], "b": [1, 3], "rank": [1, 1]}, schema={"a": pl.Int64, "b": pl.Int64, "rank": pl.UInt32}), df)
+    assert merged["source"].to_list() == ["knn+code", "knn"]
+
+
+def test_score_combines_signals(hash_encoder):
+    texts = ["Sony Turntable PSLX350H", "Sony PS-LX350H Belt Drive Turntable", "Sony Turntable PSLX300H"]
+    emb = hash_encoder.encode(texts)
+    tfidf = CharNgramTfidf().fit_transform(texts)
+    codes = [extract_codes(t) for t in texts]
+    a, b = np.array([0, 0]), np.array([1, 2])
+    s = score_pairs(a, b, emb, tfidf, codes, ScoreWeights())
+    assert s["code"].tolist() == [1.0, -1.0]
+    # the shared model code outranks a near-identical title with another code
+    assert s["score"][0] > s["score"][1]
+    expected = 0.5 * s["cos_embedding"] + 0.5 * s["cos_tfidf"] + 0.3 * s["code"]
+    assert np.allclose(s["score"], expected, atol=1e-6)
+    only_emb = score_pairs(a, b, emb, None, None)
+    assert set(only_emb) == {"cos_embedding", "score"}
+    assert np.allclose(only_emb["score"], only_emb["cos_embedding"])
