@@ -53,11 +53,13 @@ def embed_cached(
     chunks_dir = cache / "chunks"
     starts = list(range(0, len(texts), chunk_rows))
     parts: list[np.ndarray] = []
+    paths: list[Path] = []
     reused = embedded = 0
     with progress_bar(f"embedding {len(texts):,} texts ({encoder.name})", len(texts)) as (bar, task):
         for s in starts:
             chunk = texts[s : s + chunk_rows]
             path = chunks_dir / f"{fingerprint(model, texts_digest(chunk))}.npy"
+            paths.append(path)
             arr = load_npy(path) if path.exists() else None
             if arr is None or arr.shape != (len(chunk), encoder.dim):
                 arr = encoder.encode(chunk)
@@ -71,6 +73,6 @@ def embed_cached(
     save_npy(emb, final)
     info = {"key": key, "model": model, "rows": len(texts), "dim": encoder.dim, "chunk_rows": chunk_rows}
     write_json(info, meta_path)
-    for s in starts:  # the final matrix now holds every chunk; drop them
-        (chunks_dir / f"{fingerprint(model, texts_digest(texts[s : s + chunk_rows]))}.npy").unlink(missing_ok=True)
+    for path in paths:  # the final matrix now holds every chunk; drop them
+        path.unlink(missing_ok=True)
     return emb, {**info, "reused_rows": reused, "embedded_rows": embedded}
