@@ -91,6 +91,7 @@ def test_components_method_and_no_lexical(abt_subset, tmp_path):
         ("id,title\n1,a\n", "cat.csv", ["--text-cols", "name"], "no text column 'name'"),
         ("id,title\n1,a\n1,b\n", "cat.csv", [], "repeated id; e.g. '1' is in rows 1, 2"),
         ("id,title\n1,a\n", "cat.csv", ["--model", "no-such-model"], "unknown text model 'no-such-model'"),
+        ("id,title\n1,a\n", "cat.csv", ["--method", "louvain"], "grouping method 'louvain' is not known"),
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path, content, name, args, message):

@@ -7,7 +7,9 @@ The CLI (:mod:`eclip.cli`) is a thin layer over these functions.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -21,7 +23,7 @@ from eclip.encoders import DEFAULT_TEXT_MODEL, CharNgramTfidf, embed_cached, ext
 from eclip.errors import EclipError, RunDirError
 from eclip.evaluation import Calibration, blocking_recall, calibrate, cluster_metrics, load_gold
 from eclip.index import IndexSettings, build_index, knn_self_join, load_index, save_index
-from eclip.matcher import Grouping, ScoreWeights, code_block_pairs, group, knn_pairs, merge_candidates, score_pairs
+from eclip.matcher import METHODS, Grouping, ScoreWeights, code_block_pairs, group, knn_pairs, merge_candidates, score_pairs
 from eclip.progress import console
 from eclip.rundir import MANIFEST, fingerprint, read_json, write_json, write_parquet
 
@@ -64,20 +66,16 @@ class DedupeConfig:
 
 
 class _Timer:
+    """Wall-clock seconds per pipeline stage: ``with timer("embed"): ...``."""
+
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
 
-    def __call__(self, stage: str):
-        timer = self
-
-        class _Stage:
-            def __enter__(self):
-                self.t0 = time.perf_counter()
-
-            def __exit__(self, *exc):
-                timer.seconds[stage] = round(time.perf_counter() - self.t0, 3)
-
-        return _Stage()
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        self.seconds[stage] = round(time.perf_counter() - t0, 3)
 
 
 def _versions() -> dict[str, str]:
@@ -140,8 +138,11 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
 
     Raises:
         CatalogError, ModelError: bad input; the message says what to fix.
+        EclipError: unknown grouping method.
     """
     cfg = cfg or DedupeConfig()
+    if cfg.method not in METHODS:
+        raise EclipError(f"grouping method {cfg.method!r} is not known; use one of {', '.join(METHODS)}.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timer = _Timer()

@@ -66,8 +66,6 @@ def dedupe(
         cfg.method = method
     if threshold is not None:
         cfg.threshold = threshold
-    if cfg.method not in ("mutual", "components"):
-        raise EclipError(f"--method {cfg.method!r} is not known; use 'mutual' or 'components'.")
     manifest = api.dedupe(catalog, out, cfg)
     c = manifest["counts"]
     table = Table(title=f"eclip dedupe: {catalog}", show_header=False)
