@@ -100,11 +100,10 @@ def read_calibration(path: str | Path) -> tuple[str, float]:
     return str(data["method"]), float(data["threshold"])
 
 
-def _embed(cat: Catalog, rows: np.ndarray, cfg: DedupeConfig, out: Path, timer: _Timer) -> tuple[np.ndarray, dict]:
+def _embed(texts: list[str], cfg: DedupeConfig, out: Path, timer: _Timer) -> tuple[np.ndarray, dict]:
     with timer("load_model"):
         encoder = load_text_encoder(cfg.model, batch_size=cfg.batch_size)
     with timer("embed"):
-        texts = [cat.texts[i] for i in rows]
         emb, info = embed_cached(encoder, texts, cfg.cache_dir or out / "embeddings")
     return emb, info
 
@@ -159,14 +158,14 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
         )
     rows = np.asarray(cat.usable, dtype=np.int64)
     m = len(rows)
-    emb, emb_info = _embed(cat, rows, cfg, out, timer)
+    texts = [cat.texts[i] for i in rows]
+    emb, emb_info = _embed(texts, cfg, out, timer)
     key = emb_info["key"]
 
     if m >= 2:
         nn, index_info = _index_and_search(emb, key, cfg, out, timer)
         with timer("candidates"):
             cand = knn_pairs(nn)
-            texts = [cat.texts[i] for i in rows]
             codes = [extract_codes(t) for t in texts] if cfg.lexical else None
             if codes is not None:
                 cand = merge_candidates(cand, code_block_pairs(codes, cfg.max_code_block))

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from eclip.evaluation.metrics import _f1, pairwise_counts
+from eclip.evaluation.metrics import pairwise_prf, rounded
 from eclip.matcher.grouping import group
 
 
@@ -22,7 +22,7 @@ class Calibration:
     f1: float
 
     def as_dict(self) -> dict:
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        return rounded(asdict(self))
 
 
 def calibrate(
@@ -48,11 +48,7 @@ def calibrate(
     grid = np.unique(np.quantile(score, np.linspace(0.0, 1.0, steps)).round(4)) if len(score) else np.array([0.0])
     results = []
     for t in grid:
-        g = group(n, a, b, score, float(t), method)
-        n_pred, n_gold, tp = pairwise_counts(g.labels, gold)
-        p = tp / n_pred if n_pred else 0.0
-        r = tp / n_gold if n_gold else 0.0
-        results.append((float(t), p, r, _f1(p, r)))
+        results.append((float(t), *pairwise_prf(group(n, a, b, score, float(t), method).labels, gold)))
     if target_precision is None:
         t, p, r, f = max(results, key=lambda x: (x[3], -x[0]))
         objective = "max_f1"

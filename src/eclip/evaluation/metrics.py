@@ -33,7 +33,12 @@ class ClusterMetrics:
     true_pairs: int
 
     def as_dict(self) -> dict:
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        return rounded(asdict(self))
+
+
+def rounded(values: dict) -> dict:
+    """``values`` with every float rounded to 4 decimals (for JSON reports)."""
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in values.items()}
 
 
 def _f1(p: float, r: float) -> float:
@@ -55,11 +60,21 @@ def pairwise_counts(pred: np.ndarray, gold: np.ndarray) -> tuple[int, int, int]:
     )
 
 
+def _prf(n_pred: int, n_gold: int, tp: int) -> tuple[float, float, float]:
+    p = tp / n_pred if n_pred else 0.0
+    r = tp / n_gold if n_gold else 0.0
+    return p, r, _f1(p, r)
+
+
+def pairwise_prf(pred: np.ndarray, gold: np.ndarray) -> tuple[float, float, float]:
+    """Pairwise ``(precision, recall, f1)`` of ``(n,)`` predicted labels against ``(n,)`` gold."""
+    return _prf(*pairwise_counts(pred, gold))
+
+
 def cluster_metrics(pred: np.ndarray, gold: np.ndarray) -> ClusterMetrics:
     """Compare ``(n,)`` predicted group labels with ``(n,)`` gold labels."""
     n_pred, n_gold, tp = pairwise_counts(pred, gold)
-    p = tp / n_pred if n_pred else 0.0
-    r = tp / n_gold if n_gold else 0.0
+    p, r, f1 = _prf(n_pred, n_gold, tp)
     df = pl.DataFrame({"p": pred, "g": gold})
     df = df.with_columns(
         pl.len().over("p").alias("np"), pl.len().over("g").alias("ng"), pl.len().over("p", "g").alias("npg")
@@ -69,7 +84,7 @@ def cluster_metrics(pred: np.ndarray, gold: np.ndarray) -> ClusterMetrics:
     return ClusterMetrics(
         precision=p,
         recall=r,
-        f1=_f1(p, r),
+        f1=f1,
         bcubed_precision=bp,
         bcubed_recall=br,
         bcubed_f1=_f1(bp, br),

@@ -135,6 +135,21 @@ def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
     return hits / max(total, 1)
 
 
+def _refined(
+    base: faiss.Index, d: int, k_factor: int, xb: np.ndarray | None = None
+) -> tuple[faiss.Index, faiss.Index, faiss.IndexFlatIP]:
+    """Move the IVF-PQ ``base`` to the GPU(s) if any and wrap it with an exact
+    ``IndexFlatIP`` refine stage holding ``xb`` (``(ntotal, d)`` float32, the vectors the base
+    already encodes; ``None`` for an empty base). Returns ``(index, base, refine)``."""
+    base = _to_gpu(base)
+    refine = faiss.IndexFlatIP(d)
+    if xb is not None:
+        refine.add(np.ascontiguousarray(xb, dtype=np.float32))
+    index = faiss.IndexRefine(base, refine)
+    index.k_factor = k_factor
+    return index, base, refine
+
+
 def _build_ivfpq(xb: np.ndarray, s: IndexSettings, k: int) -> KnnIndex:
     n, d = xb.shape
     nlist = s.nlist or _pick_nlist(n)
@@ -147,10 +162,7 @@ def _build_ivfpq(xb: np.ndarray, s: IndexSettings, k: int) -> KnnIndex:
     base = faiss.index_factory(d, f"IVF{nlist},PQ{m}x{s.pq_nbits}", faiss.METRIC_INNER_PRODUCT)
     with console.status(f"training IVF{nlist},PQ{m}x{s.pq_nbits} on {n_train:,} vectors"):
         base.train(train)
-    base = _to_gpu(base)
-    refine = faiss.IndexFlatIP(d)
-    index = faiss.IndexRefine(base, refine)
-    index.k_factor = s.k_factor
+    index, base, refine = _refined(base, d, s.k_factor)
     step = 65536
     with progress_bar(f"indexing {n:,} vectors", n) as (bar, task):
         for start in range(0, n, step):
@@ -240,11 +252,7 @@ def load_index(folder: str | Path, xb: np.ndarray, key: str, settings: IndexSett
     base = faiss.read_index(str(folder / "index.faiss"))
     if info["kind"] == "flat":
         return KnnIndex(_to_gpu(base), "flat", info, (base,))
-    base = _to_gpu(base)
-    refine = faiss.IndexFlatIP(xb.shape[1])
-    refine.add(np.ascontiguousarray(xb, dtype=np.float32))
-    index = faiss.IndexRefine(base, refine)
-    index.k_factor = info["k_factor"]
+    index, base, refine = _refined(base, xb.shape[1], info["k_factor"], xb)
     knn = KnnIndex(index, "ivfpq", info, (base, refine))
     knn.set_nprobe(info["nprobe"])
     return knn
