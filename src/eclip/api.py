@@ -19,11 +19,37 @@ import numpy as np
 import polars as pl
 
 from eclip.catalog import Catalog, load_catalog
-from eclip.encoders import DEFAULT_TEXT_MODEL, CharNgramTfidf, embed_cached, extract_codes, load_text_encoder
-from eclip.errors import EclipError, RunDirError
+from eclip.catalog.images import MAX_IMAGE_BYTES, URL_TIMEOUT_S, ImageSettings
+from eclip.encoders import (
+    DEFAULT_MODEL,
+    CharNgramTfidf,
+    Dist,
+    EmbedSettings,
+    Embeddings,
+    embed_catalog,
+    extract_codes,
+    load_embeddings,
+    load_encoder,
+)
+from eclip.errors import CatalogError, EclipError, RunDirError
 from eclip.evaluation import Calibration, blocking_recall, calibrate, cluster_metrics, load_gold
+from eclip.encoders.phash import hamming
 from eclip.index import IndexSettings, build_index, knn_self_join, load_index, save_index
-from eclip.matcher import METHODS, Grouping, ScoreWeights, code_block_pairs, group, knn_pairs, merge_candidates, score_pairs
+from eclip.index.binary import hamming_knn
+from eclip.matcher import (
+    METHODS,
+    SIGNALS,
+    Grouping,
+    ModalityThresholds,
+    ScoreWeights,
+    code_block_pairs,
+    combine_modalities,
+    cosine_pairs,
+    group,
+    knn_pairs,
+    score_pairs,
+    union_candidates,
+)
 from eclip.progress import console
 from eclip.rundir import MANIFEST, fingerprint, read_json, write_json, write_parquet
 
@@ -35,34 +61,118 @@ DEFAULT_THRESHOLD = 0.6
 
 
 @dataclass
+class EmbedConfig:
+    """Settings of :func:`embed`; recorded in the embeddings manifest.
+
+    Attributes:
+        model: model spec (see :mod:`eclip.encoders.spec`).
+        id_col, text_cols: as in :func:`eclip.catalog.load_catalog`.
+        image_col: column of image paths (relative to ``image_root``) or http(s) URLs.
+        image_root: the folder image paths are relative to, and may not leave (default: the
+            catalog file's folder).
+        allow_outside_root: follow image paths that leave the catalog's folder.
+        device: torch device (``None``: CUDA when available).
+        overwrite: replace embeddings of another model or settings in ``out``.
+        url_timeout_s, url_max_bytes: limits of each image download.
+        settings: shard size, fusion weight, pHash, batch size, workers.
+    """
+
+    model: str = DEFAULT_MODEL
+    id_col: str = "id"
+    text_cols: list[str] | None = None
+    image_col: str | None = None
+    image_root: Path | None = None
+    allow_outside_root: bool = False
+    device: str | None = None
+    overwrite: bool = False
+    url_timeout_s: float = URL_TIMEOUT_S
+    url_max_bytes: int = MAX_IMAGE_BYTES
+    settings: EmbedSettings = field(default_factory=EmbedSettings)
+
+
+def embed(catalog: str | Path, out: str | Path, cfg: EmbedConfig | None = None) -> dict[str, Any]:
+    """Embed a catalog's titles (and images) into a resumable, sharded embeddings directory.
+
+    See :mod:`eclip.encoders.embed` for the layout, the fusion rule and how resuming and
+    ``torchrun`` work.
+
+    Returns:
+        The manifest.
+
+    Raises:
+        CatalogError: bad catalog or columns. ModelError: bad model spec or weights.
+        RunDirError: ``out`` holds embeddings of another model (without ``overwrite``).
+    """
+    cfg = cfg or EmbedConfig()
+    out = Path(out)
+    cat = load_catalog(catalog, cfg.id_col, cfg.text_cols, cfg.image_col)
+    if cat.empty_rows and cat.images is None:
+        console.print(f"[yellow]{len(cat.empty_rows)} row(s) have empty text; they are embedded but flagged has_text = false.[/]")
+    dist = Dist.from_env()
+    device = cfg.device
+    if device is None and dist.world > 1:
+        import torch
+
+        device = f"cuda:{int(__import__('os').environ.get('LOCAL_RANK', dist.rank))}" if torch.cuda.is_available() else "cpu"
+    encoder = load_encoder(cfg.model, device=device, batch_size=cfg.settings.batch_size)
+    images = None
+    if cat.images is not None:
+        root = Path(cfg.image_root) if cfg.image_root else cat.root
+        if not root.is_dir():
+            raise CatalogError(f"--image-root {root}: no such folder.")
+        images = ImageSettings(root=root, cache_dir=out / "image_cache", allow_outside_root=cfg.allow_outside_root, max_bytes=cfg.url_max_bytes, timeout_s=cfg.url_timeout_s)
+    return embed_catalog(encoder, cat, out, cfg.settings, images, cfg.overwrite, dist)
+
+
+@dataclass
 class DedupeConfig:
     """Settings of :func:`dedupe`; every field is recorded in the manifest.
 
     Attributes:
-        id_col: the id column. text_cols: columns joined into the text (None: by name).
-        model: text encoder (see :func:`eclip.encoders.load_text_encoder`).
-        k: neighbours per row in the kNN self-join.
+        id_col, text_cols, image_col, image_root, allow_outside_root: catalog columns and
+            image location (as in :class:`EmbedConfig`).
+        model: model spec (see :mod:`eclip.encoders.spec`); ignored when ``embeddings`` is set.
+        embeddings: an embeddings directory from ``eclip embed`` to use instead of embedding.
+        signals: signals that propose and accept matches, among ``text``, ``image``,
+            ``fused``, ``phash``; ``None``: every one the embeddings have.
+        k: neighbours per row in each kNN self-join.
         method: grouping method, ``mutual`` or ``components``.
-        threshold: minimum combined score of a match.
-        lexical: add the TF-IDF and model-code signals (and code blocking) to the embedding.
+        threshold: minimum final score of a match (= the text threshold, see
+            :func:`eclip.matcher.combine_modalities`).
+        image_threshold, fused_threshold: minimum cosines of the image and fused signals.
+        phash_max_distance: largest pHash Hamming distance of a match, bits.
+        lexical: add the TF-IDF and model-code signals (and code blocking) to the text score.
         max_code_block: rows sharing a model code are paired when there are at most this many.
-        batch_size: texts per encoder forward pass.
-        cache_dir: embedding cache (default ``<out>/embeddings``); share it between runs.
+        batch_size: rows per encoder forward pass. workers: image-decoding workers.
+        cache_dir: embeddings directory to write (default ``<out>/embeddings``).
         index: FAISS index settings.
     """
 
     id_col: str = "id"
     text_cols: list[str] | None = None
-    model: str = DEFAULT_TEXT_MODEL
+    image_col: str | None = None
+    image_root: Path | None = None
+    allow_outside_root: bool = False
+    model: str = DEFAULT_MODEL
+    embeddings: Path | None = None
+    signals: tuple[str, ...] | None = None
     k: int = 10
     method: str = DEFAULT_METHOD
     threshold: float = DEFAULT_THRESHOLD
+    image_threshold: float = ModalityThresholds.image
+    fused_threshold: float = ModalityThresholds.fused
+    phash_max_distance: int = ModalityThresholds.phash
     lexical: bool = True
     max_code_block: int = 20
     batch_size: int = 64
+    workers: int = -1
     cache_dir: Path | None = None
     weights: ScoreWeights = field(default_factory=ScoreWeights)
     index: IndexSettings = field(default_factory=IndexSettings)
+
+    @property
+    def thresholds(self) -> ModalityThresholds:
+        return ModalityThresholds(self.threshold, self.image_threshold, self.fused_threshold, self.phash_max_distance)
 
 
 class _Timer:
@@ -100,44 +210,87 @@ def read_calibration(path: str | Path) -> tuple[str, float]:
     return str(data["method"]), float(data["threshold"])
 
 
-def _embed(texts: list[str], cfg: DedupeConfig, out: Path, timer: _Timer) -> tuple[np.ndarray, dict]:
-    with timer("load_model"):
-        encoder = load_text_encoder(cfg.model, batch_size=cfg.batch_size)
-    with timer("embed"):
-        emb, info = embed_cached(encoder, texts, cfg.cache_dir or out / "embeddings")
-    return emb, info
+def _get_embeddings(cat: Catalog, cfg: DedupeConfig, out: Path, timer: _Timer) -> Embeddings:
+    """The catalog's embeddings: read from ``cfg.embeddings``, or made (resumably) in the cache."""
+    if cfg.embeddings is None:
+        ecfg = EmbedConfig(
+            model=cfg.model,
+            id_col=cfg.id_col,
+            text_cols=list(cat.text_cols),
+            image_col=cfg.image_col,
+            image_root=cfg.image_root,
+            allow_outside_root=cfg.allow_outside_root,
+            settings=EmbedSettings(batch_size=cfg.batch_size, workers=cfg.workers),
+        )
+        with timer("embed"):
+            embed(cat.path, cfg.cache_dir or out / "embeddings", ecfg)
+    folder = cfg.embeddings or cfg.cache_dir or out / "embeddings"
+    with timer("load_embeddings"):
+        emb = load_embeddings(folder)
+    if emb.ids != cat.ids:
+        raise RunDirError(
+            f"{folder} holds embeddings of another catalog or row order ({len(emb.ids):,} rows vs {len(cat):,}); "
+            f"run `eclip embed {cat.path} --out DIR` and pass that DIR."
+        )
+    made_with = emb.manifest.get("settings", {}).get("text_cols")
+    if made_with is not None and list(made_with) != list(cat.text_cols):
+        raise RunDirError(f"{folder} embedded the columns {made_with}, not {list(cat.text_cols)}; pass the same --text-cols or re-embed.")
+    return emb
 
 
-def _index_and_search(emb: np.ndarray, key: str, cfg: DedupeConfig, out: Path, timer: _Timer) -> tuple[np.ndarray, dict]:
-    folder = out / "index"
-    with timer("index"):
-        knn = None
-        try:
-            knn = load_index(folder, emb, key, cfg.index)
-        except RunDirError:
-            console.print(f"[yellow]{folder} was built from other embeddings or settings; rebuilding it.[/]")
-        if knn is None:
-            knn = build_index(emb, cfg.index, k=cfg.k, key=key)
-            save_index(knn, folder)
-    with timer("search"):
-        _, ids = knn_self_join(knn, emb, cfg.k)
-    return ids, knn.info
+def _signals(emb: Embeddings, cfg: DedupeConfig) -> tuple[str, ...]:
+    available = ["text"] + (["image", "fused"] if emb.image is not None else []) + (["phash"] if emb.phash is not None else [])
+    if cfg.signals is None:
+        return tuple(available)
+    unknown = [s for s in cfg.signals if s not in SIGNALS]
+    if unknown:
+        raise EclipError(f"unknown signal(s) {', '.join(unknown)}; choose among {', '.join(SIGNALS)}.")
+    missing = [s for s in cfg.signals if s not in available]
+    if missing:
+        raise EclipError(
+            f"signal(s) {', '.join(missing)} not in these embeddings (they have {', '.join(available)}); "
+            "image and fused need an open_clip model and --image-col, phash needs --image-col."
+        )
+    if not cfg.signals:
+        raise EclipError(f"--signals is empty; choose among {', '.join(available)}.")
+    return tuple(cfg.signals)
+
+
+def _knn(vectors: np.ndarray, rows: np.ndarray, key: str, cfg: DedupeConfig, folder: Path) -> tuple[pl.DataFrame, dict]:
+    """kNN pairs (catalog row positions) among ``rows`` of ``vectors``, via a cached index."""
+    sub = np.ascontiguousarray(vectors[rows])
+    knn = None
+    try:
+        knn = load_index(folder, sub, key, cfg.index)
+    except RunDirError:
+        console.print(f"[yellow]{folder} was built from other embeddings or settings; rebuilding it.[/]")
+    if knn is None:
+        knn = build_index(sub, cfg.index, k=cfg.k, key=key)
+        save_index(knn, folder)
+    _, nn = knn_self_join(knn, sub, cfg.k)
+    pairs = knn_pairs(nn)  # positions within `rows`; rows is sorted, so a < b still holds
+    return pl.DataFrame({"a": rows[pairs["a"].to_numpy()], "b": rows[pairs["b"].to_numpy()], "rank": pairs["rank"]}), knn.info
 
 
 def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None) -> dict[str, Any]:
     """Find match groups in a catalog and write them to the run directory ``out``.
 
+    Each enabled signal proposes candidates (text kNN plus model-code blocks, image kNN, fused
+    kNN, pHash Hamming neighbours); every candidate is scored on every signal, and a pair
+    matches when any signal passes its own threshold (:func:`eclip.matcher.combine_modalities`).
+
     Writes ``groups.parquet`` (id, group_id, group_size, matched_to, score, status; every
-    input row once), ``pairs.parquet`` (id_a, id_b, score, cos_embedding, cos_tfidf, code,
-    rank, source, matched) and ``manifest.json``. Embeddings and the index are cached under
-    ``out`` so that a rerun, or a run after a kill, reuses them.
+    input row once), ``pairs.parquet`` (id_a, id_b, score, one column per signal, rank,
+    source, matched) and ``manifest.json``. Embeddings and indexes are cached under ``out``
+    so that a rerun, or a run after a kill, reuses them.
 
     Returns:
         The manifest.
 
     Raises:
         CatalogError, ModelError: bad input; the message says what to fix.
-        EclipError: unknown grouping method.
+        RunDirError: ``cfg.embeddings`` belongs to another catalog.
+        EclipError: unknown grouping method or signal.
     """
     cfg = cfg or DedupeConfig()
     if cfg.method not in METHODS:
@@ -147,62 +300,85 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
     timer = _Timer()
     t_start = time.perf_counter()
     with timer("read"):
-        cat = load_catalog(catalog, cfg.id_col, cfg.text_cols)
+        cat = load_catalog(catalog, cfg.id_col, cfg.text_cols, cfg.image_col)
     n = len(cat)
+    emb = _get_embeddings(cat, cfg, out, timer)
+    signals_on = _signals(emb, cfg)
+    has_text = emb.has_text & np.array([bool(t) for t in cat.texts])
+    masks = {"text": has_text, "image": emb.has_image, "fused": emb.has_text | emb.has_image, "phash": emb.has_image}
+    usable = np.zeros(n, dtype=bool)
+    for s_ in signals_on:
+        usable |= masks[s_]
     if cat.empty_rows:
         shown = ", ".join(str(i + 1) for i in cat.empty_rows[:10])
         console.print(
             f"[yellow]{len(cat.empty_rows)} row(s) have empty text in {', '.join(cat.text_cols)} "
-            f"(rows {shown}{' ...' if len(cat.empty_rows) > 10 else ''}); they are kept out of "
-            "matching and written as singletons with status 'empty_text'.[/]"
+            f"(rows {shown}{' ...' if len(cat.empty_rows) > 10 else ''}); they are matched on images only, "
+            "or written as singletons with status 'empty_text'.[/]"
         )
-    rows = np.asarray(cat.usable, dtype=np.int64)
-    m = len(rows)
-    texts = [cat.texts[i] for i in rows]
-    emb, emb_info = _embed(texts, cfg, out, timer)
-    key = emb_info["key"]
 
-    if m >= 2:
-        nn, index_info = _index_and_search(emb, key, cfg, out, timer)
-        with timer("candidates"):
-            cand = knn_pairs(nn)
-            codes = [extract_codes(t) for t in texts] if cfg.lexical else None
-            if codes is not None:
-                cand = merge_candidates(cand, code_block_pairs(codes, cfg.max_code_block))
-            else:
-                cand = cand.with_columns(pl.lit("knn").alias("source"))
-        with timer("score"):
-            tfidf = CharNgramTfidf().fit_transform(texts) if cfg.lexical else None
-            a, b = cand["a"].to_numpy(), cand["b"].to_numpy()
-            signals = score_pairs(a, b, emb, tfidf, codes, cfg.weights)
-    else:
-        index_info = {"kind": "none", "reason": "fewer than two rows with text"}
-        cand = pl.DataFrame({"a": [], "b": [], "rank": [], "source": []}, schema={"a": pl.Int64, "b": pl.Int64, "rank": pl.UInt32, "source": pl.String})
-        a = b = np.zeros(0, dtype=np.int64)
-        signals = {"cos_embedding": np.zeros(0, np.float32), "score": np.zeros(0, np.float32)}
-
+    lists: dict[str, pl.DataFrame] = {}
+    index_info: dict[str, Any] = {}
+    codes = [extract_codes(t) for t in cat.texts] if cfg.lexical and "text" in signals_on else None
+    with timer("search"):
+        for s_ in ("text", "image", "fused"):
+            rows = np.flatnonzero(masks[s_])
+            if s_ in signals_on and len(rows) >= 2:
+                vectors = {"text": emb.text, "image": emb.image, "fused": emb.fused}[s_]
+                lists[s_], index_info[s_] = _knn(vectors, rows, fingerprint(emb.key, s_, rows.tolist()), cfg, out / "index" / s_)
+        if codes is not None:
+            lists["code"] = code_block_pairs([c if has_text[i] else frozenset() for i, c in enumerate(codes)], cfg.max_code_block)
+        if "phash" in signals_on:
+            rows = np.flatnonzero(masks["phash"])
+            dist, nn = hamming_knn(emb.phash[rows], cfg.k, cfg.phash_max_distance)
+            nn = np.where(nn >= 0, rows[np.maximum(nn, 0)], -1)
+            full = np.full((n, cfg.k), -1, dtype=np.int64)
+            full[rows] = nn
+            lists["phash"] = knn_pairs(full)
+            index_info["phash"] = {"kind": "IndexBinaryFlat", "bits": 64, "max_distance": cfg.phash_max_distance, "rows": int(len(rows))}
+    with timer("candidates"):
+        cand = union_candidates(lists)
+    a, b = cand["a"].to_numpy(), cand["b"].to_numpy()
+    with timer("score"):
+        signals: dict[str, np.ndarray] = {}
+        if "text" in signals_on:
+            tfidf = CharNgramTfidf().fit_transform(cat.texts) if cfg.lexical else None
+            text = score_pairs(a, b, emb.text, tfidf, codes, cfg.weights)
+            invalid = ~(has_text[a] & has_text[b])
+            for name, v in text.items():
+                v[invalid] = np.nan
+                signals["text_score" if name == "score" else name] = v
+        if "image" in signals_on:
+            signals["cos_image"] = cosine_pairs(emb.image, a, b, emb.has_image)
+        if "fused" in signals_on:
+            signals["cos_fused"] = cosine_pairs(emb.fused, a, b, masks["fused"])
+        if "phash" in signals_on:
+            d = hamming(emb.phash[a], emb.phash[b]).astype(np.float32)
+            d[~(emb.has_image[a] & emb.has_image[b])] = np.nan
+            signals["phash_distance"] = d
+        score = combine_modalities(signals, cfg.thresholds) if len(a) else np.zeros(0, np.float32)
     with timer("group"):
-        ga, gb = rows[a], rows[b]  # back to catalog row positions
-        grouping = group(n, ga, gb, signals["score"], cfg.threshold, cfg.method)
+        grouping = group(n, a, b, score, cfg.threshold, cfg.method)
     with timer("write"):
-        groups = _groups_frame(cat, grouping)
+        groups = _groups_frame(cat, grouping, usable)
         write_parquet(groups, out / "groups.parquet")
         ids = np.array(cat.ids, dtype=object)
         pairs = pl.DataFrame(
             {
-                "id_a": ids[ga].tolist(),
-                "id_b": ids[gb].tolist(),
-                "score": signals["score"],
-                **{k: v for k, v in signals.items() if k != "score"},
+                "id_a": ids[a].tolist(),
+                "id_b": ids[b].tolist(),
+                "score": score,
+                **signals,
                 "rank": cand["rank"],
                 "source": cand["source"],
                 "matched": grouping.accepted,
             }
-        ).sort("score", descending=True)
+        ).with_columns(pl.col(pl.Float32).fill_nan(None)).sort("score", descending=True)
         write_parquet(pairs, out / "pairs.parquet")
 
     total = time.perf_counter() - t_start
     sizes = groups.group_by("group_id").len()["len"]
+    matched = grouping.accepted
     manifest = {
         "job": "dedupe",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -211,14 +387,17 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             "format": Path(catalog).suffix.lstrip("."),
             "id_col": cat.id_col,
             "text_cols": list(cat.text_cols),
+            "image_col": cat.image_col,
         },
-        "model": emb_info.get("model"),
-        "embeddings": {"key": key, "dim": int(emb.shape[1]), "reused_rows": emb_info["reused_rows"], "embedded_rows": emb_info["embedded_rows"]},
+        "model": emb.manifest.get("model"),
+        "embeddings": {"dir": str(cfg.embeddings or cfg.cache_dir or out / "embeddings"), "key": emb.key, "dim": int(emb.text.shape[1]), "reused_rows": emb.manifest.get("reused_rows"), "embedded_rows": emb.manifest.get("embedded_rows")},
         "index": index_info,
         "matching": {
+            "signals": list(signals_on),
             "k": cfg.k,
             "method": cfg.method,
             "threshold": cfg.threshold,
+            "thresholds": asdict(cfg.thresholds),
             "lexical": cfg.lexical,
             "weights": asdict(cfg.weights),
             "max_code_block": cfg.max_code_block,
@@ -226,8 +405,10 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
         "counts": {
             "rows": n,
             "empty_text_rows": len(cat.empty_rows),
+            "unmatchable_rows": int((~usable).sum()),
             "candidate_pairs": len(cand),
-            "matched_pairs": int(grouping.accepted.sum()),
+            "matched_pairs": int(matched.sum()),
+            "matched_pairs_by_signal": _passing(signals, cfg.thresholds, matched),
             "groups": int(len(sizes)),
             "multi_row_groups": int((sizes > 1).sum()),
             "rows_in_multi_row_groups": int(sizes.filter(sizes > 1).sum() or 0),
@@ -243,7 +424,24 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
     return manifest
 
 
-def _groups_frame(cat: Catalog, g: Grouping) -> pl.DataFrame:
+def _passing(signals: dict[str, np.ndarray], t: ModalityThresholds, matched: np.ndarray) -> dict[str, int]:
+    """Among accepted pairs, how many each signal passes on its own threshold."""
+    tests = {
+        "text": ("text_score", lambda v: v >= t.text),
+        "image": ("cos_image", lambda v: v >= t.image),
+        "fused": ("cos_fused", lambda v: v >= t.fused),
+        "phash": ("phash_distance", lambda v: v <= t.phash),
+    }
+    out = {}
+    for name, (col, test) in tests.items():
+        if col in signals:
+            v = signals[col]
+            with np.errstate(invalid="ignore"):
+                out[name] = int((test(np.nan_to_num(v, nan=np.inf if name == "phash" else -np.inf)) & matched).sum())
+    return out
+
+
+def _groups_frame(cat: Catalog, g: Grouping, usable: np.ndarray) -> pl.DataFrame:
     n = len(cat)
     _, group_id = np.unique(g.labels, return_inverse=True)
     # number groups in order of their first row
@@ -255,10 +453,8 @@ def _groups_frame(cat: Catalog, g: Grouping) -> pl.DataFrame:
     ids = np.array(cat.ids, dtype=object)
     has = g.best >= 0
     matched_to = np.where(has, ids[np.where(has, g.best, 0)] if n else ids, None)
-    empty = np.zeros(n, dtype=bool)
-    empty[cat.empty_rows] = True
     sizes = g.sizes
-    status = np.where(empty, "empty_text", np.where(sizes > 1, "matched", "singleton"))
+    status = np.where(~usable, "empty_text", np.where(sizes > 1, "matched", "singleton"))
     return pl.DataFrame(
         {
             "id": cat.ids,
@@ -324,4 +520,4 @@ def evaluate(
     return result
 
 
-__all__ = ["DEFAULT_METHOD", "DEFAULT_THRESHOLD", "DedupeConfig", "EclipError", "dedupe", "evaluate", "read_calibration"]
+__all__ = ["DEFAULT_METHOD", "DEFAULT_THRESHOLD", "DedupeConfig", "EmbedConfig", "embed", "EclipError", "dedupe", "evaluate", "read_calibration"]

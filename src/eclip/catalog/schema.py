@@ -36,6 +36,10 @@ class Catalog:
         text_cols: the columns joined (with spaces, in this order) into ``texts``.
         ids: ``n`` distinct ids, as strings, in file order.
         texts: ``n`` texts, whitespace-collapsed; ``""`` where every text column is empty.
+        empty_rows: 0-based positions of the rows whose text is empty.
+        image_col: the column of image references, or ``None``.
+        images: ``n`` image references (paths relative to the catalog's folder, or URLs),
+            ``None`` where the cell is empty; ``None`` without an image column.
     """
 
     path: Path
@@ -45,6 +49,13 @@ class Catalog:
     ids: list[str]
     texts: list[str]
     empty_rows: list[int] = field(default_factory=list)
+    image_col: str | None = None
+    images: list[str | None] | None = None
+
+    @property
+    def root(self) -> Path:
+        """The folder relative image paths resolve against: the catalog file's folder."""
+        return self.path.resolve().parent
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -90,7 +101,7 @@ def _rows(indices: list[int], limit: int = 5) -> str:
     return f"row{'s' if len(indices) > 1 else ''} {shown}{more}"
 
 
-def load_catalog(path: str | Path, id_col: str = "id", text_cols: list[str] | None = None) -> Catalog:
+def load_catalog(path: str | Path, id_col: str = "id", text_cols: list[str] | None = None, image_col: str | None = None) -> Catalog:
     """Read and validate a catalog; build each row's id and text.
 
     Args:
@@ -98,6 +109,7 @@ def load_catalog(path: str | Path, id_col: str = "id", text_cols: list[str] | No
         id_col: the column with a unique id per row.
         text_cols: columns joined into the text that is embedded; ``None`` picks them by name
             (see :func:`pick_text_columns`).
+        image_col: column of image paths or URLs, read later by :mod:`eclip.catalog.images`.
 
     Raises:
         CatalogError: the file is missing or unreadable; the id or a text column is missing or
@@ -118,6 +130,12 @@ def load_catalog(path: str | Path, id_col: str = "id", text_cols: list[str] | No
         raise CatalogError(f"{p}: --text-cols is empty; name at least one column.")
     for col in text_cols:
         _check_column(p, df, col, "text", "--text-cols")
+    images = None
+    if image_col is not None:
+        _check_column(p, df, image_col, "image", "--image-col")
+        if df.schema[image_col] not in _TEXTUAL and df.schema[image_col] != pl.Null:
+            raise CatalogError(f"{p}: column {image_col!r} has type {df.schema[image_col]}; the image column must hold paths or URLs as text.")
+        images = [v.strip() if v and v.strip() else None for v in df.get_column(image_col).cast(pl.String).to_list()]
 
     ids_series = df.get_column(id_col).cast(pl.String).str.strip_chars()
     missing = ids_series.is_null() | (ids_series == "")
@@ -140,4 +158,6 @@ def load_catalog(path: str | Path, id_col: str = "id", text_cols: list[str] | No
     parts = [df.get_column(c).cast(pl.String).fill_null("") for c in text_cols]
     texts = [_WS.sub(" ", " ".join(vals)).strip() for vals in zip(*(s.to_list() for s in parts))]
     empty = [i for i, t in enumerate(texts) if not t]
-    return Catalog(path=p, table=df, id_col=id_col, text_cols=tuple(text_cols), ids=ids, texts=texts, empty_rows=empty)
+    return Catalog(
+        path=p, table=df, id_col=id_col, text_cols=tuple(text_cols), ids=ids, texts=texts, empty_rows=empty, image_col=image_col, images=images
+    )

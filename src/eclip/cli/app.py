@@ -31,19 +31,83 @@ def _split(cols: Optional[str]) -> Optional[list[str]]:
 
 
 @app.command()
+def embed(
+    catalog: Annotated[Path, typer.Argument(help="Catalog file: .csv, .tsv, .parquet, .jsonl or .ndjson.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Embeddings directory (sharded .npy + manifest.json). Rerun the same command to resume.")] = Path("runs/embeddings"),
+    model: Annotated[str, typer.Option(help="Model spec: minilm (bundled), openclip:ARCH[:TAG|:CKPT], hf-hub:ORG/NAME, or a model folder.")] = "minilm",
+    id_col: Annotated[str, typer.Option(help="Column with a unique id per row.")] = "id",
+    text_cols: Annotated[Optional[str], typer.Option(help="Comma-separated columns joined into the title text. Default: title-like column, then brand.")] = None,
+    image_col: Annotated[Optional[str], typer.Option(help="Column of image paths (relative to the catalog file) or http(s) URLs.")] = None,
+    image_root: Annotated[Optional[Path], typer.Option(help="Folder image paths are relative to, and may not leave. Default: the catalog file's folder.")] = None,
+    allow_outside_root: Annotated[bool, typer.Option("--allow-outside-root", help="Follow image paths that leave the catalog's folder.")] = False,
+    device: Annotated[Optional[str], typer.Option(help="torch device, e.g. cpu, cuda, cuda:1. Default: CUDA when available (bf16 autocast).")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Rows per forward pass.")] = 64,
+    workers: Annotated[int, typer.Option(min=-1, help="DataLoader workers decoding images (-1: one per spare core).")] = -1,
+    shard_rows: Annotated[int, typer.Option(min=1, help="Rows per shard, the unit of resuming and of work per torchrun rank.")] = 4096,
+    image_weight: Annotated[float, typer.Option(min=0.0, max=1.0, help="w in fused = normalize(w*image + (1-w)*text).")] = 0.5,
+    phash: Annotated[bool, typer.Option("--phash/--no-phash", help="Store the 64-bit perceptual hash of every image.")] = True,
+    url_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds before an image download is abandoned.")] = 10.0,
+    url_max_mb: Annotated[float, typer.Option(min=0.01, help="Largest image download accepted, MiB.")] = 20.0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace embeddings of another model or settings in OUT.")] = False,
+) -> None:
+    """Embed titles and images into a sharded, resumable embeddings directory (torchrun-ready)."""
+    from eclip import api
+    from eclip.encoders import EmbedSettings
+
+    cfg = api.EmbedConfig(
+        model=model,
+        id_col=id_col,
+        text_cols=_split(text_cols),
+        image_col=image_col,
+        image_root=image_root,
+        allow_outside_root=allow_outside_root,
+        device=device,
+        overwrite=overwrite,
+        url_timeout_s=url_timeout,
+        url_max_bytes=int(url_max_mb * 2**20),
+        settings=EmbedSettings(shard_rows=shard_rows, image_weight=image_weight, phash=phash, batch_size=batch_size, workers=workers),
+    )
+    manifest = api.embed(catalog, out, cfg)
+    if "failures" not in manifest:  # a non-zero torchrun rank
+        return
+    table = Table(title=f"eclip embed: {catalog}", show_header=False)
+    table.add_row("rows", f"{manifest['rows']:,} in {manifest['shards']} shard(s)")
+    table.add_row("embedded / reused", f"{manifest['embedded_rows']:,} / {manifest['reused_rows']:,}")
+    table.add_row("model", f"{manifest['model'].get('name')} ({manifest['dim']}-d)")
+    table.add_row("arrays", ", ".join(manifest["arrays"]))
+    if cfg.image_col:
+        fails = sum(manifest["failures"].values())
+        detail = ", ".join(f"{k} {v}" for k, v in manifest["failures"].items())
+        table.add_row("image failures", f"{fails:,}" + (f" ({detail}); see {out}/failures.parquet" if fails else ""))
+    if manifest.get("rows_per_s"):
+        table.add_row("speed", f"{manifest['rows_per_s']:,} rows/s")
+    table.add_row("written", f"{out}/manifest.json, {out}/shards/")
+    console.print(table)
+
+
+@app.command()
 def dedupe(
     catalog: Annotated[Path, typer.Argument(help="Catalog file: .csv, .tsv, .parquet, .jsonl or .ndjson.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory for groups.parquet, pairs.parquet, manifest.json and caches.")],
     id_col: Annotated[str, typer.Option(help="Column with a unique id per row.")] = "id",
     text_cols: Annotated[Optional[str], typer.Option(help="Comma-separated columns joined into the matched text. Default: title-like column, then brand/manufacturer.")] = None,
-    model: Annotated[str, typer.Option(help="Text encoder: all-MiniLM-L6-v2 (bundled, offline) or a local sentence-transformers folder.")] = "all-MiniLM-L6-v2",
+    model: Annotated[str, typer.Option(help="Model spec: minilm (bundled, offline), openclip:ARCH[:TAG|:CKPT], hf-hub:ORG/NAME, or a model folder.")] = "minilm",
+    embeddings: Annotated[Optional[Path], typer.Option(help="Embeddings directory from `eclip embed` (instead of --model).")] = None,
+    image_col: Annotated[Optional[str], typer.Option(help="Column of image paths (relative to the catalog file) or http(s) URLs.")] = None,
+    image_root: Annotated[Optional[Path], typer.Option(help="Folder image paths are relative to, and may not leave. Default: the catalog file's folder.")] = None,
+    allow_outside_root: Annotated[bool, typer.Option("--allow-outside-root", help="Follow image paths that leave the image root.")] = False,
+    signals: Annotated[Optional[str], typer.Option(help="Comma-separated signals among text, image, fused, phash. Default: all the embeddings have.")] = None,
+    image_threshold: Annotated[float, typer.Option(help="Minimum image-embedding cosine of a match.")] = 0.9,
+    fused_threshold: Annotated[float, typer.Option(help="Minimum fused-embedding cosine of a match.")] = 0.85,
+    phash_max_distance: Annotated[int, typer.Option(min=0, max=64, help="Largest pHash Hamming distance (bits of 64) of a match.")] = 8,
+    workers: Annotated[int, typer.Option(min=-1, help="DataLoader workers decoding images (-1: one per spare core).")] = -1,
     k: Annotated[int, typer.Option(min=1, help="Neighbours per row in the kNN self-join.")] = 10,
     method: Annotated[str, typer.Option(help="Grouping: 'mutual' (reciprocal best match) or 'components' (threshold + connected components).")] = "",
-    threshold: Annotated[Optional[float], typer.Option(help="Minimum combined score of a match. Default: the calibrated one, else 0.6.")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="Minimum text score of a match (and of the final score). Default: the calibrated one, else 0.6.")] = None,
     calibration: Annotated[Optional[Path], typer.Option(help="calibration.json from `eclip eval --calibrate`: use its method and threshold.")] = None,
     lexical: Annotated[bool, typer.Option("--lexical/--no-lexical", help="Add TF-IDF char n-gram and model-code signals to the embedding score.")] = True,
     batch_size: Annotated[int, typer.Option(min=1, help="Texts per encoder forward pass.")] = 64,
-    cache_dir: Annotated[Optional[Path], typer.Option(help="Embedding cache to share between runs. Default: OUT/embeddings.")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Embeddings directory to write and reuse. Default: OUT/embeddings.")] = None,
     flat_max: Annotated[int, typer.Option(min=2, help="Below this many rows, search is exact (Flat); above, IVF-PQ with exact refine.")] = 200_000,
 ) -> None:
     """Deduplicate a catalog: every row gets a match group (singletons included)."""
@@ -53,7 +117,16 @@ def dedupe(
     cfg = api.DedupeConfig(
         id_col=id_col,
         text_cols=_split(text_cols),
+        image_col=image_col,
+        image_root=image_root,
+        allow_outside_root=allow_outside_root,
         model=model,
+        embeddings=embeddings,
+        signals=tuple(_split(signals) or ()) if signals is not None else None,
+        image_threshold=image_threshold,
+        fused_threshold=fused_threshold,
+        phash_max_distance=phash_max_distance,
+        workers=workers,
         k=k,
         lexical=lexical,
         batch_size=batch_size,
@@ -70,12 +143,14 @@ def dedupe(
     c = manifest["counts"]
     table = Table(title=f"eclip dedupe: {catalog}", show_header=False)
     table.add_row("rows", f"{c['rows']:,}")
-    table.add_row("empty text (kept as singletons)", f"{c['empty_text_rows']:,}")
+    table.add_row("empty text / unmatchable (kept as singletons)", f"{c['empty_text_rows']:,} / {c['unmatchable_rows']:,}")
+    table.add_row("signals", ", ".join(manifest["matching"]["signals"]))
     table.add_row("candidate pairs", f"{c['candidate_pairs']:,}")
-    table.add_row("matched pairs", f"{c['matched_pairs']:,}")
+    by = ", ".join(f"{k} {v:,}" for k, v in c["matched_pairs_by_signal"].items())
+    table.add_row("matched pairs", f"{c['matched_pairs']:,}" + (f" (passing: {by})" if by else ""))
     table.add_row("match groups (size > 1)", f"{c['multi_row_groups']:,} holding {c['rows_in_multi_row_groups']:,} rows")
     table.add_row("method / threshold", f"{cfg.method} / {cfg.threshold}")
-    table.add_row("index", str(manifest["index"].get("kind")))
+    table.add_row("index", ", ".join(f"{k}: {v.get('kind')}" for k, v in manifest["index"].items()))
     table.add_row("time", f"{manifest['timings_s']['total']:.1f} s")
     table.add_row("written", f"{out}/groups.parquet, pairs.parquet, manifest.json")
     console.print(table)

@@ -1,15 +1,26 @@
-"""Encoders: turn catalog texts into vectors (dense sentence embeddings, sparse TF-IDF)."""
+"""Encoders: turn catalog rows into vectors (titles, images, pHash, sparse TF-IDF)."""
 
-from eclip.encoders.base import TextEncoder
-from eclip.encoders.cache import embed_cached
-from eclip.encoders.factory import DEFAULT_TEXT_MODEL, load_text_encoder
+from eclip.encoders.base import Encoder, TextEncoder
+from eclip.encoders.embed import Dist, EmbedSettings, embed_catalog
+from eclip.encoders.factory import DEFAULT_TEXT_MODEL, load_encoder, load_text_encoder
 from eclip.encoders.lexical import CharNgramTfidf, extract_codes
+from eclip.encoders.spec import DEFAULT_MODEL, ModelSpec, parse_model_spec
+from eclip.encoders.store import Embeddings, load_embeddings
 
 __all__ = [
+    "DEFAULT_MODEL",
     "DEFAULT_TEXT_MODEL",
     "CharNgramTfidf",
+    "Dist",
+    "EmbedSettings",
+    "Embeddings",
+    "Encoder",
+    "ModelSpec",
     "TextEncoder",
-    "embed_cached",
+    "embed_catalog",
     "extract_codes",
+    "load_embeddings",
+    "load_encoder",
     "load_text_encoder",
+    "parse_model_spec",
 ]

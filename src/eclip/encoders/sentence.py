@@ -37,6 +37,9 @@ class SentenceTransformerEncoder:
         ModelError: the folder is not a sentence-transformers model or fails to load.
     """
 
+    has_images = False
+    image_transform = None
+
     def __init__(self, name: str, model_dir: Path, device: str | None = None, batch_size: int = 64) -> None:
         if not (model_dir / "modules.json").exists() and not (model_dir / "config.json").exists():
             raise ModelError(
@@ -73,6 +76,10 @@ class SentenceTransformerEncoder:
             show_progress_bar=False,
         )
         return np.ascontiguousarray(out, dtype=np.float32)
+
+    def encode_images(self, pixels: Any) -> np.ndarray:
+        """Text-only model: always raises :class:`ModelError`."""
+        raise ModelError(f"{self.name} is a text-only model; pass an open_clip model (--model openclip:ARCH:...) to embed images.")
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "sentence-transformers", "name": self.name, "dim": self.dim, "weights": self._digest}

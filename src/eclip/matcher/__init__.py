@@ -1,17 +1,25 @@
 """Matcher: candidate pairs, per-pair signals and their combined score, match groups."""
 
-from eclip.matcher.candidates import code_block_pairs, knn_pairs, merge_candidates
+from eclip.matcher.candidates import code_block_pairs, knn_pairs, merge_candidates, union_candidates
 from eclip.matcher.grouping import METHODS, Grouping, group
-from eclip.matcher.signals import ScoreWeights, code_similarity, score_pairs
+from eclip.matcher.signals import ModalityThresholds, ScoreWeights, code_similarity, combine_modalities, cosine_pairs, score_pairs
+
+#: Signals that propose and accept matches.
+SIGNALS = ("text", "image", "fused", "phash")
 
 __all__ = [
     "METHODS",
+    "SIGNALS",
     "Grouping",
+    "ModalityThresholds",
     "ScoreWeights",
     "code_block_pairs",
     "code_similarity",
+    "combine_modalities",
+    "cosine_pairs",
     "group",
     "knn_pairs",
     "merge_candidates",
+    "union_candidates",
     "score_pairs",
 ]

@@ -78,3 +78,32 @@ def merge_candidates(knn: pl.DataFrame, blocked: pl.DataFrame) -> pl.DataFrame:
         .otherwise(pl.lit("knn"))
         .alias("source")
     ).drop("_code").sort("a", "b")
+
+
+def union_candidates(lists: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    """Union of several candidate lists, one per signal (text kNN, code blocks, image kNN, ...).
+
+    Args:
+        lists: signal name -> frame with columns ``a`` < ``b`` and optionally ``rank``.
+
+    Returns:
+        Columns ``a``, ``b``, ``rank`` (best rank over the lists that rank, null if none does)
+        and ``source`` (the names of the lists holding the pair, sorted, joined by ``+``).
+    """
+    parts = [
+        df.select(
+            pl.col("a").cast(pl.Int64),
+            pl.col("b").cast(pl.Int64),
+            (pl.col("rank").cast(pl.UInt32) if "rank" in df.columns else pl.lit(None, pl.UInt32)).alias("rank"),
+            pl.lit(name).alias("source"),
+        )
+        for name, df in lists.items()
+    ]
+    if not parts:
+        return pl.DataFrame(schema={"a": pl.Int64, "b": pl.Int64, "rank": pl.UInt32, "source": pl.String})
+    return (
+        pl.concat(parts)
+        .group_by("a", "b")
+        .agg(pl.col("rank").min(), pl.col("source").unique().sort().str.join("+"))
+        .sort("a", "b")
+    )

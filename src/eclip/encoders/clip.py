@@ -1,0 +1,201 @@
+"""open_clip image+text encoders, and the model folders eclip writes.
+
+A model folder is what open_clip's ``local-dir:`` and ``hf-hub:`` schemas read:
+``open_clip_config.json`` (``{"model_cfg": ..., "preprocess_cfg": ...}``) and
+``open_clip_model.safetensors``. Weights are only ever read as safetensors or with
+``torch.load(weights_only=True)`` (open_clip's default, kept).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eclip.encoders.spec import ModelSpec
+from eclip.errors import ModelError
+
+CONFIG_FILE = "open_clip_config.json"
+WEIGHTS_FILE = "open_clip_model.safetensors"
+
+_OFFLINE_HINT = (
+    "set HF_HUB_OFFLINE=0 on a machine with network access to download it once, "
+    "or pass a local checkpoint (--model openclip:ARCH:/path/ckpt.pt or a folder with open_clip_config.json)"
+)
+
+
+def _file_digest(path: Path, block: int = 1 << 20) -> str:
+    """SHA-256 (16 hex) of a file's size, first and last MiB: instant even for large checkpoints."""
+    h = hashlib.sha256(str(path.stat().st_size).encode())
+    with open(path, "rb") as fh:
+        h.update(fh.read(block))
+        if path.stat().st_size > block:
+            fh.seek(-block, os.SEEK_END)
+            h.update(fh.read(block))
+    return h.hexdigest()[:16]
+
+
+def _explain_load_error(spec: ModelSpec, exc: Exception) -> ModelError:
+    text = str(exc)
+    if "size mismatch" in text or "Missing key" in text or "Unexpected key" in text:
+        first = next((ln.strip() for ln in text.splitlines() if "size mismatch" in ln or "key" in ln.lower()), text[:200])
+        return ModelError(
+            f"model {spec.raw!r}: the checkpoint does not fit the architecture ({first}). "
+            "Pass the architecture the checkpoint was trained with."
+        )
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    if spec.needs_network:
+        why = "HF_HUB_OFFLINE is set and the weights are not in the local cache" if offline else "the download failed"
+        return ModelError(f"model {spec.raw!r}: cannot get its weights ({why}: {text.splitlines()[0][:160] if text else type(exc).__name__}); {_OFFLINE_HINT}.")
+    return ModelError(f"model {spec.raw!r}: cannot load it: {text.splitlines()[0][:200] if text else type(exc).__name__}")
+
+
+class OpenClipEncoder:
+    """An open_clip model: text and image towers into one ``dim``-d space.
+
+    Args:
+        spec: a parsed spec of kind ``openclip``, ``hf-hub`` or ``local-dir``.
+        device: torch device; ``None`` picks ``cuda`` when torch sees a GPU.
+        batch_size: texts per forward pass in :meth:`encode`.
+
+    On CUDA the forward passes run under bf16 autocast; outputs are float32 either way.
+
+    Raises:
+        ModelError: unknown architecture or tag, missing weights offline (the message says to
+            set ``HF_HUB_OFFLINE=0`` or pass a local checkpoint), or a checkpoint that does not
+            fit the architecture.
+    """
+
+    has_images = True
+
+    def __init__(self, spec: ModelSpec, device: str | None = None, batch_size: int = 64) -> None:
+        import open_clip
+        import torch
+
+        self.spec = spec
+        self.name = spec.raw
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.batch_size = batch_size
+        if spec.kind == "openclip":
+            model_name, pretrained = spec.arch, spec.pretrained
+        elif spec.kind == "local-dir":
+            model_name, pretrained = f"local-dir:{spec.location}", None
+        elif spec.kind == "hf-hub":
+            model_name, pretrained = spec.raw, None
+        else:  # pragma: no cover - the factory routes other kinds elsewhere
+            raise ModelError(f"model {spec.raw!r} is not an open_clip model")
+        try:
+            model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained, device=self.device, weights_only=True)
+            self.tokenizer = open_clip.get_tokenizer(model_name)
+        except Exception as exc:  # noqa: BLE001 - every loader failure becomes one clear message
+            raise _explain_load_error(spec, exc) from exc
+        model.eval()
+        self.model = model
+        self.image_transform = preprocess
+        self.dim = int(model.text_projection.shape[1] if getattr(model, "text_projection", None) is not None and model.text_projection.ndim == 2 else self._probe_dim())
+        self._weights = self._weights_id()
+
+    def _probe_dim(self) -> int:
+        import torch
+
+        with torch.no_grad():
+            return int(self.model.encode_text(self.tokenizer(["x"]).to(self.device)).shape[-1])
+
+    def _weights_id(self) -> str:
+        if self.spec.kind == "local-dir":
+            files = sorted(Path(self.spec.location).glob("*.safetensors")) + sorted(Path(self.spec.location).glob("*.bin"))
+            return ",".join(_file_digest(f) for f in files) or "random-init"
+        if self.spec.pretrained and Path(self.spec.pretrained).is_file():
+            return _file_digest(Path(self.spec.pretrained))
+        return self.spec.pretrained or "random-init"
+
+    def _autocast(self):  # noqa: ANN202
+        import torch
+
+        return torch.autocast("cuda", dtype=torch.bfloat16) if str(self.device).startswith("cuda") else nullcontext()
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Embed ``texts``: ``(len(texts), dim)`` float32, L2-normalised rows."""
+        import torch
+
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        parts = []
+        with torch.inference_mode(), self._autocast():
+            for s in range(0, len(texts), self.batch_size):
+                tokens = self.tokenizer(texts[s : s + self.batch_size]).to(self.device)
+                parts.append(torch.nn.functional.normalize(self.model.encode_text(tokens).float(), dim=-1).cpu())
+        return torch.cat(parts).numpy().astype(np.float32, copy=False)
+
+    def encode_images(self, pixels: Any) -> np.ndarray:
+        """Embed a preprocessed image batch.
+
+        Args:
+            pixels: ``(b, 3, H, W)`` float tensor from :attr:`image_transform`.
+
+        Returns:
+            ``(b, dim)`` float32, L2-normalised rows.
+        """
+        import torch
+
+        if len(pixels) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with torch.inference_mode(), self._autocast():
+            feats = self.model.encode_image(pixels.to(self.device, non_blocking=True))
+            return torch.nn.functional.normalize(feats.float(), dim=-1).cpu().numpy().astype(np.float32, copy=False)
+
+    def describe(self) -> dict[str, Any]:
+        """What identifies this encoder's output (recorded in manifests and index keys)."""
+        return {"kind": "open_clip", "name": self.name, "arch": self.spec.arch, "dim": self.dim, "weights": self._weights}
+
+
+def save_model_dir(model: Any, model_cfg: dict, folder: str | Path, preprocess_cfg: dict | None = None) -> Path:
+    """Write an open_clip model as a folder that ``--model PATH`` (``local-dir:``) loads.
+
+    Writes ``open_clip_config.json`` and ``open_clip_model.safetensors`` into a temporary
+    folder and renames it over ``folder``, so a kill never leaves half a model.
+
+    Args:
+        model: an open_clip ``CLIP``/``CustomTextCLIP`` module.
+        model_cfg: the architecture config it was built from (open_clip's ``model_cfg``).
+        preprocess_cfg: image mean/std/size overrides (open_clip's ``preprocess_cfg``).
+    """
+    from safetensors.torch import save_model
+
+    target = Path(folder)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        (tmp / CONFIG_FILE).write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg or {}}, indent=2), "utf-8")
+        save_model(model, str(tmp / WEIGHTS_FILE))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def create_model_dir(model_cfg: dict, folder: str | Path, seed: int = 0) -> Path:
+    """Build an open_clip model with random weights from ``model_cfg`` and save it as a folder.
+
+    The starting point of ``eclip train`` from scratch, and the tiny models of tests and
+    benchmarks.
+    """
+    import open_clip
+    import torch
+
+    torch.manual_seed(seed)
+    cfg = json.loads(json.dumps(model_cfg))
+    try:
+        model = open_clip.CLIP(**cfg) if "hf_model_name" not in cfg.get("text_cfg", {}) else open_clip.CustomTextCLIP(**cfg)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(f"cannot build an open_clip model from this config: {exc}") from exc
+    return save_model_dir(model, model_cfg, folder)

@@ -1,0 +1,95 @@
+"""Read an embeddings directory written by :func:`eclip.encoders.embed.embed_catalog` as one.
+
+Shards are read in shard order, whichever rank wrote them, so a ``torchrun`` run with ``N``
+ranks reads exactly like a single-process run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from eclip.encoders.embed import FAILURE_SCHEMA, FAILURES, SHARDS
+from eclip.errors import RunDirError
+from eclip.rundir import MANIFEST, read_json
+
+
+@dataclass
+class Embeddings:
+    """All rows of an embeddings directory, in catalog order.
+
+    Attributes:
+        ids: ``n`` row ids.
+        text: ``(n, d)`` float32, L2-normalised title embeddings (rows without text hold the
+            embedding of the empty string; see ``has_text``).
+        fused: ``(n, d)`` float32, L2-normalised (zero where a row has neither text nor image).
+        image: ``(n, d)`` float32, L2-normalised, or ``None`` for text-only models.
+        phash: ``(n, 8)`` uint8 packed 64-bit pHash, or ``None`` without an image column.
+        has_text, has_image: ``(n,)`` bool.
+        manifest: the directory's manifest (model, settings, key).
+    """
+
+    ids: list[str]
+    text: np.ndarray
+    fused: np.ndarray
+    has_text: np.ndarray
+    has_image: np.ndarray
+    image: np.ndarray | None = None
+    phash: np.ndarray | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return str(self.manifest.get("key", ""))
+
+
+def _shard_dirs(folder: Path, n_shards: int) -> list[Path]:
+    return [folder / SHARDS / f"{i:05d}" for i in range(n_shards)]
+
+
+def read_failures(folder: str | Path, n_shards: int) -> pl.DataFrame:
+    """Every shard's image failures (id, path, reason, detail), in row order."""
+    parts = [pl.read_parquet(d / FAILURES) for d in _shard_dirs(Path(folder), n_shards) if (d / FAILURES).exists()]
+    return pl.concat(parts) if parts else pl.DataFrame(schema=FAILURE_SCHEMA)
+
+
+def load_embeddings(folder: str | Path) -> Embeddings:
+    """Load a complete embeddings directory.
+
+    Raises:
+        RunDirError: no manifest, an unfinished run (rerun the same ``eclip embed`` command),
+            or shards that belong to another run.
+    """
+    folder = Path(folder)
+    manifest = read_json(folder / MANIFEST)
+    if manifest.get("job") != "embed":
+        raise RunDirError(f"{folder}: not an embeddings directory (no manifest.json from `eclip embed`).")
+    if manifest.get("status") != "complete":
+        raise RunDirError(f"{folder}: the embedding run did not finish; rerun the same `eclip embed` command to complete it.")
+    dirs = _shard_dirs(folder, int(manifest["shards"]))
+    missing = [d.name for d in dirs if not (d / "shard.json").exists()]
+    if missing:
+        raise RunDirError(f"{folder}: shard(s) {', '.join(missing[:5])} missing; rerun the same `eclip embed` command to redo them.")
+    arrays: dict[str, list[np.ndarray]] = {name: [] for name in manifest["arrays"]}
+    ids: list[str] = []
+    for d in dirs:
+        ids.extend(pl.read_parquet(d / "ids.parquet")["id"].to_list())
+        for name in arrays:
+            arrays[name].append(np.load(d / f"{name}.npy", allow_pickle=False))
+    cat = {name: np.concatenate(parts) for name, parts in arrays.items()}
+    if len(ids) != int(manifest["rows"]):
+        raise RunDirError(f"{folder}: shards hold {len(ids):,} rows but the manifest says {manifest['rows']:,}; rerun `eclip embed`.")
+    return Embeddings(
+        ids=ids,
+        text=cat["text"],
+        fused=cat["fused"],
+        has_text=cat["has_text"],
+        has_image=cat["has_image"],
+        image=cat.get("image"),
+        phash=cat.get("phash"),
+        manifest=manifest,
+    )
