@@ -18,10 +18,28 @@ def shared_data() -> Path:
     return SHARED
 
 
+#: A tiny open_clip architecture (32-d, one layer per tower): fast on CPU, built in-test.
+TINY_CLIP_CFG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory) -> Path:
+    """A model folder (open_clip_config.json + safetensors) with random weights, as eclip writes."""
+    from eclip.encoders.clip import create_model_dir
+
+    return create_model_dir(TINY_CLIP_CFG, tmp_path_factory.mktemp("models") / "tiny-clip", seed=0)
+
+
 class HashEncoder:
     """A tiny deterministic encoder: hashed character trigrams, L2-normalised (no weights)."""
 
     name = "hash-trigrams"
+    has_images = False
+    image_transform = None
 
     def __init__(self, dim: int = 64) -> None:
         self.dim = dim

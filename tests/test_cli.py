@@ -55,7 +55,7 @@ def test_dedupe_then_eval_end_to_end(abt_subset, tmp_path):
     assert manifest["counts"]["rows"] == len(catalog)
     assert manifest["counts"]["empty_text_rows"] == 1
     assert manifest["model"]["name"] == "all-MiniLM-L6-v2"
-    assert manifest["index"]["kind"] == "flat"
+    assert manifest["index"]["text"]["kind"] == "flat"
 
     r = run("eval", out / "groups.parquet", "--gold", abt_subset / "matches.csv", "--calibrate")
     assert r.exit_code == 0, r.output
@@ -90,7 +90,7 @@ def test_components_method_and_no_lexical(abt_subset, tmp_path):
         ("sku,title\n1,a\n", "cat.csv", [], "no id column 'id'"),
         ("id,title\n1,a\n", "cat.csv", ["--text-cols", "name"], "no text column 'name'"),
         ("id,title\n1,a\n1,b\n", "cat.csv", [], "repeated id; e.g. '1' is in rows 1, 2"),
-        ("id,title\n1,a\n", "cat.csv", ["--model", "no-such-model"], "unknown text model 'no-such-model'"),
+        ("id,title\n1,a\n", "cat.csv", ["--model", "no-such-model"], "unknown model spec 'no-such-model'"),
         ("id,title\n1,a\n", "cat.csv", ["--method", "louvain"], "grouping method 'louvain' is not known"),
     ],
 )
