@@ -44,7 +44,7 @@ def _file_digest(path: Path, block: int = 1 << 20) -> str:
 
 def _explain_load_error(spec: ModelSpec, exc: Exception) -> ModelError:
     text = str(exc)
-    if "size mismatch" in text or "Missing key" in text or "Unexpected key" in text:
+    if any(m in text for m in ("size mismatch", "Missing key", "Unexpected key", "pos_embed width changed")):
         first = next((ln.strip() for ln in text.splitlines() if "size mismatch" in ln or "key" in ln.lower()), text[:200])
         return ModelError(
             f"model {spec.raw!r}: the checkpoint does not fit the architecture ({first}). "

@@ -347,4 +347,7 @@ def _run_shards(
                 w.write(cat, settings.image_weight, rank)
                 del writers[shard]
             bar.advance(task, len(rows))
+    if loader is not None:
+        for _ in loader:  # reach StopIteration so the DataLoader shuts its workers down now
+            pass
     return total
