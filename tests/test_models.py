@@ -153,21 +153,14 @@ def test_spec_kinds(tiny_clip_dir, tmp_path):
 # --------------------------------------------------------------------------- offline
 
 
-def test_hf_hub_offline_says_how_to_get_weights(offline_empty_hf_cache):
+@pytest.mark.parametrize("spec", ["hf-hub:some-org/some-model", "openclip:RN50:openai"])
+def test_weights_offline_say_how_to_get_them(offline_empty_hf_cache, spec):
     with pytest.raises(ModelError) as info:
-        load_encoder("hf-hub:some-org/some-model", device="cpu")
+        load_encoder(spec, device="cpu")
     msg = str(info.value)
     assert "HF_HUB_OFFLINE" in msg
-    assert "local checkpoint" in msg
+    assert "local checkpoint" in msg and "openclip:ARCH:/path/ckpt.pt" in msg
     assert not any(offline_empty_hf_cache.rglob("*.safetensors"))
-
-
-def test_pretrained_tag_offline_says_how_to_get_weights(offline_empty_hf_cache):
-    with pytest.raises(ModelError) as info:
-        load_encoder("openclip:RN50:openai", device="cpu")
-    msg = str(info.value)
-    assert "HF_HUB_OFFLINE" in msg
-    assert "openclip:ARCH:/path/ckpt.pt" in msg
 
 
 # --------------------------------------------------------------------------- loading

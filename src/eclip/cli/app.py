@@ -26,23 +26,35 @@ app = typer.Typer(
 )
 
 
+# Options that several commands share, declared once.
+CatalogArg = Annotated[Path, typer.Argument(help="Catalog file: .csv, .tsv, .parquet, .jsonl or .ndjson.")]
+ModelOpt = Annotated[str, typer.Option(help="Model spec: minilm (bundled, offline), openclip:ARCH[:TAG|:CKPT], hf-hub:ORG/NAME, or a model folder.")]
+IdColOpt = Annotated[str, typer.Option(help="Column with a unique id per row.")]
+TextColsOpt = Annotated[Optional[str], typer.Option(help="Comma-separated columns joined into the title text. Default: title-like column, then brand/manufacturer.")]
+ImageColOpt = Annotated[Optional[str], typer.Option(help="Column of image paths (relative to the catalog file) or http(s) URLs.")]
+ImageRootOpt = Annotated[Optional[Path], typer.Option(help="Folder image paths are relative to, and may not leave. Default: the catalog file's folder.")]
+AllowOutsideOpt = Annotated[bool, typer.Option("--allow-outside-root", help="Follow image paths that leave the image root.")]
+WorkersOpt = Annotated[int, typer.Option(min=-1, help="DataLoader workers decoding images (-1: one per spare core).")]
+BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Rows per encoder forward pass.")]
+
+
 def _split(cols: Optional[str]) -> Optional[list[str]]:
     return [c.strip() for c in cols.split(",") if c.strip()] if cols else None
 
 
 @app.command()
 def embed(
-    catalog: Annotated[Path, typer.Argument(help="Catalog file: .csv, .tsv, .parquet, .jsonl or .ndjson.")],
+    catalog: CatalogArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Embeddings directory (sharded .npy + manifest.json). Rerun the same command to resume.")] = Path("runs/embeddings"),
-    model: Annotated[str, typer.Option(help="Model spec: minilm (bundled), openclip:ARCH[:TAG|:CKPT], hf-hub:ORG/NAME, or a model folder.")] = "minilm",
-    id_col: Annotated[str, typer.Option(help="Column with a unique id per row.")] = "id",
-    text_cols: Annotated[Optional[str], typer.Option(help="Comma-separated columns joined into the title text. Default: title-like column, then brand.")] = None,
-    image_col: Annotated[Optional[str], typer.Option(help="Column of image paths (relative to the catalog file) or http(s) URLs.")] = None,
-    image_root: Annotated[Optional[Path], typer.Option(help="Folder image paths are relative to, and may not leave. Default: the catalog file's folder.")] = None,
-    allow_outside_root: Annotated[bool, typer.Option("--allow-outside-root", help="Follow image paths that leave the catalog's folder.")] = False,
+    model: ModelOpt = "minilm",
+    id_col: IdColOpt = "id",
+    text_cols: TextColsOpt = None,
+    image_col: ImageColOpt = None,
+    image_root: ImageRootOpt = None,
+    allow_outside_root: AllowOutsideOpt = False,
     device: Annotated[Optional[str], typer.Option(help="torch device, e.g. cpu, cuda, cuda:1. Default: CUDA when available (bf16 autocast).")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Rows per forward pass.")] = 64,
-    workers: Annotated[int, typer.Option(min=-1, help="DataLoader workers decoding images (-1: one per spare core).")] = -1,
+    batch_size: BatchSizeOpt = 64,
+    workers: WorkersOpt = -1,
     shard_rows: Annotated[int, typer.Option(min=1, help="Rows per shard, the unit of resuming and of work per torchrun rank.")] = 4096,
     image_weight: Annotated[float, typer.Option(min=0.0, max=1.0, help="w in fused = normalize(w*image + (1-w)*text).")] = 0.5,
     phash: Annotated[bool, typer.Option("--phash/--no-phash", help="Store the 64-bit perceptual hash of every image.")] = True,
@@ -87,26 +99,26 @@ def embed(
 
 @app.command()
 def dedupe(
-    catalog: Annotated[Path, typer.Argument(help="Catalog file: .csv, .tsv, .parquet, .jsonl or .ndjson.")],
+    catalog: CatalogArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory for groups.parquet, pairs.parquet, manifest.json and caches.")],
-    id_col: Annotated[str, typer.Option(help="Column with a unique id per row.")] = "id",
-    text_cols: Annotated[Optional[str], typer.Option(help="Comma-separated columns joined into the matched text. Default: title-like column, then brand/manufacturer.")] = None,
-    model: Annotated[str, typer.Option(help="Model spec: minilm (bundled, offline), openclip:ARCH[:TAG|:CKPT], hf-hub:ORG/NAME, or a model folder.")] = "minilm",
+    id_col: IdColOpt = "id",
+    text_cols: TextColsOpt = None,
+    model: ModelOpt = "minilm",
     embeddings: Annotated[Optional[Path], typer.Option(help="Embeddings directory from `eclip embed` (instead of --model).")] = None,
-    image_col: Annotated[Optional[str], typer.Option(help="Column of image paths (relative to the catalog file) or http(s) URLs.")] = None,
-    image_root: Annotated[Optional[Path], typer.Option(help="Folder image paths are relative to, and may not leave. Default: the catalog file's folder.")] = None,
-    allow_outside_root: Annotated[bool, typer.Option("--allow-outside-root", help="Follow image paths that leave the image root.")] = False,
+    image_col: ImageColOpt = None,
+    image_root: ImageRootOpt = None,
+    allow_outside_root: AllowOutsideOpt = False,
     signals: Annotated[Optional[str], typer.Option(help="Comma-separated signals among text, image, fused, phash. Default: all the embeddings have.")] = None,
     image_threshold: Annotated[float, typer.Option(help="Minimum image-embedding cosine of a match.")] = 0.9,
     fused_threshold: Annotated[float, typer.Option(help="Minimum fused-embedding cosine of a match.")] = 0.85,
     phash_max_distance: Annotated[int, typer.Option(min=0, max=64, help="Largest pHash Hamming distance (bits of 64) of a match.")] = 8,
-    workers: Annotated[int, typer.Option(min=-1, help="DataLoader workers decoding images (-1: one per spare core).")] = -1,
+    workers: WorkersOpt = -1,
     k: Annotated[int, typer.Option(min=1, help="Neighbours per row in the kNN self-join.")] = 10,
     method: Annotated[str, typer.Option(help="Grouping: 'mutual' (reciprocal best match) or 'components' (threshold + connected components).")] = "",
     threshold: Annotated[Optional[float], typer.Option(help="Minimum text score of a match (and of the final score). Default: the calibrated one, else 0.6.")] = None,
     calibration: Annotated[Optional[Path], typer.Option(help="calibration.json from `eclip eval --calibrate`: use its method and threshold.")] = None,
     lexical: Annotated[bool, typer.Option("--lexical/--no-lexical", help="Add TF-IDF char n-gram and model-code signals to the embedding score.")] = True,
-    batch_size: Annotated[int, typer.Option(min=1, help="Texts per encoder forward pass.")] = 64,
+    batch_size: BatchSizeOpt = 64,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Embeddings directory to write and reuse. Default: OUT/embeddings.")] = None,
     flat_max: Annotated[int, typer.Option(min=2, help="Below this many rows, search is exact (Flat); above, IVF-PQ with exact refine.")] = 200_000,
 ) -> None:
