@@ -124,6 +124,40 @@ def embed(catalog: str | Path, out: str | Path, cfg: EmbedConfig | None = None) 
     return embed_catalog(encoder, cat, out, cfg.settings, images, cfg.overwrite, dist)
 
 
+def train(
+    catalog: str | Path,
+    out: str | Path,
+    cfg: Any = None,
+    id_col: str = "id",
+    text_cols: list[str] | None = None,
+    image_col: str = "image",
+    image_root: Path | None = None,
+    allow_outside_root: bool = False,
+    resume: str | None = None,
+) -> dict[str, Any]:
+    """Train an e-CLIP model on a catalog's images and titles; see :mod:`eclip.train.loop`.
+
+    Returns:
+        The model card; the model folder is ``out/model`` (``--model out/model`` loads it).
+
+    Raises:
+        CatalogError: bad catalog or columns. EclipError: bad settings. RunDirError: a run
+            directory with checkpoints and no ``resume``, or a checkpoint of other settings.
+    """
+    from eclip.train import TrainConfig, train as run_train
+
+    cfg = cfg or TrainConfig()
+    if cfg.image_only and text_cols is None:
+        text_cols = [image_col]  # titles are not read; any column satisfies the catalog check
+    cat = load_catalog(catalog, id_col, text_cols, image_col)
+    for col in (cfg.zeroshot_col, cfg.group_col):
+        if col is not None and col not in cat.table.columns:
+            raise CatalogError(f"{catalog}: no column {col!r} (columns: {', '.join(cat.table.columns)}).")
+    root = Path(image_root) if image_root else cat.root
+    images = ImageSettings(root=root, cache_dir=Path(out) / "image_cache", allow_outside_root=allow_outside_root)
+    return run_train(cat, images, out, cfg, resume)
+
+
 @dataclass
 class DedupeConfig:
     """Settings of :func:`dedupe`; every field is recorded in the manifest.
@@ -520,4 +554,4 @@ def evaluate(
     return result
 
 
-__all__ = ["DEFAULT_METHOD", "DEFAULT_THRESHOLD", "DedupeConfig", "EmbedConfig", "embed", "EclipError", "dedupe", "evaluate", "read_calibration"]
+__all__ = ["DEFAULT_METHOD", "DEFAULT_THRESHOLD", "DedupeConfig", "EmbedConfig", "embed", "train", "EclipError", "dedupe", "evaluate", "read_calibration"]

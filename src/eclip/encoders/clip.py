@@ -8,6 +8,7 @@ A model folder is what open_clip's ``local-dir:`` and ``hf-hub:`` schemas read:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -24,6 +25,9 @@ from eclip.errors import ModelError
 
 CONFIG_FILE = "open_clip_config.json"
 WEIGHTS_FILE = "open_clip_model.safetensors"
+#: The hub id eclip-trained configs use for the MiniLM text tower; eclip maps it to the
+#: bundled offline copy, plain open_clip fetches it from the hub.
+MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 _OFFLINE_HINT = (
     "set HF_HUB_OFFLINE=0 on a machine with network access to download it once, "
@@ -92,8 +96,11 @@ class OpenClipEncoder:
         else:  # pragma: no cover - the factory routes other kinds elsewhere
             raise ModelError(f"model {spec.raw!r} is not an open_clip model")
         try:
-            model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained, device=self.device, weights_only=True)
-            self.tokenizer = open_clip.get_tokenizer(model_name)
+            if spec.kind == "local-dir" and "hf_model_name" in json.loads((Path(spec.location) / CONFIG_FILE).read_text("utf-8"))["model_cfg"].get("text_cfg", {}):
+                model, self.tokenizer, preprocess = _load_hf_text_dir(Path(spec.location), self.device)
+            else:
+                model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained, device=self.device, weights_only=True)
+                self.tokenizer = open_clip.get_tokenizer(model_name)
         except Exception as exc:  # noqa: BLE001 - every loader failure becomes one clear message
             raise _explain_load_error(spec, exc) from exc
         model.eval()
@@ -154,6 +161,58 @@ class OpenClipEncoder:
     def describe(self) -> dict[str, Any]:
         """What identifies this encoder's output (recorded in manifests and index keys)."""
         return {"kind": "open_clip", "name": self.name, "arch": self.spec.arch, "dim": self.dim, "weights": self._weights}
+
+
+def localise_cfg(model_cfg: dict) -> dict:
+    """A copy of ``model_cfg`` whose MiniLM text tower points at the bundled offline copy."""
+    cfg = copy.deepcopy(model_cfg)
+    text = cfg.get("text_cfg", {})
+    if text.get("hf_model_name") == MINILM_HUB_ID or text.get("hf_tokenizer_name") == MINILM_HUB_ID:
+        from eclip.encoders.factory import _bundled_minilm
+
+        path = str(_bundled_minilm())
+        text["hf_model_name"] = path
+        text["hf_tokenizer_name"] = path
+    return cfg
+
+
+def build_from_cfg(model_cfg: dict, pretrained_text: bool = False) -> tuple[Any, Any]:
+    """Build an open_clip model (and tokenizer) from a portable ``model_cfg``, offline.
+
+    Args:
+        pretrained_text: load the MiniLM text weights (the starting point); otherwise random,
+            to be overwritten by a checkpoint.
+    """
+    import open_clip
+    from open_clip.tokenizer import HFTokenizer, SimpleTokenizer
+
+    cfg = localise_cfg(model_cfg)
+    cfg.pop("custom_text", None)
+    text = cfg.get("text_cfg", {})
+    if "hf_model_name" in text:
+        text["hf_model_pretrained"] = pretrained_text
+        model = open_clip.CustomTextCLIP(**cfg)
+        tokenizer = HFTokenizer(text["hf_tokenizer_name"], context_length=text.get("context_length", 64))
+    else:
+        model = open_clip.CLIP(**cfg)
+        tokenizer = SimpleTokenizer(context_length=text.get("context_length", 77))
+    return model, tokenizer
+
+
+def _load_hf_text_dir(folder: Path, device: str) -> tuple[Any, Any, Any]:
+    """Model, tokenizer and eval transform of a folder whose text tower is a Hugging Face model."""
+    import open_clip
+
+    cfg = json.loads((folder / CONFIG_FILE).read_text("utf-8"))
+    model, tokenizer = build_from_cfg(cfg["model_cfg"])
+    weights = next(iter(sorted(folder.glob("*.safetensors"))), None)
+    if weights is None:
+        raise ModelError(f"{folder}: no .safetensors weights beside {CONFIG_FILE}.")
+    open_clip.load_checkpoint(model, str(weights), weights_only=True)
+    pre = cfg.get("preprocess_cfg", {})
+    size = pre.get("size", cfg["model_cfg"]["vision_cfg"].get("image_size", 224))
+    transform = open_clip.image_transform(size, is_train=False, mean=pre.get("mean"), std=pre.get("std"))
+    return model.to(device), tokenizer, transform
 
 
 def save_model_dir(model: Any, model_cfg: dict, folder: str | Path, preprocess_cfg: dict | None = None) -> Path:

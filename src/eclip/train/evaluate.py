@@ -1,0 +1,90 @@
+"""Evaluation during training, on the validation split.
+
+* **Retrieval**: image->text and text->image recall@1/5 among the validation rows (the
+  paired title / image is the one relevant item), as in CLIP's Flickr/COCO evaluation.
+* **Zero-shot classification** (CLIP, Radford et al. 2021, sec. 3.1.2): each class name of
+  ``zeroshot_col`` is embedded as a prompt; an image is assigned the class whose prompt
+  embedding is nearest. Reports top-1 accuracy over validation images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+
+from eclip.catalog import Catalog
+
+
+@torch.inference_mode()
+def _encode_images(model: Any, pixels: torch.Tensor, rows: np.ndarray, normalise: Callable, device: str, batch: int = 256) -> torch.Tensor:
+    out = []
+    for s in range(0, len(rows), batch):
+        x = normalise(pixels[rows[s : s + batch]]).to(device)
+        out.append(torch.nn.functional.normalize(model.encode_image(x).float(), dim=-1).cpu())
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+@torch.inference_mode()
+def _encode_texts(model: Any, tokenizer: Any, texts: list[str], device: str, batch: int = 256) -> torch.Tensor:
+    out = []
+    for s in range(0, len(texts), batch):
+        out.append(torch.nn.functional.normalize(model.encode_text(tokenizer(texts[s : s + batch]).to(device)).float(), dim=-1).cpu())
+    return torch.cat(out)
+
+
+def recall_at(sim: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> dict[int, float]:
+    """Recall@k of a square similarity matrix whose diagonal holds the relevant items."""
+    rank = (sim > sim.diagonal()[:, None]).sum(dim=1)
+    return {k: float((rank < k).float().mean()) for k in ks}
+
+
+def zeroshot_top1(image_feats: torch.Tensor, class_feats: torch.Tensor, labels: np.ndarray) -> float:
+    """Top-1 accuracy: ``labels`` ``(n,)`` int class positions, features L2-normalised."""
+    pred = (image_feats @ class_feats.T).argmax(dim=1).numpy()
+    return float((pred == labels).mean())
+
+
+def evaluate_split(
+    model: Any,
+    tokenizer: Any,
+    cat: Catalog,
+    pixels: torch.Tensor,
+    rows: np.ndarray,
+    text_cache: torch.Tensor | None,
+    zeroshot_col: str | None,
+    normalise: Callable,
+    device: str,
+    image_only: bool = False,
+) -> dict[str, float]:
+    """Retrieval recall@1/5 both ways and (with ``zeroshot_col``) zero-shot top-1 accuracy.
+
+    With ``image_only`` the "text" side is each image's mirror view (view-retrieval recall)
+    and there is no zero-shot accuracy (the text tower was not trained).
+    """
+    if len(rows) == 0:
+        return {}
+    img = _encode_images(model, pixels, rows, normalise, device)
+    if image_only:
+        txt = _encode_images(model, pixels, rows, lambda x: normalise(x).flip(-1), device)
+        zeroshot_col = None
+    elif text_cache is not None:
+        txt = text_cache[rows]
+    else:
+        txt = _encode_texts(model, tokenizer, [cat.texts[r] for r in rows], device)
+    sim = img @ txt.T
+    i2t, t2i = recall_at(sim), recall_at(sim.T)
+    out = {"i2t_recall@1": i2t[1], "i2t_recall@5": i2t[5], "t2i_recall@1": t2i[1], "t2i_recall@5": t2i[5]}
+    if zeroshot_col:
+        values = cat.table.get_column(zeroshot_col).cast(pl.String).to_list()
+        names = sorted({values[r] for r in rows if values[r]})
+        pos = {n: i for i, n in enumerate(names)}
+        keep = np.array([bool(values[r]) for r in rows])
+        labels = np.array([pos[values[r]] for r in rows[keep]])
+        class_feats = _encode_texts(model, tokenizer, names, device)
+        out["zeroshot_top1"] = zeroshot_top1(img[torch.from_numpy(keep)], class_feats, labels)
+        out["zeroshot_classes"] = float(len(names))
+    return out
