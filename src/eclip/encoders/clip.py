@@ -211,7 +211,9 @@ def _load_hf_text_dir(folder: Path, device: str) -> tuple[Any, Any, Any]:
     open_clip.load_checkpoint(model, str(weights), weights_only=True)
     pre = cfg.get("preprocess_cfg", {})
     size = pre.get("size", cfg["model_cfg"]["vision_cfg"].get("image_size", 224))
-    transform = open_clip.image_transform(size, is_train=False, mean=pre.get("mean"), std=pre.get("std"))
+    transform = open_clip.image_transform(
+        size, is_train=False, mean=pre.get("mean"), std=pre.get("std"), interpolation=pre.get("interpolation"), resize_mode=pre.get("resize_mode")
+    )
     return model.to(device), tokenizer, transform
 
 

@@ -348,7 +348,7 @@ def train(cat: Catalog, images: ImageSettings, out: str | Path, cfg: TrainConfig
             "config": run_cfg,
             "eval": history,
         }
-        model_dir = save_model_dir(model.cpu(), sm.model_cfg, out / "model", {k: v for k, v in sm.preprocess_cfg.items() if k in ("size", "mean", "std")})
+        model_dir = save_model_dir(model.cpu(), sm.model_cfg, out / "model", {k: v for k, v in sm.preprocess_cfg.items() if k in ("size", "mean", "std", "interpolation", "resize_mode")})
         write_json(card, model_dir / "model_card.json")
     dist.barrier()
     return card

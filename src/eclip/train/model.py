@@ -71,7 +71,8 @@ def starting_model(init: str, image_size: int = 64, timm_model: str = "resnet18"
     if init.strip().lower() in ("minilm", "all-minilm-l6-v2"):
         cfg = minilm_config(image_size, timm_model)
         model, tokenizer = build_from_cfg(cfg, pretrained_text=True)
-        pre = {"size": image_size, "mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]}
+        # training squashes each photo to size x size (bicubic); inference must do the same
+        pre = {"size": image_size, "mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711], "interpolation": "bicubic", "resize_mode": "squash"}
         return StartingModel(model, cfg, pre, tokenizer, {"init": "minilm", "text": MINILM_HUB_ID, "image": f"timm {timm_model} from scratch at {image_size}px"})
     from eclip.encoders import load_encoder
 
