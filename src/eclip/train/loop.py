@@ -324,7 +324,7 @@ def train(cat: Catalog, images: ImageSettings, out: str | Path, cfg: TrainConfig
                 seen += global_batch
                 bar.advance(task, global_batch)
                 if step % 10 == 0 and dist.rank == 0:
-                    _log(metrics_path, {"step": step, "epoch": epoch + 1, "loss": round(float(loss.detach()), 5), "lr": opt.param_groups[0]["lr"], "logit_scale": round(float(model.logit_scale.exp()), 3)})
+                    _log(metrics_path, {"step": step, "epoch": epoch + 1, "loss": round(float(loss.detach()), 5), "lr": opt.param_groups[0]["lr"], "logit_scale": round(float(model.logit_scale.detach().exp()), 3)})
                 if step % cfg.checkpoint_every == 0:
                     save(epoch, batch_in_epoch)
         if batch_in_epoch >= steps_per_epoch:
@@ -343,7 +343,7 @@ def train(cat: Catalog, images: ImageSettings, out: str | Path, cfg: TrainConfig
             "eclip_model_card": 1,
             "data": {"catalog": str(cat.path.resolve()), "rows": len(cat), "train_rows": int(len(train_rows)), "val_rows": int(len(val_rows)), "split": f"by id hash, val_fraction {cfg.val_fraction}", "image_col": cat.image_col, "text_cols": list(cat.text_cols), "groups_with_several_rows": int((np.bincount(keys.numpy()) > 1).sum()) if cfg.loss == "eclip" else 0},
             "start": sm.describe,
-            "loss": {"variant": cfg.loss, "group_by": list(cfg.group_by) if cfg.loss == "eclip" else [], "logit_scale_final": round(float(model.logit_scale.exp()), 3)},
+            "loss": {"variant": cfg.loss, "group_by": list(cfg.group_by) if cfg.loss == "eclip" else [], "logit_scale_final": round(float(model.logit_scale.detach().exp()), 3)},
             "training": {"steps": step, "epochs": epoch, "contrastive_batch": global_batch, "lock_text": lock_text, "lock_image": cfg.lock_image, "seconds_this_session": round(seconds, 1), "pairs_per_s": round(seen / (seconds - eval_seconds), 1) if seen else None, "world_size": dist.world, "device": device},
             "config": run_cfg,
             "eval": history,
