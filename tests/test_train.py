@@ -203,7 +203,7 @@ def test_model_folder_round_trips_through_plain_open_clip(tiny_catalog, tiny_cli
     from eclip.encoders import load_encoder
     from eclip.train import TrainConfig
 
-    api.train(tiny_catalog, tmp_path / "run", TrainConfig(init=str(tiny_clip_dir), batch_size=8, epochs=1, max_steps=3, warmup_steps=1))
+    api.train(tiny_catalog, tmp_path / "run", TrainConfig(init=str(tiny_clip_dir), batch_size=8, epochs=1, max_steps=3, warmup_steps=1, grad_checkpointing=True, accum_freq=2))
     model, _, pre = open_clip.create_model_and_transforms(f"local-dir:{tmp_path / 'run' / 'model'}")
     tok = open_clip.get_tokenizer(f"local-dir:{tmp_path / 'run' / 'model'}")
     enc = load_encoder(str(tmp_path / "run" / "model"), device="cpu")
@@ -228,3 +228,20 @@ def test_minilm_init_folder_loads_offline(tiny_catalog, tmp_path):
     minilm = load_encoder("minilm", device="cpu")
     assert enc.dim == 384
     assert np.allclose(enc.encode(["blue shoe"]), minilm.encode(["blue shoe"]), atol=1e-5)  # locked text tower = MiniLM
+
+
+def test_torchrun_two_ranks_train_one_model(tiny_catalog, tiny_clip_dir, tmp_path):
+    from pathlib import Path
+
+    from eclip.encoders import load_encoder
+
+    eclip_bin = Path(sys.executable).parent / "eclip"
+    args = _train_cmd(tiny_catalog, tiny_clip_dir, tmp_path / "ddp", "--batch-size", "4", "--epochs", "2")[3:]
+    args[args.index("--batch-size") + 1] = "4"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29544", "--no-python", str(eclip_bin), *args]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    card = json.loads((tmp_path / "ddp" / "model" / "model_card.json").read_text())
+    assert card["training"]["world_size"] == 2 and card["training"]["contrastive_batch"] == 8
+    assert card["training"]["steps"] == 2 * (card["data"]["train_rows"] // 8)
+    assert load_encoder(str(tmp_path / "ddp" / "model"), device="cpu").encode(["red shirt"]).shape == (1, 32)
