@@ -10,9 +10,11 @@ rate is training pairs per second from the loop's own clock (evaluation excluded
   (features cached, then recomputed with grad: same negatives, one extra image forward).
 
 Quality next to speed: the zero-shot articleType top-1 on the validation split after the run
-(short runs: compare, do not read as the model's final accuracy).
+(short runs: compare, do not read as the model's final accuracy). Accumulation's no-grad
+pass also updates BatchNorm running statistics (as in open_clip), so early in a run its
+evaluation can differ for that reason alone.
 
-    uv run --frozen --extra cpu python bench/train.py [--rows 1500] [--steps 12]
+    uv run --frozen --extra cpu python bench/train.py [--rows 1500] [--steps 30]
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     ap.add_argument("--rows", type=int, default=1500)
-    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--steps", type=int, default=30)
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="eclip-bench-train-"))
     src = args.data / "fashion"
@@ -53,7 +55,7 @@ def main() -> None:
             (out / "cache").mkdir(parents=True)
             for f in ("images.npy", "has_image.npy", "phash.npy", "images.json"):
                 shutil.copy(work / "v0" / "cache" / f, out / "cache" / f)
-        cfg = TrainConfig(init="minilm", zeroshot_col="articleType", epochs=1, max_steps=args.steps, warmup_steps=2, **{"batch_size": 128, **over})
+        cfg = TrainConfig(init="minilm", zeroshot_col="articleType", epochs=100, max_steps=args.steps, warmup_steps=2, **{"batch_size": 128, **over})
         card = api.train(work / "catalog.csv", out, cfg, image_root=src)
         rows.append((name, card["training"]["pairs_per_s"], card["eval"][-1].get("zeroshot_top1", float("nan"))))
     base = rows[0][1]

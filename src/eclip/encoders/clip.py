@@ -190,8 +190,18 @@ def build_from_cfg(model_cfg: dict, pretrained_text: bool = False) -> tuple[Any,
     cfg.pop("custom_text", None)
     text = cfg.get("text_cfg", {})
     if "hf_model_name" in text:
+        from transformers.utils import logging as hf_logging
+
         text["hf_model_pretrained"] = pretrained_text
-        model = open_clip.CustomTextCLIP(**cfg)
+        level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+        hf_logging.set_verbosity_error()  # MiniLM's unused pooler weights are expected, not news
+        hf_logging.disable_progress_bar()
+        try:
+            model = open_clip.CustomTextCLIP(**cfg)
+        finally:
+            hf_logging.set_verbosity(level)
+            if bars:
+                hf_logging.enable_progress_bar()
         tokenizer = HFTokenizer(text["hf_tokenizer_name"], context_length=text.get("context_length", 64))
     else:
         model = open_clip.CLIP(**cfg)
