@@ -107,13 +107,18 @@ class _Resize:
         return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
 
-def image_cache(cat: Catalog, images: ImageSettings, size: int, folder: Path, workers: int = 0, batch_size: int = 64) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+def image_cache(cat: Catalog, images: ImageSettings, size: int, folder: Path, workers: int = 0, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decode every image once at ``size`` px; reuse the cache in ``folder`` when it matches.
 
+    The pixels are written straight into a memory-mapped ``.npy`` (temporary file, renamed
+    when complete) and read back memory-mapped, so a catalog larger than RAM still trains.
+
     Returns:
-        ``(pixels, has_image, phash)``: ``(n, 3, size, size)`` uint8 tensor (zeros where the
-        image failed), ``(n,)`` bool and ``(n, 8)`` uint8 pHash codes.
+        ``(pixels, has_image, phash)``: ``(n, 3, size, size)`` uint8 memory-mapped array
+        (zeros where the image failed), ``(n,)`` bool and ``(n, 8)`` uint8 pHash codes.
     """
+    import os
+
     from torch.utils.data import DataLoader
 
     from eclip.encoders.embed import _collate, _ImageRows
@@ -121,21 +126,27 @@ def image_cache(cat: Catalog, images: ImageSettings, size: int, folder: Path, wo
     key = fingerprint(size, texts_digest([r or "" for r in cat.images]), str(images.root))
     meta = folder / "images.json"
     if read_json(meta).get("key") == key:
-        return torch.from_numpy(load_npy(folder / "images.npy")), load_npy(folder / "has_image.npy"), load_npy(folder / "phash.npy")
+        return np.load(folder / "images.npy", mmap_mode="r"), load_npy(folder / "has_image.npy"), load_npy(folder / "phash.npy")
     n = len(cat)
-    pixels = np.zeros((n, 3, size, size), np.uint8)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".images.{os.getpid()}.npy"
+    pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, 3, size, size))
     ok = np.zeros(n, bool)
     codes = np.zeros((n, PHASH_BYTES), np.uint8)
     loader = DataLoader(_ImageRows(cat.images, images, _Resize(size), True), batch_size=batch_size, num_workers=workers, collate_fn=_collate)
-    with progress_bar(f"decoding {n:,} images at {size}px", n, unit="images") as (bar, task):
-        for items in loader:
-            for r, pix, code, failure in items:
-                if failure is None:
-                    pixels[r], codes[r], ok[r] = pix.numpy(), code, True
-            bar.advance(task, len(items))
-    folder.mkdir(parents=True, exist_ok=True)
-    save_npy(pixels, folder / "images.npy")
+    try:
+        with progress_bar(f"decoding {n:,} images at {size}px", n, unit="images") as (bar, task):
+            for items in loader:
+                for r, pix, code, failure in items:
+                    if failure is None:
+                        pixels[r], codes[r], ok[r] = pix.numpy(), code, True
+                bar.advance(task, len(items))
+        pixels.flush()
+        del pixels
+        os.replace(tmp, folder / "images.npy")
+    finally:
+        tmp.unlink(missing_ok=True)
     save_npy(ok, folder / "has_image.npy")
     save_npy(codes, folder / "phash.npy")
     write_json({"key": key, "size": size, "rows": n, "images_ok": int(ok.sum())}, meta)
-    return torch.from_numpy(pixels), ok, codes
+    return np.load(folder / "images.npy", mmap_mode="r"), ok, codes

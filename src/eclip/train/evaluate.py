@@ -20,7 +20,7 @@ from eclip.catalog import Catalog
 
 
 @torch.inference_mode()
-def _encode_images(model: Any, pixels: torch.Tensor, rows: np.ndarray, normalise: Callable, device: str, batch: int = 256) -> torch.Tensor:
+def _encode_images(model: Any, pixels: np.ndarray, rows: np.ndarray, normalise: Callable, device: str, batch: int = 256) -> torch.Tensor:
     out = []
     for s in range(0, len(rows), batch):
         x = normalise(pixels[rows[s : s + batch]]).to(device)
@@ -52,7 +52,7 @@ def evaluate_split(
     model: Any,
     tokenizer: Any,
     cat: Catalog,
-    pixels: torch.Tensor,
+    pixels: np.ndarray,
     rows: np.ndarray,
     text_cache: torch.Tensor | None,
     zeroshot_col: str | None,

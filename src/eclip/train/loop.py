@@ -2,7 +2,7 @@
 
 Run directory::
 
-    OUT/cache/            decoded images (uint8), pHash, locked-text features
+    OUT/cache/            decoded images (uint8, memory-mapped), pHash, locked-text features
     OUT/checkpoints/      step-NNNNNNN.pt: model, optimiser, LR-schedule step, RNG, data position
     OUT/metrics.jsonl     one JSON object per logged step and per epoch evaluation
     OUT/model/            the trained model: open_clip_config.json + safetensors + model_card.json
@@ -151,7 +151,10 @@ def _text_features(sm: StartingModel, texts: list[str], folder: Path, device: st
     return feats
 
 
-def _normalise_pixels(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
+def _normalise_pixels(x: np.ndarray | torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
+    """uint8 ``(b, 3, S, S)`` pixels (array or tensor) -> float32 normalised tensor."""
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(x))
     m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
     return (x.float() / 255.0 - m) / s
