@@ -245,3 +245,32 @@ def test_torchrun_two_ranks_train_one_model(tiny_catalog, tiny_clip_dir, tmp_pat
     assert card["training"]["world_size"] == 2 and card["training"]["contrastive_batch"] == 8
     assert card["training"]["steps"] == 2 * (card["data"]["train_rows"] // 8)
     assert load_encoder(str(tmp_path / "ddp" / "model"), device="cpu").encode(["red shirt"]).shape == (1, 32)
+
+
+def test_bad_training_input_says_what_to_fix(tiny_catalog, tiny_clip_dir, tmp_path):
+    from eclip import api
+    from eclip.errors import CatalogError, EclipError
+    from eclip.train import TrainConfig
+
+    with pytest.raises(CatalogError, match="no column 'nosuch'"):
+        api.train(tiny_catalog, tmp_path / "a", TrainConfig(init=str(tiny_clip_dir), zeroshot_col="nosuch"))
+    with pytest.raises(EclipError, match="unknown loss 'bogus'"):
+        api.train(tiny_catalog, tmp_path / "b", TrainConfig(init=str(tiny_clip_dir), loss="bogus"))
+    broken = tmp_path / "broken.csv"
+    pl.read_csv(tiny_catalog).with_columns(pl.lit("img/missing.png").alias("image")).write_csv(broken)
+    (tmp_path / "img").mkdir()
+    with pytest.raises(EclipError, match="do not fill one batch"):
+        api.train(broken, tmp_path / "c", TrainConfig(init=str(tiny_clip_dir), batch_size=8))
+
+
+def test_rows_without_images_are_left_out_and_counted(tiny_catalog, tiny_clip_dir, tmp_path):
+    from eclip import api
+    from eclip.train import TrainConfig
+
+    cat = pl.read_csv(tiny_catalog)
+    cat = cat.with_columns(pl.when(pl.col("id").is_in(["p0", "p1", "p2"])).then(pl.lit("img/nope.png")).otherwise(pl.col("image")).alias("image"))
+    f = tiny_catalog.parent / "partly_broken.csv"
+    cat.write_csv(f)
+    card = api.train(f, tmp_path / "run", TrainConfig(init=str(tiny_clip_dir), batch_size=8, epochs=1, max_steps=2, warmup_steps=1))
+    assert card["data"]["rows_without_image"] == 3
+    assert card["data"]["train_rows"] + card["data"]["val_rows"] == 93

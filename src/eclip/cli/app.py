@@ -18,8 +18,9 @@ from eclip.progress import console
 
 app = typer.Typer(
     name="eclip",
-    help="Find the same product across messy e-commerce catalogs: embed titles, search a FAISS index, "
-    "and group the matches. Reads CSV, Parquet and JSONL; writes Parquet plus a JSON manifest.",
+    help="Find the same product across messy e-commerce catalogs: embed titles and images (MiniLM or any "
+    "open_clip model, or one trained on your catalog with `eclip train`), search FAISS indexes, and group "
+    "the matches. Reads CSV, Parquet and JSONL; writes Parquet plus a JSON manifest.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

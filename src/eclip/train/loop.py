@@ -211,6 +211,11 @@ def train(cat: Catalog, images: ImageSettings, out: str | Path, cfg: TrainConfig
     is_val = split_by_id(cat.ids, cfg.val_fraction)
     has_text = np.ones(len(cat), bool) if cfg.image_only else np.array([bool(t) for t in cat.texts])
     usable = has_image & has_text
+    if (~usable).any():
+        console.print(
+            f"[yellow]{int((~has_image).sum()):,} row(s) without a usable image and {int((~has_text).sum()):,} without a title "
+            "are left out of training and evaluation.[/]"
+        )
     train_rows = np.flatnonzero(usable & ~is_val)
     val_rows = np.flatnonzero(usable & is_val)
     keys = torch.from_numpy(group_keys(cat, cfg.group_by, cfg.group_col, phash, has_image)) if cfg.loss == "eclip" else torch.arange(len(cat))
@@ -344,7 +349,7 @@ def train(cat: Catalog, images: ImageSettings, out: str | Path, cfg: TrainConfig
             history.append(_evaluate(model, sm, cat, pixels, val_rows, text_cache, cfg, mean, std, device, metrics_path, epoch=epoch, step=step))
         card = {
             "eclip_model_card": 1,
-            "data": {"catalog": str(cat.path.resolve()), "rows": len(cat), "train_rows": int(len(train_rows)), "val_rows": int(len(val_rows)), "split": f"by id hash, val_fraction {cfg.val_fraction}", "image_col": cat.image_col, "text_cols": list(cat.text_cols), "groups_with_several_rows": int((np.bincount(keys.numpy()) > 1).sum()) if cfg.loss == "eclip" else 0},
+            "data": {"catalog": str(cat.path.resolve()), "rows": len(cat), "train_rows": int(len(train_rows)), "val_rows": int(len(val_rows)), "rows_without_image": int((~has_image).sum()), "rows_without_title": int((~has_text).sum()), "split": f"by id hash, val_fraction {cfg.val_fraction}", "image_col": cat.image_col, "text_cols": list(cat.text_cols), "groups_with_several_rows": int((np.bincount(keys.numpy()) > 1).sum()) if cfg.loss == "eclip" else 0},
             "start": sm.describe,
             "loss": {"variant": cfg.loss, "group_by": list(cfg.group_by) if cfg.loss == "eclip" else [], "logit_scale_final": round(float(model.logit_scale.detach().exp()), 3)},
             "training": {"steps": step, "epochs": epoch, "contrastive_batch": global_batch, "lock_text": lock_text, "lock_image": cfg.lock_image, "seconds_this_session": round(seconds, 1), "pairs_per_s": round(seen / (seconds - eval_seconds), 1) if seen else None, "world_size": dist.world, "device": device},
