@@ -158,6 +158,92 @@ def train(
     return run_train(cat, images, out, cfg, resume)
 
 
+def index_build(
+    embeddings: str | Path,
+    out: str | Path,
+    vectors: str = "text",
+    factory: str | None = None,
+    max_memory: int | None = None,
+    target_recall: float = 0.95,
+    k: int = 10,
+) -> dict[str, Any]:
+    """Build a standalone index directory over one array of an embeddings directory.
+
+    Args:
+        embeddings: directory written by ``eclip embed``.
+        vectors: ``text``, ``image`` or ``fused``; rows lacking that modality are left out.
+
+    Raises:
+        RunDirError: not an embeddings directory, or no such array in it.
+    """
+    from eclip.index.store import build_index_dir
+
+    emb = load_embeddings(embeddings)
+    arr = {"text": emb.text, "image": emb.image, "fused": emb.fused}.get(vectors)
+    if arr is None:
+        raise RunDirError(f"{embeddings} has no {vectors!r} vectors (it has {', '.join(emb.manifest.get('arrays', []))}).")
+    mask = {"text": emb.has_text, "image": emb.has_image, "fused": emb.has_text | emb.has_image}[vectors]
+    rows = np.flatnonzero(mask)
+    manifest = build_index_dir(
+        arr[rows], [emb.ids[i] for i in rows], out, model=emb.manifest.get("model"), key=emb.key, factory=factory,
+        max_memory=max_memory, target_recall=target_recall, k=k,
+    )
+    manifest.update({"embeddings": str(Path(embeddings).resolve()), "vectors": vectors, "rows_left_out": int(len(mask) - len(rows))})
+    write_json(manifest, Path(out) / MANIFEST)
+    return manifest
+
+
+def index_query(
+    index: str | Path,
+    texts: list[str] | None = None,
+    images: list[str] | None = None,
+    catalog: str | Path | None = None,
+    k: int = 10,
+    mmap: bool = False,
+    **catalog_args: Any,
+) -> pl.DataFrame:
+    """Top-k neighbours in an index directory of titles, image files or a whole catalog.
+
+    The queries are embedded with the model recorded in the index's manifest (the same model
+    is the only one accepted). Returns columns ``query, rank, id, score``.
+
+    Raises:
+        RunDirError: not an index directory, or vectors of another model or dimension.
+        ModelError: the index's model cannot be loaded.
+    """
+    from eclip.index.store import open_index_dir
+
+    idx = open_index_dir(index, mmap=mmap)
+    model = idx.manifest.get("model") or {}
+    encoder = load_encoder(model.get("name", DEFAULT_MODEL), device=None)
+    labels: list[str] = []
+    parts = []
+    if texts:
+        parts.append(encoder.encode(list(texts)))
+        labels += list(texts)
+    if images:
+        import torch
+        from PIL import Image
+
+        pix = [encoder.image_transform(Image.open(p).convert("RGB")) for p in images]
+        parts.append(encoder.encode_images(torch.stack(pix)))
+        labels += list(images)
+    if catalog is not None:
+        cat = load_catalog(catalog, **catalog_args)
+        parts.append(encoder.encode(cat.texts))
+        labels += cat.ids
+    if not parts:
+        raise EclipError("give --text, --image or --catalog to query the index.")
+    q = np.concatenate(parts)
+    scores, rows = idx.search(q, k, encoder.describe())
+    out = []
+    for qi, (sc, rw) in enumerate(zip(scores, rows)):
+        for r, (s_, row) in enumerate(zip(sc, rw)):
+            if row >= 0:
+                out.append({"query": labels[qi], "rank": r + 1, "id": idx.ids[row], "score": float(s_)})
+    return pl.DataFrame(out, schema={"query": pl.String, "rank": pl.Int64, "id": pl.String, "score": pl.Float32})
+
+
 @dataclass
 class DedupeConfig:
     """Settings of :func:`dedupe`; every field is recorded in the manifest.

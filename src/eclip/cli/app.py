@@ -227,6 +227,64 @@ def train(
     console.print(table)
 
 
+index_app = typer.Typer(help="Standalone FAISS index directories: build (auto-tuned IVF-PQ), info, query.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+
+@index_app.command("build")
+def index_build(
+    embeddings: Annotated[Path, typer.Argument(help="Embeddings directory from `eclip embed`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Index directory to write.")],
+    vectors: Annotated[str, typer.Option(help="Which vectors: text, image or fused.")] = "text",
+    factory: Annotated[Optional[str], typer.Option(help="faiss factory string, e.g. 'IVF4096,PQ48x8,Refine(SQ8)'. Default: chosen from n, d and --max-memory.")] = None,
+    max_memory: Annotated[Optional[float], typer.Option(help="Memory budget of the index, GiB.")] = None,
+    target_recall: Annotated[float, typer.Option(min=0.0, max=1.0, help="recall@k against exact search that nprobe tuning must reach.")] = 0.95,
+    k: Annotated[int, typer.Option(min=1, help="k of the recall target.")] = 10,
+) -> None:
+    """Build an index over an embeddings directory, tune nprobe to the recall target, and save it."""
+    import json as _json
+
+    from eclip import api
+
+    m = api.index_build(embeddings, out, vectors, factory, int(max_memory * 2**30) if max_memory else None, target_recall, k)
+    console.print_json(_json.dumps(m))
+
+
+@index_app.command("info")
+def index_info(index: Annotated[Path, typer.Argument(help="Index directory.")]) -> None:
+    """Print an index directory's manifest."""
+    from eclip.index.store import open_index_dir
+
+    console.print_json(data=open_index_dir(index).manifest)
+
+
+@index_app.command("query")
+def index_query(
+    index: Annotated[Path, typer.Argument(help="Index directory.")],
+    text: Annotated[Optional[list[str]], typer.Option(help="A title to look up; repeatable.")] = None,
+    image: Annotated[Optional[list[Path]], typer.Option(help="An image file to look up; repeatable.")] = None,
+    catalog: Annotated[Optional[Path], typer.Option(help="Look up every row of this catalog.")] = None,
+    k: Annotated[int, typer.Option(min=1)] = 10,
+    mmap: Annotated[bool, typer.Option("--mmap", help="Memory-map the index instead of reading it.")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Write the neighbours here (.parquet or .csv) instead of printing.")] = None,
+) -> None:
+    """Top-k neighbours with scores, embedded with the index's own model."""
+    from eclip import api
+    from eclip.rundir import write_csv, write_parquet
+
+    res = api.index_query(index, texts=text, images=[str(p) for p in image or []], catalog=catalog, k=k, mmap=mmap)
+    if out is not None:
+        (write_csv if out.suffix == ".csv" else write_parquet)(res, out)
+        console.print(f"{len(res):,} neighbours written to {out}")
+        return
+    table = Table(title=f"eclip index query: {index}")
+    for col in res.columns:
+        table.add_column(col)
+    for row in res.iter_rows():
+        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row])
+    console.print(table)
+
+
 @app.command("eval")
 def eval_(
     groups: Annotated[Path, typer.Argument(help="groups.parquet written by `eclip dedupe`.")],
