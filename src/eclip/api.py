@@ -184,13 +184,11 @@ def index_build(
         raise RunDirError(f"{embeddings} has no {vectors!r} vectors (it has {', '.join(emb.manifest.get('arrays', []))}).")
     mask = {"text": emb.has_text, "image": emb.has_image, "fused": emb.has_text | emb.has_image}[vectors]
     rows = np.flatnonzero(mask)
-    manifest = build_index_dir(
+    source = {"embeddings": str(Path(embeddings).resolve()), "vectors": vectors, "rows_left_out": int(len(mask) - len(rows))}
+    return build_index_dir(
         arr[rows], [emb.ids[i] for i in rows], out, model=emb.manifest.get("model"), key=emb.key, factory=factory,
-        max_memory=max_memory, target_recall=target_recall, k=k,
+        max_memory=max_memory, target_recall=target_recall, k=k, extra=source,
     )
-    manifest.update({"embeddings": str(Path(embeddings).resolve()), "vectors": vectors, "rows_left_out": int(len(mask) - len(rows))})
-    write_json(manifest, Path(out) / MANIFEST)
-    return manifest
 
 
 def index_query(

@@ -115,6 +115,7 @@ def build_index_dir(
     k_factor: int = 10,
     tune_queries: int = 1000,
     seed: int = 0,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build, tune and save an index directory over ``vectors``.
 
@@ -126,6 +127,7 @@ def build_index_dir(
         max_memory: bytes the index may take.
         target_recall: recall@k against exact search that nprobe tuning must reach.
         k_factor: a re-ranking store re-scores ``k * k_factor`` candidates.
+        extra: more fields for the manifest (e.g. where the vectors came from).
 
     Returns:
         The manifest.
@@ -192,6 +194,7 @@ def build_index_dir(
         "bytes_per_vector": round(size / max(n, 1), 1),
         "fraction_of_float32": round(size / max(4 * d * n, 1), 4),
         "build_seconds": round(seconds, 2),
+        **(extra or {}),
     }
     write_json(manifest, out / MANIFEST)
     return manifest

@@ -29,10 +29,22 @@ def _encode_images(model: Any, pixels: np.ndarray, rows: np.ndarray, normalise: 
 
 
 @torch.inference_mode()
-def _encode_texts(model: Any, tokenizer: Any, texts: list[str], device: str, batch: int = 256) -> torch.Tensor:
+def encode_texts(model: Any, tokenizer: Any, texts: list[str], device: str, batch: int = 256, label: str | None = None) -> torch.Tensor:
+    """Text-tower features of ``texts``: ``(n, d)`` float32, L2-normalised, on the CPU.
+
+    With ``label``, a progress bar of that name is shown.
+    """
+    from contextlib import nullcontext
+
+    from eclip.progress import progress_bar
+
     out = []
-    for s in range(0, len(texts), batch):
-        out.append(torch.nn.functional.normalize(model.encode_text(tokenizer(texts[s : s + batch]).to(device)).float(), dim=-1).cpu())
+    with progress_bar(label, len(texts)) if label else nullcontext() as bar_task:
+        for s in range(0, len(texts), batch):
+            chunk = texts[s : s + batch]
+            out.append(torch.nn.functional.normalize(model.encode_text(tokenizer(chunk).to(device)).float(), dim=-1).cpu())
+            if bar_task:
+                bar_task[0].advance(bar_task[1], len(chunk))
     return torch.cat(out)
 
 
@@ -74,7 +86,7 @@ def evaluate_split(
     elif text_cache is not None:
         txt = text_cache[rows]
     else:
-        txt = _encode_texts(model, tokenizer, [cat.texts[r] for r in rows], device)
+        txt = encode_texts(model, tokenizer, [cat.texts[r] for r in rows], device)
     sim = img @ txt.T
     i2t, t2i = recall_at(sim), recall_at(sim.T)
     out = {"i2t_recall@1": i2t[1], "i2t_recall@5": i2t[5], "t2i_recall@1": t2i[1], "t2i_recall@5": t2i[5]}
@@ -84,7 +96,7 @@ def evaluate_split(
         pos = {n: i for i, n in enumerate(names)}
         keep = np.array([bool(values[r]) for r in rows])
         labels = np.array([pos[values[r]] for r in rows[keep]])
-        class_feats = _encode_texts(model, tokenizer, names, device)
+        class_feats = encode_texts(model, tokenizer, names, device)
         out["zeroshot_top1"] = zeroshot_top1(img[torch.from_numpy(keep)], class_feats, labels)
         out["zeroshot_classes"] = float(len(names))
     return out

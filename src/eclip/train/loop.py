@@ -46,7 +46,7 @@ from eclip.errors import EclipError, RunDirError
 from eclip.progress import console, progress_bar
 from eclip.rundir import atomic_path, fingerprint, load_npy, read_json, save_npy, texts_digest, write_json
 from eclip.train.data import group_keys, image_cache, split_by_id
-from eclip.train.evaluate import evaluate_split
+from eclip.train.evaluate import encode_texts, evaluate_split
 from eclip.train.loss import ContrastiveLoss
 from eclip.train.model import StartingModel, starting_model
 
@@ -139,13 +139,7 @@ def _text_features(sm: StartingModel, texts: list[str], folder: Path, device: st
     meta, path = folder / "text_features.json", folder / "text_features.npy"
     if read_json(meta).get("key") == key:
         return torch.from_numpy(load_npy(path))
-    out = []
-    with torch.inference_mode(), progress_bar(f"text features of {len(texts):,} titles (locked tower, computed once)", len(texts)) as (bar, task):
-        for s in range(0, len(texts), batch):
-            tok = sm.tokenizer(texts[s : s + batch]).to(device)
-            out.append(torch.nn.functional.normalize(sm.model.encode_text(tok).float(), dim=-1).cpu())
-            bar.advance(task, len(tok))
-    feats = torch.cat(out)
+    feats = encode_texts(sm.model, sm.tokenizer, texts, device, batch, label=f"text features of {len(texts):,} titles (locked tower, computed once)")
     save_npy(feats.numpy(), path)
     write_json({"key": key, "rows": len(texts)}, meta)
     return feats
