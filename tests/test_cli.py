@@ -55,7 +55,7 @@ def test_dedupe_then_eval_end_to_end(abt_subset, tmp_path):
     assert manifest["counts"]["rows"] == len(catalog)
     assert manifest["counts"]["empty_text_rows"] == 1
     assert manifest["model"]["name"] == "all-MiniLM-L6-v2"
-    assert manifest["index"]["text"]["kind"] == "flat"
+    assert manifest["index"]["text"]["factory"] == "Flat"
 
     r = run("eval", out / "groups.parquet", "--gold", abt_subset / "matches.csv", "--calibrate")
     assert r.exit_code == 0, r.output

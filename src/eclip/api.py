@@ -8,6 +8,7 @@ The CLI (:mod:`eclip.cli`) is a thin layer over these functions.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -34,7 +35,7 @@ from eclip.encoders import (
 from eclip.errors import CatalogError, EclipError, RunDirError
 from eclip.evaluation import Calibration, blocking_recall, calibrate, cluster_metrics, load_gold
 from eclip.encoders.phash import hamming
-from eclip.index import IndexSettings, build_index, knn_self_join, load_index, save_index
+from eclip.index import FLAT_MAX, build_index_dir, choose_factory, knn_self_join, open_index_dir
 from eclip.index.binary import hamming_knn
 from eclip.matcher import (
     METHODS,
@@ -263,7 +264,8 @@ class DedupeConfig:
         max_code_block: rows sharing a model code are paired when there are at most this many.
         batch_size: rows per encoder forward pass. workers: image-decoding workers.
         cache_dir: embeddings directory to write (default ``<out>/embeddings``).
-        index: FAISS index settings.
+        flat_max: below this many rows search is exact (Flat), above it IVF-PQ (see
+            :func:`eclip.index.choose_factory`).
     """
 
     id_col: str = "id"
@@ -286,7 +288,7 @@ class DedupeConfig:
     workers: int = -1
     cache_dir: Path | None = None
     weights: ScoreWeights = field(default_factory=ScoreWeights)
-    index: IndexSettings = field(default_factory=IndexSettings)
+    flat_max: int = FLAT_MAX
 
     @property
     def thresholds(self) -> ModalityThresholds:
@@ -375,19 +377,23 @@ def _signals(emb: Embeddings, cfg: DedupeConfig) -> tuple[str, ...]:
 
 
 def _knn(vectors: np.ndarray, rows: np.ndarray, key: str, cfg: DedupeConfig, folder: Path) -> tuple[pl.DataFrame, dict]:
-    """kNN pairs (catalog row positions) among ``rows`` of ``vectors``, via a cached index."""
-    sub = np.ascontiguousarray(vectors[rows])
-    knn = None
-    try:
-        knn = load_index(folder, sub, key, cfg.index)
-    except RunDirError:
+    """kNN pairs (catalog row positions) among ``rows`` of ``vectors``, via an index directory
+    cached in ``folder`` (rebuilt when it was built from other embeddings or settings)."""
+    sub = np.ascontiguousarray(vectors[rows], dtype=np.float32)
+    factory = choose_factory(len(sub), sub.shape[1], flat_max=cfg.flat_max)
+    built = read_json(folder / MANIFEST)
+    trained = read_json(folder / "trained.json")
+    if (built and (built.get("key"), built.get("factory")) != (key, factory)) or (trained and (trained.get("key"), trained.get("factory")) != (key, factory)):
         console.print(f"[yellow]{folder} was built from other embeddings or settings; rebuilding it.[/]")
-    if knn is None:
-        knn = build_index(sub, cfg.index, k=cfg.k, key=key)
-        save_index(knn, folder)
-    _, nn = knn_self_join(knn, sub, cfg.k)
+        shutil.rmtree(folder)
+        built = {}
+    if not built:
+        build_index_dir(sub, [str(r) for r in rows], folder, key=key, factory=factory, k=cfg.k)
+    idx = open_index_dir(folder)
+    _, nn = knn_self_join(idx, sub, cfg.k)
     pairs = knn_pairs(nn)  # positions within `rows`; rows is sorted, so a < b still holds
-    return pl.DataFrame({"a": rows[pairs["a"].to_numpy()], "b": rows[pairs["b"].to_numpy()], "rank": pairs["rank"]}), knn.info
+    info = {k_: idx.manifest.get(k_) for k_ in ("factory", "n", "nprobe", f"recall@{cfg.k}", "gpus")}
+    return pl.DataFrame({"a": rows[pairs["a"].to_numpy()], "b": rows[pairs["b"].to_numpy()], "rank": pairs["rank"]}), info
 
 
 def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None) -> dict[str, Any]:

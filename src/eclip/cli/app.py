@@ -121,12 +121,10 @@ def dedupe(
     lexical: Annotated[bool, typer.Option("--lexical/--no-lexical", help="Add TF-IDF char n-gram and model-code signals to the embedding score.")] = True,
     batch_size: BatchSizeOpt = 64,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Embeddings directory to write and reuse. Default: OUT/embeddings.")] = None,
-    flat_max: Annotated[int, typer.Option(min=2, help="Below this many rows, search is exact (Flat); above, IVF-PQ with exact refine.")] = 200_000,
+    flat_max: Annotated[int, typer.Option(min=2, help="Below this many rows, search is exact (Flat); above, IVF-PQ with an SQ8 re-ranking store.")] = 200_000,
 ) -> None:
     """Deduplicate a catalog: every row gets a match group (singletons included)."""
     from eclip import api
-    from eclip.index import IndexSettings
-
     cfg = api.DedupeConfig(
         id_col=id_col,
         text_cols=_split(text_cols),
@@ -144,7 +142,7 @@ def dedupe(
         lexical=lexical,
         batch_size=batch_size,
         cache_dir=cache_dir,
-        index=IndexSettings(flat_max=flat_max),
+        flat_max=flat_max,
     )
     if calibration is not None:
         cfg.method, cfg.threshold = api.read_calibration(calibration)

@@ -1,6 +1,18 @@
-"""Index: a FAISS index over the embeddings, and the kNN self-join that finds candidates."""
+"""Index: FAISS index directories (autotuned, sharded, incremental, GPU when there is one) and
+the kNN self-join that finds candidates."""
 
-from eclip.index.build import IndexSettings, KnnIndex, build_index, load_index, recall_at_k, save_index
+from eclip.index.autotune import FLAT_MAX, choose_factory, recall_at_k
 from eclip.index.search import knn_self_join
+from eclip.index.store import IndexDir, add_to_index_dir, build_index_dir, merge_index_dir, open_index_dir
 
-__all__ = ["IndexSettings", "KnnIndex", "build_index", "knn_self_join", "load_index", "recall_at_k", "save_index"]
+__all__ = [
+    "FLAT_MAX",
+    "IndexDir",
+    "add_to_index_dir",
+    "build_index_dir",
+    "choose_factory",
+    "knn_self_join",
+    "merge_index_dir",
+    "open_index_dir",
+    "recall_at_k",
+]

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from eclip.index.build import KnnIndex
+from eclip.index.store import IndexDir
 from eclip.progress import progress_bar
 
 
-def knn_self_join(knn: KnnIndex, xb: np.ndarray, k: int, batch: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+def knn_self_join(knn: IndexDir, xb: np.ndarray, k: int, batch: int = 8192) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` neighbours of every indexed row, itself excluded.
 
     Args:
-        knn: an index over ``xb``.
+        knn: an index directory over ``xb`` (or anything with ``search(queries, k)``).
         xb: ``(n, d)`` float32, L2-normalised; row ``i`` must be vector ``i`` of the index.
         k: neighbours per row.
         batch: queries per search call.

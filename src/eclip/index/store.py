@@ -1,28 +1,28 @@
-"""Standalone index directories: ``eclip index build|info|query``.
+"""Index directories: ``eclip index build|add|merge|query|info``.
 
-An index directory holds ``index.faiss`` (the whole CPU index: coarse quantizer, codes and
-the re-ranking store), ``ids.parquet`` (row -> catalog id) and ``manifest.json`` (the model
-and embeddings key it was built from, dimension, metric, faiss factory string, nprobe, the
-measured recall@k against exact search, bytes per vector, build time).
+An index directory holds:
 
-Parameters are chosen from n, d and a memory budget, in the spirit of autofaiss:
+* ``trained.faiss`` + ``trained.json``: the empty trained index (coarse quantizer, PQ and
+  refine codebooks) and what it was trained on. It is written once, exclusively, and every
+  build, shard and add starts from a copy of it, so an interrupted build resumes without
+  retraining and shards built on different machines fit together;
+* the index (``index.faiss`` at first; ``index.N.faiss`` after the N-th ``add``), the row ->
+  catalog id map (``ids*.parquet``) and optionally each id's match group (``groups*.parquet``);
+* ``manifest.json``: the model and embeddings key, dimension, metric, faiss factory string,
+  nprobe, the measured recall@k against exact search, bytes per vector, build stats, and the
+  names of the current files. The manifest is written last and is the commit point: a kill in
+  the middle of an ``add`` leaves the previous files and manifest in force.
+* ``shards/I-of-N/``: the slices of a sharded build, until ``merge`` combines them.
 
-* fewer than ``flat_max`` rows: ``Flat`` (exact);
-* otherwise ``IVF{nlist},PQ{m}x8`` with ``nlist ~ 4 sqrt(n)`` (power of two), ``m = d/8``
-  (a divisor of d), and a re-ranking store chosen by the budget: ``Refine(Flat)`` (4d bytes per
-  vector), ``Refine(SQfp16)`` (2d), ``Refine(SQ8)`` (d, the default: recall close to exact
-  re-ranking at a quarter of the float32 size), or none. Any faiss factory string overrides.
-
-The coarse quantizer trains on ``max(39 * nlist, ...)`` sampled vectors (the FAISS wiki's
-minimum), capped at ``256 * nlist``; nprobe is then raised until recall@k on held-out
-queries reaches the target. References: FAISS wiki, "Guidelines to choose an index" and
-"The index factory"; autofaiss's ``get_optimal_index_keys_v2``.
+Parameters come from :mod:`eclip.index.autotune`; GPUs are used through :mod:`eclip.index.gpu`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,57 +31,33 @@ import numpy as np
 import polars as pl
 
 from eclip.errors import RunDirError
-from eclip.index.build import _exact_topk, _pick_m, _pick_nlist, recall_at_k
+from eclip.index.autotune import (
+    FLAT_MAX,
+    choose_factory,
+    exact_topk,
+    ivf_stage,
+    refine_stage,
+    set_nprobe,
+    training_size,
+    tune_nprobe,
+)
+from eclip.index.gpu import gpu_quantizer, num_gpus, searchable
 from eclip.progress import console, progress_bar
 from eclip.rundir import MANIFEST, atomic_path, read_json, write_json, write_parquet
 
-FLAT_MAX = 200_000
-NPROBES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
-
-
-def choose_factory(n: int, d: int, max_memory: int | None = None, flat_max: int = FLAT_MAX) -> str:
-    """The faiss factory string for ``n`` vectors of dimension ``d`` within ``max_memory`` bytes.
-
-    Raises:
-        RunDirError: not even IVF-PQ codes fit the budget.
-    """
-    if n < flat_max and (max_memory is None or 4 * d * n <= max_memory):
-        return "Flat"
-    nlist, m = _pick_nlist(n), _pick_m(d)
-    base = f"IVF{nlist},PQ{m}x8"
-    per_vector = m + 8  # PQ code + the id stored in the inverted list
-    for refine, extra in (("Refine(SQ8)", d), ("", 0)):
-        if max_memory is None or (per_vector + extra) * n + 4 * d * nlist <= max_memory:
-            return f"{base},{refine}" if refine else base
-    raise RunDirError(f"{n:,} vectors of dimension {d} do not fit in {max_memory:,} bytes even as {m}-byte PQ codes; raise --max-memory.")
-
-
-def _ivf(index: faiss.Index) -> faiss.IndexIVF | None:
-    try:
-        return faiss.extract_index_ivf(index)
-    except RuntimeError:
-        return None
-
-
-def _refine_stage(index: faiss.Index) -> Any:
-    down = faiss.downcast_index(index)
-    return down if isinstance(down, faiss.IndexRefine) else None
-
-
-def set_nprobe(index: faiss.Index, nprobe: int) -> None:
-    """Set nprobe on the IVF stage of ``index`` (no-op for indexes without one)."""
-    ivf = _ivf(index)
-    if ivf is not None:
-        ivf.nprobe = nprobe
+TRAINED = "trained.faiss"
+ADD_STEP = 65536
 
 
 @dataclass
 class IndexDir:
-    """An opened index directory: the faiss index, row ids and manifest."""
+    """An opened index directory: the faiss index (CPU), row ids and manifest."""
 
     index: faiss.Index
     ids: list[str]
     manifest: dict[str, Any]
+    folder: Path
+    _search_copy: tuple = field(default=(), repr=False)
 
     def check_compatible(self, model: dict[str, Any] | None, dim: int) -> None:
         """Refuse vectors of another model or dimension.
@@ -93,13 +69,200 @@ class IndexDir:
         if dim != self.manifest["dim"]:
             raise RunDirError(f"query vectors have dimension {dim}, the index {self.manifest['dim']} ({want.get('name')}); embed with the index's model.")
         if model is not None and want and (model.get("name"), model.get("weights")) != (want.get("name"), want.get("weights")):
-            raise RunDirError(f"query vectors come from model {model.get('name')!r} but the index was built from {want.get('name')!r}; refusing to mix them.")
+            raise RunDirError(f"vectors come from model {model.get('name')!r} but the index {self.folder} was built from {want.get('name')!r}; refusing to mix them.")
 
     def search(self, queries: np.ndarray, k: int, model: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k ``(scores, rows)`` of ``(q, d)`` float32 L2-normalised queries (rows ``-1`` when fewer)."""
+        """Top-k of ``(q, d)`` float32 L2-normalised queries, on the GPUs when there are any.
+
+        Returns:
+            ``(scores, rows)``, both ``(q, k)``: float32 inner products (cosines), int64 index
+            rows (``-1`` where fewer than k exist). ``ids[row]`` is the catalog id.
+
+        Raises:
+            RunDirError: the queries come from another model or dimension.
+        """
         q = np.ascontiguousarray(queries, dtype=np.float32)
         self.check_compatible(model, q.shape[1])
-        return self.index.search(q, k)
+        if not self._search_copy:
+            self._search_copy = searchable(self.index)
+        return self._search_copy[0].search(q, k)
+
+    def groups(self) -> pl.DataFrame | None:
+        """``id, group_id`` of every indexed row, when the index was given match groups."""
+        name = self.manifest.get("files", {}).get("groups")
+        return pl.read_parquet(self.folder / name) if name else None
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def trained_index(
+    out: Path, xb: np.ndarray, factory: str, key: str = "", seed: int = 0
+) -> tuple[faiss.Index, dict[str, Any]]:
+    """The empty trained index of ``out``: read from ``trained.faiss`` when present, else
+    trained on a sample of ``xb`` (``(n, d)`` float32) and written exclusively (if another
+    process wins the race, its file is used), so all shards share one.
+
+    Returns:
+        ``(index, trained_meta)``; the meta holds the factory, key, dim, n, training size and
+        the file's digest.
+
+    Raises:
+        RunDirError: ``out`` holds a trained index for other embeddings or another factory.
+    """
+    n, d = xb.shape
+    path, meta_path = out / TRAINED, out / "trained.json"
+    want = {"factory": factory, "key": key, "dim": d, "n": n, "seed": seed}
+    if not path.exists():
+        out.mkdir(parents=True, exist_ok=True)
+        index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
+        n_train = 0
+        if not index.is_trained:
+            ivf = ivf_stage(index)
+            n_train = training_size(ivf.nlist if ivf is not None else None, n)
+            sample = xb[np.sort(np.random.default_rng(seed).choice(n, n_train, replace=False))]
+            t0 = time.perf_counter()
+            with console.status(f"training {factory} on {n_train:,} vectors{' (GPU)' if num_gpus() else ''}"), gpu_quantizer(index):
+                index.train(np.ascontiguousarray(sample, dtype=np.float32))
+            want["train_seconds"] = round(time.perf_counter() - t0, 2)
+        want["train_vectors"] = n_train
+        write_json(want, meta_path)
+        tmp = path.with_name(f".{TRAINED}.{os.getpid()}")
+        faiss.write_index(index, str(tmp))
+        try:
+            os.link(tmp, path)  # exclusive create: the first writer wins
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    meta = read_json(meta_path)
+    if {k: meta.get(k) for k in ("factory", "key", "dim")} != {k: want[k] for k in ("factory", "key", "dim")}:
+        raise RunDirError(
+            f"{out} holds an index trained as {meta.get('factory')!r} for embeddings {meta.get('key')!r} (dim {meta.get('dim')}), "
+            f"not {factory!r} for {key!r} (dim {d}); refusing to mix them: remove that folder or choose another --out."
+        )
+    meta["digest"] = _digest(path)
+    return faiss.read_index(str(path)), meta
+
+
+def _add(index: faiss.Index, xb: np.ndarray, what: str) -> None:
+    n = len(xb)
+    with progress_bar(f"adding {n:,} {what}", n) as (bar, task), gpu_quantizer(index):
+        for s in range(0, n, ADD_STEP):
+            index.add(np.ascontiguousarray(xb[s : s + ADD_STEP], dtype=np.float32))
+            bar.advance(task, min(ADD_STEP, n - s))
+
+
+def merge_into(dst: faiss.Index, src: faiss.Index) -> None:
+    """Append every vector of ``src`` to ``dst`` (same trained index), keeping row numbers:
+    ``src``'s row ``i`` becomes ``dst.ntotal + i``. Works through OPQ and refine wrappers,
+    which faiss's ``merge_from`` does not (faiss contrib ``ondisk``/``merge_from`` pattern)."""
+    n0, n1 = dst.ntotal, src.ntotal
+    d, s = faiss.downcast_index(dst), faiss.downcast_index(src)
+    if isinstance(d, faiss.IndexRefine):
+        merge_into(d.base_index, s.base_index)
+        merge_into(d.refine_index, s.refine_index)
+    elif isinstance(d, faiss.IndexPreTransform):
+        merge_into(d.index, s.index)
+    elif isinstance(d, faiss.IndexIVF):
+        d.merge_from(s, n0)  # shift src's ids (0..n1) after dst's
+    else:
+        d.merge_from(s, 0)
+    d.ntotal = n0 + n1
+
+
+def _write_index_files(out: Path, index: faiss.Index, ids: list[str], groups: pl.DataFrame | None, gen: int) -> dict[str, str]:
+    suffix = f".{gen}" if gen else ""
+    files = {"index": f"index{suffix}.faiss", "ids": f"ids{suffix}.parquet"}
+    with atomic_path(out / files["index"]) as tmp:
+        faiss.write_index(index, str(tmp))
+    write_parquet(pl.DataFrame({"id": list(ids)}, schema={"id": pl.String}), out / files["ids"])
+    if groups is not None:
+        files["groups"] = f"groups{suffix}.parquet"
+        write_parquet(groups, out / files["groups"])
+    return files
+
+
+def _complete_groups(ids: list[str], groups: pl.DataFrame | None, start: int = 0) -> pl.DataFrame | None:
+    """``id, group_id`` for every id: given groups, and a new group id (after the largest
+    given, or ``start``) for each id the groups leave out."""
+    if groups is None:
+        return None
+    frame = pl.DataFrame({"id": list(ids)}, schema={"id": pl.String})
+    given = groups.select(pl.col("id").cast(pl.String), pl.col("group_id").cast(pl.Int64)).unique("id", keep="first")
+    joined = frame.join(given, on="id", how="left", maintain_order="left")
+    nxt = max(int(given["group_id"].max() or -1) + 1, start)
+    missing = joined["group_id"].is_null()
+    fill = pl.Series(np.cumsum(missing.to_numpy()) - 1 + nxt, dtype=pl.Int64)
+    return joined.with_columns(pl.when(missing).then(fill).otherwise(pl.col("group_id")).alias("group_id"))
+
+
+def _finish(
+    out: Path, index: faiss.Index, xb: np.ndarray, ids: list[str], trained: dict[str, Any], t0: float,
+    model: dict[str, Any] | None, target_recall: float, k: int, k_factor: int, tune_queries: int, seed: int,
+    groups: pl.DataFrame | None, extra: dict[str, Any] | None,
+) -> dict[str, Any]:
+    n, d = xb.shape
+    refine = refine_stage(index)
+    if refine is not None:
+        refine.k_factor = k_factor
+    q_ids = np.sort(np.random.default_rng(seed + 1).choice(n, min(tune_queries, n), replace=False))
+    queries = np.ascontiguousarray(xb[q_ids], dtype=np.float32)
+    with console.status(f"tuning nprobe for recall@{k} >= {target_recall} on {len(q_ids):,} queries"):
+        nprobe, recall = tune_nprobe(index, queries, exact_topk(xb, queries, k), target_recall)
+    files = _write_index_files(out, index, ids, _complete_groups(ids, groups), 0)
+    size = (out / files["index"]).stat().st_size
+    manifest = {
+        "job": "index",
+        "model": model,
+        "key": trained["key"],
+        "n": n,
+        "dim": d,
+        "metric": "inner_product",
+        "factory": trained["factory"],
+        "nprobe": nprobe,
+        "refine_k_factor": k_factor if refine is not None else None,
+        f"recall@{k}": round(recall, 4),
+        "target_recall": target_recall,
+        "tune_queries": int(len(q_ids)),
+        "train_vectors": trained.get("train_vectors"),
+        "trained_digest": trained["digest"],
+        "bytes": size,
+        "bytes_per_vector": round(size / max(n, 1), 1),
+        "fraction_of_float32": round(size / max(4 * d * n, 1), 4),
+        "build_seconds": round(time.perf_counter() - t0, 2),
+        "gpus": num_gpus(),
+        "files": files,
+        "adds": [],
+        **(extra or {}),
+    }
+    write_json(manifest, out / MANIFEST)
+    return manifest
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/N"`` -> ``(i, N)`` with ``0 <= i < N``.
+
+    Raises:
+        RunDirError: not of that form.
+    """
+    try:
+        i, n = (int(p) for p in text.split("/"))
+    except ValueError:
+        raise RunDirError(f"--shard {text!r}: write it as i/N, e.g. 0/4 for the first of 4 shards.") from None
+    if not 0 <= i < n:
+        raise RunDirError(f"--shard {text!r}: i must be in 0..{n - 1}.")
+    return i, n
+
+
+def shard_rows(i: int, n_shards: int, n: int) -> tuple[int, int]:
+    """Rows ``[start, stop)`` of shard ``i`` of ``n_shards`` over ``n`` rows (contiguous slices)."""
+    return i * n // n_shards, (i + 1) * n // n_shards
 
 
 def build_index_dir(
@@ -115,9 +278,13 @@ def build_index_dir(
     k_factor: int = 10,
     tune_queries: int = 1000,
     seed: int = 0,
+    flat_max: int = FLAT_MAX,
+    opq: bool = False,
+    shard: tuple[int, int] | None = None,
+    groups: pl.DataFrame | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Build, tune and save an index directory over ``vectors``.
+    """Build, tune and save an index directory over ``vectors`` (or one shard of it).
 
     Args:
         vectors: ``(n, d)`` float32, L2-normalised (inner product = cosine).
@@ -127,76 +294,148 @@ def build_index_dir(
         max_memory: bytes the index may take.
         target_recall: recall@k against exact search that nprobe tuning must reach.
         k_factor: a re-ranking store re-scores ``k * k_factor`` candidates.
+        flat_max, opq: passed to :func:`choose_factory`.
+        shard: ``(i, N)``: add only rows :func:`shard_rows` ``(i, N, n)`` to a copy of the
+            shared trained index and write them to ``out/shards/i-of-N``; :func:`merge_index_dir`
+            then combines the shards into the same index a single build makes.
+        groups: ``id, group_id`` match groups (e.g. a dedupe run's ``groups.parquet``) kept
+            with the index for ``dedupe --against``; ids it lacks get new singleton groups.
         extra: more fields for the manifest (e.g. where the vectors came from).
 
     Returns:
-        The manifest.
+        The manifest (of the shard, for a shard build).
 
     Raises:
-        RunDirError: ``ids`` and ``vectors`` differ in length, or the budget is too small.
+        RunDirError: ``ids`` and ``vectors`` differ in length, the budget is too small, or
+            ``out`` holds an index trained for other embeddings.
     """
-    xb = np.ascontiguousarray(vectors, dtype=np.float32)
+    xb = vectors if vectors.dtype == np.float32 else vectors.astype(np.float32)
     n, d = xb.shape
     if len(ids) != n:
         raise RunDirError(f"{len(ids):,} ids for {n:,} vectors.")
-    factory = factory or choose_factory(n, d, max_memory)
-    t0 = time.perf_counter()
-    index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
-    rng = np.random.default_rng(seed)
-    ivf = _ivf(index)
-    n_train = 0
-    if not index.is_trained:
-        nlist = ivf.nlist if ivf is not None else 256
-        n_train = int(min(n, max(39 * nlist, 10_000), 256 * nlist))
-        with console.status(f"training {factory} on {n_train:,} vectors"):
-            index.train(xb[np.sort(rng.choice(n, n_train, replace=False))])
-    step = 65536
-    with progress_bar(f"indexing {n:,} vectors", n) as (bar, task):
-        for s in range(0, n, step):
-            index.add(xb[s : s + step])
-            bar.advance(task, min(step, n - s))
-    q_ids = np.sort(rng.choice(n, min(tune_queries, n), replace=False))
-    exact = _exact_topk(xb, xb[q_ids], k)
-    nprobe, recall = None, 1.0
-    refine = _refine_stage(index)
-    if refine is not None:
-        refine.k_factor = k_factor
-    if ivf is not None:
-        for nprobe in [p for p in NPROBES if p < ivf.nlist] + [ivf.nlist]:
-            set_nprobe(index, nprobe)
-            recall = recall_at_k(index.search(xb[q_ids], k)[1], exact)
-            if recall >= target_recall:
-                break
-    else:
-        recall = recall_at_k(index.search(xb[q_ids], k)[1], exact)
-    seconds = time.perf_counter() - t0
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "index.faiss") as tmp:
+    t0 = time.perf_counter()
+    factory = factory or choose_factory(n, d, max_memory, flat_max, opq)
+    index, trained = trained_index(out, xb, factory, key, seed)
+    if shard is None:
+        _add(index, xb, "vectors")
+        return _finish(out, index, xb, ids, trained, t0, model, target_recall, k, k_factor, tune_queries, seed, groups, extra)
+    i, n_shards = shard
+    start, stop = shard_rows(i, n_shards, n)
+    folder = out / "shards" / f"{i}-of-{n_shards}"
+    _add(index, xb[start:stop], f"vectors (shard {i}/{n_shards}, rows {start:,}-{stop:,})")
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "index.faiss") as tmp:
         faiss.write_index(index, str(tmp))
-    write_parquet(pl.DataFrame({"id": list(ids)}, schema={"id": pl.String}), out / "ids.parquet")
-    size = (out / "index.faiss").stat().st_size
-    manifest = {
-        "job": "index",
-        "model": model,
-        "key": key,
-        "n": n,
-        "dim": d,
-        "metric": "inner_product",
-        "factory": factory,
-        "nprobe": nprobe,
-        "k_factor_rf": k_factor if refine is not None else None,
-        f"recall@{k}": round(recall, 4),
-        "target_recall": target_recall,
-        "tune_queries": int(len(q_ids)),
-        "train_vectors": n_train,
-        "bytes": size,
-        "bytes_per_vector": round(size / max(n, 1), 1),
-        "fraction_of_float32": round(size / max(4 * d * n, 1), 4),
-        "build_seconds": round(seconds, 2),
-        **(extra or {}),
-    }
-    write_json(manifest, out / MANIFEST)
+    meta = {"shard": i, "shards": n_shards, "start": start, "stop": stop, "trained_digest": trained["digest"], "key": key, "seconds": round(time.perf_counter() - t0, 2)}
+    write_json(meta, folder / "shard.json")
+    return meta
+
+
+def merge_index_dir(
+    vectors: np.ndarray,
+    ids: list[str],
+    out: str | Path,
+    model: dict[str, Any] | None = None,
+    target_recall: float = 0.95,
+    k: int = 10,
+    k_factor: int = 10,
+    tune_queries: int = 1000,
+    seed: int = 0,
+    groups: pl.DataFrame | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Combine the shards of ``out/shards`` into ``out``'s index, then tune nprobe.
+
+    Args:
+        vectors, ids: the full ``(n, d)`` float32 vectors and ids the shards were cut from
+            (for the id map and the recall measurement).
+
+    Raises:
+        RunDirError: no shards, a shard missing, shards of another trained index or
+            embeddings, or shards that do not cover the n rows.
+    """
+    out = Path(out)
+    metas = [read_json(p) for p in sorted((out / "shards").glob("*-of-*/shard.json"))]
+    if not metas:
+        raise RunDirError(f"{out}: no shards to merge (build them with `eclip index build ... --shard i/N`).")
+    n_shards = metas[0]["shards"]
+    have = {m["shard"] for m in metas if m["shards"] == n_shards}
+    if have != set(range(n_shards)) or len(metas) != n_shards:
+        missing = sorted(set(range(n_shards)) - have)
+        raise RunDirError(f"{out}: shards {', '.join(f'{i}/{n_shards}' for i in missing) or '(mixed counts)'} missing; build them before merging.")
+    metas.sort(key=lambda m: m["shard"])
+    xb = vectors if vectors.dtype == np.float32 else vectors.astype(np.float32)
+    trained = read_json(out / "trained.json")
+    trained["digest"] = _digest(out / TRAINED)
+    for m in metas:
+        if m["trained_digest"] != trained["digest"] or m["key"] != trained["key"]:
+            raise RunDirError(f"{out}: shard {m['shard']}/{n_shards} was built on another trained index or embeddings; rebuild it.")
+    if metas[-1]["stop"] != len(xb) or any(a["stop"] != b["start"] for a, b in zip(metas, metas[1:])):
+        raise RunDirError(f"{out}: the shards cover rows 0-{metas[-1]['stop']:,}, the embeddings have {len(xb):,}; rebuild the shards from these embeddings.")
+    t0 = time.perf_counter()
+    index = faiss.read_index(str(out / "shards" / f"0-of-{n_shards}" / "index.faiss"))
+    for m in metas[1:]:
+        merge_into(index, faiss.read_index(str(out / "shards" / f"{m['shard']}-of-{n_shards}" / "index.faiss")))
+    extra = {**(extra or {}), "merged_shards": n_shards}
+    return _finish(out, index, xb, ids, trained, t0, model, target_recall, k, k_factor, tune_queries, seed, groups, extra)
+
+
+def add_to_index_dir(
+    folder: str | Path,
+    vectors: np.ndarray,
+    ids: list[str],
+    model: dict[str, Any] | None = None,
+    groups: pl.DataFrame | None = None,
+    source: str = "",
+) -> dict[str, Any]:
+    """Append listings to an index directory without retraining (the trained quantizers are
+    kept; nprobe is not re-tuned). Ids already in the index are skipped, so a rerun after a
+    kill adds only what is missing.
+
+    Args:
+        vectors: ``(m, d)`` float32, L2-normalised, from the index's model.
+        ids: their ``m`` catalog ids.
+        groups: ``id, group_id`` for the new ids (e.g. from ``dedupe --against``); ids it lacks
+            get new singleton groups. Used only when the index keeps groups.
+
+    Returns:
+        The updated manifest.
+
+    Raises:
+        RunDirError: vectors from another model or dimension, or lengths differ.
+    """
+    idx = open_index_dir(folder)
+    xb = np.ascontiguousarray(vectors, dtype=np.float32)
+    if len(ids) != len(xb):
+        raise RunDirError(f"{len(ids):,} ids for {len(xb):,} vectors.")
+    idx.check_compatible(model, xb.shape[1])
+    known = set(idx.ids)
+    keep = np.array([i not in known for i in ids], dtype=bool)
+    manifest = dict(idx.manifest)
+    t0 = time.perf_counter()
+    if keep.any():
+        new_ids = [i for i, kp in zip(ids, keep) if kp]
+        _add(idx.index, xb[keep], "new listings")
+        old_groups = idx.groups()
+        all_groups = None
+        if old_groups is not None:
+            start = int(old_groups["group_id"].max() or -1) + 1
+            new_groups = _complete_groups(new_ids, groups, start)
+            all_groups = pl.concat([old_groups, new_groups])
+        gen = len(manifest.get("adds", [])) + 1
+        old_files = manifest["files"]
+        manifest["files"] = _write_index_files(idx.folder, idx.index, idx.ids + new_ids, all_groups, gen)
+        size = (idx.folder / manifest["files"]["index"]).stat().st_size
+        manifest["n"] = int(idx.index.ntotal)
+        manifest.update(bytes=size, bytes_per_vector=round(size / manifest["n"], 1), fraction_of_float32=round(size / (4 * manifest["dim"] * manifest["n"]), 4))
+    manifest["adds"] = manifest.get("adds", []) + [
+        {"source": source, "rows": int(keep.sum()), "skipped_known_ids": int((~keep).sum()), "seconds": round(time.perf_counter() - t0, 2), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    ]
+    write_json(manifest, idx.folder / MANIFEST)
+    if keep.any():
+        for name in set(old_files.values()) - set(manifest["files"].values()):
+            (idx.folder / name).unlink(missing_ok=True)
     return manifest
 
 
@@ -205,17 +444,22 @@ def open_index_dir(folder: str | Path, mmap: bool = False) -> IndexDir:
     ``IO_FLAG_MMAP``), for indexes larger than RAM.
 
     Raises:
-        RunDirError: not an index directory.
+        RunDirError: not a finished index directory, or its files disagree.
     """
     folder = Path(folder)
     manifest = read_json(folder / MANIFEST)
-    if manifest.get("job") != "index" or not (folder / "index.faiss").exists():
-        raise RunDirError(f"{folder}: not an index directory (run `eclip index build` first).")
+    files = manifest.get("files", {})
+    if manifest.get("job") != "index" or not (folder / files.get("index", "index.faiss")).exists():
+        hint = " (its shards are not merged: run `eclip index merge`)" if (folder / "shards").exists() else ""
+        raise RunDirError(f"{folder}: not an index directory{hint}; run `eclip index build` first.")
     flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
-    index = faiss.read_index(str(folder / "index.faiss"), flags)
+    index = faiss.read_index(str(folder / files["index"]), flags)
     if manifest.get("nprobe"):
         set_nprobe(index, int(manifest["nprobe"]))
-    if manifest.get("k_factor_rf") and _refine_stage(index) is not None:
-        _refine_stage(index).k_factor = int(manifest["k_factor_rf"])
-    ids = pl.read_parquet(folder / "ids.parquet")["id"].to_list()
-    return IndexDir(index, ids, manifest)
+    refine = refine_stage(index)
+    if manifest.get("refine_k_factor") and refine is not None:
+        refine.k_factor = int(manifest["refine_k_factor"])
+    ids = pl.read_parquet(folder / files["ids"])["id"].to_list()
+    if len(ids) != index.ntotal:
+        raise RunDirError(f"{folder}: {files['index']} holds {index.ntotal:,} vectors but {files['ids']} {len(ids):,} ids; rebuild the index.")
+    return IndexDir(index, ids, manifest, folder)
