@@ -49,18 +49,21 @@ def base_vectors(data: Path, cache: Path) -> np.ndarray:
     return x
 
 
-def expand(base: np.ndarray, n: int, seed: int = 0, chunk: int = 100_000) -> np.ndarray:
-    """``(n, d)`` float32 L2-normalised perturbed copies of ``base`` rows (see module doc)."""
+def expand(
+    base: np.ndarray, n: int, seed: int = 0, chunk: int = 100_000, mix: float = 0.3, noise: tuple[float, float] = (0.05, 0.35)
+) -> np.ndarray:
+    """``(n, d)`` float32 L2-normalised perturbed copies of ``base`` rows (see module doc);
+    ``mix`` and ``noise`` set the largest move towards another title and the noise norms."""
     rng = np.random.default_rng(seed)
     t, d = base.shape
     out = np.empty((n, d), dtype=np.float32)
     for s in range(0, n, chunk):
         m = min(chunk, n - s)
         a, b = rng.integers(0, t, m), rng.integers(0, t, m)
-        alpha = rng.uniform(0.0, 0.3, (m, 1)).astype(np.float32)
+        alpha = rng.uniform(0.0, mix, (m, 1)).astype(np.float32)
         v = (1 - alpha) * base[a] + alpha * base[b]
-        noise = rng.standard_normal((m, d)).astype(np.float32)
-        noise *= rng.uniform(0.05, 0.35, (m, 1)).astype(np.float32) / np.linalg.norm(noise, axis=1, keepdims=True)
-        v += noise
+        g = rng.standard_normal((m, d)).astype(np.float32)
+        g *= rng.uniform(*noise, (m, 1)).astype(np.float32) / np.linalg.norm(g, axis=1, keepdims=True)
+        v += g
         out[s : s + m] = v / np.linalg.norm(v, axis=1, keepdims=True)
     return out

@@ -11,7 +11,7 @@ import contextlib
 import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from eclip.catalog import Catalog, load_catalog
+from eclip.catalog import Catalog, load_catalog, read_table
 from eclip.catalog.images import MAX_IMAGE_BYTES, URL_TIMEOUT_S, ImageSettings
 from eclip.encoders import (
     DEFAULT_MODEL,
@@ -159,37 +159,134 @@ def train(
     return run_train(cat, images, out, cfg, resume)
 
 
-def index_build(
-    embeddings: str | Path,
-    out: str | Path,
-    vectors: str = "text",
-    factory: str | None = None,
-    max_memory: int | None = None,
-    target_recall: float = 0.95,
-    k: int = 10,
-) -> dict[str, Any]:
-    """Build a standalone index directory over one array of an embeddings directory.
-
-    Args:
-        embeddings: directory written by ``eclip embed``.
-        vectors: ``text``, ``image`` or ``fused``; rows lacking that modality are left out.
-
-    Raises:
-        RunDirError: not an embeddings directory, or no such array in it.
-    """
-    from eclip.index.store import build_index_dir
-
+def _index_source(embeddings: str | Path, vectors: str) -> tuple[Embeddings, np.ndarray, list[str], list[str] | None, dict[str, Any]]:
+    """One array of an embeddings directory, the rows having that modality, their ids, their
+    titles (re-read from the embedded catalog when it is still there) and provenance."""
     emb = load_embeddings(embeddings)
     arr = {"text": emb.text, "image": emb.image, "fused": emb.fused}.get(vectors)
     if arr is None:
         raise RunDirError(f"{embeddings} has no {vectors!r} vectors (it has {', '.join(emb.manifest.get('arrays', []))}).")
     mask = {"text": emb.has_text, "image": emb.has_image, "fused": emb.has_text | emb.has_image}[vectors]
     rows = np.flatnonzero(mask)
-    source = {"embeddings": str(Path(embeddings).resolve()), "vectors": vectors, "rows_left_out": int(len(mask) - len(rows))}
+    texts = None
+    source = emb.manifest.get("catalog")
+    if source and Path(source).exists():
+        try:
+            cat = load_catalog(source, emb.manifest.get("id_col", "id"), emb.manifest.get("settings", {}).get("text_cols"))
+            texts = [cat.texts[i] for i in rows] if cat.ids == emb.ids else None
+        except EclipError:
+            texts = None
+    extra = {"embeddings": str(Path(embeddings).resolve()), "vectors": vectors, "rows_left_out": int(len(mask) - len(rows))}
+    return emb, arr[rows], [emb.ids[i] for i in rows], texts, extra
+
+
+def _read_groups(path: str | Path | None) -> pl.DataFrame | None:
+    if path is None:
+        return None
+    frame = read_table(path)
+    missing = {"id", "group_id"} - set(frame.columns)
+    if missing:
+        raise CatalogError(f"{path}: no column(s) {', '.join(sorted(missing))}; pass a groups.parquet written by `eclip dedupe`.")
+    return frame.select(pl.col("id").cast(pl.String), pl.col("group_id").cast(pl.Int64))
+
+
+def index_build(
+    source: str | Path,
+    out: str | Path,
+    vectors: str = "text",
+    factory: str | None = None,
+    max_memory: int | None = None,
+    target_recall: float = 0.95,
+    k: int = 10,
+    opq: bool = False,
+    flat_max: int = FLAT_MAX,
+    shard: str | None = None,
+    groups: str | Path | None = None,
+    embed_cfg: EmbedConfig | None = None,
+) -> dict[str, Any]:
+    """Build an index directory over one array of an embeddings directory (or one shard).
+
+    Args:
+        source: directory written by ``eclip embed`` (or a dedupe run's ``embeddings``), or a
+            catalog, embedded first (resumably) into ``out/embeddings`` with ``embed_cfg``.
+        vectors: ``text``, ``image`` or ``fused``; rows lacking that modality are left out.
+        shard: ``"i/N"``: build only slice i of N (see :func:`eclip.index.build_index_dir`);
+            combine the N with :func:`index_merge`.
+        groups: a dedupe run's ``groups.parquet``, kept for ``dedupe --against``.
+        Others: see :func:`eclip.index.build_index_dir`.
+
+    Raises:
+        RunDirError: not an embeddings directory, no such array, a bad ``shard``, or ``out``
+            holds an index of other embeddings.
+        CatalogError: ``groups`` lacks ``id``/``group_id``.
+    """
+    from eclip.index.store import parse_shard
+
+    embeddings = Path(source)
+    if not (embeddings.is_dir() and read_json(embeddings / MANIFEST).get("job") == "embed"):
+        embeddings = Path(out) / "embeddings"
+        embed(source, embeddings, embed_cfg or EmbedConfig())
+    emb, xb, ids, texts, extra = _index_source(embeddings, vectors)
     return build_index_dir(
-        arr[rows], [emb.ids[i] for i in rows], out, model=emb.manifest.get("model"), key=emb.key, factory=factory,
-        max_memory=max_memory, target_recall=target_recall, k=k, extra=source,
+        xb, ids, out, model=emb.manifest.get("model"), key=emb.key, factory=factory, max_memory=max_memory,
+        target_recall=target_recall, k=k, opq=opq, flat_max=flat_max, shard=parse_shard(shard) if shard else None,
+        groups=_read_groups(groups), texts=texts, extra=extra,
     )
+
+
+def index_merge(index: str | Path, embeddings: str | Path | None = None, target_recall: float = 0.95, k: int = 10, groups: str | Path | None = None) -> dict[str, Any]:
+    """Merge the shards of a sharded ``index build`` into the index directory ``index``.
+
+    Args:
+        embeddings: the embeddings the shards were cut from (default: the directory recorded
+            by the shards), for the id map and the nprobe tuning.
+
+    Raises:
+        RunDirError: shards missing, foreign or not covering the embeddings.
+    """
+    from eclip.index.store import merge_index_dir, shard_metas
+
+    metas = shard_metas(index)
+    if not metas:
+        raise RunDirError(f"{index}: no shards to merge (build them with `eclip index build ... --shard i/N`).")
+    emb, xb, ids, texts, extra = _index_source(embeddings or metas[0]["embeddings"], metas[0].get("vectors", "text"))
+    return merge_index_dir(xb, ids, index, emb.manifest.get("model"), target_recall, k, groups=_read_groups(groups), texts=texts, extra=extra)
+
+
+def _embed_for_index(idx: Any, source: str | Path, work: Path, catalog_args: dict[str, Any]) -> tuple[Embeddings, np.ndarray, list[str], list[str] | None]:
+    """The vectors of ``source`` (an embeddings directory, or a catalog embedded now with the
+    index's model into ``work``) for the index's modality, with ids and titles."""
+    vectors = idx.manifest.get("vectors", "text")
+    source = Path(source)
+    if not (source.is_dir() and read_json(source / MANIFEST).get("job") == "embed"):
+        model = (idx.manifest.get("model") or {}).get("name", DEFAULT_MODEL)
+        embed(source, work, EmbedConfig(model=model, **catalog_args))
+        source = work
+    emb, xb, ids, texts, _ = _index_source(source, vectors)
+    idx.check_compatible(emb.manifest.get("model"), xb.shape[1])
+    return emb, xb, ids, texts
+
+
+def index_add(index: str | Path, source: str | Path, groups: str | Path | None = None, **catalog_args: Any) -> dict[str, Any]:
+    """Append the listings of ``source`` (a catalog, or an embeddings directory made with the
+    index's model) to an index directory. Catalogs are embedded, resumably, under
+    ``INDEX/adds/``. Ids already indexed are skipped, so rerunning after a kill is safe.
+
+    Args:
+        groups: ``groups.parquet`` of ``dedupe --against`` for these rows, when the index keeps
+            groups (rows it lacks become singleton groups).
+        catalog_args: ``id_col``, ``text_cols``, ``image_col``, ``image_root``... for a catalog.
+
+    Raises:
+        RunDirError: the vectors come from another model or dimension.
+        CatalogError, ModelError: bad catalog or model.
+    """
+    from eclip.index.store import add_to_index_dir
+
+    idx = open_index_dir(index)
+    work = Path(index) / "adds" / f"{Path(source).stem}-{fingerprint(str(Path(source).resolve()))[:8]}"
+    emb, xb, ids, texts = _embed_for_index(idx, source, work, catalog_args)
+    return add_to_index_dir(index, xb, ids, emb.manifest.get("model"), _read_groups(groups), texts, source=str(Path(source).resolve()))
 
 
 def index_query(
@@ -543,6 +640,127 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
         "outputs": {"groups": "groups.parquet", "pairs": "pairs.parquet"},
         "versions": _versions(),
         "config_fingerprint": fingerprint(asdict(cfg)),
+    }
+    write_json(manifest, out / MANIFEST)
+    return manifest
+
+
+def dedupe_against(catalog: str | Path, index: str | Path, out: str | Path, cfg: DedupeConfig | None = None) -> dict[str, Any]:
+    """Match only a catalog's new listings against an index directory and its match groups.
+
+    The rows are embedded with the index's model, searched in the index (top ``cfg.k``) and
+    among themselves, scored like :func:`dedupe` (embedding cosine, plus the lexical signals
+    when the index keeps titles and ``cfg.lexical``), and assigned by
+    :func:`eclip.matcher.incremental.assign_incremental`: existing group ids never change,
+    new groups get ids after the largest existing one. Rows whose id is already indexed keep
+    their group (status ``already_indexed``). An index built without ``--groups`` counts each
+    indexed row as its own group, numbered by its index row. Append the rows afterwards with
+    ``eclip index add INDEX CATALOG --groups OUT/groups.parquet``.
+
+    Writes ``groups.parquet`` (id, group_id, status, matched_to, score, also_matches; every
+    input row once), ``pairs.parquet`` (id_a, id_b, against, score, cos_embedding, matched)
+    and ``manifest.json``.
+
+    Raises:
+        RunDirError: not an index directory, or the embeddings are of another model.
+        CatalogError, ModelError: bad input.
+    """
+    from eclip.matcher.incremental import assign_incremental
+
+    cfg = cfg or DedupeConfig()
+    if cfg.method not in METHODS:
+        raise EclipError(f"grouping method {cfg.method!r} is not known; use one of {', '.join(METHODS)}.")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timer = _Timer()
+    t_start = time.perf_counter()
+    idx = open_index_dir(index)
+    vectors = idx.manifest.get("vectors", "text")
+    with timer("read"):
+        cat = load_catalog(catalog, cfg.id_col, cfg.text_cols, cfg.image_col)
+    n = len(cat)
+    model = (idx.manifest.get("model") or {}).get("name", DEFAULT_MODEL)
+    emb = _get_embeddings(cat, replace(cfg, model=model), out, timer)
+    arr = {"text": emb.text, "image": emb.image, "fused": emb.fused}.get(vectors)
+    if arr is None:
+        raise RunDirError(f"the index holds {vectors!r} vectors; embed the new rows' images too (--image-col).")
+    idx.check_compatible(emb.manifest.get("model"), arr.shape[1])
+    has_text = emb.has_text & np.array([bool(t) for t in cat.texts])
+    usable = {"text": has_text, "image": emb.has_image, "fused": emb.has_text | emb.has_image}[vectors]
+    position = {i: r for r, i in enumerate(idx.ids)}
+    indexed = np.array([i in position for i in cat.ids], dtype=bool)
+    groups_frame = idx.groups()
+    old_groups = (
+        groups_frame["group_id"].to_numpy() if groups_frame is not None else np.arange(len(idx.ids), dtype=np.int64)
+    )
+    fresh = np.flatnonzero(~indexed)  # subset position -> catalog row
+    rows = np.flatnonzero(usable & ~indexed)
+    with timer("search"):
+        scores, nn = idx.search(arr[rows], cfg.k, emb.manifest.get("model"))
+        keep = nn >= 0
+        q_row = np.repeat(rows, cfg.k).reshape(len(rows), cfg.k)[keep]
+        old_row, old_cos = nn[keep], scores[keep]
+        within, _ = _knn(arr, rows, fingerprint(emb.key, "against", rows.tolist()), cfg, out / "index" / vectors) if len(rows) >= 2 else (pl.DataFrame({"a": [], "b": []}, schema={"a": pl.Int64, "b": pl.Int64}), {})
+        a, b = within["a"].to_numpy(), within["b"].to_numpy()
+    with timer("score"):
+        threshold = {"text": cfg.threshold, "image": cfg.image_threshold, "fused": cfg.fused_threshold}[vectors]
+        lexical = vectors == "text" and cfg.lexical and idx.texts is not None
+        if lexical:
+            old_u, old_pos = np.unique(old_row, return_inverse=True)
+            texts = cat.texts + [idx.texts[o] for o in old_u]
+            tfidf = CharNgramTfidf().fit_transform(texts)
+            codes = [extract_codes(t) for t in texts]
+            table = np.vstack([arr, np.zeros((len(old_u), arr.shape[1]), np.float32)])
+            s_within = score_pairs(a, b, table, tfidf, codes, cfg.weights)["score"]
+            s_old = score_pairs(q_row, n + old_pos, table, tfidf, codes, cfg.weights, cos=old_cos)["score"]
+        else:
+            s_within, s_old = cosine_pairs(arr, a, b, usable), old_cos
+    with timer("group"):
+        sub = np.full(n, -1, dtype=np.int64)
+        sub[fresh] = np.arange(len(fresh))
+        inc = assign_incremental(len(fresh), sub[a], sub[b], s_within, sub[q_row], old_row, s_old, old_groups, threshold, cfg.method)
+    with timer("write"):
+        ids = np.array(cat.ids, dtype=object)
+        old_ids = np.array(idx.ids, dtype=object)
+        group_id = np.zeros(n, dtype=np.int64)
+        group_id[indexed] = old_groups[[position[i] for i in ids[indexed]]]
+        group_id[fresh] = inc.group_id
+        status = np.full(n, "already_indexed", dtype=object)
+        w_sizes = inc.within.sizes
+        status[fresh] = np.where(inc.joined, "joined", np.where(w_sizes > 1, "new_group", np.where(usable[fresh], "singleton", "unmatchable")))
+        matched_to = np.full(n, None, dtype=object)
+        score = np.full(n, np.nan, dtype=np.float32)
+        own = inc.best_old >= 0
+        matched_to[fresh[own]] = old_ids[inc.best_old[own]]
+        score[fresh[own]] = inc.best_old_score[own]
+        peer = ~own & (inc.within.best >= 0)
+        matched_to[fresh[peer]] = ids[fresh[inc.within.best[peer]]]
+        score[fresh[peer]] = inc.within.best_score[peer]
+        also = [[] for _ in range(n)]
+        for j, r in enumerate(fresh):
+            also[r] = inc.also_matches[j]
+        groups = pl.DataFrame(
+            {"id": cat.ids, "group_id": group_id, "status": status.tolist(), "matched_to": matched_to.tolist(), "score": score, "also_matches": also},
+            schema={"id": pl.String, "group_id": pl.Int64, "status": pl.String, "matched_to": pl.String, "score": pl.Float32, "also_matches": pl.List(pl.Int64)},
+        )
+        write_parquet(groups, out / "groups.parquet")
+        pairs = pl.concat([
+            pl.DataFrame({"id_a": ids[q_row].tolist(), "id_b": old_ids[old_row].tolist(), "against": "index", "score": np.asarray(s_old, np.float32), "cos_embedding": old_cos}, schema_overrides={"id_a": pl.String, "id_b": pl.String}),
+            pl.DataFrame({"id_a": ids[a].tolist(), "id_b": ids[b].tolist(), "against": "new", "score": np.asarray(s_within, np.float32), "cos_embedding": cosine_pairs(arr, a, b, usable)}, schema_overrides={"id_a": pl.String, "id_b": pl.String}),
+        ], how="vertical_relaxed").with_columns((pl.col("score") >= threshold).alias("matched")).sort("score", descending=True)
+        write_parquet(pairs, out / "pairs.parquet")
+    counts = {k_: int((status == k_).sum()) for k_ in ("already_indexed", "joined", "new_group", "singleton", "unmatchable")}
+    manifest = {
+        "job": "dedupe_against",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "inputs": {"catalog": str(Path(catalog).resolve()), "id_col": cat.id_col, "text_cols": list(cat.text_cols), "image_col": cat.image_col},
+        "index": {"dir": str(Path(index).resolve()), "n": len(idx.ids), "factory": idx.manifest.get("factory"), "vectors": vectors, "kept_groups": groups_frame is not None, "kept_titles": idx.texts is not None},
+        "model": emb.manifest.get("model"),
+        "matching": {"k": cfg.k, "method": cfg.method, "threshold": threshold, "lexical": lexical, "weights": asdict(cfg.weights)},
+        "counts": {"rows": n, **counts, "rows_with_also_matches": sum(bool(x) for x in also), "new_group_ids": int(len(np.unique(inc.group_id[~inc.joined]))) if len(fresh) else 0},
+        "timings_s": {**timer.seconds, "total": round(time.perf_counter() - t_start, 3)},
+        "outputs": {"groups": "groups.parquet", "pairs": "pairs.parquet"},
+        "versions": _versions(),
     }
     write_json(manifest, out / MANIFEST)
     return manifest

@@ -122,8 +122,13 @@ def dedupe(
     batch_size: BatchSizeOpt = 64,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Embeddings directory to write and reuse. Default: OUT/embeddings.")] = None,
     flat_max: Annotated[int, typer.Option(min=2, help="Below this many rows, search is exact (Flat); above, IVF-PQ with an SQ8 re-ranking store.")] = 200_000,
+    against: Annotated[Optional[Path], typer.Option(help="Index directory (`eclip index build`): match only these rows against it and its groups; existing group ids stay.")] = None,
 ) -> None:
-    """Deduplicate a catalog: every row gets a match group (singletons included)."""
+    """Deduplicate a catalog: every row gets a match group (singletons included).
+
+    With --against INDEX, only the catalog's rows are matched, against the index and its
+    groups; then `eclip index add INDEX CATALOG --groups OUT/groups.parquet` appends them.
+    """
     from eclip import api
     cfg = api.DedupeConfig(
         id_col=id_col,
@@ -150,6 +155,18 @@ def dedupe(
         cfg.method = method
     if threshold is not None:
         cfg.threshold = threshold
+    if against is not None:
+        m = api.dedupe_against(catalog, against, out, cfg)
+        c = m["counts"]
+        table = Table(title=f"eclip dedupe {catalog} --against {against}", show_header=False)
+        table.add_row("rows", f"{c['rows']:,} ({c['already_indexed']:,} already indexed)")
+        table.add_row("joined an existing group", f"{c['joined']:,}" + (f" ({c['rows_with_also_matches']:,} also match other groups: see also_matches)" if c["rows_with_also_matches"] else ""))
+        table.add_row("new groups (size > 1) / singletons", f"{c['new_group']:,} rows / {c['singleton']:,}")
+        table.add_row("method / threshold", f"{m['matching']['method']} / {m['matching']['threshold']}" + (" (with lexical signals)" if m["matching"]["lexical"] else ""))
+        table.add_row("time", f"{m['timings_s']['total']:.1f} s")
+        table.add_row("written", f"{out}/groups.parquet, pairs.parquet, manifest.json")
+        console.print(table)
+        return
     manifest = api.dedupe(catalog, out, cfg)
     c = manifest["counts"]
     table = Table(title=f"eclip dedupe: {catalog}", show_header=False)
@@ -161,7 +178,7 @@ def dedupe(
     table.add_row("matched pairs", f"{c['matched_pairs']:,}" + (f" (passing: {by})" if by else ""))
     table.add_row("match groups (size > 1)", f"{c['multi_row_groups']:,} holding {c['rows_in_multi_row_groups']:,} rows")
     table.add_row("method / threshold", f"{cfg.method} / {cfg.threshold}")
-    table.add_row("index", ", ".join(f"{k}: {v.get('kind')}" for k, v in manifest["index"].items()))
+    table.add_row("index", ", ".join(f"{k}: {v.get('factory') or v.get('kind')}" for k, v in manifest["index"].items()))
     table.add_row("time", f"{manifest['timings_s']['total']:.1f} s")
     table.add_row("written", f"{out}/groups.parquet, pairs.parquet, manifest.json")
     console.print(table)
@@ -225,27 +242,78 @@ def train(
     console.print(table)
 
 
-index_app = typer.Typer(help="Standalone FAISS index directories: build (auto-tuned IVF-PQ), info, query.", no_args_is_help=True)
+index_app = typer.Typer(
+    help="FAISS index directories: build (auto-tuned IVF-PQ, sharded), merge, add, info, query.", no_args_is_help=True
+)
 app.add_typer(index_app, name="index")
 
 
 @index_app.command("build")
 def index_build(
-    embeddings: Annotated[Path, typer.Argument(help="Embeddings directory from `eclip embed`.")],
+    source: Annotated[Path, typer.Argument(help="Embeddings directory from `eclip embed` (or a dedupe run's embeddings/), or a catalog to embed first.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Index directory to write.")],
+    model: ModelOpt = "minilm",
+    id_col: IdColOpt = "id",
+    text_cols: TextColsOpt = None,
+    image_col: ImageColOpt = None,
+    image_root: ImageRootOpt = None,
     vectors: Annotated[str, typer.Option(help="Which vectors: text, image or fused.")] = "text",
     factory: Annotated[Optional[str], typer.Option(help="faiss factory string, e.g. 'IVF4096,PQ48x8,Refine(SQ8)'. Default: chosen from n, d and --max-memory.")] = None,
     max_memory: Annotated[Optional[float], typer.Option(help="Memory budget of the index, GiB.")] = None,
     target_recall: Annotated[float, typer.Option(min=0.0, max=1.0, help="recall@k against exact search that nprobe tuning must reach.")] = 0.95,
     k: Annotated[int, typer.Option(min=1, help="k of the recall target.")] = 10,
+    opq: Annotated[bool, typer.Option("--opq", help="Rotate with OPQ before IVF-PQ (helps PQ without a refine store; slower to train).")] = False,
+    flat_max: Annotated[int, typer.Option(min=0, help="Below this many rows the index is exact (Flat).")] = 200_000,
+    shard: Annotated[Optional[str], typer.Option(help="i/N: add only slice i of N to the shared trained index; then `eclip index merge`.")] = None,
+    groups: Annotated[Optional[Path], typer.Option(help="groups.parquet of a dedupe run over these rows, kept for `dedupe --against`.")] = None,
 ) -> None:
-    """Build an index over an embeddings directory, tune nprobe to the recall target, and save it."""
-    import json as _json
+    """Build an index over an embeddings directory, tune nprobe to the recall target, and save it.
 
+    A rerun after a kill reuses the trained index; a finished build or shard is not redone.
+    """
     from eclip import api
 
-    m = api.index_build(embeddings, out, vectors, factory, int(max_memory * 2**30) if max_memory else None, target_recall, k)
-    console.print_json(_json.dumps(m))
+    ecfg = api.EmbedConfig(model=model, id_col=id_col, text_cols=_split(text_cols), image_col=image_col, image_root=image_root)
+    m = api.index_build(
+        source, out, vectors, factory, int(max_memory * 2**30) if max_memory else None, target_recall, k,
+        opq=opq, flat_max=flat_max, shard=shard, groups=groups, embed_cfg=ecfg,
+    )
+    console.print_json(data=m)
+
+
+@index_app.command("merge")
+def index_merge(
+    index: Annotated[Path, typer.Argument(help="Index directory whose shards/ were built with --shard i/N.")],
+    embeddings: Annotated[Optional[Path], typer.Option(help="The embeddings the shards were built from (default: as recorded).")] = None,
+    target_recall: Annotated[float, typer.Option(min=0.0, max=1.0, help="recall@k that nprobe tuning must reach.")] = 0.95,
+    k: Annotated[int, typer.Option(min=1, help="k of the recall target.")] = 10,
+    groups: Annotated[Optional[Path], typer.Option(help="groups.parquet to keep with the index.")] = None,
+) -> None:
+    """Merge the shards of a sharded build into one index (equal to a single build), then tune nprobe."""
+    from eclip import api
+
+    console.print_json(data=api.index_merge(index, embeddings, target_recall, k, groups))
+
+
+@index_app.command("add")
+def index_add(
+    index: Annotated[Path, typer.Argument(help="Index directory.")],
+    source: Annotated[Path, typer.Argument(help="New listings: a catalog file, or an embeddings directory made with the index's model.")],
+    groups: Annotated[Optional[Path], typer.Option(help="groups.parquet of `eclip dedupe NEW --against INDEX`, to keep the new rows' groups.")] = None,
+    id_col: IdColOpt = "id",
+    text_cols: TextColsOpt = None,
+    image_col: ImageColOpt = None,
+    image_root: ImageRootOpt = None,
+    allow_outside_root: AllowOutsideOpt = False,
+) -> None:
+    """Append new listings without retraining; ids already in the index are skipped."""
+    from eclip import api
+
+    m = api.index_add(
+        index, source, groups, id_col=id_col, text_cols=_split(text_cols), image_col=image_col, image_root=image_root, allow_outside_root=allow_outside_root
+    )
+    last = m["adds"][-1]
+    console.print(f"{index}: added {last['rows']:,} rows ({last['skipped_known_ids']:,} already indexed), {m['n']:,} in all.")
 
 
 @index_app.command("info")

@@ -234,6 +234,7 @@ def embed_catalog(
         "model": encoder.describe(),
         "settings": {**settings.keyed(), "image_col": cat.image_col, "text_cols": list(cat.text_cols)},
         "catalog": str(cat.path.resolve()),
+        "id_col": cat.id_col,
         "rows": n,
         "dim": encoder.dim,
         "shards": n_shards,

@@ -57,6 +57,7 @@ class IndexDir:
     ids: list[str]
     manifest: dict[str, Any]
     folder: Path
+    texts: list[str] | None = None
     _search_copy: tuple = field(default=(), repr=False)
 
     def check_compatible(self, model: dict[str, Any] | None, dim: int) -> None:
@@ -122,8 +123,10 @@ def trained_index(
         out.mkdir(parents=True, exist_ok=True)
         index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
         n_train = 0
+        ivf = ivf_stage(index)
+        if ivf is not None and hasattr(faiss.downcast_index(ivf), "do_polysemous_training"):
+            faiss.downcast_index(ivf).do_polysemous_training = False  # 10x the training time, unused by search
         if not index.is_trained:
-            ivf = ivf_stage(index)
             n_train = training_size(ivf.nlist if ivf is not None else None, n)
             sample = xb[np.sort(np.random.default_rng(seed).choice(n, n_train, replace=False))]
             t0 = time.perf_counter()
@@ -176,12 +179,15 @@ def merge_into(dst: faiss.Index, src: faiss.Index) -> None:
     d.ntotal = n0 + n1
 
 
-def _write_index_files(out: Path, index: faiss.Index, ids: list[str], groups: pl.DataFrame | None, gen: int) -> dict[str, str]:
+def _write_index_files(
+    out: Path, index: faiss.Index, ids: list[str], groups: pl.DataFrame | None, gen: int, texts: list[str] | None = None
+) -> dict[str, str]:
     suffix = f".{gen}" if gen else ""
     files = {"index": f"index{suffix}.faiss", "ids": f"ids{suffix}.parquet"}
     with atomic_path(out / files["index"]) as tmp:
         faiss.write_index(index, str(tmp))
-    write_parquet(pl.DataFrame({"id": list(ids)}, schema={"id": pl.String}), out / files["ids"])
+    table = {"id": list(ids)} | ({"text": list(texts)} if texts is not None else {})
+    write_parquet(pl.DataFrame(table, schema={c: pl.String for c in table}), out / files["ids"])
     if groups is not None:
         files["groups"] = f"groups{suffix}.parquet"
         write_parquet(groups, out / files["groups"])
@@ -205,7 +211,7 @@ def _complete_groups(ids: list[str], groups: pl.DataFrame | None, start: int = 0
 def _finish(
     out: Path, index: faiss.Index, xb: np.ndarray, ids: list[str], trained: dict[str, Any], t0: float,
     model: dict[str, Any] | None, target_recall: float, k: int, k_factor: int, tune_queries: int, seed: int,
-    groups: pl.DataFrame | None, extra: dict[str, Any] | None,
+    groups: pl.DataFrame | None, extra: dict[str, Any] | None, texts: list[str] | None = None,
 ) -> dict[str, Any]:
     n, d = xb.shape
     refine = refine_stage(index)
@@ -215,7 +221,7 @@ def _finish(
     queries = np.ascontiguousarray(xb[q_ids], dtype=np.float32)
     with console.status(f"tuning nprobe for recall@{k} >= {target_recall} on {len(q_ids):,} queries"):
         nprobe, recall = tune_nprobe(index, queries, exact_topk(xb, queries, k), target_recall)
-    files = _write_index_files(out, index, ids, _complete_groups(ids, groups), 0)
+    files = _write_index_files(out, index, ids, _complete_groups(ids, groups), 0, texts)
     size = (out / files["index"]).stat().st_size
     manifest = {
         "job": "index",
@@ -282,6 +288,7 @@ def build_index_dir(
     opq: bool = False,
     shard: tuple[int, int] | None = None,
     groups: pl.DataFrame | None = None,
+    texts: list[str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build, tune and save an index directory over ``vectors`` (or one shard of it).
@@ -300,6 +307,7 @@ def build_index_dir(
             then combines the shards into the same index a single build makes.
         groups: ``id, group_id`` match groups (e.g. a dedupe run's ``groups.parquet``) kept
             with the index for ``dedupe --against``; ids it lacks get new singleton groups.
+        texts: the ``n`` rows' titles, kept for the lexical signals of ``dedupe --against``.
         extra: more fields for the manifest (e.g. where the vectors came from).
 
     Returns:
@@ -316,10 +324,19 @@ def build_index_dir(
     out = Path(out)
     t0 = time.perf_counter()
     factory = factory or choose_factory(n, d, max_memory, flat_max, opq)
+    done = read_json(out / MANIFEST)
+    if shard is None and done.get("job") == "index" and (done.get("key"), done.get("factory"), done.get("n")) == (key, factory, n) and not done.get("adds"):
+        console.print(f"{out}: already built from these embeddings ({factory}); nothing to do.")
+        return done
     index, trained = trained_index(out, xb, factory, key, seed)
+    if shard is not None:
+        old = read_json(out / "shards" / f"{shard[0]}-of-{shard[1]}" / "shard.json")
+        if old.get("trained_digest") == trained["digest"] and old.get("key") == key:
+            console.print(f"{out}: shard {shard[0]}/{shard[1]} already built; nothing to do.")
+            return old
     if shard is None:
         _add(index, xb, "vectors")
-        return _finish(out, index, xb, ids, trained, t0, model, target_recall, k, k_factor, tune_queries, seed, groups, extra)
+        return _finish(out, index, xb, ids, trained, t0, model, target_recall, k, k_factor, tune_queries, seed, groups, extra, texts)
     i, n_shards = shard
     start, stop = shard_rows(i, n_shards, n)
     folder = out / "shards" / f"{i}-of-{n_shards}"
@@ -327,7 +344,7 @@ def build_index_dir(
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / "index.faiss") as tmp:
         faiss.write_index(index, str(tmp))
-    meta = {"shard": i, "shards": n_shards, "start": start, "stop": stop, "trained_digest": trained["digest"], "key": key, "seconds": round(time.perf_counter() - t0, 2)}
+    meta = {"shard": i, "shards": n_shards, "start": start, "stop": stop, "trained_digest": trained["digest"], "key": key, "seconds": round(time.perf_counter() - t0, 2), **(extra or {})}
     write_json(meta, folder / "shard.json")
     return meta
 
@@ -343,6 +360,7 @@ def merge_index_dir(
     tune_queries: int = 1000,
     seed: int = 0,
     groups: pl.DataFrame | None = None,
+    texts: list[str] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Combine the shards of ``out/shards`` into ``out``'s index, then tune nprobe.
@@ -356,7 +374,7 @@ def merge_index_dir(
             embeddings, or shards that do not cover the n rows.
     """
     out = Path(out)
-    metas = [read_json(p) for p in sorted((out / "shards").glob("*-of-*/shard.json"))]
+    metas = shard_metas(out)
     if not metas:
         raise RunDirError(f"{out}: no shards to merge (build them with `eclip index build ... --shard i/N`).")
     n_shards = metas[0]["shards"]
@@ -378,7 +396,12 @@ def merge_index_dir(
     for m in metas[1:]:
         merge_into(index, faiss.read_index(str(out / "shards" / f"{m['shard']}-of-{n_shards}" / "index.faiss")))
     extra = {**(extra or {}), "merged_shards": n_shards}
-    return _finish(out, index, xb, ids, trained, t0, model, target_recall, k, k_factor, tune_queries, seed, groups, extra)
+    return _finish(out, index, xb, ids, trained, t0, model, target_recall, k, k_factor, tune_queries, seed, groups, extra, texts)
+
+
+def shard_metas(out: str | Path) -> list[dict[str, Any]]:
+    """The ``shard.json`` of every shard built under ``out``."""
+    return [read_json(p) for p in sorted((Path(out) / "shards").glob("*-of-*/shard.json"))]
 
 
 def add_to_index_dir(
@@ -387,6 +410,7 @@ def add_to_index_dir(
     ids: list[str],
     model: dict[str, Any] | None = None,
     groups: pl.DataFrame | None = None,
+    texts: list[str] | None = None,
     source: str = "",
 ) -> dict[str, Any]:
     """Append listings to an index directory without retraining (the trained quantizers are
@@ -398,6 +422,7 @@ def add_to_index_dir(
         ids: their ``m`` catalog ids.
         groups: ``id, group_id`` for the new ids (e.g. from ``dedupe --against``); ids it lacks
             get new singleton groups. Used only when the index keeps groups.
+        texts: the ``m`` titles, kept when the index keeps titles.
 
     Returns:
         The updated manifest.
@@ -425,7 +450,11 @@ def add_to_index_dir(
             all_groups = pl.concat([old_groups, new_groups])
         gen = len(manifest.get("adds", [])) + 1
         old_files = manifest["files"]
-        manifest["files"] = _write_index_files(idx.folder, idx.index, idx.ids + new_ids, all_groups, gen)
+        all_texts = None
+        if idx.texts is not None:
+            new_texts = [t for t, kp in zip(texts, keep) if kp] if texts is not None else [""] * len(new_ids)
+            all_texts = idx.texts + new_texts
+        manifest["files"] = _write_index_files(idx.folder, idx.index, idx.ids + new_ids, all_groups, gen, all_texts)
         size = (idx.folder / manifest["files"]["index"]).stat().st_size
         manifest["n"] = int(idx.index.ntotal)
         manifest.update(bytes=size, bytes_per_vector=round(size / manifest["n"], 1), fraction_of_float32=round(size / (4 * manifest["dim"] * manifest["n"]), 4))
@@ -459,7 +488,8 @@ def open_index_dir(folder: str | Path, mmap: bool = False) -> IndexDir:
     refine = refine_stage(index)
     if manifest.get("refine_k_factor") and refine is not None:
         refine.k_factor = int(manifest["refine_k_factor"])
-    ids = pl.read_parquet(folder / files["ids"])["id"].to_list()
+    table = pl.read_parquet(folder / files["ids"])
+    ids = table["id"].to_list()
     if len(ids) != index.ntotal:
         raise RunDirError(f"{folder}: {files['index']} holds {index.ntotal:,} vectors but {files['ids']} {len(ids):,} ids; rebuild the index.")
-    return IndexDir(index, ids, manifest, folder)
+    return IndexDir(index, ids, manifest, folder, table["text"].to_list() if "text" in table.columns else None)

@@ -64,6 +64,7 @@ def score_pairs(
     tfidf: sp.csr_matrix | None,
     codes: list[frozenset[str]] | None,
     weights: ScoreWeights = ScoreWeights(),
+    cos: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Signals and combined score of the pairs ``(a[p], b[p])``.
 
@@ -72,12 +73,14 @@ def score_pairs(
         embeddings: ``(n, d)`` float32, L2-normalised.
         tfidf: ``(n, v)`` CSR with L2-normalised rows, or ``None`` to leave the signal out.
         codes: per row, its model codes, or ``None`` to leave the signal out.
+        cos: ``(p,)`` float32 embedding cosines when already known (e.g. scores from an
+            index whose vectors are not at hand); ``None`` computes them from ``embeddings``.
 
     Returns:
         ``{"cos_embedding", "cos_tfidf", "code", "score"}`` (those computed), each ``(p,)``
         float32.
     """
-    out: dict[str, np.ndarray] = {"cos_embedding": _rowwise_dense(embeddings, a, b)}
+    out: dict[str, np.ndarray] = {"cos_embedding": _rowwise_dense(embeddings, a, b) if cos is None else np.asarray(cos, np.float32)}
     score = weights.embedding * out["cos_embedding"]
     total = weights.embedding
     if tfidf is not None:
