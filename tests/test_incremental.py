@@ -19,7 +19,21 @@ def test_assign_joins_best_existing_group_and_numbers_new_groups_after_the_last(
     assert r.group_id.tolist() == [11, 11, 13, 13, 14, 15]
     assert r.joined.tolist() == [True, True, False, False, False, False]
     assert r.also_matches[0] == [12] and r.also_matches[1] == [12]  # reported, not merged
-    assert r.best_old.tolist() == [-1, 2, -1, -1, -1, -1]
+    assert r.partner_old.tolist() == [-1, 2, -1, -1, -1, -1]
+    assert r.partner_new.tolist()[:4] == [1, -1, 3, 2]  # row 1: its best match is in the index and r.new_sizes.tolist() == [2, 2, 2, 2, 1, 1]
+
+
+def test_mutual_joins_only_index_rows_still_alone():
+    old_groups = np.array([10, 10, 11])  # index rows 0, 1 already a pair; row 2 alone
+    none = np.zeros(0, np.int64)
+    # new 0 -> index 0 (taken: stays apart), new 1 -> index 2 (alone: joins), new 2 -> index 2 weaker
+    r = assign_incremental(
+        3, none, none, np.zeros(0, np.float32), np.array([0, 1, 2]), np.array([0, 2, 2]),
+        np.array([0.95, 0.9, 0.8], np.float32), old_groups, 0.6, "mutual",
+    )
+    assert r.group_id.tolist() == [12, 11, 13]
+    assert r.joined.tolist() == [False, True, False]
+    assert r.also_matches[0] == [10] and r.also_matches[2] == [11]  # reported for review
 
 
 def test_dedupe_against_index_keeps_group_ids_stable(abt_subset, tmp_path):  # noqa: F811

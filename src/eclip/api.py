@@ -726,16 +726,14 @@ def dedupe_against(catalog: str | Path, index: str | Path, out: str | Path, cfg:
         group_id[indexed] = old_groups[[position[i] for i in ids[indexed]]]
         group_id[fresh] = inc.group_id
         status = np.full(n, "already_indexed", dtype=object)
-        w_sizes = inc.within.sizes
-        status[fresh] = np.where(inc.joined, "joined", np.where(w_sizes > 1, "new_group", np.where(usable[fresh], "singleton", "unmatchable")))
+        status[fresh] = np.where(inc.joined, "joined", np.where(inc.new_sizes > 1, "new_group", np.where(usable[fresh], "singleton", "unmatchable")))
         matched_to = np.full(n, None, dtype=object)
         score = np.full(n, np.nan, dtype=np.float32)
-        own = inc.best_old >= 0
-        matched_to[fresh[own]] = old_ids[inc.best_old[own]]
-        score[fresh[own]] = inc.best_old_score[own]
-        peer = ~own & (inc.within.best >= 0)
-        matched_to[fresh[peer]] = ids[fresh[inc.within.best[peer]]]
-        score[fresh[peer]] = inc.within.best_score[peer]
+        own = inc.partner_old >= 0
+        matched_to[fresh[own]] = old_ids[inc.partner_old[own]]
+        peer = ~own & (inc.partner_new >= 0)
+        matched_to[fresh[peer]] = ids[fresh[inc.partner_new[peer]]]
+        score[fresh] = inc.score
         also = [[] for _ in range(n)]
         for j, r in enumerate(fresh):
             also[r] = inc.also_matches[j]
