@@ -493,6 +493,16 @@ def _knn(vectors: np.ndarray, rows: np.ndarray, key: str, cfg: DedupeConfig, fol
     return pl.DataFrame({"a": rows[pairs["a"].to_numpy()], "b": rows[pairs["b"].to_numpy()], "rank": pairs["rank"]}), info
 
 
+def _start_run(cfg: DedupeConfig | None, out: str | Path) -> tuple[DedupeConfig, Path, _Timer, float]:
+    """Check the config, create the run directory, start the clock."""
+    cfg = cfg or DedupeConfig()
+    if cfg.method not in METHODS:
+        raise EclipError(f"grouping method {cfg.method!r} is not known; use one of {', '.join(METHODS)}.")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return cfg, out, _Timer(), time.perf_counter()
+
+
 def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None) -> dict[str, Any]:
     """Find match groups in a catalog and write them to the run directory ``out``.
 
@@ -513,13 +523,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
         RunDirError: ``cfg.embeddings`` belongs to another catalog.
         EclipError: unknown grouping method or signal.
     """
-    cfg = cfg or DedupeConfig()
-    if cfg.method not in METHODS:
-        raise EclipError(f"grouping method {cfg.method!r} is not known; use one of {', '.join(METHODS)}.")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    timer = _Timer()
-    t_start = time.perf_counter()
+    cfg, out, timer, t_start = _start_run(cfg, out)
     with timer("read"):
         cat = load_catalog(catalog, cfg.id_col, cfg.text_cols, cfg.image_col)
     n = len(cat)
@@ -667,13 +671,7 @@ def dedupe_against(catalog: str | Path, index: str | Path, out: str | Path, cfg:
     """
     from eclip.matcher.incremental import assign_incremental
 
-    cfg = cfg or DedupeConfig()
-    if cfg.method not in METHODS:
-        raise EclipError(f"grouping method {cfg.method!r} is not known; use one of {', '.join(METHODS)}.")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    timer = _Timer()
-    t_start = time.perf_counter()
+    cfg, out, timer, t_start = _start_run(cfg, out)
     idx = open_index_dir(index)
     vectors = idx.manifest.get("vectors", "text")
     with timer("read"):
