@@ -163,10 +163,12 @@ def _index_source(embeddings: str | Path, vectors: str) -> tuple[Embeddings, np.
     """One array of an embeddings directory, the rows having that modality, their ids, their
     titles (re-read from the embedded catalog when it is still there) and provenance."""
     emb = load_embeddings(embeddings)
-    arr = {"text": emb.text, "image": emb.image, "fused": emb.fused}.get(vectors)
+    try:
+        arr, mask = emb.vectors(vectors)
+    except KeyError:
+        arr = None
     if arr is None:
         raise RunDirError(f"{embeddings} has no {vectors!r} vectors (it has {', '.join(emb.manifest.get('arrays', []))}).")
-    mask = {"text": emb.has_text, "image": emb.has_image, "fused": emb.has_text | emb.has_image}[vectors]
     rows = np.flatnonzero(mask)
     texts = None
     source = emb.manifest.get("catalog")
@@ -178,6 +180,16 @@ def _index_source(embeddings: str | Path, vectors: str) -> tuple[Embeddings, np.
             texts = None
     extra = {"embeddings": str(Path(embeddings).resolve()), "vectors": vectors, "rows_left_out": int(len(mask) - len(rows))}
     return emb, arr[rows], [emb.ids[i] for i in rows], texts, extra
+
+
+def _embeddings_dir(source: str | Path, work: Path, cfg: EmbedConfig) -> Path:
+    """``source`` itself when it is an embeddings directory; else ``source`` is a catalog,
+    embedded (resumably) into ``work`` with ``cfg``, and ``work`` is returned."""
+    source = Path(source)
+    if source.is_dir() and read_json(source / MANIFEST).get("job") == "embed":
+        return source
+    embed(source, work, cfg)
+    return work
 
 
 def _read_groups(path: str | Path | None) -> pl.DataFrame | None:
@@ -222,10 +234,7 @@ def index_build(
     """
     from eclip.index.store import parse_shard
 
-    embeddings = Path(source)
-    if not (embeddings.is_dir() and read_json(embeddings / MANIFEST).get("job") == "embed"):
-        embeddings = Path(out) / "embeddings"
-        embed(source, embeddings, embed_cfg or EmbedConfig())
+    embeddings = _embeddings_dir(source, Path(out) / "embeddings", embed_cfg or EmbedConfig())
     emb, xb, ids, texts, extra = _index_source(embeddings, vectors)
     return build_index_dir(
         xb, ids, out, model=emb.manifest.get("model"), key=emb.key, factory=factory, max_memory=max_memory,
@@ -256,13 +265,9 @@ def index_merge(index: str | Path, embeddings: str | Path | None = None, target_
 def _embed_for_index(idx: Any, source: str | Path, work: Path, catalog_args: dict[str, Any]) -> tuple[Embeddings, np.ndarray, list[str], list[str] | None]:
     """The vectors of ``source`` (an embeddings directory, or a catalog embedded now with the
     index's model into ``work``) for the index's modality, with ids and titles."""
-    vectors = idx.manifest.get("vectors", "text")
-    source = Path(source)
-    if not (source.is_dir() and read_json(source / MANIFEST).get("job") == "embed"):
-        model = (idx.manifest.get("model") or {}).get("name", DEFAULT_MODEL)
-        embed(source, work, EmbedConfig(model=model, **catalog_args))
-        source = work
-    emb, xb, ids, texts, _ = _index_source(source, vectors)
+    model = (idx.manifest.get("model") or {}).get("name", DEFAULT_MODEL)
+    source = _embeddings_dir(source, work, EmbedConfig(model=model, **catalog_args))
+    emb, xb, ids, texts, _ = _index_source(source, idx.manifest.get("vectors", "text"))
     idx.check_compatible(emb.manifest.get("model"), xb.shape[1])
     return emb, xb, ids, texts
 
@@ -549,8 +554,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
         for s_ in ("text", "image", "fused"):
             rows = np.flatnonzero(masks[s_])
             if s_ in signals_on and len(rows) >= 2:
-                vectors = {"text": emb.text, "image": emb.image, "fused": emb.fused}[s_]
-                lists[s_], index_info[s_] = _knn(vectors, rows, fingerprint(emb.key, s_, rows.tolist()), cfg, out / "index" / s_)
+                lists[s_], index_info[s_] = _knn(emb.vectors(s_)[0], rows, fingerprint(emb.key, s_, rows.tolist()), cfg, out / "index" / s_)
         if codes is not None:
             lists["code"] = code_block_pairs([c if has_text[i] else frozenset() for i, c in enumerate(codes)], cfg.max_code_block)
         if "phash" in signals_on:
@@ -679,12 +683,12 @@ def dedupe_against(catalog: str | Path, index: str | Path, out: str | Path, cfg:
     n = len(cat)
     model = (idx.manifest.get("model") or {}).get("name", DEFAULT_MODEL)
     emb = _get_embeddings(cat, replace(cfg, model=model), out, timer)
-    arr = {"text": emb.text, "image": emb.image, "fused": emb.fused}.get(vectors)
+    arr, usable = emb.vectors(vectors)
     if arr is None:
         raise RunDirError(f"the index holds {vectors!r} vectors; embed the new rows' images too (--image-col).")
     idx.check_compatible(emb.manifest.get("model"), arr.shape[1])
-    has_text = emb.has_text & np.array([bool(t) for t in cat.texts])
-    usable = {"text": has_text, "image": emb.has_image, "fused": emb.has_text | emb.has_image}[vectors]
+    if vectors == "text":
+        usable = usable & np.array([bool(t) for t in cat.texts])
     position = {i: r for r, i in enumerate(idx.ids)}
     indexed = np.array([i in position for i in cat.ids], dtype=bool)
     groups_frame = idx.groups()
@@ -709,10 +713,12 @@ def dedupe_against(catalog: str | Path, index: str | Path, out: str | Path, cfg:
             tfidf = CharNgramTfidf().fit_transform(texts)
             codes = [extract_codes(t) for t in texts]
             table = np.vstack([arr, np.zeros((len(old_u), arr.shape[1]), np.float32)])
-            s_within = score_pairs(a, b, table, tfidf, codes, cfg.weights)["score"]
+            within_signals = score_pairs(a, b, table, tfidf, codes, cfg.weights)
+            s_within, cos_within = within_signals["score"], within_signals["cos_embedding"]
             s_old = score_pairs(q_row, n + old_pos, table, tfidf, codes, cfg.weights, cos=old_cos)["score"]
         else:
-            s_within, s_old = cosine_pairs(arr, a, b, usable), old_cos
+            cos_within = cosine_pairs(arr, a, b, usable)
+            s_within, s_old = cos_within, old_cos
     with timer("group"):
         sub = np.full(n, -1, dtype=np.int64)
         sub[fresh] = np.arange(len(fresh))
@@ -742,7 +748,7 @@ def dedupe_against(catalog: str | Path, index: str | Path, out: str | Path, cfg:
         write_parquet(groups, out / "groups.parquet")
         pairs = pl.concat([
             pl.DataFrame({"id_a": ids[q_row].tolist(), "id_b": old_ids[old_row].tolist(), "against": "index", "score": np.asarray(s_old, np.float32), "cos_embedding": old_cos}, schema_overrides={"id_a": pl.String, "id_b": pl.String}),
-            pl.DataFrame({"id_a": ids[a].tolist(), "id_b": ids[b].tolist(), "against": "new", "score": np.asarray(s_within, np.float32), "cos_embedding": cosine_pairs(arr, a, b, usable)}, schema_overrides={"id_a": pl.String, "id_b": pl.String}),
+            pl.DataFrame({"id_a": ids[a].tolist(), "id_b": ids[b].tolist(), "against": "new", "score": np.asarray(s_within, np.float32), "cos_embedding": cos_within}, schema_overrides={"id_a": pl.String, "id_b": pl.String}),
         ], how="vertical_relaxed").with_columns((pl.col("score") >= threshold).alias("matched")).sort("score", descending=True)
         write_parquet(pairs, out / "pairs.parquet")
     counts = {k_: int((status == k_).sum()) for k_ in ("already_indexed", "joined", "new_group", "singleton", "unmatchable")}

@@ -46,6 +46,18 @@ class Embeddings:
     def key(self) -> str:
         return str(self.manifest.get("key", ""))
 
+    def vectors(self, modality: str) -> tuple[np.ndarray | None, np.ndarray]:
+        """``(array, present)`` of a modality: ``text``, ``image`` or ``fused``. The array is
+        ``(n, d)`` float32 (``None`` when these embeddings lack it); ``present`` is ``(n,)``
+        bool, the rows that have it (fused: text or image).
+
+        Raises:
+            KeyError: an unknown modality.
+        """
+        arrays = {"text": self.text, "image": self.image, "fused": self.fused}
+        present = {"text": self.has_text, "image": self.has_image, "fused": self.has_text | self.has_image}
+        return arrays[modality], present[modality]
+
 
 def _shard_dirs(folder: Path, n_shards: int) -> list[Path]:
     return [folder / SHARDS / f"{i:05d}" for i in range(n_shards)]

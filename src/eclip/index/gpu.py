@@ -38,13 +38,13 @@ def gpu_quantizer(index: faiss.Index) -> Iterator[None]:
     cpu_q = ivf.quantizer
     flat = faiss.IndexFlatIP(ivf.d) if ivf.metric_type == faiss.METRIC_INNER_PRODUCT else faiss.IndexFlatL2(ivf.d)
     ivf.clustering_index = faiss.index_cpu_to_all_gpus(flat)
-    if ivf.is_trained:
-        gpu_q = faiss.index_cpu_to_all_gpus(cpu_q)
+    gpu_q = faiss.index_cpu_to_all_gpus(cpu_q) if ivf.is_trained else None
+    if gpu_q is not None:
         ivf.quantizer = gpu_q
     try:
         yield
     finally:
-        if ivf.quantizer is not cpu_q:
+        if gpu_q is not None:
             ivf.quantizer = cpu_q
         ivf.clustering_index = None
 
