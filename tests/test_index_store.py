@@ -70,3 +70,31 @@ def test_index_build_and_query_from_an_embeddings_dir(tmp_path, hash_encoder):
     assert m["n"] == 300 and m["vectors"] == "text" and m["model"]["name"] == hash_encoder.name
     with pytest.raises(RunDirError, match="no 'image' vectors"):
         api.index_build(tmp_path / "emb", tmp_path / "idx2", vectors="image")
+
+
+def test_adding_embeddings_of_another_model_is_refused(tmp_path, hash_encoder):
+    """A real embeddings directory made by another model (and dimension) is refused by `add`."""
+    from conftest import HashEncoder
+
+    from eclip import api
+    from eclip.catalog import load_catalog
+    from eclip.encoders import embed_catalog
+
+    f = tmp_path / "cat.csv"
+    pl.DataFrame({"id": [f"p{i}" for i in range(50)], "title": [f"widget model {i} blue" for i in range(50)]}).write_csv(f)
+    new = tmp_path / "new.csv"
+    pl.DataFrame({"id": ["q1", "q2"], "title": ["widget model 7 red", "gadget 9"]}).write_csv(new)
+    embed_catalog(hash_encoder, load_catalog(f), tmp_path / "emb")
+    api.index_build(tmp_path / "emb", tmp_path / "idx")
+    other = HashEncoder(dim=32)
+    other.name = "another-model"
+    embed_catalog(other, load_catalog(new), tmp_path / "emb_other")
+    with pytest.raises(RunDirError, match="dimension 32"):
+        api.index_add(tmp_path / "idx", tmp_path / "emb_other")
+    renamed = HashEncoder(dim=64)
+    renamed.name = "another-model"
+    embed_catalog(renamed, load_catalog(new), tmp_path / "emb_renamed")
+    with pytest.raises(RunDirError, match="refusing to mix"):
+        api.index_add(tmp_path / "idx", tmp_path / "emb_renamed")
+    embed_catalog(hash_encoder, load_catalog(new), tmp_path / "emb_same")
+    assert api.index_add(tmp_path / "idx", tmp_path / "emb_same")["n"] == 52
