@@ -50,10 +50,11 @@ def base_vectors(data: Path, cache: Path) -> np.ndarray:
 
 
 def expand(
-    base: np.ndarray, n: int, seed: int = 0, chunk: int = 100_000, mix: float = 0.3, noise: tuple[float, float] = (0.05, 0.35)
+    base: np.ndarray, n: int, seed: int = 0, chunk: int = 100_000, mix: float = 0.3, noise: tuple[float, float] = (0.05, 0.35), sources: np.ndarray | None = None
 ) -> np.ndarray:
     """``(n, d)`` float32 L2-normalised perturbed copies of ``base`` rows (see module doc);
-    ``mix`` and ``noise`` set the largest move towards another title and the noise norms."""
+    ``mix`` and ``noise`` set the largest move towards another title and the noise norms.
+    When ``sources`` (an ``(n,)`` int64 array) is given, it receives each row's title."""
     rng = np.random.default_rng(seed)
     t, d = base.shape
     out = np.empty((n, d), dtype=np.float32)
@@ -65,5 +66,7 @@ def expand(
         g = rng.standard_normal((m, d)).astype(np.float32)
         g *= rng.uniform(*noise, (m, 1)).astype(np.float32) / np.linalg.norm(g, axis=1, keepdims=True)
         v += g
+        if sources is not None:
+            sources[s : s + m] = a
         out[s : s + m] = v / np.linalg.norm(v, axis=1, keepdims=True)
     return out

@@ -20,6 +20,8 @@ import numpy as np
 import polars as pl
 
 from eclip.catalog import Catalog, load_catalog, read_table
+from eclip.cluster import KNN_MODE_MIN_ROWS, HdbscanSettings, cluster_knn, cluster_pca
+from eclip.cluster.summary import class_tfidf_terms, medoids
 from eclip.catalog.images import MAX_IMAGE_BYTES, URL_TIMEOUT_S, ImageSettings
 from eclip.encoders import (
     DEFAULT_MODEL,
@@ -478,11 +480,12 @@ def _signals(emb: Embeddings, cfg: DedupeConfig) -> tuple[str, ...]:
     return tuple(cfg.signals)
 
 
-def _knn(vectors: np.ndarray, rows: np.ndarray, key: str, cfg: DedupeConfig, folder: Path) -> tuple[pl.DataFrame, dict]:
-    """kNN pairs (catalog row positions) among ``rows`` of ``vectors``, via an index directory
-    cached in ``folder`` (rebuilt when it was built from other embeddings or settings)."""
+def _knn_table(vectors: np.ndarray, rows: np.ndarray, key: str, k: int, flat_max: int, folder: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Top-``k`` neighbours among ``rows`` of ``vectors`` via an index directory cached in
+    ``folder`` (rebuilt when it was built from other embeddings or settings): ``(scores, nn,
+    info)`` as :func:`eclip.index.knn_self_join` returns them (positions within ``rows``)."""
     sub = np.ascontiguousarray(vectors[rows], dtype=np.float32)
-    factory = choose_factory(len(sub), sub.shape[1], flat_max=cfg.flat_max)
+    factory = choose_factory(len(sub), sub.shape[1], flat_max=flat_max)
     built = read_json(folder / MANIFEST)
     trained = read_json(folder / "trained.json")
     if (built and (built.get("key"), built.get("factory")) != (key, factory)) or (trained and (trained.get("key"), trained.get("factory")) != (key, factory)):
@@ -490,11 +493,17 @@ def _knn(vectors: np.ndarray, rows: np.ndarray, key: str, cfg: DedupeConfig, fol
         shutil.rmtree(folder)
         built = {}
     if not built:
-        build_index_dir(sub, [str(r) for r in rows], folder, key=key, factory=factory, k=cfg.k)
+        build_index_dir(sub, [str(r) for r in rows], folder, key=key, factory=factory, k=k)
     idx = open_index_dir(folder)
-    _, nn = knn_self_join(idx, sub, cfg.k)
+    scores, nn = knn_self_join(idx, sub, k)
+    info = {k_: idx.manifest.get(k_) for k_ in ("factory", "n", "nprobe", f"recall@{k}", "gpus")}
+    return scores, nn, info
+
+
+def _knn(vectors: np.ndarray, rows: np.ndarray, key: str, cfg: DedupeConfig, folder: Path) -> tuple[pl.DataFrame, dict]:
+    """kNN pairs (catalog row positions) among ``rows`` of ``vectors`` (see :func:`_knn_table`)."""
+    _, nn, info = _knn_table(vectors, rows, key, cfg.k, cfg.flat_max, folder)
     pairs = knn_pairs(nn)  # positions within `rows`; rows is sorted, so a < b still holds
-    info = {k_: idx.manifest.get(k_) for k_ in ("factory", "n", "nprobe", f"recall@{cfg.k}", "gpus")}
     return pl.DataFrame({"a": rows[pairs["a"].to_numpy()], "b": rows[pairs["b"].to_numpy()], "rank": pairs["rank"]}), info
 
 
@@ -812,6 +821,181 @@ def _groups_frame(cat: Catalog, g: Grouping, usable: np.ndarray) -> pl.DataFrame
     )
 
 
+@dataclass
+class ClusterConfig:
+    """Settings of :func:`cluster`; every field is recorded in the manifest.
+
+    Attributes:
+        id_col, text_cols, image_col, image_root, allow_outside_root, model: as in
+            :class:`EmbedConfig` (used when the source is a catalog).
+        vectors: ``text``, ``image`` or ``fused``; ``None``: fused when the embeddings have
+            images, else text.
+        hdbscan: HDBSCAN mode and parameters.
+        gold: a file with gold labels (default: the catalog itself); gold_col: its label
+            column; gold_id_col: its id column; singleton_clusters: labels that mean "no
+            product" (each such row its own cluster, as WDC's 2432).
+        top_terms, exemplars: per-cluster summary sizes.
+        flat_max: exact (Flat) kNN search below this many rows (``knn`` mode).
+    """
+
+    id_col: str = "id"
+    text_cols: list[str] | None = None
+    image_col: str | None = None
+    image_root: Path | None = None
+    allow_outside_root: bool = False
+    model: str = DEFAULT_MODEL
+    vectors: str | None = None
+    hdbscan: HdbscanSettings = field(default_factory=HdbscanSettings)
+    gold: Path | None = None
+    gold_col: str | None = None
+    gold_id_col: str | None = None
+    singleton_clusters: tuple[str, ...] = ()
+    top_terms: int = 8
+    exemplars: int = 5
+    flat_max: int = FLAT_MAX
+
+
+def _cluster_metrics(labels: np.ndarray, gold: np.ndarray) -> dict[str, Any]:
+    """ARI, NMI, pairwise and B-cubed P/R/F1 with each noise row its own cluster, plus the
+    noise fraction and ARI/NMI over clustered rows only."""
+    pred = np.where(labels >= 0, labels, labels.max(initial=-1) + 1 + np.arange(len(labels)))
+    m = cluster_metrics(pred, gold).as_dict()
+    kept = labels >= 0
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    m["noise_fraction"] = round(float(1.0 - kept.mean()) if len(labels) else 0.0, 4)
+    if kept.sum() >= 2:
+        m["clustered_rows_ari"] = round(float(adjusted_rand_score(gold[kept], labels[kept])), 4)
+        m["clustered_rows_nmi"] = round(float(normalized_mutual_info_score(gold[kept], labels[kept])), 4)
+    return m
+
+
+def cluster(source: str | Path, out: str | Path, cfg: ClusterConfig | None = None) -> dict[str, Any]:
+    """HDBSCAN product clusters of a catalog (or an embeddings directory) into the run
+    directory ``out``.
+
+    Mode (``cfg.hdbscan.mode``): ``pca`` clusters PCA-reduced vectors, ``knn`` the sparse kNN
+    distance graph from an eclip index cached in ``out/index``; ``auto`` picks ``knn`` from
+    :data:`eclip.cluster.KNN_MODE_MIN_ROWS` rows (see :mod:`eclip.cluster.hdbscan_modes`).
+
+    Writes ``clusters.parquet`` (id, cluster_id with -1 for noise, probability,
+    outlier_score, status; every input row once; rows without the chosen vectors get status
+    ``no_vector`` and cluster -1), ``cluster_summary.parquet`` (cluster_id, size, medoid_id,
+    medoid_title, exemplar_ids, top_terms by class-based TF-IDF, mean_probability, cohesion)
+    and ``manifest.json`` (with ARI, NMI, B-cubed and the noise fraction when gold labels
+    are given).
+
+    Returns:
+        The manifest.
+
+    Raises:
+        CatalogError, ModelError: bad input. RunDirError: the embeddings lack the vectors.
+        GoldError: bad gold labels. EclipError: bad settings or fewer than 2 rows.
+    """
+    cfg = cfg or ClusterConfig()
+    cfg.hdbscan.check()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timer, t_start = _Timer(), time.perf_counter()
+    ecfg = EmbedConfig(model=cfg.model, id_col=cfg.id_col, text_cols=cfg.text_cols, image_col=cfg.image_col, image_root=cfg.image_root, allow_outside_root=cfg.allow_outside_root)
+    with timer("embed"):
+        emb_dir = _embeddings_dir(source, out / "embeddings", ecfg)
+    emb = load_embeddings(emb_dir)
+    modality = cfg.vectors or ("fused" if emb.image is not None else "text")
+    with timer("load_embeddings"):
+        _, x, ids, texts, _extra = _index_source(emb_dir, modality)
+    all_ids = emb.ids
+    pos = {x_: i for i, x_ in enumerate(all_ids)}
+    rows = np.array([pos[i] for i in ids], dtype=np.int64)
+    if len(x) < 2:
+        raise EclipError(f"{source}: {len(x)} row(s) have {modality} vectors; clustering needs at least 2.")
+    texts = texts if texts is not None else [""] * len(ids)
+    mode = cfg.hdbscan.resolve_mode(len(x))
+    index_info: dict[str, Any] = {}
+    with timer("hdbscan"):
+        if mode == "pca":
+            with console.status(f"HDBSCAN on {len(x):,} rows (PCA to {cfg.hdbscan.pca_dim} dims)"):
+                res = cluster_pca(x, cfg.hdbscan)
+        else:
+            k = min(cfg.hdbscan.neighbours, len(x) - 1)
+            scores, nn, index_info = _knn_table(x, np.arange(len(x)), fingerprint(emb.key, modality, "cluster"), k, cfg.flat_max, out / "index" / modality)
+            with console.status(f"HDBSCAN on the {k}-NN graph of {len(x):,} rows"):
+                res = cluster_knn(scores, nn, cfg.hdbscan)
+    with timer("summary"):
+        terms = class_tfidf_terms(texts, res.labels, cfg.top_terms)
+        reps = medoids(x, res.labels, res.probability, cfg.exemplars)
+        sizes = np.bincount(res.labels[res.labels >= 0]) if (res.labels >= 0).any() else np.zeros(0, np.int64)
+        mean_prob = np.bincount(res.labels[res.labels >= 0], weights=res.probability[res.labels >= 0]) / np.maximum(sizes, 1) if len(sizes) else np.zeros(0)
+        summary = pl.DataFrame(
+            {
+                "cluster_id": np.arange(len(sizes), dtype=np.int64),
+                "size": sizes.astype(np.int64),
+                "medoid_id": [ids[reps[c][0]] for c in range(len(sizes))],
+                "medoid_title": [texts[reps[c][0]] for c in range(len(sizes))],
+                "exemplar_ids": [[ids[i] for i in reps[c][1]] for c in range(len(sizes))],
+                "top_terms": [terms.get(c, []) for c in range(len(sizes))],
+                "mean_probability": mean_prob.astype(np.float32),
+                "cohesion": np.array([reps[c][2] for c in range(len(sizes))], dtype=np.float32),
+            },
+            schema={"cluster_id": pl.Int64, "size": pl.Int64, "medoid_id": pl.String, "medoid_title": pl.String, "exemplar_ids": pl.List(pl.String), "top_terms": pl.List(pl.String), "mean_probability": pl.Float32, "cohesion": pl.Float32},
+        )
+    n = len(all_ids)
+    cluster_id = np.full(n, -1, dtype=np.int64)
+    prob = np.zeros(n, dtype=np.float32)
+    outlier = np.ones(n, dtype=np.float32)
+    cluster_id[rows], prob[rows], outlier[rows] = res.labels, res.probability, res.outlier_score
+    status = np.full(n, "no_vector", dtype=object)
+    status[rows] = np.where(res.labels >= 0, "clustered", "noise")
+    clusters = pl.DataFrame(
+        {"id": all_ids, "cluster_id": cluster_id, "probability": prob, "outlier_score": outlier, "status": status.tolist()},
+        schema={"id": pl.String, "cluster_id": pl.Int64, "probability": pl.Float32, "outlier_score": pl.Float32, "status": pl.String},
+    )
+    metrics = None
+    if cfg.gold_col is not None or cfg.gold is not None:
+        gold_path = cfg.gold or emb.manifest.get("catalog")
+        gold = load_gold(gold_path, all_ids, cfg.gold_id_col or emb.manifest.get("id_col", cfg.id_col), cfg.gold_col, cfg.singleton_clusters)
+        metrics = _cluster_metrics(cluster_id, gold)
+        majority = pl.DataFrame({"c": cluster_id, "g": gold}).filter(pl.col("c") >= 0).group_by("c", "g").len().sort(["c", "len"], descending=[False, True]).group_by("c", maintain_order=True).first()
+        summary = summary.join(majority.select(pl.col("c").alias("cluster_id"), pl.col("len").alias("gold_majority_rows")), on="cluster_id", how="left").with_columns(
+            (pl.col("gold_majority_rows") / pl.col("size")).cast(pl.Float32).alias("gold_purity")
+        )
+    with timer("write"):
+        write_parquet(clusters, out / "clusters.parquet")
+        write_parquet(summary, out / "cluster_summary.parquet")
+    cat_manifest = emb.manifest
+    manifest = {
+        "job": "cluster",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "inputs": {
+            "source": str(Path(source).resolve()),
+            "catalog": cat_manifest.get("catalog"),
+            "id_col": cat_manifest.get("id_col", cfg.id_col),
+            "text_cols": cat_manifest.get("settings", {}).get("text_cols"),
+            "image_col": cat_manifest.get("settings", {}).get("image_col"),
+            "image_root": str(cfg.image_root) if cfg.image_root else None,
+        },
+        "model": cat_manifest.get("model"),
+        "embeddings": {"dir": str(Path(emb_dir).resolve()), "key": emb.key, "vectors": modality, "dim": int(x.shape[1])},
+        "clustering": {"algorithm": "hdbscan", **asdict(cfg.hdbscan), "mode": mode, "mode_asked": cfg.hdbscan.mode, "knn_mode_min_rows": KNN_MODE_MIN_ROWS, "graph_components": res.components, "index": index_info},
+        "counts": {
+            "rows": n,
+            "clustered_rows": int((cluster_id >= 0).sum()),
+            "noise_rows": int((status == "noise").sum()),
+            "no_vector_rows": int((status == "no_vector").sum()),
+            "clusters": int(len(sizes)),
+            "largest_cluster": int(sizes.max()) if len(sizes) else 0,
+            "median_cluster_size": float(np.median(sizes)) if len(sizes) else 0.0,
+        },
+        "metrics": metrics,
+        "gold": {"file": str(cfg.gold or emb.manifest.get("catalog")), "column": cfg.gold_col, "singleton_clusters": list(cfg.singleton_clusters)} if metrics else None,
+        "timings_s": {**timer.seconds, "total": round(time.perf_counter() - t_start, 3)},
+        "outputs": {"clusters": "clusters.parquet", "summary": "cluster_summary.parquet"},
+        "versions": {**_versions(), **{p: version(p) for p in ("hdbscan",)}},
+    }
+    write_json(manifest, out / MANIFEST)
+    return manifest
+
+
 def evaluate(
     groups_path: str | Path,
     gold_path: str | Path,
@@ -864,4 +1048,4 @@ def evaluate(
     return result
 
 
-__all__ = ["DEFAULT_METHOD", "DEFAULT_THRESHOLD", "DedupeConfig", "EmbedConfig", "embed", "train", "EclipError", "dedupe", "evaluate", "read_calibration"]
+__all__ = ["DEFAULT_METHOD", "DEFAULT_THRESHOLD", "ClusterConfig", "DedupeConfig", "cluster", "EmbedConfig", "embed", "train", "EclipError", "dedupe", "evaluate", "read_calibration"]
