@@ -64,3 +64,20 @@ class HashEncoder:
 @pytest.fixture
 def hash_encoder() -> HashEncoder:
     return HashEncoder()
+
+
+@pytest.fixture(scope="session")
+def fashion_subset(tmp_path_factory) -> Path:
+    """400 fashion rows of the 6 largest article types (image paths relative to the shared
+    fashion folder: pass it as --image-root), plus a row whose title is an HTML-injection attempt."""
+    import polars as pl
+
+    if not SHARED.exists():
+        pytest.skip(f"shared data not found at {SHARED}")
+    cat = pl.read_csv(SHARED / "fashion" / "catalog.csv", infer_schema=False)
+    top = cat.group_by("articleType").len().sort("len", descending=True).head(6)["articleType"]
+    sub = cat.filter(pl.col("articleType").is_in(top.to_list())).sample(n=400, seed=0, shuffle=True)
+    folder = tmp_path_factory.mktemp("fashion")
+    sub = pl.concat([sub, pl.DataFrame({"id": ["x-script"], "title": ['<script>alert(1)</script> "><img src=x onerror=alert(2)>'], "articleType": ["Tshirts"]})], how="diagonal")
+    sub.write_csv(folder / "catalog.csv")
+    return folder

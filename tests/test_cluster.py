@@ -103,21 +103,6 @@ def test_medoid_is_the_row_closest_to_all_others():
     assert reps[0][2] == pytest.approx((2 * 0.7071 + 2 * 0.9899) / 4, abs=1e-3)  # mean cosine to the mean direction
 
 
-@pytest.fixture(scope="module")
-def fashion_subset(tmp_path_factory):
-    from conftest import SHARED
-
-    if not SHARED.exists():
-        pytest.skip(f"shared data not found at {SHARED}")
-    cat = pl.read_csv(SHARED / "fashion" / "catalog.csv", infer_schema=False)
-    top = cat.group_by("articleType").len().sort("len", descending=True).head(6)["articleType"]
-    sub = cat.filter(pl.col("articleType").is_in(top.to_list())).sample(n=400, seed=0, shuffle=True)
-    folder = tmp_path_factory.mktemp("fashion")
-    sub = pl.concat([sub, pl.DataFrame({"id": ["x-script"], "title": ['<script>alert(1)</script> "><img src=x onerror=alert(2)>'], "articleType": ["Tshirts"]})], how="diagonal")
-    sub.write_csv(folder / "catalog.csv")
-    return folder
-
-
 def test_cli_cluster_on_fashion_both_modes(fashion_subset, tmp_path):
     runner = CliRunner()
     out = tmp_path / "pca"

@@ -50,6 +50,7 @@ from eclip.matcher import (
     cosine_pairs,
     group,
     knn_pairs,
+    read_review,
     score_pairs,
     union_candidates,
 )
@@ -370,6 +371,8 @@ class DedupeConfig:
         cache_dir: embeddings directory to write (default ``<out>/embeddings``).
         flat_max: below this many rows search is exact (Flat), above it IVF-PQ (see
             :func:`eclip.index.choose_factory`).
+        review: a filled-in review CSV (``eclip report``): its ``same`` / ``different``
+            decisions become must-link / cannot-link constraints on grouping.
     """
 
     id_col: str = "id"
@@ -393,6 +396,7 @@ class DedupeConfig:
     cache_dir: Path | None = None
     weights: ScoreWeights = field(default_factory=ScoreWeights)
     flat_max: int = FLAT_MAX
+    review: Path | None = None
 
     @property
     def thresholds(self) -> ModalityThresholds:
@@ -595,8 +599,9 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             d[~(emb.has_image[a] & emb.has_image[b])] = np.nan
             signals["phash_distance"] = d
         score = combine_modalities(signals, cfg.thresholds) if len(a) else np.zeros(0, np.float32)
+    constraints = read_review(cfg.review, cat.ids) if cfg.review else None
     with timer("group"):
-        grouping = group(n, a, b, score, cfg.threshold, cfg.method)
+        grouping = group(n, a, b, score, cfg.threshold, cfg.method, constraints)
     with timer("write"):
         groups = _groups_frame(cat, grouping, usable)
         write_parquet(groups, out / "groups.parquet")
@@ -626,6 +631,8 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             "id_col": cat.id_col,
             "text_cols": list(cat.text_cols),
             "image_col": cat.image_col,
+            "image_root": str(Path(cfg.image_root).resolve()) if cfg.image_root else None,
+            "allow_outside_root": cfg.allow_outside_root,
         },
         "model": emb.manifest.get("model"),
         "embeddings": {"dir": str(cfg.embeddings or cfg.cache_dir or out / "embeddings"), "key": emb.key, "dim": int(emb.text.shape[1]), "reused_rows": emb.manifest.get("reused_rows"), "embedded_rows": emb.manifest.get("embedded_rows")},
@@ -639,6 +646,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             "lexical": cfg.lexical,
             "weights": asdict(cfg.weights),
             "max_code_block": cfg.max_code_block,
+            "review": {"file": str(Path(cfg.review).resolve()), "must_link_pairs": len(constraints.must_a), "cannot_link_pairs": len(constraints.cannot_a)} if constraints is not None else None,
         },
         "counts": {
             "rows": n,
@@ -972,7 +980,8 @@ def cluster(source: str | Path, out: str | Path, cfg: ClusterConfig | None = Non
             "id_col": cat_manifest.get("id_col", cfg.id_col),
             "text_cols": cat_manifest.get("settings", {}).get("text_cols"),
             "image_col": cat_manifest.get("settings", {}).get("image_col"),
-            "image_root": str(cfg.image_root) if cfg.image_root else None,
+            "image_root": str(Path(cfg.image_root).resolve()) if cfg.image_root else None,
+            "allow_outside_root": cfg.allow_outside_root,
         },
         "model": cat_manifest.get("model"),
         "embeddings": {"dir": str(Path(emb_dir).resolve()), "key": emb.key, "vectors": modality, "dim": int(x.shape[1])},

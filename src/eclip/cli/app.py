@@ -123,6 +123,7 @@ def dedupe(
     cache_dir: Annotated[Optional[Path], typer.Option(help="Embeddings directory to write and reuse. Default: OUT/embeddings.")] = None,
     flat_max: Annotated[int, typer.Option(min=2, help="Below this many rows, search is exact (Flat); above, IVF-PQ with an SQ8 re-ranking store.")] = 200_000,
     against: Annotated[Optional[Path], typer.Option(help="Index directory (`eclip index build`): match only these rows against it and its groups; existing group ids stay.")] = None,
+    review: Annotated[Optional[Path], typer.Option(help="Filled-in review.csv from `eclip report`: 'same' rows are kept together (must-link), 'different' rows split out (cannot-link).")] = None,
 ) -> None:
     """Deduplicate a catalog: every row gets a match group (singletons included).
 
@@ -148,6 +149,7 @@ def dedupe(
         batch_size=batch_size,
         cache_dir=cache_dir,
         flat_max=flat_max,
+        review=review,
     )
     if calibration is not None:
         cfg.method, cfg.threshold = api.read_calibration(calibration)
@@ -406,6 +408,37 @@ def cluster(
     table.add_row("time", f"{m['timings_s']['total']:.1f} s (HDBSCAN {m['timings_s']['hdbscan']:.1f} s)")
     table.add_row("written", f"{out}/clusters.parquet, cluster_summary.parquet, manifest.json")
     console.print(table)
+
+
+@app.command()
+def report(
+    run: Annotated[Path, typer.Argument(help="Run directory of `eclip dedupe` or `eclip cluster`.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file to write. Default: RUN/report.html.")] = None,
+    review_out: Annotated[Optional[Path], typer.Option(help="Review CSV to write (group_id, id, decision, title). Default: RUN/review.csv.")] = None,
+    gold: Annotated[Optional[Path], typer.Option(help="Gold labels (pairs file or table) for precision/recall against the threshold. A labelled cluster run reuses its own.")] = None,
+    gold_col: Annotated[Optional[str], typer.Option(help="Cluster-id column of --gold.")] = None,
+    gold_id_col: Annotated[Optional[str], typer.Option(help="Id column of --gold (default: the catalog's).")] = None,
+    singleton_cluster: Annotated[Optional[list[str]], typer.Option(help="Gold label whose rows are unrelated (a catch-all); repeatable.")] = None,
+    image_root: ImageRootOpt = None,
+    max_groups: Annotated[int, typer.Option(min=1, help="Groups or clusters listed, largest first.")] = 10_000,
+    max_thumbnails: Annotated[int, typer.Option(min=0, help="Images embedded as thumbnails (about 3 KB each).")] = 5_000,
+) -> None:
+    """Write a self-contained HTML report (galleries with thumbnails, histograms, precision/recall) and a review CSV."""
+    from eclip.report import write_report
+
+    r = write_report(
+        run,
+        out,
+        review_out,
+        gold=gold,
+        gold_col=gold_col,
+        gold_id_col=gold_id_col,
+        singleton_clusters=tuple(singleton_cluster or ()),
+        image_root=image_root,
+        max_groups=max_groups,
+        max_thumbnails=max_thumbnails,
+    )
+    console.print(f"wrote {r['html']} ({r['bytes'] / 2**20:.1f} MiB: {r['groups']:,} groups, {r['thumbnails']:,} thumbnails) and {r['review']}")
 
 
 @app.command("eval")

@@ -25,6 +25,20 @@ class Calibration:
         return rounded(asdict(self))
 
 
+def threshold_curve(
+    n: int, a: np.ndarray, b: np.ndarray, score: np.ndarray, gold: np.ndarray, method: str, steps: int = 101
+) -> list[tuple[float, float, float, float]]:
+    """Pairwise ``(threshold, precision, recall, f1)`` of the groups made at each threshold of
+    a sweep over the score quantiles (``steps`` points, duplicates dropped), ascending.
+
+    Args:
+        n: rows; a, b, score: ``(p,)`` scored candidate pairs (row positions, float32);
+        gold: ``(n,)`` gold labels; method: a grouping method of :mod:`eclip.matcher.grouping`.
+    """
+    grid = np.unique(np.quantile(score, np.linspace(0.0, 1.0, steps)).round(4)) if len(score) else np.array([0.0])
+    return [(float(t), *pairwise_prf(group(n, a, b, score, float(t), method).labels, gold)) for t in grid]
+
+
 def calibrate(
     n: int,
     a: np.ndarray,
@@ -35,20 +49,13 @@ def calibrate(
     target_precision: float | None = None,
     steps: int = 101,
 ) -> Calibration:
-    """Sweep thresholds over the score quantiles, regroup at each, and pick one.
+    """Sweep thresholds (:func:`threshold_curve`), regroup at each, and pick one.
 
     With ``target_precision`` None, the threshold maximising pairwise F1; otherwise the
     lowest threshold whose pairwise precision reaches the target (most recall at that
     precision), or the most precise one when none does.
-
-    Args:
-        n: rows; a, b, score: ``(p,)`` scored candidate pairs (row positions, float32);
-        gold: ``(n,)`` gold labels; method: a grouping method of :mod:`eclip.matcher.grouping`.
     """
-    grid = np.unique(np.quantile(score, np.linspace(0.0, 1.0, steps)).round(4)) if len(score) else np.array([0.0])
-    results = []
-    for t in grid:
-        results.append((float(t), *pairwise_prf(group(n, a, b, score, float(t), method).labels, gold)))
+    results = threshold_curve(n, a, b, score, gold, method, steps)
     if target_precision is None:
         t, p, r, f = max(results, key=lambda x: (x[3], -x[0]))
         objective = "max_f1"

@@ -1,6 +1,7 @@
 """Matcher: candidate pairs, per-pair signals and their combined score, match groups."""
 
 from eclip.matcher.candidates import code_block_pairs, knn_pairs, merge_candidates, union_candidates
+from eclip.matcher.constraints import Constraints, read_review
 from eclip.matcher.grouping import METHODS, Grouping, group
 from eclip.matcher.signals import ModalityThresholds, ScoreWeights, code_similarity, combine_modalities, cosine_pairs, score_pairs
 
@@ -10,6 +11,7 @@ SIGNALS = ("text", "image", "fused", "phash")
 __all__ = [
     "METHODS",
     "SIGNALS",
+    "Constraints",
     "Grouping",
     "ModalityThresholds",
     "ScoreWeights",
@@ -20,6 +22,7 @@ __all__ = [
     "group",
     "knn_pairs",
     "merge_candidates",
+    "read_review",
     "union_candidates",
     "score_pairs",
 ]

@@ -19,6 +19,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
+from eclip.matcher.constraints import Constraints, constrained_labels
+
 METHODS = ("mutual", "components")
 
 
@@ -81,6 +83,7 @@ def group(
     score: np.ndarray,
     threshold: float,
     method: str = "mutual",
+    constraints: Constraints | None = None,
 ) -> Grouping:
     """Group ``n`` rows from scored pairs.
 
@@ -90,6 +93,8 @@ def group(
         score: ``(p,)`` float32 pair scores; higher is more similar.
         threshold: pairs scoring below it are never edges.
         method: one of :data:`METHODS`.
+        constraints: reviewer must-link / cannot-link pairs (:mod:`eclip.matcher.constraints`),
+            applied to the accepted edges.
 
     Raises:
         ValueError: unknown ``method``.
@@ -105,6 +110,9 @@ def group(
     else:
         best, _ = _best_partner(n, a, b, score, np.ones(len(a), dtype=bool))
         accepted = above & (best[a] == b) & (best[b] == a)
-    labels = component_labels(n, a[accepted], b[accepted])
+    if constraints is not None and len(constraints):
+        labels, accepted = constrained_labels(n, a, b, score, accepted, constraints)
+    else:
+        labels = component_labels(n, a[accepted], b[accepted])
     best, best_score = _best_partner(n, a, b, score, accepted)
     return Grouping(labels=labels, accepted=accepted, best=best, best_score=best_score)

@@ -1,0 +1,136 @@
+"""Reviewer decisions as must-link and cannot-link constraints on grouping.
+
+A review file (written by ``eclip report`` as ``review.csv``) has one row per listed catalog
+row: ``group_id, id, decision``. In each group, the rows marked ``same`` must stay together
+(must-link), and a row marked ``different`` may not share a group with any other row of that
+group (cannot-link). Empty decisions say nothing.
+
+Grouping under constraints is the constrained agglomeration of COP-KMeans-style clustering
+(Wagstaff et al., "Constrained K-means Clustering with Background Knowledge", ICML 2001),
+applied to match graphs: must-link pairs are joined first, then accepted match edges in
+decreasing score, and an edge is dropped when it would put a cannot-link pair in one group.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from scipy.cluster.hierarchy import DisjointSet
+
+from eclip.errors import CatalogError
+
+DECISIONS = {"same": "same", "different": "different", "": ""}
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Pairs of row positions: ``must`` and ``cannot``, each ``(a, b)`` int64 arrays."""
+
+    must_a: np.ndarray
+    must_b: np.ndarray
+    cannot_a: np.ndarray
+    cannot_b: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.must_a) + len(self.cannot_a)
+
+
+def read_review(path: str | Path, ids: list[str]) -> Constraints:
+    """Constraints from a filled-in review CSV.
+
+    Args:
+        path: CSV with columns ``group_id, id, decision`` (more columns are ignored).
+        ids: the catalog's ids, row order.
+
+    Raises:
+        CatalogError: missing file or columns, an unknown decision or an id not in the
+            catalog, naming the file, row (1-based, header excluded) and column.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise CatalogError(f"{p}: no such review file (eclip report writes review.csv beside the report).")
+    try:
+        df = pl.read_csv(p, infer_schema=False)
+    except pl.exceptions.PolarsError as exc:
+        raise CatalogError(f"{p}: not a readable CSV ({exc}).") from None
+    missing = {"group_id", "id", "decision"} - set(df.columns)
+    if missing:
+        raise CatalogError(f"{p}: missing column(s) {', '.join(sorted(missing))}; a review file has group_id, id, decision.")
+    pos = {x: i for i, x in enumerate(ids)}
+    must: list[tuple[int, int]] = []
+    cannot: list[tuple[int, int]] = []
+    groups: dict[str, list[tuple[int, str]]] = {}
+    for r, (g, i, d) in enumerate(zip(df["group_id"].to_list(), df["id"].to_list(), df["decision"].to_list()), start=1):
+        d = (d or "").strip().lower()
+        if d not in DECISIONS:
+            raise CatalogError(f"{p}, row {r}, column decision: {d!r} is not a decision; write same, different, or leave it empty.")
+        if i is None or i not in pos:
+            raise CatalogError(f"{p}, row {r}, column id: {i!r} is not an id of this catalog.")
+        if g is None:
+            raise CatalogError(f"{p}, row {r}, column group_id: empty.")
+        groups.setdefault(g, []).append((pos[i], d))
+    for rows in groups.values():
+        same = [i for i, d in rows if d == "same"]
+        must += [(same[0], j) for j in same[1:]]
+        for i, d in rows:
+            if d == "different":
+                cannot += [(i, j) for j, _ in rows if j != i]
+    clash = {tuple(sorted(x)) for x in must} & {tuple(sorted(x)) for x in cannot}
+    if clash:
+        raise CatalogError(f"{p}: rows {ids[next(iter(clash))[0]]!r} and {ids[next(iter(clash))[1]]!r} are marked both same and different.")
+
+    def arr(pairs: list[tuple[int, int]], k: int) -> np.ndarray:
+        return np.array([x[k] for x in pairs], dtype=np.int64)
+
+    return Constraints(arr(must, 0), arr(must, 1), arr(cannot, 0), arr(cannot, 1))
+
+
+def constrained_labels(n: int, a: np.ndarray, b: np.ndarray, score: np.ndarray, accepted: np.ndarray, c: Constraints) -> tuple[np.ndarray, np.ndarray]:
+    """Group ``n`` rows from accepted edges under must-link and cannot-link constraints.
+
+    Args:
+        a, b, score: ``(p,)`` candidate pairs and scores. accepted: ``(p,)`` bool, the edges
+            grouping accepted before constraints.
+        c: the constraints; a must-link wins over the edges, a cannot-link over both.
+
+    Returns:
+        ``(labels, accepted)``: ``(n,)`` int64 group labels (smallest row position of the
+        group) and the ``(p,)`` bool edges kept.
+    """
+    ds = DisjointSet(range(n))
+    banned: dict[int, set[int]] = {}
+    for x, y in zip(c.cannot_a.tolist(), c.cannot_b.tolist()):
+        banned.setdefault(x, set()).add(y)
+        banned.setdefault(y, set()).add(x)
+    # rows of each set that carry cannot-links, keyed by the set's root
+    carriers: dict[int, set[int]] = {r: {r} for r in banned}
+
+    def join(x: int, y: int) -> bool:
+        rx, ry = ds[x], ds[y]
+        if rx == ry:
+            return True
+        cx, cy = carriers.get(rx, set()), carriers.get(ry, set())
+        if any(ds[o] == ry for r in cx for o in banned[r]):
+            return False
+        ds.merge(x, y)
+        root = ds[x]
+        merged = cx | cy
+        carriers.pop(rx, None)
+        carriers.pop(ry, None)
+        if merged:
+            carriers[root] = merged
+        return True
+
+    for x, y in zip(c.must_a.tolist(), c.must_b.tolist()):
+        join(x, y)
+    kept = np.zeros(len(a), dtype=bool)
+    cand = np.flatnonzero(accepted)
+    for e in cand[np.argsort(-score[cand], kind="stable")].tolist():
+        kept[e] = join(int(a[e]), int(b[e]))
+    labels = np.array([ds[i] for i in range(n)], dtype=np.int64)
+    first = np.full(n, n, dtype=np.int64)
+    np.minimum.at(first, labels, np.arange(n, dtype=np.int64))
+    return first[labels], kept

@@ -1,0 +1,249 @@
+"""What a report shows: the groups (dedupe) or clusters (cluster) of a run directory, their
+rows' titles and thumbnails, the pairs that linked them, and labelled curves.
+
+Everything here is plain data (lists, dicts, numbers, catalog strings as they are); escaping
+is the template's job (:mod:`eclip.report.html`).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from eclip.catalog import load_catalog
+from eclip.catalog.images import ImageFailure, ImageSettings, open_image
+from eclip.errors import EclipError, RunDirError
+from eclip.evaluation import cluster_metrics, load_gold, threshold_curve
+from eclip.progress import progress_bar
+from eclip.rundir import MANIFEST, read_json
+
+#: Gallery members listed per cluster (the most confident first); the rest are counted.
+MEMBERS_SHOWN = 24
+
+
+@dataclass
+class ReportContent:
+    """Everything one report renders.
+
+    Attributes:
+        job: ``dedupe`` or ``cluster``. manifest: the run's manifest.
+        groups: gallery entries, largest first: ``{"gid", "size", "score", "label", "terms",
+            "members": [[row, id, title, value]], "edges": [[i, j, score, linked_by, detail]],
+            "more"}``; ``row`` indexes ``thumbs``, ``i, j`` index ``members``.
+        thumbs: ``{row: "data:image/jpeg;base64,..."}``.
+        scores: ``(p,)`` pair scores (dedupe) or membership probabilities (cluster) for the
+            histogram; matched: which of them are matches / clustered rows.
+        sizes: ``(g,)`` group or cluster sizes.
+        curve: labelled runs: ``[(threshold, precision, recall, f1)]``; metrics: their scores.
+        notes: lines shown under the header (caps hit, images missing).
+    """
+
+    job: str
+    manifest: dict[str, Any]
+    groups: list[dict[str, Any]]
+    thumbs: dict[int, str]
+    scores: np.ndarray
+    matched: np.ndarray
+    sizes: np.ndarray
+    curve: list[tuple[float, float, float, float]] | None = None
+    metrics: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _catalog(manifest: dict[str, Any], image_root: Path | None) -> tuple[list[str], list[str], list[str | None] | None, ImageSettings | None]:
+    """ids, titles, image refs and image settings of the run's catalog."""
+    inputs = manifest.get("inputs", {})
+    path = inputs.get("catalog")
+    if not path or not Path(path).exists():
+        raise RunDirError(f"the run's catalog {path!r} is gone; the report needs its titles. Restore it or rerun the job.")
+    cat = load_catalog(path, inputs.get("id_col") or "id", inputs.get("text_cols"), inputs.get("image_col"))
+    settings = None
+    if cat.images is not None:
+        root = Path(image_root or inputs.get("image_root") or cat.root)
+        settings = ImageSettings(root=root, cache_dir=Path(manifest.get("embeddings", {}).get("dir", root)) / "image_cache", allow_outside_root=bool(inputs.get("allow_outside_root")))
+    return cat.ids, cat.texts, cat.images, settings
+
+
+def thumbnail(ref: str | None, settings: ImageSettings, px: int = 112, quality: int = 70) -> str | None:
+    """A JPEG data URI of the image, longest side ``px``; ``None`` when it cannot be read
+    (missing, corrupt, outside the root: see :func:`eclip.catalog.images.open_image`)."""
+    try:
+        im = open_image(ref, settings)
+    except ImageFailure:
+        return None
+    im.thumbnail((px, px))
+    buf = io.BytesIO()
+    im.save(buf, format="JPEG", quality=quality, optimize=True)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _linked_by(row: dict[str, Any], thresholds: dict[str, Any]) -> str:
+    """Signals whose own threshold a matched pair passes (see eclip.matcher.combine_modalities)."""
+    tests = (("text", "text_score", lambda v: v >= thresholds.get("text", 1.0)), ("image", "cos_image", lambda v: v >= thresholds.get("image", 1.0)), ("fused", "cos_fused", lambda v: v >= thresholds.get("fused", 1.0)), ("phash", "phash_distance", lambda v: v <= thresholds.get("phash", -1)))
+    hit = [name for name, col, ok in tests if row.get(col) is not None and ok(row[col])]
+    return "+".join(hit) or "review"
+
+
+def _detail(row: dict[str, Any]) -> str:
+    names = (("text_score", "text"), ("cos_embedding", "emb"), ("cos_tfidf", "tfidf"), ("code", "code"), ("cos_image", "image"), ("cos_fused", "fused"), ("phash_distance", "pHash"))
+    parts = [f"{label} {row[c]:.2f}" if c != "phash_distance" else f"{label} {int(row[c])} bits" for c, label in names if row.get(c) is not None]
+    return " · ".join(parts)
+
+
+def dedupe_content(run: Path, manifest: dict[str, Any], ids: list[str], texts: list[str], max_groups: int, gold: np.ndarray | None) -> ReportContent:
+    groups = pl.read_parquet(run / "groups.parquet")
+    pairs = pl.read_parquet(run / "pairs.parquet")
+    pos = {x: i for i, x in enumerate(ids)}
+    multi = groups.filter(pl.col("group_size") > 1)
+    order = multi.group_by("group_id").agg(pl.len().alias("size"), pl.col("score").max().alias("best")).sort(["size", "best", "group_id"], descending=[True, True, False])
+    notes = []
+    if len(order) > max_groups:
+        notes.append(f"Showing the {max_groups:,} largest of {len(order):,} match groups (--max-groups).")
+        order = order.head(max_groups)
+    keep = set(order["group_id"].to_list())
+    members = multi.filter(pl.col("group_id").is_in(list(keep)))
+    by_group: dict[int, list[dict]] = {}
+    for r in members.iter_rows(named=True):
+        by_group.setdefault(r["group_id"], []).append(r)
+    gid_of = dict(zip(members["id"].to_list(), members["group_id"].to_list()))
+    thresholds = manifest.get("matching", {}).get("thresholds", {})
+    edges: dict[int, list[dict]] = {}
+    for r in pairs.filter(pl.col("matched")).iter_rows(named=True):
+        g = gid_of.get(r["id_a"])
+        if g is not None and g == gid_of.get(r["id_b"]):
+            edges.setdefault(g, []).append(r)
+    out = []
+    for g, size, best in order.iter_rows():
+        rows = by_group[g]
+        local = {r["id"]: i for i, r in enumerate(rows)}
+        out.append(
+            {
+                "gid": int(g),
+                "size": int(size),
+                "score": None if best is None else round(float(best), 4),
+                "label": f"group {g}",
+                "terms": [],
+                "members": [[pos[r["id"]], r["id"], texts[pos[r["id"]]], None if r["score"] is None else round(float(r["score"]), 3)] for r in rows],
+                "edges": [[local[e["id_a"]], local[e["id_b"]], round(float(e["score"]), 3), _linked_by(e, thresholds), _detail(e)] for e in edges.get(g, [])],
+                "more": 0,
+            }
+        )
+    curve = None
+    if gold is not None:
+        a = np.array([pos[x] for x in pairs["id_a"].to_list()], dtype=np.int64)
+        b = np.array([pos[x] for x in pairs["id_b"].to_list()], dtype=np.int64)
+        curve = threshold_curve(len(ids), a, b, pairs["score"].fill_null(0.0).to_numpy(), gold, manifest.get("matching", {}).get("method", "mutual"), steps=41)
+    sizes = groups.group_by("group_id").len()["len"].to_numpy()
+    return ReportContent("dedupe", manifest, out, {}, pairs["score"].fill_null(np.nan).to_numpy(), pairs["matched"].to_numpy(), sizes, curve, None, notes)
+
+
+def cluster_content(run: Path, manifest: dict[str, Any], ids: list[str], texts: list[str], max_groups: int, gold: np.ndarray | None) -> ReportContent:
+    clusters = pl.read_parquet(run / "clusters.parquet")
+    summary = pl.read_parquet(run / "cluster_summary.parquet").sort("size", descending=True)
+    pos = {x: i for i, x in enumerate(ids)}
+    notes = []
+    if len(summary) > max_groups:
+        notes.append(f"Showing the {max_groups:,} largest of {len(summary):,} clusters (--max-groups).")
+        summary = summary.head(max_groups)
+    ranked = clusters.filter(pl.col("cluster_id") >= 0).sort(["cluster_id", "probability", "outlier_score"], descending=[False, True, False])
+    by_cluster = {c: frame for (c,), frame in ranked.group_by("cluster_id", maintain_order=True)}
+    out = []
+    for s in summary.iter_rows(named=True):
+        c = s["cluster_id"]
+        frame = by_cluster[c]
+        medoid = s["medoid_id"]
+        shown = [medoid] + [x for x in frame["id"].to_list() if x != medoid][: MEMBERS_SHOWN - 1]
+        prob = dict(zip(frame["id"].to_list(), frame["probability"].to_list()))
+        label = f"cluster {c}"
+        if s.get("gold_purity") is not None:
+            label += f" · gold purity {s['gold_purity']:.0%}"
+        out.append(
+            {
+                "gid": int(c),
+                "size": int(s["size"]),
+                "score": round(float(s["cohesion"]), 4),
+                "label": label,
+                "terms": list(s["top_terms"]),
+                "members": [[pos[x], x, texts[pos[x]], round(float(prob[x]), 3)] for x in shown],
+                "edges": [],
+                "more": int(s["size"]) - len(shown),
+            }
+        )
+    curve = None
+    metrics = manifest.get("metrics")
+    if gold is not None:
+        order = np.array([pos[x] for x in clusters["id"].to_list()], dtype=np.int64)
+        labels = np.full(len(ids), -1, dtype=np.int64)
+        labels[order] = clusters["cluster_id"].to_numpy()
+        prob = np.zeros(len(ids), dtype=np.float32)
+        prob[order] = clusters["probability"].to_numpy()
+        curve = []
+        for t in np.linspace(0.0, 1.0, 21):
+            kept = np.where((labels >= 0) & (prob >= t), labels, labels.max(initial=-1) + 1 + np.arange(len(ids)))
+            m = cluster_metrics(kept, gold)
+            curve.append((float(t), m.bcubed_precision, m.bcubed_recall, m.bcubed_f1))
+    sizes = summary["size"].to_numpy() if len(summary) else np.zeros(0, np.int64)
+    return ReportContent("cluster", manifest, out, {}, clusters["probability"].to_numpy(), (clusters["cluster_id"] >= 0).to_numpy(), sizes, curve, metrics, notes)
+
+
+def build_content(
+    run: str | Path,
+    gold: str | Path | None = None,
+    gold_col: str | None = None,
+    gold_id_col: str | None = None,
+    singleton_clusters: tuple[str, ...] = (),
+    image_root: Path | None = None,
+    max_groups: int = 10_000,
+    max_thumbnails: int = 5_000,
+) -> ReportContent:
+    """Read a dedupe or cluster run directory into a :class:`ReportContent`.
+
+    Args:
+        run: the run directory (``manifest.json`` with ``job`` ``dedupe`` or ``cluster``).
+        gold, gold_col, gold_id_col, singleton_clusters: labels for the precision/recall
+            curve (as :func:`eclip.evaluation.load_gold`); a labelled cluster run reuses its own.
+        image_root: where the catalog's relative image paths live, when not where the run said.
+        max_groups: gallery entries kept, largest first. max_thumbnails: images embedded.
+
+    Raises:
+        RunDirError: not a dedupe or cluster run, or its catalog is gone. GoldError: bad labels.
+    """
+    run = Path(run)
+    manifest = read_json(run / MANIFEST)
+    job = manifest.get("job")
+    if job not in ("dedupe", "cluster"):
+        raise RunDirError(f"{run}: not a dedupe or cluster run directory (its manifest.json says job={job!r}); run `eclip dedupe` or `eclip cluster` first.")
+    ids, texts, images, settings = _catalog(manifest, image_root)
+    if job == "cluster" and gold is None and manifest.get("gold"):
+        g = manifest["gold"]
+        gold, gold_col, singleton_clusters = g["file"], g["column"], tuple(g.get("singleton_clusters") or ())
+    labels = None
+    if gold is not None:
+        labels = load_gold(gold, ids, gold_id_col or manifest.get("inputs", {}).get("id_col") or "id", gold_col, singleton_clusters)
+    try:
+        content = (dedupe_content if job == "dedupe" else cluster_content)(run, manifest, ids, texts, max_groups, labels)
+    except (KeyError, pl.exceptions.PolarsError) as exc:
+        raise EclipError(f"{run}: its outputs do not match its catalog ({exc}); rerun the job.") from None
+    if images is not None and settings is not None:
+        rows = list(dict.fromkeys(m[0] for g in content.groups for m in g["members"]))
+        if len(rows) > max_thumbnails:
+            content.notes.append(f"Thumbnails for the first {max_thumbnails:,} of {len(rows):,} rows shown (--max-thumbnails).")
+            rows = rows[:max_thumbnails]
+        missing = 0
+        with progress_bar("thumbnails", len(rows), "images") as (bar, task):
+            for r in rows:
+                uri = thumbnail(images[r], settings)
+                if uri is None:
+                    missing += 1
+                else:
+                    content.thumbs[r] = uri
+                bar.advance(task)
+        if missing:
+            content.notes.append(f"{missing:,} image(s) could not be read (missing, corrupt or outside the image root) and show as blanks.")
+    return content

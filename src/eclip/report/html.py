@@ -1,0 +1,142 @@
+"""Render a run directory as one self-contained HTML file, plus a review CSV.
+
+The page needs no network (a Content-Security-Policy forbids it): thumbnails are JPEG data
+URIs, figures inline SVG, and the gallery is drawn page by page by a small inline script from
+a JSON block, so a report of 10,000 groups opens fast. Catalog strings are escaped twice
+over: Jinja2 autoescaping for everything in the HTML, and the JSON block escapes ``<``, ``>``
+and ``&`` so that no title can close its ``<script>``; the script then inserts titles with
+``textContent`` only, never as HTML.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from eclip.report import plots
+from eclip.report.content import ReportContent, build_content
+from eclip.rundir import atomic_path, write_csv
+
+#: Columns of the review file that ``eclip dedupe --review`` reads.
+REVIEW_COLUMNS = ("group_id", "id", "decision", "title")
+PAGE_SIZE = 50
+
+
+def _json_for_script(obj: Any) -> str:
+    """JSON safe inside ``<script type="application/json">``: ``<``, ``>``, ``&`` escaped."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def _facts(c: ReportContent) -> list[tuple[str, str]]:
+    m = c.manifest
+    counts = m.get("counts", {})
+    model = m.get("model") or {}
+    facts = [("catalog", str(m.get("inputs", {}).get("catalog"))), ("model", str(model.get("name", model) if isinstance(model, dict) else model)), ("rows", f"{counts.get('rows', 0):,}")]
+    if c.job == "dedupe":
+        mt = m.get("matching", {})
+        facts += [
+            ("signals", ", ".join(mt.get("signals", []))),
+            ("method / threshold", f"{mt.get('method')} / {mt.get('threshold')}"),
+            ("match groups (size > 1)", f"{counts.get('multi_row_groups', 0):,} holding {counts.get('rows_in_multi_row_groups', 0):,} rows; largest {counts.get('largest_group', 0):,}"),
+            ("candidate / matched pairs", f"{counts.get('candidate_pairs', 0):,} / {counts.get('matched_pairs', 0):,}"),
+        ]
+    else:
+        cl = m.get("clustering", {})
+        facts += [
+            ("HDBSCAN", f"{cl.get('mode')} mode on {m.get('embeddings', {}).get('vectors')} vectors, min_cluster_size {cl.get('min_cluster_size')}, selection {cl.get('selection')}"),
+            ("clusters", f"{counts.get('clusters', 0):,}; largest {counts.get('largest_cluster', 0):,}; noise rows {counts.get('noise_rows', 0):,}"),
+        ]
+    if c.metrics:
+        mm = c.metrics
+        facts.append(("scores against gold", f"ARI {mm['ari']:.4f} · NMI {mm['nmi']:.4f} · B-cubed P/R/F1 {mm['bcubed_precision']:.3f}/{mm['bcubed_recall']:.3f}/{mm['bcubed_f1']:.3f} · pairwise F1 {mm['f1']:.3f}" + (f" · noise {mm['noise_fraction']:.1%}" if "noise_fraction" in mm else "")))
+    facts.append(("created", str(m.get("created"))))
+    return facts
+
+
+def _plots(c: ReportContent) -> list[str]:
+    out = []
+    if c.job == "dedupe":
+        if len(c.scores):
+            out.append(plots.score_histogram(c.scores, c.matched.astype(bool), "Candidate pair scores", "combined score", ("not matched", "matched")))
+        out.append(plots.size_histogram(c.sizes, "Match group sizes (singletons included)"))
+        if c.curve:
+            out.append(plots.pr_curve(c.curve, "Pairwise precision / recall vs threshold", "threshold", c.manifest.get("matching", {}).get("threshold")))
+    else:
+        out.append(plots.score_histogram(c.scores, c.matched.astype(bool), "HDBSCAN membership probability", "probability", ("noise", "clustered")))
+        if len(c.sizes):
+            out.append(plots.size_histogram(c.sizes, "Cluster sizes"))
+        if c.curve:
+            out.append(plots.pr_curve(c.curve, "B-cubed precision / recall vs min probability", "rows below this probability count as noise"))
+    return out
+
+
+def review_frame(c: ReportContent, run: Path) -> pl.DataFrame:
+    """Rows to review: every row of a listed group or cluster, ``decision`` left empty."""
+    rows = []
+    if c.job == "dedupe":
+        for g in c.groups:
+            rows += [(g["gid"], m[1], "", m[2]) for m in g["members"]]
+    else:
+        keep = {g["gid"] for g in c.groups}
+        clusters = pl.read_parquet(run / "clusters.parquet").filter(pl.col("cluster_id").is_in(list(keep)))
+        titles = {m[1]: m[2] for g in c.groups for m in g["members"]}
+        rows = [(cid, i, "", titles.get(i, "")) for i, cid in zip(clusters["id"].to_list(), clusters["cluster_id"].to_list())]
+    return pl.DataFrame(rows, schema={"group_id": pl.Int64, "id": pl.String, "decision": pl.String, "title": pl.String}, orient="row")
+
+
+def write_report(
+    run: str | Path,
+    out: str | Path | None = None,
+    review_out: str | Path | None = None,
+    **content_args: Any,
+) -> dict[str, Any]:
+    """Write ``report.html`` and ``review.csv`` for a dedupe or cluster run directory.
+
+    Args:
+        run: the run directory. out: the HTML file (default ``run/report.html``).
+        review_out: the review CSV (default ``run/review.csv``): ``group_id, id, decision,
+            title`` for every row of the listed groups, decision empty (fill in ``same`` or
+            ``different``; ``eclip dedupe --review`` reads it).
+        content_args: passed to :func:`eclip.report.content.build_content` (gold labels,
+            image root, caps).
+
+    Returns:
+        ``{"html", "review", "groups", "thumbnails", "bytes"}``.
+
+    Raises:
+        RunDirError, GoldError: see :func:`build_content`.
+    """
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+    from markupsafe import Markup
+
+    run = Path(run)
+    c = build_content(run, **content_args)
+    out = Path(out) if out else run / "report.html"
+    review_out = Path(review_out) if review_out else run / "review.csv"
+    env = Environment(loader=FileSystemLoader(Path(__file__).parent), autoescape=select_autoescape(["html", "j2"], default=True))
+    data = {
+        "groups": c.groups,
+        "thumbs": {str(k): v for k, v in c.thumbs.items()},
+        "pageSize": PAGE_SIZE,
+        "hasImages": bool(c.manifest.get("inputs", {}).get("image_col")),
+        "groupName": "match groups" if c.job == "dedupe" else "clusters",
+        "scoreName": "best score" if c.job == "dedupe" else "cohesion",
+        "valueName": "score" if c.job == "dedupe" else "probability",
+    }
+    html = env.get_template("template.html.j2").render(
+        job=c.job,
+        catalog_name=Path(str(c.manifest.get("inputs", {}).get("catalog"))).name,
+        facts=_facts(c),
+        notes=c.notes,
+        plots=[Markup(p) for p in _plots(c)],  # SVG drawn by matplotlib from numbers and our own labels
+        review_name=review_out.name,
+        data_json=Markup(_json_for_script(data)),
+    )
+    with atomic_path(out) as tmp:
+        tmp.write_text(html, encoding="utf-8")
+    write_csv(review_frame(c, run), review_out)
+    return {"html": str(out), "review": str(review_out), "groups": len(c.groups), "thumbnails": len(c.thumbs), "bytes": out.stat().st_size}
