@@ -130,3 +130,12 @@ def test_cli_cluster_on_fashion_both_modes(fashion_subset, tmp_path):
     assert m2["metrics"]["nmi"] > 0.3
     r = runner.invoke(app, ["cluster", str(out / "embeddings"), "--out", str(tmp_path / "bad"), "--gold-col", "nope"])
     assert r.exit_code != 0
+
+
+def test_rows_with_missing_neighbours_get_the_largest_core_distance_not_an_error():
+    x, gold = blobs()
+    scores, nn = exact_knn(x, 15)
+    nn[::7, 3:] = -1  # an approximate index found only 3 neighbours for every 7th row
+    scores[::7, 3:] = -np.inf
+    res = cluster_knn(scores, nn, HdbscanSettings(min_cluster_size=5))
+    assert adjusted_rand_score(gold[res.labels >= 0], res.labels[res.labels >= 0]) > 0.95

@@ -364,7 +364,7 @@ def cluster(
     image_root: ImageRootOpt = None,
     allow_outside_root: AllowOutsideOpt = False,
     vectors: Annotated[Optional[str], typer.Option(help="Vectors to cluster: text, image or fused. Default: fused with images, else text.")] = None,
-    mode: Annotated[str, typer.Option(help="auto, pca (HDBSCAN on PCA-reduced vectors) or knn (HDBSCAN on the sparse kNN distance graph). auto: knn from 20,000 rows.")] = "auto",
+    mode: Annotated[str, typer.Option(help="auto, pca (HDBSCAN on PCA-reduced vectors) or knn (HDBSCAN on the sparse kNN distance graph). auto: knn from 5,000 rows (measured by bench/cluster.py).")] = "auto",
     min_cluster_size: Annotated[int, typer.Option(min=2, help="Smallest cluster; smaller groups are noise (-1).")] = 5,
     min_samples: Annotated[Optional[int], typer.Option(min=1, help="Neighbours defining density (core distance). Default: --min-cluster-size.")] = None,
     selection: Annotated[str, typer.Option(help="Cluster selection: eom (excess of mass, fewer larger clusters) or leaf (many fine clusters).")] = "eom",
