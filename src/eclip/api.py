@@ -349,7 +349,21 @@ def index_query(
 
 
 @dataclass
-class DedupeConfig:
+class CatalogSource:
+    """Where a job's rows, titles and images come from, and the model that embeds them (the
+    fields shared by :class:`DedupeConfig` and :class:`ClusterConfig`; see
+    :class:`EmbedConfig`)."""
+
+    id_col: str = "id"
+    text_cols: list[str] | None = None
+    image_col: str | None = None
+    image_root: Path | None = None
+    allow_outside_root: bool = False
+    model: str = DEFAULT_MODEL
+
+
+@dataclass
+class DedupeConfig(CatalogSource):
     """Settings of :func:`dedupe`; every field is recorded in the manifest.
 
     Attributes:
@@ -375,12 +389,6 @@ class DedupeConfig:
             decisions become must-link / cannot-link constraints on grouping.
     """
 
-    id_col: str = "id"
-    text_cols: list[str] | None = None
-    image_col: str | None = None
-    image_root: Path | None = None
-    allow_outside_root: bool = False
-    model: str = DEFAULT_MODEL
     embeddings: Path | None = None
     signals: tuple[str, ...] | None = None
     k: int = 10
@@ -830,7 +838,7 @@ def _groups_frame(cat: Catalog, g: Grouping, usable: np.ndarray) -> pl.DataFrame
 
 
 @dataclass
-class ClusterConfig:
+class ClusterConfig(CatalogSource):
     """Settings of :func:`cluster`; every field is recorded in the manifest.
 
     Attributes:
@@ -846,12 +854,6 @@ class ClusterConfig:
         flat_max: exact (Flat) kNN search below this many rows (``knn`` mode).
     """
 
-    id_col: str = "id"
-    text_cols: list[str] | None = None
-    image_col: str | None = None
-    image_root: Path | None = None
-    allow_outside_root: bool = False
-    model: str = DEFAULT_MODEL
     vectors: str | None = None
     hdbscan: HdbscanSettings = field(default_factory=HdbscanSettings)
     gold: Path | None = None
