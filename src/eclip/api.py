@@ -35,7 +35,7 @@ from eclip.encoders import (
     load_encoder,
 )
 from eclip.errors import CatalogError, EclipError, RunDirError
-from eclip.evaluation import Calibration, blocking_recall, calibrate, cluster_metrics, load_gold
+from eclip.evaluation import Calibration, blocking_recall, calibrate, cluster_metrics, load_gold, noise_as_singletons
 from eclip.encoders.phash import hamming
 from eclip.index import FLAT_MAX, build_index_dir, choose_factory, knn_self_join, open_index_dir
 from eclip.index.binary import hamming_knn
@@ -50,6 +50,7 @@ from eclip.matcher import (
     cosine_pairs,
     group,
     knn_pairs,
+    passing_signals,
     read_review,
     score_pairs,
     union_candidates,
@@ -162,10 +163,11 @@ def train(
     return run_train(cat, images, out, cfg, resume)
 
 
-def _index_source(embeddings: str | Path, vectors: str) -> tuple[Embeddings, np.ndarray, list[str], list[str] | None, dict[str, Any]]:
+def _index_source(embeddings: str | Path, vectors: str, emb: Embeddings | None = None) -> tuple[Embeddings, np.ndarray, list[str], list[str] | None, dict[str, Any]]:
     """One array of an embeddings directory, the rows having that modality, their ids, their
-    titles (re-read from the embedded catalog when it is still there) and provenance."""
-    emb = load_embeddings(embeddings)
+    titles (re-read from the embedded catalog when it is still there) and provenance.
+    ``emb``: the directory, when the caller has already loaded it."""
+    emb = emb if emb is not None else load_embeddings(embeddings)
     try:
         arr, mask = emb.vectors(vectors)
     except KeyError:
@@ -795,19 +797,7 @@ def dedupe_against(catalog: str | Path, index: str | Path, out: str | Path, cfg:
 
 def _passing(signals: dict[str, np.ndarray], t: ModalityThresholds, matched: np.ndarray) -> dict[str, int]:
     """Among accepted pairs, how many each signal passes on its own threshold."""
-    tests = {
-        "text": ("text_score", lambda v: v >= t.text),
-        "image": ("cos_image", lambda v: v >= t.image),
-        "fused": ("cos_fused", lambda v: v >= t.fused),
-        "phash": ("phash_distance", lambda v: v <= t.phash),
-    }
-    out = {}
-    for name, (col, test) in tests.items():
-        if col in signals:
-            v = signals[col]
-            with np.errstate(invalid="ignore"):
-                out[name] = int((test(np.nan_to_num(v, nan=np.inf if name == "phash" else -np.inf)) & matched).sum())
-    return out
+    return {name: int((ok & matched).sum()) for name, ok in passing_signals(signals, t).items()}
 
 
 def _groups_frame(cat: Catalog, g: Grouping, usable: np.ndarray) -> pl.DataFrame:
@@ -868,8 +858,7 @@ class ClusterConfig(CatalogSource):
 def _cluster_metrics(labels: np.ndarray, gold: np.ndarray) -> dict[str, Any]:
     """ARI, NMI, pairwise and B-cubed P/R/F1 with each noise row its own cluster, plus the
     noise fraction and ARI/NMI over clustered rows only."""
-    pred = np.where(labels >= 0, labels, labels.max(initial=-1) + 1 + np.arange(len(labels)))
-    m = cluster_metrics(pred, gold).as_dict()
+    m = cluster_metrics(noise_as_singletons(labels), gold).as_dict()
     kept = labels >= 0
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
@@ -910,13 +899,12 @@ def cluster(source: str | Path, out: str | Path, cfg: ClusterConfig | None = Non
     ecfg = EmbedConfig(model=cfg.model, id_col=cfg.id_col, text_cols=cfg.text_cols, image_col=cfg.image_col, image_root=cfg.image_root, allow_outside_root=cfg.allow_outside_root)
     with timer("embed"):
         emb_dir = _embeddings_dir(source, out / "embeddings", ecfg)
-    emb = load_embeddings(emb_dir)
-    modality = cfg.vectors or ("fused" if emb.image is not None else "text")
     with timer("load_embeddings"):
-        _, x, ids, texts, _extra = _index_source(emb_dir, modality)
+        emb = load_embeddings(emb_dir)
+        modality = cfg.vectors or ("fused" if emb.image is not None else "text")
+        _, x, ids, texts, _ = _index_source(emb_dir, modality, emb)
     all_ids = emb.ids
-    pos = {x_: i for i, x_ in enumerate(all_ids)}
-    rows = np.array([pos[i] for i in ids], dtype=np.int64)
+    rows = np.flatnonzero(emb.vectors(modality)[1])  # the rows `x` holds, as _index_source picked them
     if len(x) < 2:
         raise EclipError(f"{source}: {len(x)} row(s) have {modality} vectors; clustering needs at least 2.")
     texts = texts if texts is not None else [""] * len(ids)
@@ -934,8 +922,9 @@ def cluster(source: str | Path, out: str | Path, cfg: ClusterConfig | None = Non
     with timer("summary"):
         terms = class_tfidf_terms(texts, res.labels, cfg.top_terms)
         reps = medoids(x, res.labels, res.probability, cfg.exemplars)
-        sizes = np.bincount(res.labels[res.labels >= 0]) if (res.labels >= 0).any() else np.zeros(0, np.int64)
-        mean_prob = np.bincount(res.labels[res.labels >= 0], weights=res.probability[res.labels >= 0]) / np.maximum(sizes, 1) if len(sizes) else np.zeros(0)
+        member = res.labels >= 0
+        sizes = np.bincount(res.labels[member]).astype(np.int64)  # clusters are numbered 0..c-1
+        mean_prob = np.bincount(res.labels[member], weights=res.probability[member]) / np.maximum(sizes, 1)
         summary = pl.DataFrame(
             {
                 "cluster_id": np.arange(len(sizes), dtype=np.int64),
@@ -961,8 +950,8 @@ def cluster(source: str | Path, out: str | Path, cfg: ClusterConfig | None = Non
         schema={"id": pl.String, "cluster_id": pl.Int64, "probability": pl.Float32, "outlier_score": pl.Float32, "status": pl.String},
     )
     metrics = None
+    gold_path = cfg.gold or emb.manifest.get("catalog")
     if cfg.gold_col is not None or cfg.gold is not None:
-        gold_path = cfg.gold or emb.manifest.get("catalog")
         gold = load_gold(gold_path, all_ids, cfg.gold_id_col or emb.manifest.get("id_col", cfg.id_col), cfg.gold_col, cfg.singleton_clusters)
         metrics = _cluster_metrics(cluster_id, gold)
         majority = pl.DataFrame({"c": cluster_id, "g": gold}).filter(pl.col("c") >= 0).group_by("c", "g").len().sort(["c", "len"], descending=[False, True]).group_by("c", maintain_order=True).first()
@@ -998,7 +987,7 @@ def cluster(source: str | Path, out: str | Path, cfg: ClusterConfig | None = Non
             "median_cluster_size": float(np.median(sizes)) if len(sizes) else 0.0,
         },
         "metrics": metrics,
-        "gold": {"file": str(cfg.gold or emb.manifest.get("catalog")), "column": cfg.gold_col, "singleton_clusters": list(cfg.singleton_clusters)} if metrics else None,
+        "gold": {"file": str(gold_path), "column": cfg.gold_col, "singleton_clusters": list(cfg.singleton_clusters)} if metrics else None,
         "timings_s": {**timer.seconds, "total": round(time.perf_counter() - t_start, 3)},
         "outputs": {"clusters": "clusters.parquet", "summary": "cluster_summary.parquet"},
         "versions": {**_versions(), **{p: version(p) for p in ("hdbscan",)}},

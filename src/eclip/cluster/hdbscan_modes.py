@@ -108,7 +108,7 @@ class HdbscanResult:
     components: int = 1
 
 
-def _hdbscan(settings: HdbscanSettings, metric: str, data, **kwargs: float) -> HdbscanResult:  # noqa: ANN001 - array or sparse
+def _hdbscan(settings: HdbscanSettings, metric: str, data, components: int = 1, **kwargs: float) -> HdbscanResult:  # noqa: ANN001 - array or sparse
     import hdbscan
 
     model = hdbscan.HDBSCAN(
@@ -125,7 +125,7 @@ def _hdbscan(settings: HdbscanSettings, metric: str, data, **kwargs: float) -> H
         model.fit(data)
     labels = _by_size(np.asarray(model.labels_, dtype=np.int64))
     outlier = np.nan_to_num(np.asarray(model.outlier_scores_, dtype=np.float32), nan=0.0, posinf=1.0)
-    return HdbscanResult(labels, np.asarray(model.probabilities_, dtype=np.float32), outlier, "knn" if metric == "precomputed" else "pca")
+    return HdbscanResult(labels, np.asarray(model.probabilities_, dtype=np.float32), outlier, "knn" if metric == "precomputed" else "pca", components)
 
 
 def _by_size(labels: np.ndarray) -> np.ndarray:
@@ -219,5 +219,4 @@ def cluster_knn(scores: np.ndarray, nn: np.ndarray, settings: HdbscanSettings) -
     graph, parts = knn_graph(scores, nn)
     # rows an approximate index gave fewer than min_samples neighbours get the largest
     # distance of the graph as core distance (hdbscan's `max_dist`), not an error
-    res = _hdbscan(settings, "precomputed", graph, max_dist=float(graph.max()) if graph.nnz else 1.0)
-    return HdbscanResult(res.labels, res.probability, res.outlier_score, "knn", parts)
+    return _hdbscan(settings, "precomputed", graph, parts, max_dist=float(graph.max()) if graph.nnz else 1.0)

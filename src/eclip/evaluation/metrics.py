@@ -71,6 +71,14 @@ def pairwise_prf(pred: np.ndarray, gold: np.ndarray) -> tuple[float, float, floa
     return _prf(*pairwise_counts(pred, gold))
 
 
+def noise_as_singletons(labels: np.ndarray) -> np.ndarray:
+    """``(n,)`` int64 labels where each noise row (label ``-1``, as HDBSCAN writes it) gets a
+    cluster of its own, numbered after the largest label; the usual way to score clusterings
+    with noise against gold labels."""
+    labels = np.asarray(labels, dtype=np.int64)
+    return np.where(labels >= 0, labels, labels.max(initial=-1) + 1 + np.arange(len(labels)))
+
+
 def cluster_metrics(pred: np.ndarray, gold: np.ndarray) -> ClusterMetrics:
     """Compare ``(n,)`` predicted group labels with ``(n,)`` gold labels."""
     n_pred, n_gold, tp = pairwise_counts(pred, gold)

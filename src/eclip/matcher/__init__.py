@@ -3,7 +3,7 @@
 from eclip.matcher.candidates import code_block_pairs, knn_pairs, merge_candidates, union_candidates
 from eclip.matcher.constraints import Constraints, read_review
 from eclip.matcher.grouping import METHODS, Grouping, group
-from eclip.matcher.signals import ModalityThresholds, ScoreWeights, code_similarity, combine_modalities, cosine_pairs, score_pairs
+from eclip.matcher.signals import ModalityThresholds, ScoreWeights, code_similarity, combine_modalities, cosine_pairs, passing_signals, score_pairs
 
 #: Signals that propose and accept matches.
 SIGNALS = ("text", "image", "fused", "phash")
@@ -22,6 +22,7 @@ __all__ = [
     "group",
     "knn_pairs",
     "merge_candidates",
+    "passing_signals",
     "read_review",
     "union_candidates",
     "score_pairs",

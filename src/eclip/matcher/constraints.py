@@ -22,7 +22,7 @@ from scipy.cluster.hierarchy import DisjointSet
 
 from eclip.errors import CatalogError
 
-DECISIONS = {"same": "same", "different": "different", "": ""}
+DECISIONS = ("same", "different", "")
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,8 @@ def read_review(path: str | Path, ids: list[str]) -> Constraints:
                 cannot += [(i, j) for j, _ in rows if j != i]
     clash = {tuple(sorted(x)) for x in must} & {tuple(sorted(x)) for x in cannot}
     if clash:
-        raise CatalogError(f"{p}: rows {ids[next(iter(clash))[0]]!r} and {ids[next(iter(clash))[1]]!r} are marked both same and different.")
+        x, y = min(clash)
+        raise CatalogError(f"{p}: rows {ids[x]!r} and {ids[y]!r} are marked both same and different.")
 
     def arr(pairs: list[tuple[int, int]], k: int) -> np.ndarray:
         return np.array([x[k] for x in pairs], dtype=np.int64)
@@ -88,8 +89,8 @@ def read_review(path: str | Path, ids: list[str]) -> Constraints:
     return Constraints(arr(must, 0), arr(must, 1), arr(cannot, 0), arr(cannot, 1))
 
 
-def constrained_labels(n: int, a: np.ndarray, b: np.ndarray, score: np.ndarray, accepted: np.ndarray, c: Constraints) -> tuple[np.ndarray, np.ndarray]:
-    """Group ``n`` rows from accepted edges under must-link and cannot-link constraints.
+def constrained_edges(n: int, a: np.ndarray, b: np.ndarray, score: np.ndarray, accepted: np.ndarray, c: Constraints) -> tuple[np.ndarray, np.ndarray]:
+    """The edges that group ``n`` rows under must-link and cannot-link constraints.
 
     Args:
         a, b, score: ``(p,)`` candidate pairs and scores. accepted: ``(p,)`` bool, the edges
@@ -97,8 +98,9 @@ def constrained_labels(n: int, a: np.ndarray, b: np.ndarray, score: np.ndarray, 
         c: the constraints; a must-link wins over the edges, a cannot-link over both.
 
     Returns:
-        ``(labels, accepted)``: ``(n,)`` int64 group labels (smallest row position of the
-        group) and the ``(p,)`` bool edges kept.
+        ``(accepted, must)``: the ``(p,)`` bool candidate edges kept, and which of ``c``'s
+        must-link pairs were joined (one that would complete a cannot-link through other
+        must-links is not). The groups are the connected components of both.
     """
     ds = DisjointSet(range(n))
     banned: dict[int, set[int]] = {}
@@ -124,13 +126,9 @@ def constrained_labels(n: int, a: np.ndarray, b: np.ndarray, score: np.ndarray, 
             carriers[root] = merged
         return True
 
-    for x, y in zip(c.must_a.tolist(), c.must_b.tolist()):
-        join(x, y)
+    must = np.array([join(x, y) for x, y in zip(c.must_a.tolist(), c.must_b.tolist())], dtype=bool)
     kept = np.zeros(len(a), dtype=bool)
     cand = np.flatnonzero(accepted)
     for e in cand[np.argsort(-score[cand], kind="stable")].tolist():
         kept[e] = join(int(a[e]), int(b[e]))
-    labels = np.array([ds[i] for i in range(n)], dtype=np.int64)
-    first = np.full(n, n, dtype=np.int64)
-    np.minimum.at(first, labels, np.arange(n, dtype=np.int64))
-    return first[labels], kept
+    return kept, must

@@ -19,7 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
-from eclip.matcher.constraints import Constraints, constrained_labels
+from eclip.matcher.constraints import Constraints, constrained_edges
 
 METHODS = ("mutual", "components")
 
@@ -111,7 +111,8 @@ def group(
         best, _ = _best_partner(n, a, b, score, np.ones(len(a), dtype=bool))
         accepted = above & (best[a] == b) & (best[b] == a)
     if constraints is not None and len(constraints):
-        labels, accepted = constrained_labels(n, a, b, score, accepted, constraints)
+        accepted, must = constrained_edges(n, a, b, score, accepted, constraints)
+        labels = component_labels(n, np.concatenate([a[accepted], constraints.must_a[must]]), np.concatenate([b[accepted], constraints.must_b[must]]))
     else:
         labels = component_labels(n, a[accepted], b[accepted])
     best, best_score = _best_partner(n, a, b, score, accepted)

@@ -125,6 +125,30 @@ def cosine_pairs(embeddings: np.ndarray, a: np.ndarray, b: np.ndarray, valid: np
     return out
 
 
+def passing_signals(signals: dict[str, np.ndarray], t: ModalityThresholds) -> dict[str, np.ndarray]:
+    """Which pairs each signal passes on its own threshold (the rule of :func:`combine_modalities`).
+
+    Args:
+        signals: as in :func:`combine_modalities` (NaN where a row lacks the modality).
+
+    Returns:
+        ``{"text"|"image"|"fused"|"phash": (p,) bool}`` for the signals present; a missing
+        value never passes.
+    """
+    tests = {
+        "text": ("text_score", lambda v: v >= t.text),
+        "image": ("cos_image", lambda v: v >= t.image),
+        "fused": ("cos_fused", lambda v: v >= t.fused),
+        "phash": ("phash_distance", lambda v: v <= t.phash),
+    }
+    out = {}
+    for name, (col, test) in tests.items():
+        if col in signals:
+            with np.errstate(invalid="ignore"):
+                out[name] = test(np.nan_to_num(np.asarray(signals[col]), nan=np.inf if name == "phash" else -np.inf))
+    return out
+
+
 def combine_modalities(signals: dict[str, np.ndarray], t: ModalityThresholds) -> np.ndarray:
     """The final pair score: the best of the per-signal scores, each shifted so that its own
     threshold lands on ``t.text``.

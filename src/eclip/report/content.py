@@ -19,7 +19,8 @@ import polars as pl
 from eclip.catalog import load_catalog
 from eclip.catalog.images import ImageFailure, ImageSettings, open_image
 from eclip.errors import EclipError, RunDirError
-from eclip.evaluation import cluster_metrics, load_gold, threshold_curve
+from eclip.evaluation import cluster_metrics, load_gold, noise_as_singletons, threshold_curve
+from eclip.matcher import ModalityThresholds, passing_signals
 from eclip.progress import progress_bar
 from eclip.rundir import MANIFEST, read_json
 
@@ -83,11 +84,13 @@ def thumbnail(ref: str | None, settings: ImageSettings, px: int = 112, quality: 
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _linked_by(row: dict[str, Any], thresholds: dict[str, Any]) -> str:
-    """Signals whose own threshold a matched pair passes (see eclip.matcher.combine_modalities)."""
-    tests = (("text", "text_score", lambda v: v >= thresholds.get("text", 1.0)), ("image", "cos_image", lambda v: v >= thresholds.get("image", 1.0)), ("fused", "cos_fused", lambda v: v >= thresholds.get("fused", 1.0)), ("phash", "phash_distance", lambda v: v <= thresholds.get("phash", -1)))
-    hit = [name for name, col, ok in tests if row.get(col) is not None and ok(row[col])]
-    return "+".join(hit) or "review"
+def _linked_by(pairs: pl.DataFrame, thresholds: dict[str, Any]) -> list[str]:
+    """Per pair, the signals that pass their own threshold, joined by ``+`` (the matcher's
+    rule, :func:`eclip.matcher.passing_signals`); ``review`` when none does."""
+    columns = ("text_score", "cos_image", "cos_fused", "phash_distance")
+    signals = {c: pairs[c].cast(pl.Float32).fill_null(np.nan).to_numpy() for c in columns if c in pairs.columns}
+    passed = passing_signals(signals, ModalityThresholds(**thresholds)) if signals else {}
+    return ["+".join(name for name, ok in passed.items() if ok[i]) or "review" for i in range(len(pairs))]
 
 
 def _detail(row: dict[str, Any]) -> str:
@@ -114,7 +117,9 @@ def dedupe_content(run: Path, manifest: dict[str, Any], ids: list[str], texts: l
     gid_of = dict(zip(members["id"].to_list(), members["group_id"].to_list()))
     thresholds = manifest.get("matching", {}).get("thresholds", {})
     edges: dict[int, list[dict]] = {}
-    for r in pairs.filter(pl.col("matched")).iter_rows(named=True):
+    matched = pairs.filter(pl.col("matched"))
+    matched = matched.with_columns(pl.Series("linked_by", _linked_by(matched, thresholds), dtype=pl.String))
+    for r in matched.iter_rows(named=True):
         g = gid_of.get(r["id_a"])
         if g is not None and g == gid_of.get(r["id_b"]):
             edges.setdefault(g, []).append(r)
@@ -130,7 +135,7 @@ def dedupe_content(run: Path, manifest: dict[str, Any], ids: list[str], texts: l
                 "label": f"group {g}",
                 "terms": [],
                 "members": [[pos[r["id"]], r["id"], texts[pos[r["id"]]], None if r["score"] is None else round(float(r["score"]), 3)] for r in rows],
-                "edges": [[local[e["id_a"]], local[e["id_b"]], round(float(e["score"]), 3), _linked_by(e, thresholds), _detail(e)] for e in edges.get(g, [])],
+                "edges": [[local[e["id_a"]], local[e["id_b"]], round(float(e["score"]), 3), e["linked_by"], _detail(e)] for e in edges.get(g, [])],
                 "more": 0,
             }
         )
@@ -185,8 +190,7 @@ def cluster_content(run: Path, manifest: dict[str, Any], ids: list[str], texts: 
         prob[order] = clusters["probability"].to_numpy()
         curve = []
         for t in np.linspace(0.0, 1.0, 21):
-            kept = np.where((labels >= 0) & (prob >= t), labels, labels.max(initial=-1) + 1 + np.arange(len(ids)))
-            m = cluster_metrics(kept, gold)
+            m = cluster_metrics(noise_as_singletons(np.where(prob >= t, labels, -1)), gold)
             curve.append((float(t), m.bcubed_precision, m.bcubed_recall, m.bcubed_f1))
     sizes = summary["size"].to_numpy() if len(summary) else np.zeros(0, np.int64)
     return ReportContent("cluster", manifest, out, {}, clusters["probability"].to_numpy(), (clusters["cluster_id"] >= 0).to_numpy(), sizes, curve, metrics, notes)
