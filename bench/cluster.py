@@ -14,7 +14,7 @@ It prints wall time and peak memory per mode, their ratios (pca / knn), ARI of e
 against the gold titles, and ARI agreement between the two modes where both finish. A mode
 that exceeds ``--timeout`` seconds is reported as such and not run at larger n.
 
-    uv run --frozen --extra cpu python bench/cluster.py [--sizes 5000,20000,50000,200000,1000000] [--timeout 900]
+    uv run --frozen --extra cpu python bench/cluster.py [--sizes 5000,20000,50000,200000,1000000] [--timeout 900] [--modes knn,pca]
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ def main() -> None:
     ap.add_argument("--per-title", type=int, default=50, help="vectors per gold title cloud")
     ap.add_argument("--min-cluster-size", type=int, default=5)
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds one mode may take at one n")
+    ap.add_argument("--modes", default="knn,pca", help="modes to run (a mode left out is reported as skipped)")
     ap.add_argument("--worker", nargs=2, metavar=("MODE", "N"), help=argparse.SUPPRESS)
     ap.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -89,7 +90,7 @@ def main() -> None:
     table = Table(title=f"HDBSCAN (min_cluster_size {args.min_cluster_size}): kNN-graph mode vs raw-vector (PCA-32) mode, 384-d vectors, ~{args.per_title} per gold title")
     for col in ("n", "mode", "wall s", "of which kNN s", "peak MiB", "time pca/knn", "memory pca/knn", "clusters", "noise", "ARI vs gold", "ARI pca vs knn"):
         table.add_column(col, justify="right")
-    gave_up: set[str] = set()
+    gave_up: set[str] = {"knn", "pca"} - set(args.modes.split(","))
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         for n in sizes:
@@ -116,7 +117,7 @@ def main() -> None:
             for mode in ("knn", "pca"):
                 f = got[mode]
                 if "wall_s" not in f:
-                    why = f"> {args.timeout:.0f} s (timeout)" if f.get("timeout") else ("skipped (timed out at a smaller n)" if f.get("skipped") else f"failed (exit {f.get('failed')})")
+                    why = f"> {args.timeout:.0f} s (timeout)" if f.get("timeout") else ("skipped (not in --modes, or timed out at a smaller n)" if f.get("skipped") else f"failed (exit {f.get('failed')})")
                     table.add_row(f"{n:,}", mode, why, *[""] * 8)
                     continue
                 ratio_t = f"{got['pca']['wall_s'] / got['knn']['wall_s']:.2f}x" if both and mode == "pca" else ""

@@ -22,6 +22,26 @@ import polars as pl
 from eclip.catalog import Catalog, load_catalog, read_table
 from eclip.cluster import KNN_MODE_MIN_ROWS, HdbscanSettings, cluster_knn, cluster_pca
 from eclip.cluster.summary import class_tfidf_terms, medoids
+from eclip.classify import (
+    ADULT_CONCEPTS,
+    DEFAULT_LOGIT_SCALE,
+    DEFAULT_TEMPLATES,
+    DEFAULT_THRESHOLD as ADULT_THRESHOLD,
+    GENERAL_CONCEPTS,
+    UNKNOWN,
+    LinearProbe,
+    Predictions,
+    adult_scores,
+    align_probe,
+    classify_taxonomy,
+    combine,
+    concept_vectors,
+    fit_probe,
+    flat_predictions,
+    label_vectors,
+    parse_labels,
+    softmax,
+)
 from eclip.catalog.images import MAX_IMAGE_BYTES, URL_TIMEOUT_S, ImageSettings
 from eclip.encoders import (
     DEFAULT_MODEL,
@@ -34,8 +54,20 @@ from eclip.encoders import (
     load_embeddings,
     load_encoder,
 )
-from eclip.errors import CatalogError, EclipError, RunDirError
-from eclip.evaluation import Calibration, blocking_recall, calibrate, cluster_metrics, load_gold, noise_as_singletons
+from eclip.errors import CatalogError, EclipError, GoldError, RunDirError
+from eclip.evaluation import (
+    Calibration,
+    at_threshold,
+    binary_metrics,
+    blocking_recall,
+    calibrate,
+    classification_metrics,
+    cluster_metrics,
+    load_class_labels,
+    load_gold,
+    noise_as_singletons,
+    threshold_for_precision,
+)
 from eclip.encoders.phash import hamming
 from eclip.index import FLAT_MAX, build_index_dir, choose_factory, knn_self_join, open_index_dir
 from eclip.index.binary import hamming_knn
@@ -996,6 +1028,449 @@ def cluster(source: str | Path, out: str | Path, cfg: ClusterConfig | None = Non
     return manifest
 
 
+def _row_vectors(source: str | Path, out: Path, src: CatalogSource, vectors: str | None, timer: _Timer) -> tuple[Path, Embeddings, str, np.ndarray, np.ndarray]:
+    """Embed ``source`` (or read it, when it is an embeddings directory): ``(emb_dir, emb,
+    modality, x, present)`` with ``x`` the ``(n, d)`` float32 vectors of every row and
+    ``present`` the ``(n,)`` bool rows that have them."""
+    ecfg = EmbedConfig(model=src.model, id_col=src.id_col, text_cols=src.text_cols, image_col=src.image_col, image_root=src.image_root, allow_outside_root=src.allow_outside_root)
+    with timer("embed"):
+        emb_dir = _embeddings_dir(source, out / "embeddings", ecfg)
+    with timer("load_embeddings"):
+        emb = load_embeddings(emb_dir)
+    modality = vectors or ("fused" if emb.image is not None else "text")
+    try:
+        x, present = emb.vectors(modality)
+    except KeyError:
+        raise EclipError(f"--vectors {modality!r} is not known; choose text, image or fused.") from None
+    if x is None:
+        raise RunDirError(f"{emb_dir} has no {modality!r} vectors (it has {', '.join(emb.manifest.get('arrays', []))}); image vectors need an open_clip model and --image-col.")
+    return Path(emb_dir), emb, modality, x, present
+
+
+def _label_encoder(emb: Embeddings, emb_dir: Path, spec: str) -> Any:
+    """The text encoder that embeds label prompts: ``spec``'s model, which must be the one
+    that made ``emb`` (label and row vectors must share one space).
+
+    Raises:
+        ModelError: bad spec. RunDirError: ``spec`` names another model than the embeddings'.
+    """
+    encoder = load_encoder(spec)
+    made_by = emb.manifest.get("model", {})
+    if made_by and encoder.describe() != made_by:
+        raise RunDirError(
+            f"{emb_dir} was embedded with {made_by.get('name')} ({made_by.get('kind')}, weights {made_by.get('weights')}), "
+            f"but --model {spec} is {encoder.describe().get('name')}; pass --model naming the model that made these embeddings."
+        )
+    return encoder
+
+
+@dataclass
+class ClassifyConfig(CatalogSource):
+    """Settings of :func:`classify`; every field is recorded in the manifest.
+
+    Attributes:
+        id_col, text_cols, image_col, image_root, allow_outside_root, model: as in
+            :class:`EmbedConfig` (``model`` also embeds the label prompts).
+        labels: a labels file (one per line, or ``A > B > C`` taxonomy paths) for zero-shot.
+        train: a labelled table (``id_col`` + ``label_col``) to fit a linear probe on; its
+            rows are looked up in the source, or embedded when they are not there.
+        label_col: the class column of ``train``. train_fraction: share of its labelled rows
+            used (random, ``seed``), the rest left for evaluation.
+        probe: a probe file saved by an earlier run (``probe.npz``).
+        prior_weight: with ``labels`` and a probe, the zero-shot prior's weight ``w`` in
+            ``softmax(w log p_zero_shot + (1 - w) log p_probe)``.
+        vectors: ``text``, ``image`` or ``fused``; ``None``: fused with images, else text.
+        k: top labels kept per row. min_score: below it, ``unknown`` (cosine for zero-shot,
+            probability with a probe). logit_scale: zero-shot softmax sharpness.
+        templates: prompt templates (``{}`` = the label).
+        probe_c: the probe's inverse regularisation ``C``; ``None``: chosen by cross-validated
+            macro-F1 (:data:`eclip.classify.probe.C_GRID`). cv_folds: cross-validation folds.
+    """
+
+    labels: Path | None = None
+    train: Path | None = None
+    label_col: str | None = None
+    train_fraction: float = 1.0
+    probe: Path | None = None
+    prior_weight: float = 0.5
+    vectors: str | None = None
+    k: int = 5
+    min_score: float | None = None
+    logit_scale: float = DEFAULT_LOGIT_SCALE
+    templates: tuple[str, ...] = DEFAULT_TEMPLATES
+    probe_c: float | None = None
+    cv_folds: int = 5
+    seed: int = 0
+
+
+def _train_rows(cfg: ClassifyConfig, emb: Embeddings, x: np.ndarray, present: np.ndarray, out: Path, timer: _Timer) -> tuple[np.ndarray, list[str], np.ndarray, dict[str, Any]]:
+    """Vectors and labels of the probe's training rows: ``(x_train, y, in_train, info)``;
+    ``in_train`` marks the source rows used (all false when ``train`` is another catalog)."""
+    assert cfg.train is not None and cfg.label_col is not None
+    labelled = load_class_labels(cfg.train, cfg.id_col, cfg.label_col)
+    ids = list(labelled)
+    if cfg.train_fraction < 1.0:
+        rng = np.random.default_rng(cfg.seed)
+        ids = [ids[i] for i in np.sort(rng.permutation(len(ids))[: max(2, int(round(cfg.train_fraction * len(ids))))])]
+    pos = {x_: i for i, x_ in enumerate(emb.ids)}
+    in_train = np.zeros(len(emb.ids), dtype=bool)
+    if all(i in pos for i in ids):
+        rows = np.array([pos[i] for i in ids], dtype=np.int64)
+        rows = rows[present[rows]]
+        in_train[rows] = True
+        x_train, y = x[rows], [labelled[emb.ids[r]] for r in rows]
+        where = "source rows"
+    else:  # another catalog: embed it with the same model and columns
+        ecfg = EmbedConfig(model=cfg.model, id_col=cfg.id_col, text_cols=list(emb.manifest.get("settings", {}).get("text_cols") or []) or cfg.text_cols, image_col=cfg.image_col, image_root=cfg.image_root, allow_outside_root=cfg.allow_outside_root)
+        with timer("embed_train"):
+            tdir = _embeddings_dir(cfg.train, out / "train_embeddings", ecfg)
+            temb = load_embeddings(tdir)
+        if temb.manifest.get("model") != emb.manifest.get("model"):
+            raise RunDirError(f"{cfg.train} was embedded with another model than the source; embed both with the same --model.")
+        tx, tpresent = temb.vectors(cfg.vectors or ("fused" if emb.image is not None else "text"))
+        tpos = {x_: i for i, x_ in enumerate(temb.ids)}
+        rows = np.array([tpos[i] for i in ids if i in tpos], dtype=np.int64)
+        rows = rows[tpresent[rows]]
+        x_train, y = tx[rows], [labelled[temb.ids[r]] for r in rows]
+        where = "another catalog"
+    if len(y) < 2:
+        raise EclipError(f"{cfg.train}: only {len(y)} labelled row(s) have vectors; a probe needs more.")
+    info = {"file": str(Path(cfg.train).resolve()), "label_col": cfg.label_col, "labelled_rows": len(labelled), "train_rows": len(y), "train_fraction": cfg.train_fraction, "rows_from": where}
+    return x_train, y, in_train, info
+
+
+def _predictions_frame(ids: list[str], present: np.ndarray, pred: Predictions, in_train: np.ndarray) -> pl.DataFrame:
+    n = len(ids)
+    rows = np.flatnonzero(present)
+    label = np.full(n, UNKNOWN, dtype=object)
+    label[rows] = pred.label
+    status = np.full(n, "no_vector", dtype=object)
+    status[rows] = np.where(pred.depth > 0, "predicted", "unknown")
+    def spread(a: np.ndarray, dtype: Any, fill: Any) -> np.ndarray:
+        full = np.full(n, fill, dtype=dtype)
+        full[rows] = a
+        return full
+    tops: list[list[str]] = [[] for _ in range(n)]
+    top_sc: list[list[float]] = [[] for _ in range(n)]
+    for j, r in enumerate(rows):
+        tops[r] = pred.top_labels[j]
+        top_sc[r] = [float(v) for v in pred.top_scores[j][: len(pred.top_labels[j])]]
+    return pl.DataFrame(
+        {
+            "id": ids,
+            "label": label.tolist(),
+            "score": spread(pred.score, np.float32, np.nan),
+            "probability": spread(pred.probability, np.float32, np.nan),
+            "depth": spread(pred.depth, np.int64, 0),
+            "top_labels": tops,
+            "top_scores": top_sc,
+            "status": status.tolist(),
+            "in_train": in_train,
+        },
+        schema={"id": pl.String, "label": pl.String, "score": pl.Float32, "probability": pl.Float32, "depth": pl.Int64, "top_labels": pl.List(pl.String), "top_scores": pl.List(pl.Float32), "status": pl.String, "in_train": pl.Boolean},
+    )
+
+
+def classify(source: str | Path, out: str | Path, cfg: ClassifyConfig | None = None) -> dict[str, Any]:
+    """Classify every row of a catalog (or embeddings directory) into labels.
+
+    * ``labels`` only: zero-shot (:mod:`eclip.classify.zeroshot`): prompt-ensembled label
+      vectors, taxonomies level by level.
+    * ``train`` (+ ``label_col``) or ``probe``: a logistic-regression probe
+      (:mod:`eclip.classify.probe`); a fitted probe is saved as ``out/probe.npz`` with its
+      cross-validated accuracy and macro-F1.
+    * both: zero-shot prior times probe over the label file's leaves
+      (:func:`eclip.classify.combine`).
+
+    Writes ``predictions.parquet`` (every row once: id, label, score, probability, depth,
+    top_labels, top_scores, status ``predicted`` / ``unknown`` / ``no_vector``, in_train) and
+    ``manifest.json``.
+
+    Returns:
+        The manifest.
+
+    Raises:
+        LabelsError: bad labels file. CatalogError, ModelError: bad input or model.
+        GoldError: bad training labels. RunDirError: embeddings or probe of another model.
+        EclipError: bad settings (no labels and no probe, prior weight outside [0, 1]).
+    """
+    cfg = cfg or ClassifyConfig()
+    if cfg.labels is None and cfg.train is None and cfg.probe is None:
+        raise EclipError("give --labels FILE (zero-shot), --train LABELLED --label-col COL (linear probe), or --probe FILE.")
+    if cfg.train is not None and cfg.label_col is None:
+        raise EclipError("--train needs --label-col, the column holding each labelled row's class.")
+    if cfg.train is not None and cfg.probe is not None:
+        raise EclipError("give --train (fit a new probe) or --probe (use a saved one), not both.")
+    if not 0.0 <= cfg.prior_weight <= 1.0 or not 0.0 < cfg.train_fraction <= 1.0:
+        raise EclipError("--prior-weight must be in [0, 1] and --train-fraction in (0, 1].")
+    taxonomy = parse_labels(cfg.labels) if cfg.labels is not None else None  # fail before embedding
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timer, t_start = _Timer(), time.perf_counter()
+    emb_dir, emb, modality, x_all, present = _row_vectors(source, out, cfg, cfg.vectors, timer)
+    x = np.ascontiguousarray(x_all[present])
+    described = emb.manifest.get("model", {})
+    probe, probe_info, in_train = None, None, np.zeros(len(emb.ids), dtype=bool)
+    if cfg.train is not None:
+        x_train, y, in_train, train_info = _train_rows(cfg, emb, x_all, present, out, timer)
+        with timer("probe_fit"), console.status(f"fitting a logistic-regression probe on {len(y):,} rows ({cfg.cv_folds}-fold CV)"):
+            probe, cv = fit_probe(x_train, y, c=cfg.probe_c, folds=cfg.cv_folds, seed=cfg.seed)
+        probe.meta.update(model=described, vectors=modality)
+        probe.save(out / "probe.npz")
+        probe_info = {"saved": "probe.npz", "classes": len(probe.classes), "cv": cv, "train": train_info}
+    elif cfg.probe is not None:
+        probe = LinearProbe.load(cfg.probe)
+        if probe.meta.get("model") != described or probe.meta.get("vectors") != modality:
+            raise RunDirError(
+                f"{cfg.probe} was fitted on {probe.meta.get('vectors')} vectors of {probe.meta.get('model', {}).get('name')}; "
+                f"these are {modality} vectors of {described.get('name')}. Fit a probe on these embeddings (--train)."
+            )
+        probe_info = {"loaded": str(Path(cfg.probe).resolve()), "classes": len(probe.classes), "cv": probe.meta.get("cv")}
+    with timer("classify"):
+        if taxonomy is not None:
+            encoder = _label_encoder(emb, emb_dir, cfg.model)
+        if probe is None:
+            with console.status(f"embedding {len(taxonomy.paths):,} labels x {len(cfg.templates)} prompts"):
+                node_vecs = label_vectors(encoder.encode, [p[-1] for p in taxonomy.paths], cfg.templates)
+            pred = classify_taxonomy(x, taxonomy, node_vecs, cfg.k, cfg.min_score, cfg.logit_scale)
+            how = "zero-shot"
+        elif taxonomy is None:
+            proba = probe.proba(x)
+            pred = flat_predictions(probe.classes, proba, proba, cfg.k, cfg.min_score)
+            how = "probe"
+        else:
+            leaves = [taxonomy.name(p) for p in taxonomy.leaves]
+            names = leaves if any(n_ in probe.classes for n_ in leaves) else [p[-1] for p in taxonomy.leaves]
+            leaf_vecs = label_vectors(encoder.encode, [p[-1] for p in taxonomy.leaves], cfg.templates)
+            zs = softmax(cfg.logit_scale * (x @ leaf_vecs.T))
+            proba = combine(zs, align_probe(probe, probe.log_proba(x), names), cfg.prior_weight)
+            pred = flat_predictions(names, proba, proba, cfg.k, cfg.min_score)
+            how = "zero-shot prior + probe"
+    frame = _predictions_frame(emb.ids, present, pred, in_train)
+    with timer("write"):
+        write_parquet(frame, out / "predictions.parquet")
+    counts = frame["status"].value_counts()
+    status_counts = dict(zip(counts["status"].to_list(), counts["count"].to_list()))
+    top = frame.filter(pl.col("status") == "predicted")["label"].value_counts(sort=True).head(20)
+    manifest = {
+        "job": "classify",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "inputs": {"source": str(Path(source).resolve()), "catalog": emb.manifest.get("catalog"), "id_col": emb.manifest.get("id_col", cfg.id_col), "text_cols": emb.manifest.get("settings", {}).get("text_cols")},
+        "model": described,
+        "embeddings": {"dir": str(emb_dir.resolve()), "key": emb.key, "vectors": modality, "dim": int(x_all.shape[1])},
+        "method": how,
+        "labels": {"file": str(Path(cfg.labels).resolve()), "labels": len(taxonomy.paths), "leaves": len(taxonomy.leaves), "depth": taxonomy.depth, "templates": list(cfg.templates), "logit_scale": cfg.logit_scale} if taxonomy else None,
+        "probe": probe_info,
+        "settings": {"k": cfg.k, "min_score": cfg.min_score, "prior_weight": cfg.prior_weight if how == "zero-shot prior + probe" else None, "seed": cfg.seed},
+        "counts": {"rows": len(emb.ids), **{s_: int(status_counts.get(s_, 0)) for s_ in ("predicted", "unknown", "no_vector")}, "in_train": int(in_train.sum())},
+        "top_labels": dict(zip(top["label"].to_list(), top["count"].to_list())),
+        "timings_s": {**timer.seconds, "total": round(time.perf_counter() - t_start, 3)},
+        "outputs": {"predictions": "predictions.parquet", **({"probe": "probe.npz"} if cfg.train is not None else {})},
+        "versions": _versions(),
+    }
+    write_json(manifest, out / MANIFEST)
+    return manifest
+
+
+@dataclass
+class AdultFilterConfig(CatalogSource):
+    """Settings of :func:`filter_adult`; every field is recorded in the manifest.
+
+    Attributes:
+        id_col, text_cols, image_col, image_root, allow_outside_root, model: as in
+            :class:`EmbedConfig`.
+        vectors: ``text``, ``image`` or ``fused``; ``None``: fused with images, else text.
+        threshold: flag rows whose adult score reaches it; ``None``: calibrated when
+            ``calibrate`` is given, else :data:`eclip.classify.DEFAULT_THRESHOLD`.
+        calibrate: a labelled table (``id_col`` + ``label_col``); label_col: its column;
+            positive: the value meaning "adult" (default: ``true`` / ``1`` / ``yes``).
+        target_precision: the calibrated threshold is the lowest reaching this precision.
+        holdout: share of the labelled rows kept out of calibration (random, ``seed``) and
+            used to measure the chosen threshold.
+        logit_scale, templates: zero-shot scoring (see :mod:`eclip.classify.adult`).
+    """
+
+    vectors: str | None = None
+    threshold: float | None = None
+    calibrate: Path | None = None
+    label_col: str | None = None
+    positive: str | None = None
+    target_precision: float = 0.9
+    holdout: float = 0.0
+    seed: int = 0
+    logit_scale: float = DEFAULT_LOGIT_SCALE
+    templates: tuple[str, ...] = DEFAULT_TEMPLATES
+
+
+_TRUE = ("true", "1", "yes", "y", "t")
+
+
+def binary_gold(labels: dict[str, str], ids: list[str], positive: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, y)``: positions in ``ids`` of the labelled rows and their ``(m,)`` bool
+    labels (``label == positive``; without ``positive``: true/1/yes).
+
+    Raises:
+        GoldError: no labelled id is among ``ids``.
+    """
+    pos = {x_: i for i, x_ in enumerate(ids)}
+    pairs = [(pos[i], v) for i, v in labels.items() if i in pos]
+    if not pairs:
+        raise GoldError(f"none of the {len(labels):,} labelled ids is in the run (ids look like {next(iter(labels))!r} vs {ids[0]!r}); check --id-col.")
+    rows = np.array([r for r, _ in pairs], dtype=np.int64)
+    if positive is None:
+        y = np.array([v.lower() in _TRUE for _, v in pairs])
+    else:
+        y = np.array([v == positive for _, v in pairs])
+    return rows, y
+
+
+def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | None = None) -> dict[str, Any]:
+    """Score every row for adult / sexual-wellness content and flag it
+    (:mod:`eclip.classify.adult`).
+
+    Writes ``flagged.parquet`` (every row once: id, adult_score in [0, 1], flagged,
+    nearest_concept, status ``scored`` / ``no_vector``) and ``manifest.json`` (the threshold
+    and where it came from, the calibration and its held-out check, counts and the most
+    flagged concepts).
+
+    Returns:
+        The manifest.
+
+    Raises:
+        CatalogError, ModelError: bad input or model. GoldError: bad calibration labels.
+        EclipError: bad settings, or calibration rows without positives or negatives.
+    """
+    cfg = cfg or AdultFilterConfig()
+    if cfg.calibrate is not None and cfg.label_col is None:
+        raise EclipError("--calibrate needs --label-col, the column saying which labelled rows are adult.")
+    if not 0.0 <= cfg.holdout < 1.0 or not 0.0 < cfg.target_precision <= 1.0:
+        raise EclipError("--holdout must be in [0, 1) and --target-precision in (0, 1].")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timer, t_start = _Timer(), time.perf_counter()
+    emb_dir, emb, modality, x_all, present = _row_vectors(source, out, cfg, cfg.vectors, timer)
+    encoder = _label_encoder(emb, emb_dir, cfg.model)
+    with timer("score"):
+        concepts = concept_vectors(encoder.encode, cfg.templates)
+        score = np.zeros(len(emb.ids), dtype=np.float32)
+        nearest = np.full(len(emb.ids), -1, dtype=np.int64)
+        score[present], nearest[present] = adult_scores(np.ascontiguousarray(x_all[present]), concepts, len(ADULT_CONCEPTS), cfg.logit_scale)
+    names = list(ADULT_CONCEPTS) + list(GENERAL_CONCEPTS)
+    threshold, source_of_threshold, calibration = cfg.threshold, "given", None
+    if cfg.calibrate is not None:
+        rows, y = binary_gold(load_class_labels(cfg.calibrate, cfg.id_col, cfg.label_col), emb.ids, cfg.positive)
+        keep = present[rows]
+        rows, y = rows[keep], y[keep]
+        cal = np.ones(len(rows), dtype=bool)
+        if cfg.holdout > 0:
+            cal[np.random.default_rng(cfg.seed).permutation(len(rows))[: int(round(cfg.holdout * len(rows)))]] = False
+        point = threshold_for_precision(score[rows[cal]], y[cal], cfg.target_precision)
+        calibration = {
+            "file": str(Path(cfg.calibrate).resolve()), "label_col": cfg.label_col, "positive": cfg.positive, "target_precision": cfg.target_precision,
+            "rows": int(cal.sum()), "positives": int(y[cal].sum()), "on_calibration_rows": point.as_dict(),
+        }
+        if not point.met_target:
+            console.print(f"[yellow]no threshold reaches precision {cfg.target_precision} on the calibration rows; using the most precise one ({point.precision:.3f}).[/]")
+        if cfg.threshold is None:
+            threshold, source_of_threshold = point.threshold, "calibrated"
+        if cfg.holdout > 0:
+            held = ~cal
+            calibration["holdout"] = {
+                "fraction": cfg.holdout, "seed": cfg.seed, "rows": int(held.sum()), "positives": int(y[held].sum()),
+                "at_calibrated_threshold": at_threshold(score[rows[held]], y[held], point.threshold).as_dict(),
+                **binary_metrics(score[rows[held]], y[held], cfg.target_precision),
+            }
+    if threshold is None:
+        threshold, source_of_threshold = ADULT_THRESHOLD, "default"
+    flagged = present & (score >= threshold)
+    frame = pl.DataFrame(
+        {
+            "id": emb.ids,
+            "adult_score": np.where(present, score, np.nan).astype(np.float32),
+            "flagged": flagged,
+            "nearest_concept": [names[i] if i >= 0 else None for i in nearest],
+            "status": np.where(present, "scored", "no_vector").tolist(),
+        },
+        schema={"id": pl.String, "adult_score": pl.Float32, "flagged": pl.Boolean, "nearest_concept": pl.String, "status": pl.String},
+    )
+    with timer("write"):
+        write_parquet(frame, out / "flagged.parquet")
+    top = frame.filter(pl.col("flagged"))["nearest_concept"].value_counts(sort=True).head(10)
+    manifest = {
+        "job": "filter-adult",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "inputs": {"source": str(Path(source).resolve()), "catalog": emb.manifest.get("catalog"), "id_col": emb.manifest.get("id_col", cfg.id_col), "text_cols": emb.manifest.get("settings", {}).get("text_cols")},
+        "model": emb.manifest.get("model"),
+        "embeddings": {"dir": str(emb_dir.resolve()), "key": emb.key, "vectors": modality},
+        "threshold": {"value": round(float(threshold), 6), "source": source_of_threshold, "default": ADULT_THRESHOLD},
+        "calibration": calibration,
+        "concepts": {"adult": list(ADULT_CONCEPTS), "general": list(GENERAL_CONCEPTS), "templates": list(cfg.templates), "logit_scale": cfg.logit_scale},
+        "summary": {
+            "rows": len(emb.ids), "scored": int(present.sum()), "flagged": int(flagged.sum()), "flagged_fraction": round(float(flagged.sum() / max(1, present.sum())), 4),
+            "no_vector": int((~present).sum()), "flagged_by_concept": dict(zip(top["nearest_concept"].to_list(), top["count"].to_list())),
+        },
+        "timings_s": {**timer.seconds, "total": round(time.perf_counter() - t_start, 3)},
+        "outputs": {"flagged": "flagged.parquet"},
+        "versions": _versions(),
+    }
+    write_json(manifest, out / MANIFEST)
+    return manifest
+
+
+def evaluate_predictions(
+    path: str | Path, gold_path: str | Path, gold_id_col: str = "id", gold_col: str | None = None, positive: str | None = None, precision_target: float = 0.9
+) -> dict[str, Any]:
+    """Score ``predictions.parquet`` (``eclip classify``) or ``flagged.parquet`` (``eclip
+    filter-adult``) against labelled rows; writes ``eval.json`` beside it.
+
+    Predictions: accuracy, macro-F1 and a confusion summary over the labelled rows not used
+    to train the probe (``in_train``); ``unknown`` and ``no_vector`` rows count as wrong.
+    Flags: PR-AUC, ROC-AUC, recall at ``precision_target`` and precision/recall of the flags
+    as written, over the labelled rows that were scored.
+
+    Raises:
+        RunDirError: not a predictions or flagged file. GoldError: bad gold file or ids.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise RunDirError(f"{p}: no such file; run `eclip classify` or `eclip filter-adult` first.")
+    frame = pl.read_parquet(p)
+    if gold_col is None:
+        raise GoldError("give --gold-col, the gold class column (for the adult filter, with --positive VALUE).")
+    labels = load_class_labels(gold_path, gold_id_col, gold_col)
+    ids = frame["id"].cast(pl.String).to_list()
+    result: dict[str, Any] = {"file": str(p), "gold": str(gold_path), "gold_col": gold_col}
+    if "adult_score" in frame.columns:
+        rows, y = binary_gold(labels, ids, positive)
+        scored = frame["status"].to_numpy()[rows] == "scored"
+        rows, y = rows[scored], y[scored]
+        score = frame["adult_score"].to_numpy()[rows]
+        result["task"] = "filter"
+        result["positive"] = positive
+        result["metrics"] = binary_metrics(score, y, precision_target)
+        flag = frame["flagged"].to_numpy()[rows]
+        tp = int((flag & y).sum())
+        result["metrics"]["flags_as_written"] = {"flagged": int(flag.sum()), "precision": round(tp / max(1, int(flag.sum())), 4), "recall": round(tp / max(1, int(y.sum())), 4)}
+    elif {"label", "status"} <= set(frame.columns):
+        pos = {x_: i for i, x_ in enumerate(ids)}
+        rows = np.array([pos[i] for i in labels if i in pos], dtype=np.int64)
+        if not len(rows):
+            raise GoldError(f"{gold_path}: none of its ids is in {p}; check --gold-id-col.")
+        in_train = frame["in_train"].to_numpy()[rows] if "in_train" in frame.columns else np.zeros(len(rows), dtype=bool)
+        rows = rows[~in_train]
+        if not len(rows):
+            raise GoldError(f"{gold_path}: every labelled row trained the probe; evaluate on other rows.")
+        pred = [v if s == "predicted" else UNKNOWN for v, s in zip(frame["label"].to_numpy()[rows], frame["status"].to_numpy()[rows])]
+        gold = [labels[ids[r]] for r in rows]
+        result["task"] = "classification"
+        result["excluded_training_rows"] = int(in_train.sum())
+        result["metrics"] = classification_metrics(pred, gold)
+    else:
+        raise RunDirError(f"{p}: neither predictions (eclip classify) nor flags (eclip filter-adult); for groups use `eclip eval groups.parquet`.")
+    write_json(result, p.parent / "eval.json")
+    return result
+
+
 def evaluate(
     groups_path: str | Path,
     gold_path: str | Path,
@@ -1048,4 +1523,4 @@ def evaluate(
     return result
 
 
-__all__ = ["DEFAULT_METHOD", "DEFAULT_THRESHOLD", "ClusterConfig", "DedupeConfig", "cluster", "EmbedConfig", "embed", "train", "EclipError", "dedupe", "evaluate", "read_calibration"]
+__all__ = ["AdultFilterConfig", "ClassifyConfig", "classify", "evaluate_predictions", "filter_adult", "DEFAULT_METHOD", "DEFAULT_THRESHOLD", "ClusterConfig", "DedupeConfig", "cluster", "EmbedConfig", "embed", "train", "EclipError", "dedupe", "evaluate", "read_calibration"]

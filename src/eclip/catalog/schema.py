@@ -23,6 +23,9 @@ BRAND_COLUMNS = ("brand", "manufacturer", "brand_name", "maker")
 _TEXTUAL = (pl.String, pl.Categorical, pl.Enum)
 _SCALAR_OK = _TEXTUAL + (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64, pl.Float32, pl.Float64, pl.Boolean, pl.Null)
 _WS = re.compile(r"\s+")
+#: ``--id-col @row``: number the rows 1, 2, ... (data rows, header excluded) for a catalog
+#: without an id column; files of labels for it are then matched by row number too.
+ROW_ID = "@row"
 
 
 @dataclass(frozen=True)
@@ -86,13 +89,19 @@ def pick_text_columns(columns: list[str]) -> list[str]:
 def _check_column(path: Path, df: pl.DataFrame, col: str, role: str, flag: str) -> None:
     if col not in df.columns:
         cols = ", ".join(df.columns)
-        raise CatalogError(f"{path}: no {role} column {col!r}. Columns are: {cols}. Choose one with {flag}.")
+        hint = f" (or --id-col {ROW_ID} to number the rows)" if role == "id" else ""
+        raise CatalogError(f"{path}: no {role} column {col!r}. Columns are: {cols}. Choose one with {flag}{hint}.")
     dtype = df.schema[col]
     if not isinstance(dtype, _SCALAR_OK) and dtype not in _SCALAR_OK:
         raise CatalogError(
             f"{path}: column {col!r} has type {dtype}, but the {role} column must hold text or numbers, "
             f"one value per row. Flatten it first or choose another column with {flag}."
         )
+
+
+def with_row_ids(df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` with a first column :data:`ROW_ID` of 1-based row numbers (as text)."""
+    return df.with_row_index(ROW_ID, offset=1).with_columns(pl.col(ROW_ID).cast(pl.String))
 
 
 def _rows(indices: list[int], limit: int = 5) -> str:
@@ -106,7 +115,8 @@ def load_catalog(path: str | Path, id_col: str = "id", text_cols: list[str] | No
 
     Args:
         path: a ``.csv``, ``.tsv``, ``.parquet`` or ``.jsonl``/``.ndjson`` file.
-        id_col: the column with a unique id per row.
+        id_col: the column with a unique id per row, or :data:`ROW_ID` (``@row``) to number
+            the rows from 1.
         text_cols: columns joined into the text that is embedded; ``None`` picks them by name
             (see :func:`pick_text_columns`).
         image_col: column of image paths or URLs, read later by :mod:`eclip.catalog.images`.
@@ -117,6 +127,10 @@ def load_catalog(path: str | Path, id_col: str = "id", text_cols: list[str] | No
     """
     p = Path(path)
     df = read_table(p)
+    if id_col == ROW_ID:
+        if ROW_ID in df.columns:
+            raise CatalogError(f"{p}: a column is named {ROW_ID!r}, which --id-col reserves for row numbers; rename it.")
+        df = with_row_ids(df)
     _check_column(p, df, id_col, "id", "--id-col")
     if text_cols is None:
         text_cols = pick_text_columns([c for c in df.columns if c != id_col])

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Optional
 
+import polars as pl
 import typer
 from rich.table import Table
 
@@ -410,6 +411,109 @@ def cluster(
     console.print(table)
 
 
+SourceArg = Annotated[Path, typer.Argument(help="Catalog file, or an embeddings directory from `eclip embed`.")]
+VectorsOpt = Annotated[Optional[str], typer.Option(help="Vectors to score: text, image or fused. Default: fused with images, else text.")]
+LogitScaleOpt = Annotated[float, typer.Option(min=0.0, help="Zero-shot softmax sharpness: probabilities = softmax(logit_scale x cosine), as CLIP.")]
+
+
+@app.command()
+def classify(
+    source: SourceArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory for predictions.parquet, probe.npz, manifest.json and caches.")],
+    labels: Annotated[Optional[Path], typer.Option(help="Zero-shot labels: one per line, or Google product taxonomy paths 'A > B > C' (classified level by level).")] = None,
+    train: Annotated[Optional[Path], typer.Option(help="Labelled table (id + --label-col) to fit a logistic-regression probe on; saved as OUT/probe.npz.")] = None,
+    label_col: Annotated[Optional[str], typer.Option(help="Class column of --train.")] = None,
+    train_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of --train's labelled rows used (random, --seed); the rest stay out for `eclip eval`.")] = 1.0,
+    probe: Annotated[Optional[Path], typer.Option(help="A saved probe.npz to apply. With --labels: zero-shot prior x probe.")] = None,
+    prior_weight: Annotated[float, typer.Option(min=0.0, max=1.0, help="Weight w of the zero-shot prior: softmax(w log p_zero_shot + (1-w) log p_probe).")] = 0.5,
+    min_score: Annotated[Optional[float], typer.Option(help="Below this score a row is 'unknown' (cosine for zero-shot, probability with a probe); in a taxonomy it stops descending.")] = None,
+    k: Annotated[int, typer.Option(min=1, help="Top labels kept per row.")] = 5,
+    vectors: VectorsOpt = None,
+    logit_scale: LogitScaleOpt = 100.0,
+    template: Annotated[Optional[list[str]], typer.Option(help="Prompt template with {} for the label; repeatable. Default: 5 product templates, ensembled.")] = None,
+    probe_c: Annotated[Optional[float], typer.Option(min=0.0, help="Probe's inverse L2 regularisation C. Default: the best of 0.1, 1, 10, 100, 1000 by cross-validated macro-F1.")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    id_col: IdColOpt = "id",
+    text_cols: TextColsOpt = None,
+    model: ModelOpt = "minilm",
+    image_col: ImageColOpt = None,
+    image_root: ImageRootOpt = None,
+    allow_outside_root: AllowOutsideOpt = False,
+) -> None:
+    """Classify rows into categories: zero-shot from label names (prompt ensembling), a linear probe, or both."""
+    from eclip import api
+
+    cfg = api.ClassifyConfig(
+        id_col=id_col, text_cols=_split(text_cols), image_col=image_col, image_root=image_root, allow_outside_root=allow_outside_root, model=model,
+        labels=labels, train=train, label_col=label_col, train_fraction=train_fraction, probe=probe, prior_weight=prior_weight,
+        vectors=vectors, k=k, min_score=min_score, logit_scale=logit_scale, probe_c=probe_c, seed=seed,
+        **({"templates": tuple(template)} if template else {}),
+    )
+    m = api.classify(source, out, cfg)
+    c = m["counts"]
+    table = Table(title=f"eclip classify: {source}", show_header=False)
+    table.add_row("method", f"{m['method']} on {m['embeddings']['vectors']} vectors of {m['model'].get('name')}")
+    if m["labels"]:
+        lb = m["labels"]
+        table.add_row("labels", f"{lb['labels']:,} ({lb['leaves']:,} leaves, depth {lb['depth']}), {len(lb['templates'])} prompt templates")
+    if m["probe"] and m["probe"].get("cv"):
+        cv = m["probe"]["cv"]
+        if "accuracy" in cv:
+            table.add_row("probe CV", f"accuracy {cv['accuracy']:.4f}, macro-F1 {cv['macro_f1']:.4f} (C {cv['C']:g}, {cv['folds']}-fold, {cv['rows']:,} rows, {cv['classes']} classes)")
+    table.add_row("rows", f"{c['rows']:,}: {c['predicted']:,} predicted, {c['unknown']:,} unknown, {c['no_vector']:,} without vectors" + (f"; {c['in_train']:,} trained the probe" if c["in_train"] else ""))
+    table.add_row("time", f"{m['timings_s']['total']:.1f} s")
+    table.add_row("written", f"{out}/predictions.parquet" + (", probe.npz" if "probe" in m["outputs"] else "") + ", manifest.json")
+    console.print(table)
+
+
+@app.command("filter-adult")
+def filter_adult(
+    source: SourceArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory for flagged.parquet, manifest.json and caches.")],
+    threshold: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Flag rows whose adult score reaches this. Default: calibrated with --calibrate, else 0.5.")] = None,
+    calibrate: Annotated[Optional[Path], typer.Option(help="Labelled table (id + --label-col) to pick the threshold on.")] = None,
+    label_col: Annotated[Optional[str], typer.Option(help="Column of --calibrate saying which rows are adult.")] = None,
+    positive: Annotated[Optional[str], typer.Option(help="Value of --label-col meaning adult, e.g. 'Sexual Wellness'. Default: true/1/yes.")] = None,
+    target_precision: Annotated[float, typer.Option(min=0.0, max=1.0, help="Calibration picks the lowest threshold reaching this precision.")] = 0.9,
+    holdout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Share of the labelled rows kept out of calibration (random, --seed) to measure the threshold on.")] = 0.0,
+    seed: Annotated[int, typer.Option()] = 0,
+    vectors: VectorsOpt = None,
+    logit_scale: LogitScaleOpt = 100.0,
+    id_col: IdColOpt = "id",
+    text_cols: TextColsOpt = None,
+    model: ModelOpt = "minilm",
+    image_col: ImageColOpt = None,
+    image_root: ImageRootOpt = None,
+    allow_outside_root: AllowOutsideOpt = False,
+) -> None:
+    """Flag adult and sexual-wellness products (built-in prompts from Google's product taxonomy); calibrate on labelled rows."""
+    from eclip import api
+
+    cfg = api.AdultFilterConfig(
+        id_col=id_col, text_cols=_split(text_cols), image_col=image_col, image_root=image_root, allow_outside_root=allow_outside_root, model=model,
+        vectors=vectors, threshold=threshold, calibrate=calibrate, label_col=label_col, positive=positive, target_precision=target_precision,
+        holdout=holdout, seed=seed, logit_scale=logit_scale,
+    )
+    m = api.filter_adult(source, out, cfg)
+    s = m["summary"]
+    table = Table(title=f"eclip filter-adult: {source}", show_header=False)
+    t = m["threshold"]
+    table.add_row("threshold", f"{t['value']:.4f} ({t['source']})")
+    table.add_row("flagged", f"{s['flagged']:,} of {s['scored']:,} scored rows ({s['flagged_fraction']:.2%})" + (f"; {s['no_vector']:,} without vectors" if s["no_vector"] else ""))
+    if s["flagged_by_concept"]:
+        table.add_row("by concept", ", ".join(f"{k_} {v:,}" for k_, v in list(s["flagged_by_concept"].items())[:5]))
+    cal = m["calibration"]
+    if cal:
+        op = cal["on_calibration_rows"]
+        table.add_row("calibration", f"{cal['rows']:,} rows ({cal['positives']:,} positive): P {op['precision']:.4f} R {op['recall']:.4f} at {op['threshold']:.4f}")
+        if "holdout" in cal:
+            h = cal["holdout"]
+            at = h["at_calibrated_threshold"]
+            table.add_row("held out", f"{h['rows']:,} rows ({h['positives']:,} positive): P {at['precision']:.4f} R {at['recall']:.4f}; PR-AUC {h['pr_auc']:.4f}")
+    table.add_row("written", f"{out}/flagged.parquet, manifest.json")
+    console.print(table)
+
+
 @app.command()
 def report(
     run: Annotated[Path, typer.Argument(help="Run directory of `eclip dedupe` or `eclip cluster`.")],
@@ -443,17 +547,23 @@ def report(
 
 @app.command("eval")
 def eval_(
-    groups: Annotated[Path, typer.Argument(help="groups.parquet written by `eclip dedupe`.")],
-    gold: Annotated[Path, typer.Option(help="Gold labels: a pairs file (id_a,id_b) or a table with an id and a cluster column.")],
-    gold_col: Annotated[Optional[str], typer.Option(help="Cluster-id column of the gold table (default: cluster_id when present).")] = None,
+    groups: Annotated[Path, typer.Argument(help="groups.parquet (eclip dedupe), predictions.parquet (eclip classify) or flagged.parquet (eclip filter-adult).")],
+    gold: Annotated[Path, typer.Option(help="Gold labels: a pairs file (id_a,id_b) or a table with an id and a cluster or class column.")],
+    gold_col: Annotated[Optional[str], typer.Option(help="Cluster-id or class column of the gold table (groups: default cluster_id when present).")] = None,
     gold_id_col: Annotated[str, typer.Option(help="Id column of the gold table.")] = "id",
     singleton_cluster: Annotated[Optional[list[str]], typer.Option(help="Gold cluster id whose rows are unrelated (a catch-all); repeatable.")] = None,
     calibrate: Annotated[bool, typer.Option("--calibrate", help="Pick the threshold that maximises F1 (or meets --target-precision) and write calibration.json.")] = False,
     target_precision: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="With --calibrate: the lowest threshold reaching this pairwise precision.")] = None,
     calibration_out: Annotated[Optional[Path], typer.Option(help="Where to write calibration.json (default: beside the groups).")] = None,
+    positive: Annotated[Optional[str], typer.Option(help="flagged.parquet: the --gold-col value meaning adult (default: true/1/yes).")] = None,
+    at_precision: Annotated[float, typer.Option(min=0.0, max=1.0, help="flagged.parquet: report recall at this precision.")] = 0.9,
 ) -> None:
-    """Score match groups against gold labels: pairwise and B-cubed P/R/F1, ARI, NMI, blocking recall@k."""
+    """Score a run against gold labels. Groups: pairwise and B-cubed P/R/F1, ARI, NMI, blocking recall@k. Predictions: accuracy, macro-F1, confusions. Flags: PR-AUC, recall at a precision."""
     from eclip import api
+
+    if groups.exists() and not {"id", "group_id"} <= set(pl.read_parquet_schema(groups)):
+        _eval_labels(api.evaluate_predictions(groups, gold, gold_id_col=gold_id_col, gold_col=gold_col, positive=positive, precision_target=at_precision), at_precision)
+        return
 
     result = api.evaluate(
         groups,
@@ -483,6 +593,25 @@ def eval_(
             f"calibrated ({c['objective']}): method {c['method']}, threshold {c['threshold']} -> "
             f"P {c['precision']:.4f} R {c['recall']:.4f} F1 {c['f1']:.4f}; written to {c['written_to']}"
         )
+
+
+def _eval_labels(result: dict, at_precision: float) -> None:
+    m = result["metrics"]
+    table = Table(title=f"eclip eval: {result['file']}", show_header=False)
+    if result["task"] == "filter":
+        op = m["operating_point"]
+        table.add_row("labelled rows", f"{m['rows']:,} ({m['positives']:,} positive = {result['positive'] or 'true'})")
+        table.add_row("PR-AUC / ROC-AUC", f"{m['pr_auc']:.4f} / {m['roc_auc']:.4f}")
+        table.add_row(f"recall at precision {at_precision:g}", f"{m[f'recall_at_precision_{at_precision:g}']:.4f} (threshold {op['threshold']:.4f}, oracle on these rows)")
+        fw = m["flags_as_written"]
+        table.add_row("flags as written", f"{fw['flagged']:,} flagged: precision {fw['precision']:.4f}, recall {fw['recall']:.4f}")
+    else:
+        table.add_row("labelled rows", f"{m['rows']:,} ({m['classes']} classes)" + (f"; {result['excluded_training_rows']:,} probe training rows left out" if result["excluded_training_rows"] else ""))
+        table.add_row("accuracy / macro-F1", f"{m['accuracy']:.4f} / {m['macro_f1']:.4f} (weighted F1 {m['weighted_f1']:.4f})")
+        table.add_row("coverage", f"{m['coverage']:.2%} predicted, accuracy on those {m['accuracy_on_predicted'] if m['accuracy_on_predicted'] is not None else 0:.4f}")
+        table.add_row("top confusions", "; ".join(f"{c['gold']} -> {c['predicted']} ({c['rows']})" for c in m["top_confusions"][:5]) or "none")
+        table.add_row("worst classes", "; ".join(f"{c['class']} F1 {c['f1']:.2f} (n={c['support']})" for c in m["worst_classes"][:5]))
+    console.print(table)
 
 
 def main() -> None:

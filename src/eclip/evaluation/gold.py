@@ -78,3 +78,36 @@ def load_gold(
         c = gold[x]
         keys.append(f"\x00single{i}" if c is None or c in singleton_clusters else c)
     return np.unique(np.array(keys, dtype=object), return_inverse=True)[1].astype(np.int64)
+
+
+def load_class_labels(path: str | Path, id_col: str, label_col: str) -> dict[str, str]:
+    """``id -> label`` of a labelled table (a catalog with a class column, or any table with
+    the id column). Rows whose label is empty are left out. With ``id_col`` ``@row``
+    (:data:`eclip.catalog.ROW_ID`) rows are numbered from 1, as the catalog's were.
+
+    Raises:
+        GoldError: the file is unreadable, lacks either column, repeats an id, or has no
+            labelled row.
+    """
+    from eclip.catalog import ROW_ID, with_row_ids
+
+    p = Path(path)
+    try:
+        df = read_table(p)
+    except CatalogError as exc:
+        raise GoldError(str(exc)) from exc
+    if id_col == ROW_ID and ROW_ID not in df.columns:
+        df = with_row_ids(df)
+    for col, flag in ((id_col, "--id-col"), (label_col, "--label-col")):
+        if col not in df.columns:
+            raise GoldError(f"{p}: no column {col!r} ({flag}). Columns are: {', '.join(df.columns)}.")
+    ids = df.get_column(id_col).cast(pl.String).str.strip_chars()
+    dup = ids.is_duplicated() & ids.is_not_null()
+    if dup.any():
+        i = int(dup.arg_true()[0])
+        raise GoldError(f"{p}: id {ids[i]!r} in column {id_col!r} repeats (row {i + 1} and others); a labelled file needs one row per id.")
+    labels = df.get_column(label_col).cast(pl.String).str.strip_chars()
+    keep = ids.is_not_null() & labels.is_not_null() & (labels != "")
+    if not keep.any():
+        raise GoldError(f"{p}: column {label_col!r} has no labels.")
+    return dict(zip(ids.filter(keep).to_list(), labels.filter(keep).to_list()))

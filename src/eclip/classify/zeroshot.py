@@ -1,0 +1,207 @@
+"""Zero-shot classification from label names: prompt ensembling, then cosine ranking.
+
+Each label is written into several prompt templates; the prompts are embedded with the text
+tower of the model that embedded the catalog, each prompt vector is L2-normalised, the
+vectors are averaged and the mean is normalised again ("prompt ensembling", Radford et al.,
+*Learning Transferable Visual Models From Natural Language Supervision*, 2021, section
+3.1.4). A row's score for a label is the cosine between the row's vector (text, image or
+fused) and the label vector; probabilities are the softmax of ``logit_scale x cosine``
+over the labels competing at that level.
+
+A taxonomy is classified level by level (top-down): first among the top-level categories,
+then among the children of the chosen one, and so on. A row stops descending when its best
+cosine at a level is below ``min_score``; a row that stops at the first level is
+``unknown``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from eclip.classify.labels import Taxonomy
+
+#: Default prompt templates for product labels (``{}`` is the label). They are worded for
+#: product titles and product photos alike; the bare label is one of them.
+DEFAULT_TEMPLATES: tuple[str, ...] = (
+    "{}",
+    "a product photo of {}.",
+    "{} for sale in an online shop.",
+    "a listing in the category {}.",
+    "buy {} online.",
+)
+#: CLIP's logit scale (1 / temperature 0.01): sharpens cosines into probabilities.
+DEFAULT_LOGIT_SCALE = 100.0
+UNKNOWN = "unknown"
+_CHUNK = 8192
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norm, 1e-12)).astype(np.float32)
+
+
+def ensemble(prompt_vectors: np.ndarray) -> np.ndarray:
+    """Prompt ensembling: ``(L, T, d)`` prompt embeddings -> ``(L, d)`` float32 label vectors.
+
+    Each prompt vector is L2-normalised, the ``T`` vectors of a label are averaged, and the
+    mean is L2-normalised (CLIP, Radford et al. 2021, section 3.1.4).
+
+    Raises:
+        ValueError: ``prompt_vectors`` is not 3-dimensional.
+    """
+    if prompt_vectors.ndim != 3:
+        raise ValueError(f"prompt vectors must be (labels, templates, dim); got shape {prompt_vectors.shape}.")
+    return _normalise(_normalise(prompt_vectors.astype(np.float32)).mean(axis=1))
+
+
+def prompts(names: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES) -> list[str]:
+    """Every template filled with every name, label-major: ``len(names) x len(templates)``.
+
+    Raises:
+        ValueError: no templates, or a template without ``{}``.
+    """
+    if not templates:
+        raise ValueError("at least one prompt template is needed.")
+    bad = [t for t in templates if "{}" not in t]
+    if bad:
+        raise ValueError(f"prompt template(s) {bad} lack the '{{}}' placeholder for the label.")
+    return [t.format(n) for n in names for t in templates]
+
+
+def label_vectors(encode: Callable[[list[str]], np.ndarray], names: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES) -> np.ndarray:
+    """``(L, d)`` float32 L2-normalised label vectors: ``encode`` (a text encoder's
+    ``encode``, returning ``(m, d)`` float32) applied to :func:`prompts`, then :func:`ensemble`."""
+    vecs = np.asarray(encode(prompts(names, templates)), dtype=np.float32)
+    return ensemble(vecs.reshape(len(names), len(templates), -1))
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax along ``axis`` (float32)."""
+    z = logits - logits.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
+
+
+@dataclass
+class Predictions:
+    """Per-row predictions (``n`` rows).
+
+    Attributes:
+        label: the predicted label (a taxonomy path ``"A > B"``), or ``"unknown"``.
+        depth: ``(n,)`` int64 taxonomy levels accepted (0: unknown).
+        score: ``(n,)`` float32 score of the predicted label (cosine for zero-shot, the
+            probability with a probe); for ``unknown`` rows the best rejected score.
+        probability: ``(n,)`` float32 softmax probability of that label among its siblings.
+        top_labels: per row, the ``k`` best labels at the last level tried, best first.
+        top_scores: ``(n, k)`` float32 their scores.
+    """
+
+    label: list[str]
+    depth: np.ndarray
+    score: np.ndarray
+    probability: np.ndarray
+    top_labels: list[list[str]]
+    top_scores: np.ndarray
+
+
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """``(n, k)`` column indices of the ``k`` largest scores per row, best first."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
+def classify_taxonomy(
+    x: np.ndarray,
+    taxonomy: Taxonomy,
+    node_vectors: np.ndarray,
+    k: int = 5,
+    min_score: float | None = None,
+    logit_scale: float = DEFAULT_LOGIT_SCALE,
+) -> Predictions:
+    """Zero-shot classification of rows, level by level through ``taxonomy``.
+
+    Args:
+        x: ``(n, d)`` float32 L2-normalised row vectors.
+        taxonomy: the labels (a flat list is a taxonomy of depth 1).
+        node_vectors: ``(len(taxonomy.paths), d)`` float32 L2-normalised label vectors, in
+            ``taxonomy.paths`` order (see :func:`label_vectors`).
+        k: labels kept in ``top_labels`` (among the siblings of the last level tried).
+        min_score: a row whose best cosine at a level is below this stops there; at the
+            first level it becomes ``unknown``. ``None``: never stop early.
+        logit_scale: multiplies cosines before the softmax over siblings.
+
+    Raises:
+        ValueError: ``node_vectors`` does not match the taxonomy or the row dimension.
+    """
+    if node_vectors.shape[0] != len(taxonomy.paths) or (len(x) and node_vectors.shape[1] != x.shape[1]):
+        raise ValueError(f"node vectors {node_vectors.shape} do not fit {len(taxonomy.paths)} labels of dim {x.shape[1] if len(x) else '?'}.")
+    n = len(x)
+    index = {p: i for i, p in enumerate(taxonomy.paths)}
+    names = [taxonomy.name(p) for p in taxonomy.paths]
+    node = np.full(n, -1, dtype=np.int64)  # accepted node per row (-1: none yet)
+    depth = np.zeros(n, dtype=np.int64)
+    score = np.zeros(n, dtype=np.float32)
+    prob = np.zeros(n, dtype=np.float32)
+    k_eff = max(1, k)
+    top_idx = np.full((n, k_eff), -1, dtype=np.int64)
+    top_sc = np.full((n, k_eff), np.nan, dtype=np.float32)
+    active = np.ones(n, dtype=bool)  # rows still descending
+    for level in range(1, taxonomy.depth + 1):
+        parents = np.where(active, node, -2)
+        for parent in np.unique(parents[parents > -2]):
+            kids = taxonomy.children.get(taxonomy.paths[parent] if parent >= 0 else (), ())
+            rows = np.flatnonzero(parents == parent)
+            if not kids:  # a leaf: done
+                active[rows] = False
+                continue
+            cand = np.array([index[c] for c in kids], dtype=np.int64)
+            for lo in range(0, len(rows), _CHUNK):
+                r = rows[lo : lo + _CHUNK]
+                cos = x[r] @ node_vectors[cand].T
+                p = softmax(logit_scale * cos)
+                best = cos.argmax(axis=1)
+                best_cos = cos[np.arange(len(r)), best]
+                t = _top(cos, k_eff)
+                top_idx[r] = -1
+                top_sc[r] = np.nan
+                top_idx[r, : t.shape[1]] = cand[t]
+                top_sc[r, : t.shape[1]] = np.take_along_axis(cos, t, axis=1)
+                ok = best_cos >= min_score if min_score is not None else np.ones(len(r), dtype=bool)
+                acc, rej = r[ok], r[~ok]
+                node[acc] = cand[best[ok]]
+                depth[acc] = level
+                score[acc] = best_cos[ok]
+                prob[acc] = p[np.arange(len(r)), best][ok]
+                active[rej] = False
+                first = rej[depth[rej] == 0]  # stopped at the first level: unknown
+                score[first] = best_cos[~ok][depth[rej] == 0]
+                prob[first] = p[np.arange(len(r)), best][~ok][depth[rej] == 0]
+        if not active.any():
+            break
+    label = [names[i] if i >= 0 else UNKNOWN for i in node]
+    tops = [[names[j] for j in row if j >= 0] for row in top_idx]
+    return Predictions(label=label, depth=depth, score=score, probability=prob, top_labels=tops, top_scores=top_sc)
+
+
+def flat_predictions(names: Sequence[str], scores: np.ndarray, probability: np.ndarray, k: int = 5, min_score: float | None = None) -> Predictions:
+    """Predictions over one flat label set from ``(n, L)`` scores (e.g. probe or combined
+    probabilities) and ``(n, L)`` probabilities; ``min_score`` applies to ``scores``."""
+    n = len(scores)
+    t = _top(scores, max(1, k)) if n else np.zeros((0, 1), dtype=np.int64)
+    best = t[:, 0] if n else np.zeros(0, dtype=np.int64)
+    rows = np.arange(n)
+    best_score = scores[rows, best].astype(np.float32)
+    ok = best_score >= min_score if min_score is not None else np.ones(n, dtype=bool)
+    return Predictions(
+        label=[names[b] if o else UNKNOWN for b, o in zip(best, ok)],
+        depth=ok.astype(np.int64),
+        score=best_score,
+        probability=probability[rows, best].astype(np.float32),
+        top_labels=[[names[j] for j in row] for row in t],
+        top_scores=np.take_along_axis(scores, t, axis=1).astype(np.float32) if n else np.zeros((0, 1), np.float32),
+    )
