@@ -1,7 +1,7 @@
 """Classify: zero-shot labels from names (prompt ensembling, taxonomies level by level), a
 linear probe on labelled rows, and the adult-content filter."""
 
-from eclip.classify.adult import ADULT_CONCEPTS, DEFAULT_THRESHOLD, GENERAL_CONCEPTS, adult_scores, concept_vectors
+from eclip.classify.adult import ADULT_CONCEPTS, DEFAULT_THRESHOLD, GENERAL_CONCEPTS, LOGIT_SCALE as ADULT_LOGIT_SCALE, adult_scores, concept_vectors
 from eclip.classify.labels import LabelsError, Taxonomy, parse_labels
 from eclip.classify.probe import LinearProbe, align_probe, combine, fit_probe
 from eclip.classify.zeroshot import (
@@ -19,6 +19,7 @@ from eclip.classify.zeroshot import (
 
 __all__ = [
     "ADULT_CONCEPTS",
+    "ADULT_LOGIT_SCALE",
     "DEFAULT_LOGIT_SCALE",
     "DEFAULT_TEMPLATES",
     "DEFAULT_THRESHOLD",

@@ -101,7 +101,9 @@ def fit_probe(x: np.ndarray, y: list[str], c: float | None = None, folds: int = 
     Returns:
         ``(probe, cv)`` where ``cv`` holds ``C``, ``accuracy``, ``macro_f1``, ``folds``,
         ``rows``, ``classes`` (and ``sweep``: the scores of each ``C`` tried), measured with
-        ``cross_val_predict``.
+        ``cross_val_predict``, and ``oof_proba``: the ``(n, C)`` float32 out-of-fold
+        probabilities of the chosen ``C`` (columns in ``probe.classes`` order), for
+        calibrating a threshold on scores the probe did not train on.
 
     Raises:
         EclipError: fewer than 2 classes.
@@ -120,16 +122,20 @@ def fit_probe(x: np.ndarray, y: list[str], c: float | None = None, folds: int = 
     n_folds = int(min(folds, len(labels) // 2))
     grid = (c,) if c is not None else C_GRID
     sweep: list[dict[str, float]] = []
+    oof, oofs = None, []
     if n_folds >= 2:
         splitter = StratifiedKFold(n_folds, shuffle=True, random_state=seed)
         for c_ in grid:
             with warnings.catch_warnings():  # classes rarer than the fold count still train and predict
                 warnings.filterwarnings("ignore", message=".*least populated class.*")
                 warnings.filterwarnings("ignore", category=UserWarning)
-                pred = cross_val_predict(LogisticRegression(C=c_, max_iter=max_iter), x, labels, cv=splitter)
+                oof_ = cross_val_predict(LogisticRegression(C=c_, max_iter=max_iter), x, labels, cv=splitter, method="predict_proba")
+            pred = classes[oof_.argmax(axis=1)]
+            oofs.append(oof_.astype(np.float32))
             sweep.append({"C": c_, "accuracy": round(float(accuracy_score(labels, pred)), 4), "macro_f1": round(float(f1_score(labels, pred, average="macro")), 4)})
         best = max(sweep, key=lambda r: (r["macro_f1"], -r["C"]))
         cv.update(folds=n_folds, **best)
+        oof = oofs[sweep.index(best)]
         if len(sweep) > 1:
             cv["sweep"] = sweep
     else:
@@ -138,10 +144,12 @@ def fit_probe(x: np.ndarray, y: list[str], c: float | None = None, folds: int = 
     model.fit(x, labels)
     coef = model.coef_.astype(np.float32)
     intercept = model.intercept_.astype(np.float32)
+    if oof is not None:
+        cv["oof_proba"] = oof  # (n, C) out-of-fold probabilities of the chosen C, classes sorted
     if coef.shape[0] == 1:  # binary: sigmoid(w.x + b) = softmax over [-(w.x + b)/2, (w.x + b)/2]
         coef = np.vstack([-coef / 2, coef / 2])
         intercept = np.array([-intercept[0] / 2, intercept[0] / 2], dtype=np.float32)
-    return LinearProbe(classes=[str(c_) for c_ in model.classes_], coef=coef, intercept=intercept, meta={"C": cv["C"], "cv": cv}), cv
+    return LinearProbe(classes=[str(c_) for c_ in model.classes_], coef=coef, intercept=intercept, meta={"C": cv["C"], "cv": {k: v for k, v in cv.items() if k != "oof_proba"}}), cv
 
 
 def combine(zero_shot_proba: np.ndarray, probe_log_proba: np.ndarray, prior_weight: float = 0.5) -> np.ndarray:

@@ -476,9 +476,11 @@ def filter_adult(
     positive: Annotated[Optional[str], typer.Option(help="Value of --label-col meaning adult, e.g. 'Sexual Wellness'. Default: true/1/yes.")] = None,
     target_precision: Annotated[float, typer.Option(min=0.0, max=1.0, help="Calibration picks the lowest threshold reaching this precision.")] = 0.9,
     holdout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Share of the labelled rows kept out of calibration (random, --seed) to measure the threshold on.")] = 0.0,
+    fit_probe: Annotated[bool, typer.Option("--fit-probe", help="Few-shot: fit a logistic-regression probe on the --calibrate rows (vectors + zero-shot log-odds); saved as OUT/adult_probe.npz.")] = False,
+    probe: Annotated[Optional[Path], typer.Option(help="adult_probe.npz from an earlier --fit-probe run: score with it (and its threshold).")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     vectors: VectorsOpt = None,
-    logit_scale: LogitScaleOpt = 100.0,
+    logit_scale: LogitScaleOpt = 10.0,
     id_col: IdColOpt = "id",
     text_cols: TextColsOpt = None,
     model: ModelOpt = "minilm",
@@ -486,13 +488,13 @@ def filter_adult(
     image_root: ImageRootOpt = None,
     allow_outside_root: AllowOutsideOpt = False,
 ) -> None:
-    """Flag adult and sexual-wellness products (built-in prompts from Google's product taxonomy); calibrate on labelled rows."""
+    """Flag adult and sexual-wellness products (built-in prompts from Google's product taxonomy); calibrate on labelled rows, or fit a few-shot probe."""
     from eclip import api
 
     cfg = api.AdultFilterConfig(
         id_col=id_col, text_cols=_split(text_cols), image_col=image_col, image_root=image_root, allow_outside_root=allow_outside_root, model=model,
         vectors=vectors, threshold=threshold, calibrate=calibrate, label_col=label_col, positive=positive, target_precision=target_precision,
-        holdout=holdout, seed=seed, logit_scale=logit_scale,
+        holdout=holdout, seed=seed, fit_probe=fit_probe, probe=probe, logit_scale=logit_scale,
     )
     m = api.filter_adult(source, out, cfg)
     s = m["summary"]
@@ -509,7 +511,11 @@ def filter_adult(
         if "holdout" in cal:
             h = cal["holdout"]
             at = h["at_calibrated_threshold"]
-            table.add_row("held out", f"{h['rows']:,} rows ({h['positives']:,} positive): P {at['precision']:.4f} R {at['recall']:.4f}; PR-AUC {h['pr_auc']:.4f}")
+            table.add_row("held out", f"{h['rows']:,} rows ({h['positives']:,} positive): P {at['precision']:.4f} R {at['recall']:.4f} at the calibrated threshold; PR-AUC {h['pr_auc']:.4f}")
+            if "zero_shot" in h:
+                table.add_row("held out, zero-shot", f"PR-AUC {h['zero_shot']['pr_auc']:.4f}")
+    if m["probe"]:
+        table.add_row("probe", f"{m['probe'].get('saved') or m['probe'].get('loaded')}" + (f" (C {m['probe']['cv']['C']:g}, CV macro-F1 {m['probe']['cv'].get('macro_f1', float('nan')):.4f})" if m["probe"].get("cv") else ""))
     table.add_row("written", f"{out}/flagged.parquet, manifest.json")
     console.print(table)
 
