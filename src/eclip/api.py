@@ -1439,7 +1439,7 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
         "inputs": {"source": str(Path(source).resolve()), "catalog": emb.manifest.get("catalog"), "id_col": emb.manifest.get("id_col", cfg.id_col), "text_cols": emb.manifest.get("settings", {}).get("text_cols")},
         "model": emb.manifest.get("model"),
         "embeddings": {"dir": str(emb_dir.resolve()), "key": emb.key, "vectors": modality},
-        "threshold": {"value": round(float(threshold), 6), "source": source_of_threshold, "default": ADULT_THRESHOLD},
+        "threshold": {"value": float(threshold), "source": source_of_threshold, "default": ADULT_THRESHOLD},
         "calibration": calibration,
         "probe": probe_info,
         "concepts": {"adult": list(ADULT_CONCEPTS), "general": list(GENERAL_CONCEPTS), "templates": list(cfg.templates), "logit_scale": cfg.logit_scale},

@@ -70,7 +70,10 @@ class LinearProbe:
         if not p.exists():
             raise RunDirError(f"{p}: no such probe file; fit one with `eclip classify CATALOG --train LABELLED --label-col COL`.")
         try:
-            with np.load(p, allow_pickle=False) as z:
+            z = np.load(p, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ValueError("a single array, not an .npz archive")
+            with z:
                 header = json.loads(str(z["header"]))
                 probe = cls(classes=[str(c) for c in z["classes"]], coef=z["coef"], intercept=z["intercept"], meta=header)
         except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:

@@ -70,7 +70,7 @@ class OperatingPoint:
     met_target: bool
 
     def as_dict(self) -> dict[str, Any]:
-        return {"threshold": round(self.threshold, 6), "precision": round(self.precision, 4), "recall": round(self.recall, 4), "flagged": self.flagged, "met_target": self.met_target}
+        return {"threshold": self.threshold, "precision": round(self.precision, 4), "recall": round(self.recall, 4), "flagged": self.flagged, "met_target": self.met_target}
 
 
 def _check_binary(scores: np.ndarray, y: np.ndarray) -> None:
