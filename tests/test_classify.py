@@ -21,6 +21,7 @@ from eclip.classify import (
     label_vectors,
     parse_labels,
     prompts,
+    taxonomy_vectors,
 )
 from eclip.cli.app import app
 from eclip.errors import EclipError, RunDirError
@@ -143,6 +144,17 @@ def test_taxonomy_level_by_level_stops_when_unsure():
     assert p.top_labels[0] == ["A > A2", "A > A1"]  # the siblings of the last level tried
     # without min_score every row reaches a leaf
     assert classify_taxonomy(x, tax, w).depth.tolist() == [2, 2, 2]
+
+
+def test_parent_vectors_blend_name_and_leaves():
+    tax = Taxonomy.from_lines(["P > L1", "P > L2"])
+    own = np.stack([_unit(1, 0, 0), _unit(0, 1, 0), _unit(0, 0, 1)])  # P, P > L1, P > L2
+    w = taxonomy_vectors(tax, own)
+    # P: normalise(normalise(mean(L1, L2)) + P) = normalise((1, 1/sqrt2, 1/sqrt2))
+    np.testing.assert_allclose(w[0], _unit(1, 2**-0.5, 2**-0.5), atol=1e-6)
+    np.testing.assert_allclose(w[1:], own[1:])  # leaves keep their own vectors
+    flat = Taxonomy.flat(["P > L1", "P > L2"])
+    assert flat.depth == 1 and flat.paths == (("P > L1",), ("P > L2",))
 
 
 def test_flat_predictions_unknown_below_min_score():

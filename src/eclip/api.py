@@ -23,6 +23,7 @@ from eclip.catalog import Catalog, load_catalog, read_table
 from eclip.cluster import KNN_MODE_MIN_ROWS, HdbscanSettings, cluster_knn, cluster_pca
 from eclip.cluster.summary import class_tfidf_terms, medoids
 from eclip.classify import (
+    Taxonomy,
     ADULT_CONCEPTS,
     ADULT_LOGIT_SCALE,
     DEFAULT_LOGIT_SCALE,
@@ -42,6 +43,7 @@ from eclip.classify import (
     label_vectors,
     parse_labels,
     softmax,
+    taxonomy_vectors,
 )
 from eclip.catalog.images import MAX_IMAGE_BYTES, URL_TIMEOUT_S, ImageSettings
 from eclip.encoders import (
@@ -1084,6 +1086,8 @@ class ClassifyConfig(CatalogSource):
         k: top labels kept per row. min_score: below it, ``unknown`` (cosine for zero-shot,
             probability with a probe). logit_scale: zero-shot softmax sharpness.
         templates: prompt templates (``{}`` = the label).
+        hierarchy: ``levels`` (a taxonomy top-down, level by level) or ``leaves`` (one
+            choice among its leaves).
         probe_c: the probe's inverse regularisation ``C``; ``None``: chosen by cross-validated
             macro-F1 (:data:`eclip.classify.probe.C_GRID`). cv_folds: cross-validation folds.
     """
@@ -1099,6 +1103,7 @@ class ClassifyConfig(CatalogSource):
     min_score: float | None = None
     logit_scale: float = DEFAULT_LOGIT_SCALE
     templates: tuple[str, ...] = DEFAULT_TEMPLATES
+    hierarchy: str = "levels"
     probe_c: float | None = None
     cv_folds: int = 5
     seed: int = 0
@@ -1202,6 +1207,8 @@ def classify(source: str | Path, out: str | Path, cfg: ClassifyConfig | None = N
         raise EclipError("--train needs --label-col, the column holding each labelled row's class.")
     if cfg.train is not None and cfg.probe is not None:
         raise EclipError("give --train (fit a new probe) or --probe (use a saved one), not both.")
+    if cfg.hierarchy not in ("levels", "leaves"):
+        raise EclipError(f"--hierarchy {cfg.hierarchy!r} is not known; use levels or leaves.")
     if not 0.0 <= cfg.prior_weight <= 1.0 or not 0.0 < cfg.train_fraction <= 1.0:
         raise EclipError("--prior-weight must be in [0, 1] and --train-fraction in (0, 1].")
     taxonomy = parse_labels(cfg.labels) if cfg.labels is not None else None  # fail before embedding
@@ -1232,8 +1239,12 @@ def classify(source: str | Path, out: str | Path, cfg: ClassifyConfig | None = N
             encoder = _label_encoder(emb, emb_dir, cfg.model)
         if probe is None:
             with console.status(f"embedding {len(taxonomy.paths):,} labels x {len(cfg.templates)} prompts"):
-                node_vecs = label_vectors(encoder.encode, [p[-1] for p in taxonomy.paths], cfg.templates)
-            pred = classify_taxonomy(x, taxonomy, node_vecs, cfg.k, cfg.min_score, cfg.logit_scale)
+                own = label_vectors(encoder.encode, [p[-1] for p in taxonomy.paths], cfg.templates)
+            if cfg.hierarchy == "leaves":  # one flat choice among the leaves, named by their paths
+                keep = [i for i, p in enumerate(taxonomy.paths) if p in set(taxonomy.leaves)]
+                pred = classify_taxonomy(x, Taxonomy.flat([taxonomy.name(taxonomy.paths[i]) for i in keep]), own[keep], cfg.k, cfg.min_score, cfg.logit_scale)
+            else:
+                pred = classify_taxonomy(x, taxonomy, taxonomy_vectors(taxonomy, own), cfg.k, cfg.min_score, cfg.logit_scale)
             how = "zero-shot"
         elif taxonomy is None:
             proba = probe.proba(x)
@@ -1262,7 +1273,7 @@ def classify(source: str | Path, out: str | Path, cfg: ClassifyConfig | None = N
         "method": how,
         "labels": {"file": str(Path(cfg.labels).resolve()), "labels": len(taxonomy.paths), "leaves": len(taxonomy.leaves), "depth": taxonomy.depth, "templates": list(cfg.templates), "logit_scale": cfg.logit_scale} if taxonomy else None,
         "probe": probe_info,
-        "settings": {"k": cfg.k, "min_score": cfg.min_score, "prior_weight": cfg.prior_weight if how == "zero-shot prior + probe" else None, "seed": cfg.seed},
+        "settings": {"k": cfg.k, "min_score": cfg.min_score, "hierarchy": cfg.hierarchy, "prior_weight": cfg.prior_weight if how == "zero-shot prior + probe" else None, "seed": cfg.seed},
         "counts": {"rows": len(emb.ids), **{s_: int(status_counts.get(s_, 0)) for s_ in ("predicted", "unknown", "no_vector")}, "in_train": int(in_train.sum())},
         "top_labels": dict(zip(top["label"].to_list(), top["count"].to_list())),
         "timings_s": {**timer.seconds, "total": round(time.perf_counter() - t_start, 3)},

@@ -15,6 +15,7 @@ from eclip.classify.zeroshot import (
     label_vectors,
     prompts,
     softmax,
+    taxonomy_vectors,
 )
 
 __all__ = [
@@ -41,4 +42,5 @@ __all__ = [
     "parse_labels",
     "prompts",
     "softmax",
+    "taxonomy_vectors",
 ]

@@ -58,6 +58,12 @@ class Taxonomy:
         return SEPARATOR.join(path)
 
     @classmethod
+    def flat(cls, names: list[str]) -> Taxonomy:
+        """A depth-1 taxonomy of ``names`` taken whole (``" > "`` inside a name is not split)."""
+        paths = tuple((n,) for n in names)
+        return cls(paths=paths, children={(): paths})
+
+    @classmethod
     def from_lines(cls, lines: list[str], source: Path | None = None) -> Taxonomy:
         """Build a taxonomy from label lines (see :func:`parse_labels`).
 

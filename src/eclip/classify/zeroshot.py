@@ -9,7 +9,8 @@ fused) and the label vector; probabilities are the softmax of ``logit_scale x co
 over the labels competing at that level.
 
 A taxonomy is classified level by level (top-down): first among the top-level categories,
-then among the children of the chosen one, and so on. A row stops descending when its best
+then among the children of the chosen one, and so on. A parent's vector blends its own name
+with its leaves (:func:`taxonomy_vectors`). A row stops descending when its best
 cosine at a level is below ``min_score``; a row that stops at the first level is
 ``unknown``.
 """
@@ -76,6 +77,30 @@ def label_vectors(encode: Callable[[list[str]], np.ndarray], names: Sequence[str
     ``encode``, returning ``(m, d)`` float32) applied to :func:`prompts`, then :func:`ensemble`."""
     vecs = np.asarray(encode(prompts(names, templates)), dtype=np.float32)
     return ensemble(vecs.reshape(len(names), len(templates), -1))
+
+
+def taxonomy_vectors(taxonomy: Taxonomy, own: np.ndarray) -> np.ndarray:
+    """Node vectors that describe a parent by its leaves as well as by its own name.
+
+    A top-level name such as "Accessories" or "Personal Care" says little; its leaves say
+    what it holds. Each inner node's vector is ``normalise(normalise(mean of its descendant
+    leaves' vectors) + own vector)``; leaves keep their own vector.
+
+    Args:
+        taxonomy: the labels. own: ``(len(taxonomy.paths), d)`` float32 L2-normalised
+            vectors of each node's own name (see :func:`label_vectors`).
+
+    Returns:
+        ``(len(taxonomy.paths), d)`` float32, L2-normalised.
+    """
+    index = {p: i for i, p in enumerate(taxonomy.paths)}
+    out = own.copy()
+    leaves = taxonomy.leaves
+    for p in taxonomy.paths:
+        below = [index[leaf] for leaf in leaves if len(leaf) > len(p) and leaf[: len(p)] == p]
+        if below:
+            out[index[p]] = _normalise(_normalise(own[below].mean(axis=0)) + own[index[p]])
+    return out
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -428,6 +428,7 @@ def classify(
     prior_weight: Annotated[float, typer.Option(min=0.0, max=1.0, help="Weight w of the zero-shot prior: softmax(w log p_zero_shot + (1-w) log p_probe).")] = 0.5,
     min_score: Annotated[Optional[float], typer.Option(help="Below this score a row is 'unknown' (cosine for zero-shot, probability with a probe); in a taxonomy it stops descending.")] = None,
     k: Annotated[int, typer.Option(min=1, help="Top labels kept per row.")] = 5,
+    hierarchy: Annotated[str, typer.Option(help="A taxonomy's classification: levels (top-down, level by level) or leaves (one choice among the leaves).")] = "levels",
     vectors: VectorsOpt = None,
     logit_scale: LogitScaleOpt = 100.0,
     template: Annotated[Optional[list[str]], typer.Option(help="Prompt template with {} for the label; repeatable. Default: 5 product templates, ensembled.")] = None,
@@ -446,7 +447,7 @@ def classify(
     cfg = api.ClassifyConfig(
         id_col=id_col, text_cols=_split(text_cols), image_col=image_col, image_root=image_root, allow_outside_root=allow_outside_root, model=model,
         labels=labels, train=train, label_col=label_col, train_fraction=train_fraction, probe=probe, prior_weight=prior_weight,
-        vectors=vectors, k=k, min_score=min_score, logit_scale=logit_scale, probe_c=probe_c, seed=seed,
+        vectors=vectors, k=k, min_score=min_score, logit_scale=logit_scale, hierarchy=hierarchy, probe_c=probe_c, seed=seed,
         **({"templates": tuple(template)} if template else {}),
     )
     m = api.classify(source, out, cfg)
