@@ -1097,7 +1097,7 @@ class ClassifyConfig(CatalogSource):
     label_col: str | None = None
     train_fraction: float = 1.0
     probe: Path | None = None
-    prior_weight: float = 0.5
+    prior_weight: float = 0.2
     vectors: str | None = None
     k: int = 5
     min_score: float | None = None

@@ -425,7 +425,7 @@ def classify(
     label_col: Annotated[Optional[str], typer.Option(help="Class column of --train.")] = None,
     train_fraction: Annotated[float, typer.Option(min=0.0, max=1.0, help="Share of --train's labelled rows used (random, --seed); the rest stay out for `eclip eval`.")] = 1.0,
     probe: Annotated[Optional[Path], typer.Option(help="A saved probe.npz to apply. With --labels: zero-shot prior x probe.")] = None,
-    prior_weight: Annotated[float, typer.Option(min=0.0, max=1.0, help="Weight w of the zero-shot prior: softmax(w log p_zero_shot + (1-w) log p_probe).")] = 0.5,
+    prior_weight: Annotated[float, typer.Option(min=0.0, max=1.0, help="Weight w of the zero-shot prior: softmax(w log p_zero_shot + (1-w) log p_probe).")] = 0.2,
     min_score: Annotated[Optional[float], typer.Option(help="Below this score a row is 'unknown' (cosine for zero-shot, probability with a probe); in a taxonomy it stops descending.")] = None,
     k: Annotated[int, typer.Option(min=1, help="Top labels kept per row.")] = 5,
     hierarchy: Annotated[str, typer.Option(help="A taxonomy's classification: levels (top-down, level by level) or leaves (one choice among the leaves).")] = "levels",
