@@ -1381,7 +1381,8 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
         nearest = np.full(n, -1, dtype=np.int64)
         score[present], log_odds[present], nearest[present] = adult_scores(np.ascontiguousarray(x_all[present]), concepts, len(ADULT_CONCEPTS), cfg.logit_scale)
     names = list(ADULT_CONCEPTS) + list(GENERAL_CONCEPTS)
-    features = np.hstack([x_all, np.clip(log_odds, -30, 30)[:, None]])  # the probe's input
+    # the probe's input: the vectors plus the zero-shot log-odds (built only when a probe is used)
+    features = np.hstack([x_all, np.clip(log_odds, -30, 30)[:, None]]) if (cfg.fit_probe or cfg.probe is not None) else None
     zero_shot = score.copy()
     threshold, source_of_threshold, calibration, probe_info = cfg.threshold, "given", None, None
     if cfg.probe is not None:

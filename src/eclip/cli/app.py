@@ -40,6 +40,11 @@ WorkersOpt = Annotated[int, typer.Option(min=-1, help="DataLoader workers decodi
 BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Rows per encoder forward pass.")]
 
 
+def _source(id_col: str, text_cols: Optional[str], image_col: Optional[str], image_root: Optional[Path], allow_outside_root: bool, model: str) -> dict:
+    """The shared catalog options as keyword arguments of :class:`eclip.api.CatalogSource`."""
+    return {"id_col": id_col, "text_cols": _split(text_cols), "image_col": image_col, "image_root": image_root, "allow_outside_root": allow_outside_root, "model": model}
+
+
 def _split(cols: Optional[str]) -> Optional[list[str]]:
     return [c.strip() for c in cols.split(",") if c.strip()] if cols else None
 
@@ -445,7 +450,7 @@ def classify(
     from eclip import api
 
     cfg = api.ClassifyConfig(
-        id_col=id_col, text_cols=_split(text_cols), image_col=image_col, image_root=image_root, allow_outside_root=allow_outside_root, model=model,
+        **_source(id_col, text_cols, image_col, image_root, allow_outside_root, model),
         labels=labels, train=train, label_col=label_col, train_fraction=train_fraction, probe=probe, prior_weight=prior_weight,
         vectors=vectors, k=k, min_score=min_score, logit_scale=logit_scale, hierarchy=hierarchy, probe_c=probe_c, seed=seed,
         **({"templates": tuple(template)} if template else {}),
@@ -493,7 +498,7 @@ def filter_adult(
     from eclip import api
 
     cfg = api.AdultFilterConfig(
-        id_col=id_col, text_cols=_split(text_cols), image_col=image_col, image_root=image_root, allow_outside_root=allow_outside_root, model=model,
+        **_source(id_col, text_cols, image_col, image_root, allow_outside_root, model),
         vectors=vectors, threshold=threshold, calibrate=calibrate, label_col=label_col, positive=positive, target_precision=target_precision,
         holdout=holdout, seed=seed, fit_probe=fit_probe, probe=probe, logit_scale=logit_scale,
     )
