@@ -398,6 +398,28 @@ class CatalogSource:
     allow_outside_root: bool = False
     model: str = DEFAULT_MODEL
 
+    def embed_config(self, text_cols: list[str] | None = None, **settings: Any) -> EmbedConfig:
+        """The :class:`EmbedConfig` that embeds this source (``text_cols`` overrides the
+        configured columns; ``settings`` are further :class:`EmbedConfig` fields)."""
+        return EmbedConfig(
+            model=self.model, id_col=self.id_col, text_cols=text_cols if text_cols is not None else self.text_cols,
+            image_col=self.image_col, image_root=self.image_root, allow_outside_root=self.allow_outside_root, **settings,
+        )
+
+    def inputs(self, source: str | Path, emb: Embeddings) -> dict[str, Any]:
+        """The manifest's ``inputs`` of a job that read ``source`` through the embeddings
+        ``emb`` (catalog, columns and image location as embedded)."""
+        made = emb.manifest
+        return {
+            "source": str(Path(source).resolve()),
+            "catalog": made.get("catalog"),
+            "id_col": made.get("id_col", self.id_col),
+            "text_cols": made.get("settings", {}).get("text_cols"),
+            "image_col": made.get("settings", {}).get("image_col"),
+            "image_root": str(Path(self.image_root).resolve()) if self.image_root else None,
+            "allow_outside_root": self.allow_outside_root,
+        }
+
 
 @dataclass
 class DedupeConfig(CatalogSource):
@@ -486,15 +508,7 @@ def read_calibration(path: str | Path) -> tuple[str, float]:
 def _get_embeddings(cat: Catalog, cfg: DedupeConfig, out: Path, timer: _Timer) -> Embeddings:
     """The catalog's embeddings: read from ``cfg.embeddings``, or made (resumably) in the cache."""
     if cfg.embeddings is None:
-        ecfg = EmbedConfig(
-            model=cfg.model,
-            id_col=cfg.id_col,
-            text_cols=list(cat.text_cols),
-            image_col=cfg.image_col,
-            image_root=cfg.image_root,
-            allow_outside_root=cfg.allow_outside_root,
-            settings=EmbedSettings(batch_size=cfg.batch_size, workers=cfg.workers),
-        )
+        ecfg = cfg.embed_config(list(cat.text_cols), settings=EmbedSettings(batch_size=cfg.batch_size, workers=cfg.workers))
         with timer("embed"):
             embed(cat.path, cfg.cache_dir or out / "embeddings", ecfg)
     folder = cfg.embeddings or cfg.cache_dir or out / "embeddings"
@@ -931,15 +945,10 @@ def cluster(source: str | Path, out: str | Path, cfg: ClusterConfig | None = Non
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timer, t_start = _Timer(), time.perf_counter()
-    ecfg = EmbedConfig(model=cfg.model, id_col=cfg.id_col, text_cols=cfg.text_cols, image_col=cfg.image_col, image_root=cfg.image_root, allow_outside_root=cfg.allow_outside_root)
-    with timer("embed"):
-        emb_dir = _embeddings_dir(source, out / "embeddings", ecfg)
-    with timer("load_embeddings"):
-        emb = load_embeddings(emb_dir)
-        modality = cfg.vectors or ("fused" if emb.image is not None else "text")
-        _, x, ids, texts, _ = _index_source(emb_dir, modality, emb)
+    emb_dir, emb, modality, _, present = _row_vectors(source, out, cfg, cfg.vectors, timer)
+    _, x, ids, texts, _ = _index_source(emb_dir, modality, emb)
     all_ids = emb.ids
-    rows = np.flatnonzero(emb.vectors(modality)[1])  # the rows `x` holds, as _index_source picked them
+    rows = np.flatnonzero(present)  # the rows `x` holds, as _index_source picked them
     if len(x) < 2:
         raise EclipError(f"{source}: {len(x)} row(s) have {modality} vectors; clustering needs at least 2.")
     texts = texts if texts is not None else [""] * len(ids)
@@ -996,20 +1005,11 @@ def cluster(source: str | Path, out: str | Path, cfg: ClusterConfig | None = Non
     with timer("write"):
         write_parquet(clusters, out / "clusters.parquet")
         write_parquet(summary, out / "cluster_summary.parquet")
-    cat_manifest = emb.manifest
     manifest = {
         "job": "cluster",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "inputs": {
-            "source": str(Path(source).resolve()),
-            "catalog": cat_manifest.get("catalog"),
-            "id_col": cat_manifest.get("id_col", cfg.id_col),
-            "text_cols": cat_manifest.get("settings", {}).get("text_cols"),
-            "image_col": cat_manifest.get("settings", {}).get("image_col"),
-            "image_root": str(Path(cfg.image_root).resolve()) if cfg.image_root else None,
-            "allow_outside_root": cfg.allow_outside_root,
-        },
-        "model": cat_manifest.get("model"),
+        "inputs": cfg.inputs(source, emb),
+        "model": emb.manifest.get("model"),
         "embeddings": {"dir": str(Path(emb_dir).resolve()), "key": emb.key, "vectors": modality, "dim": int(x.shape[1])},
         "clustering": {"algorithm": "hdbscan", **asdict(cfg.hdbscan), "mode": mode, "mode_asked": cfg.hdbscan.mode, "knn_mode_min_rows": KNN_MODE_MIN_ROWS, "graph_components": res.components, "index": index_info},
         "counts": {
@@ -1035,9 +1035,8 @@ def _row_vectors(source: str | Path, out: Path, src: CatalogSource, vectors: str
     """Embed ``source`` (or read it, when it is an embeddings directory): ``(emb_dir, emb,
     modality, x, present)`` with ``x`` the ``(n, d)`` float32 vectors of every row and
     ``present`` the ``(n,)`` bool rows that have them."""
-    ecfg = EmbedConfig(model=src.model, id_col=src.id_col, text_cols=src.text_cols, image_col=src.image_col, image_root=src.image_root, allow_outside_root=src.allow_outside_root)
     with timer("embed"):
-        emb_dir = _embeddings_dir(source, out / "embeddings", ecfg)
+        emb_dir = _embeddings_dir(source, out / "embeddings", src.embed_config())
     with timer("load_embeddings"):
         emb = load_embeddings(emb_dir)
     modality = vectors or ("fused" if emb.image is not None else "text")
@@ -1109,7 +1108,7 @@ class ClassifyConfig(CatalogSource):
     seed: int = 0
 
 
-def _train_rows(cfg: ClassifyConfig, emb: Embeddings, x: np.ndarray, present: np.ndarray, out: Path, timer: _Timer) -> tuple[np.ndarray, list[str], np.ndarray, dict[str, Any]]:
+def _train_rows(cfg: ClassifyConfig, emb: Embeddings, modality: str, x: np.ndarray, present: np.ndarray, out: Path, timer: _Timer) -> tuple[np.ndarray, list[str], np.ndarray, dict[str, Any]]:
     """Vectors and labels of the probe's training rows: ``(x_train, y, in_train, info)``;
     ``in_train`` marks the source rows used (all false when ``train`` is another catalog)."""
     assert cfg.train is not None and cfg.label_col is not None
@@ -1127,13 +1126,13 @@ def _train_rows(cfg: ClassifyConfig, emb: Embeddings, x: np.ndarray, present: np
         x_train, y = x[rows], [labelled[emb.ids[r]] for r in rows]
         where = "source rows"
     else:  # another catalog: embed it with the same model and columns
-        ecfg = EmbedConfig(model=cfg.model, id_col=cfg.id_col, text_cols=list(emb.manifest.get("settings", {}).get("text_cols") or []) or cfg.text_cols, image_col=cfg.image_col, image_root=cfg.image_root, allow_outside_root=cfg.allow_outside_root)
+        ecfg = cfg.embed_config(emb.manifest.get("settings", {}).get("text_cols") or cfg.text_cols)
         with timer("embed_train"):
             tdir = _embeddings_dir(cfg.train, out / "train_embeddings", ecfg)
             temb = load_embeddings(tdir)
         if temb.manifest.get("model") != emb.manifest.get("model"):
             raise RunDirError(f"{cfg.train} was embedded with another model than the source; embed both with the same --model.")
-        tx, tpresent = temb.vectors(cfg.vectors or ("fused" if emb.image is not None else "text"))
+        tx, tpresent = temb.vectors(modality)
         tpos = {x_: i for i, x_ in enumerate(temb.ids)}
         rows = np.array([tpos[i] for i in ids if i in tpos], dtype=np.int64)
         rows = rows[tpresent[rows]]
@@ -1220,7 +1219,7 @@ def classify(source: str | Path, out: str | Path, cfg: ClassifyConfig | None = N
     described = emb.manifest.get("model", {})
     probe, probe_info, in_train = None, None, np.zeros(len(emb.ids), dtype=bool)
     if cfg.train is not None:
-        x_train, y, in_train, train_info = _train_rows(cfg, emb, x_all, present, out, timer)
+        x_train, y, in_train, train_info = _train_rows(cfg, emb, modality, x_all, present, out, timer)
         with timer("probe_fit"), console.status(f"fitting a logistic-regression probe on {len(y):,} rows ({cfg.cv_folds}-fold CV)"):
             probe, cv = fit_probe(x_train, y, c=cfg.probe_c, folds=cfg.cv_folds, seed=cfg.seed)
         probe.meta.update(model=described, vectors=modality)
@@ -1267,7 +1266,7 @@ def classify(source: str | Path, out: str | Path, cfg: ClassifyConfig | None = N
     manifest = {
         "job": "classify",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "inputs": {"source": str(Path(source).resolve()), "catalog": emb.manifest.get("catalog"), "id_col": emb.manifest.get("id_col", cfg.id_col), "text_cols": emb.manifest.get("settings", {}).get("text_cols")},
+        "inputs": cfg.inputs(source, emb),
         "model": described,
         "embeddings": {"dir": str(emb_dir.resolve()), "key": emb.key, "vectors": modality, "dim": int(x_all.shape[1])},
         "method": how,
@@ -1323,6 +1322,11 @@ class AdultFilterConfig(CatalogSource):
 
 
 _TRUE = ("true", "1", "yes", "y", "t")
+
+
+def _adult_proba(probe: LinearProbe, features: np.ndarray) -> np.ndarray:
+    """``(n,)`` float32 probability of the adult class under an adult probe."""
+    return probe.proba(features)[:, probe.classes.index("adult")]
 
 
 def binary_gold(labels: dict[str, str], ids: list[str], positive: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -1389,7 +1393,7 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
         probe = LinearProbe.load(cfg.probe)
         if probe.meta.get("model") != emb.manifest.get("model") or probe.meta.get("vectors") != modality or probe.meta.get("task") != "adult":
             raise RunDirError(f"{cfg.probe} is not an adult probe for {modality} vectors of {emb.manifest.get('model', {}).get('name')}; fit one here with --calibrate ... --fit-probe.")
-        score = np.where(present, probe.proba(features)[:, probe.classes.index("adult")], 0.0).astype(np.float32)
+        score = np.where(present, _adult_proba(probe, features), 0.0).astype(np.float32)
         probe_info = {"loaded": str(Path(cfg.probe).resolve()), "cv": probe.meta.get("cv")}
         if threshold is None and cfg.calibrate is None:
             threshold, source_of_threshold = float(probe.meta["threshold"]), "probe"
@@ -1404,8 +1408,8 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
         if cfg.fit_probe:
             with timer("probe_fit"), console.status(f"fitting the adult probe on {int(cal.sum()):,} labelled rows"):
                 probe, cv = fit_probe(features[rows[cal]], np.where(y[cal], "adult", "other").tolist(), seed=cfg.seed)
-            cal_scores = cv["oof_proba"][:, probe.classes.index("adult")] if "oof_proba" in cv else probe.proba(features[rows[cal]])[:, probe.classes.index("adult")]
-            score = np.where(present, probe.proba(features)[:, probe.classes.index("adult")], 0.0).astype(np.float32)
+            cal_scores = cv["oof_proba"][:, probe.classes.index("adult")] if "oof_proba" in cv else _adult_proba(probe, features[rows[cal]])
+            score = np.where(present, _adult_proba(probe, features), 0.0).astype(np.float32)
         point = threshold_for_precision(cal_scores, y[cal], cfg.target_precision)
         if cfg.fit_probe:
             probe.meta.update(task="adult", model=emb.manifest.get("model"), vectors=modality, logit_scale=cfg.logit_scale, threshold=point.threshold, target_precision=cfg.target_precision)
@@ -1448,7 +1452,7 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
     manifest = {
         "job": "filter-adult",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "inputs": {"source": str(Path(source).resolve()), "catalog": emb.manifest.get("catalog"), "id_col": emb.manifest.get("id_col", cfg.id_col), "text_cols": emb.manifest.get("settings", {}).get("text_cols")},
+        "inputs": cfg.inputs(source, emb),
         "model": emb.manifest.get("model"),
         "embeddings": {"dir": str(emb_dir.resolve()), "key": emb.key, "vectors": modality},
         "threshold": {"value": float(threshold), "source": source_of_threshold, "default": ADULT_THRESHOLD},

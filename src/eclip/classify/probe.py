@@ -43,9 +43,9 @@ class LinearProbe:
 
     def log_proba(self, x: np.ndarray) -> np.ndarray:
         """``(n, C)`` float32 log-probabilities of the ``(n, d)`` float32 rows."""
-        logits = x @ self.coef.T + self.intercept
-        logits = logits - logits.max(axis=1, keepdims=True)
-        return (logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))).astype(np.float32)
+        from scipy.special import log_softmax
+
+        return log_softmax(x @ self.coef.T + self.intercept, axis=1).astype(np.float32)
 
     def proba(self, x: np.ndarray) -> np.ndarray:
         """``(n, C)`` float32 class probabilities (rows sum to 1)."""

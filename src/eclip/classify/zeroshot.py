@@ -104,10 +104,10 @@ def taxonomy_vectors(taxonomy: Taxonomy, own: np.ndarray) -> np.ndarray:
 
 
 def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Numerically stable softmax along ``axis`` (float32)."""
-    z = logits - logits.max(axis=axis, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=axis, keepdims=True)).astype(np.float32)
+    """Softmax along ``axis`` as float32 (``scipy.special.softmax``)."""
+    from scipy.special import softmax as _softmax
+
+    return _softmax(logits, axis=axis).astype(np.float32)
 
 
 @dataclass
@@ -188,24 +188,24 @@ def classify_taxonomy(
             for lo in range(0, len(rows), _CHUNK):
                 r = rows[lo : lo + _CHUNK]
                 cos = x[r] @ node_vectors[cand].T
-                p = softmax(logit_scale * cos)
                 best = cos.argmax(axis=1)
                 best_cos = cos[np.arange(len(r)), best]
+                best_p = softmax(logit_scale * cos)[np.arange(len(r)), best]
                 t = _top(cos, k_eff)
                 top_idx[r] = -1
                 top_sc[r] = np.nan
                 top_idx[r, : t.shape[1]] = cand[t]
                 top_sc[r, : t.shape[1]] = np.take_along_axis(cos, t, axis=1)
                 ok = best_cos >= min_score if min_score is not None else np.ones(len(r), dtype=bool)
-                acc, rej = r[ok], r[~ok]
+                acc = r[ok]
                 node[acc] = cand[best[ok]]
                 depth[acc] = level
                 score[acc] = best_cos[ok]
-                prob[acc] = p[np.arange(len(r)), best][ok]
-                active[rej] = False
-                first = rej[depth[rej] == 0]  # stopped at the first level: unknown
-                score[first] = best_cos[~ok][depth[rej] == 0]
-                prob[first] = p[np.arange(len(r)), best][~ok][depth[rej] == 0]
+                prob[acc] = best_p[ok]
+                active[r[~ok]] = False
+                first = ~ok & (depth[r] == 0)  # stopped at the first level: unknown, keeps its best rejected score
+                score[r[first]] = best_cos[first]
+                prob[r[first]] = best_p[first]
         if not active.any():
             break
     label = [names[i] if i >= 0 else UNKNOWN for i in node]
