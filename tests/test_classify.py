@@ -312,3 +312,15 @@ def test_cli_filter_adult_calibrates_on_netmeds(shared_data, tmp_path):
     m2 = json.loads((tmp_path / "reuse" / "manifest.json").read_text())
     assert m2["threshold"]["source"] == "probe"
     assert m2["threshold"]["value"] == pytest.approx(json.loads((tmp_path / "fs" / "manifest.json").read_text())["threshold"]["value"], abs=1e-5)
+
+
+def test_catalog_without_id_column_points_to_row_ids(tmp_path):
+    from eclip.catalog import load_catalog
+    from eclip.errors import CatalogError
+
+    f = tmp_path / "products.csv"
+    f.write_text("title,category\nDurex Condoms 10's,Sexual Wellness\nVitamin C 500 mg,Fitness\n", encoding="utf-8")
+    with pytest.raises(CatalogError, match=r"products.csv: no id column 'id'.*--id-col @row"):
+        load_catalog(f)
+    cat = load_catalog(f, id_col="@row")
+    assert cat.ids == ["1", "2"] and cat.texts[0] == "Durex Condoms 10's"
