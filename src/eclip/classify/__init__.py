@@ -1,7 +1,7 @@
 """Classify: zero-shot labels from names (prompt ensembling, taxonomies level by level), a
 linear probe on labelled rows, and the adult-content filter."""
 
-from eclip.classify.adult import ADULT_CONCEPTS, DEFAULT_THRESHOLD, GENERAL_CONCEPTS, LOGIT_SCALE as ADULT_LOGIT_SCALE, adult_scores, concept_vectors
+from eclip.classify.adult import ADULT_CONCEPTS, DEFAULT_THRESHOLD, GENERAL_CONCEPTS, LOGIT_SCALE as ADULT_LOGIT_SCALE, adult_probability, adult_scores, concept_vectors
 from eclip.classify.labels import LabelsError, Taxonomy, parse_labels
 from eclip.classify.probe import LinearProbe, align_probe, combine, fit_probe
 from eclip.classify.zeroshot import (
@@ -13,6 +13,7 @@ from eclip.classify.zeroshot import (
     ensemble,
     flat_predictions,
     label_vectors,
+    predictions_frame,
     prompts,
     softmax,
     taxonomy_vectors,
@@ -30,6 +31,7 @@ __all__ = [
     "LinearProbe",
     "Predictions",
     "Taxonomy",
+    "adult_probability",
     "adult_scores",
     "align_probe",
     "classify_taxonomy",
@@ -40,6 +42,7 @@ __all__ = [
     "flat_predictions",
     "label_vectors",
     "parse_labels",
+    "predictions_frame",
     "prompts",
     "softmax",
     "taxonomy_vectors",

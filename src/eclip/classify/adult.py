@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from eclip.classify.probe import LinearProbe
 from eclip.classify.zeroshot import DEFAULT_TEMPLATES, label_vectors
 
 ADULT_CONCEPTS: tuple[str, ...] = (
@@ -143,3 +144,10 @@ def adult_scores(x: np.ndarray, concepts: np.ndarray, n_adult: int = len(ADULT_C
         score[lo : lo + chunk] = 1.0 / (1.0 + np.exp(-lo_))
         best[lo : lo + chunk] = cos.argmax(axis=1)
     return score, log_odds, best
+
+
+def adult_probability(probe: LinearProbe, features: np.ndarray) -> np.ndarray:
+    """``(n,)`` float32 probability of the ``adult`` class under an adult probe (fitted by
+    ``eclip filter-adult --fit-probe`` on ``(n, d + 1)`` float32 features: the vectors plus
+    the zero-shot log-odds)."""
+    return probe.proba(features)[:, probe.classes.index("adult")]

@@ -20,7 +20,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from typing import Any
+
 import numpy as np
+import polars as pl
 
 from eclip.classify.labels import Taxonomy
 
@@ -229,4 +232,47 @@ def flat_predictions(names: Sequence[str], scores: np.ndarray, probability: np.n
         probability=probability[rows, best].astype(np.float32),
         top_labels=[[names[j] for j in row] for row in t],
         top_scores=np.take_along_axis(scores, t, axis=1).astype(np.float32) if n else np.zeros((0, 1), np.float32),
+    )
+
+
+def predictions_frame(ids: list[str], present: np.ndarray, pred: Predictions, in_train: np.ndarray) -> pl.DataFrame:
+    """``predictions.parquet``: every row once.
+
+    Args:
+        ids: the ``n`` row ids. present: ``(n,)`` bool, rows that have vectors (``pred``
+            holds their predictions, in row order). in_train: ``(n,)`` bool, rows that
+            trained the probe.
+
+    Returns:
+        Columns id, label, score, probability (float32), depth, top_labels, top_scores,
+        status (``predicted`` / ``unknown`` / ``no_vector``), in_train.
+    """
+    n = len(ids)
+    rows = np.flatnonzero(present)
+    label = np.full(n, UNKNOWN, dtype=object)
+    label[rows] = pred.label
+    status = np.full(n, "no_vector", dtype=object)
+    status[rows] = np.where(pred.depth > 0, "predicted", "unknown")
+    def spread(a: np.ndarray, dtype: Any, fill: Any) -> np.ndarray:
+        full = np.full(n, fill, dtype=dtype)
+        full[rows] = a
+        return full
+    tops: list[list[str]] = [[] for _ in range(n)]
+    top_sc: list[list[float]] = [[] for _ in range(n)]
+    for j, r in enumerate(rows):
+        tops[r] = pred.top_labels[j]
+        top_sc[r] = [float(v) for v in pred.top_scores[j][: len(pred.top_labels[j])]]
+    return pl.DataFrame(
+        {
+            "id": ids,
+            "label": label.tolist(),
+            "score": spread(pred.score, np.float32, np.nan),
+            "probability": spread(pred.probability, np.float32, np.nan),
+            "depth": spread(pred.depth, np.int64, 0),
+            "top_labels": tops,
+            "top_scores": top_sc,
+            "status": status.tolist(),
+            "in_train": in_train,
+        },
+        schema={"id": pl.String, "label": pl.String, "score": pl.Float32, "probability": pl.Float32, "depth": pl.Int64, "top_labels": pl.List(pl.String), "top_scores": pl.List(pl.Float32), "status": pl.String, "in_train": pl.Boolean},
     )

@@ -86,3 +86,63 @@ def medoids(vectors: np.ndarray, labels: np.ndarray, probability: np.ndarray, ex
         ex = members[np.lexsort((-sims, -probability[members]))][:exemplars]
         out[int(labels[members[0]])] = (medoid, [int(i) for i in ex], cohesion)
     return out
+
+
+SUMMARY_SCHEMA = {
+    "cluster_id": pl.Int64, "size": pl.Int64, "medoid_id": pl.String, "medoid_title": pl.String, "exemplar_ids": pl.List(pl.String),
+    "top_terms": pl.List(pl.String), "mean_probability": pl.Float32, "cohesion": pl.Float32,
+}
+
+
+def summary_frame(
+    x: np.ndarray, ids: list[str], texts: list[str], labels: np.ndarray, probability: np.ndarray, top_terms: int = 8, exemplars: int = 5
+) -> pl.DataFrame:
+    """``cluster_summary.parquet``: one row per cluster ``0..c-1``.
+
+    Args:
+        x: ``(n, d)`` float32, L2-normalised vectors that were clustered.
+        ids, texts: the ``n`` rows' ids and titles.
+        labels: ``(n,)`` int64 cluster per row (``-1`` noise), clusters numbered ``0..c-1``.
+        probability: ``(n,)`` float32 HDBSCAN membership strength.
+        top_terms, exemplars: how many top terms (:func:`class_tfidf_terms`) and exemplar
+            ids (:func:`medoids`) to keep per cluster.
+
+    Returns:
+        Columns cluster_id, size, medoid_id, medoid_title, exemplar_ids, top_terms,
+        mean_probability, cohesion.
+    """
+    terms = class_tfidf_terms(texts, labels, top_terms)
+    reps = medoids(x, labels, probability, exemplars)
+    member = labels >= 0
+    sizes = np.bincount(labels[member]).astype(np.int64)
+    mean_prob = np.bincount(labels[member], weights=probability[member]) / np.maximum(sizes, 1)
+    c = len(sizes)
+    return pl.DataFrame(
+        {
+            "cluster_id": np.arange(c, dtype=np.int64),
+            "size": sizes,
+            "medoid_id": [ids[reps[i][0]] for i in range(c)],
+            "medoid_title": [texts[reps[i][0]] for i in range(c)],
+            "exemplar_ids": [[ids[j] for j in reps[i][1]] for i in range(c)],
+            "top_terms": [terms.get(i, []) for i in range(c)],
+            "mean_probability": mean_prob.astype(np.float32),
+            "cohesion": np.array([reps[i][2] for i in range(c)], dtype=np.float32),
+        },
+        schema=SUMMARY_SCHEMA,
+    )
+
+
+def with_gold_purity(summary: pl.DataFrame, cluster_id: np.ndarray, gold: np.ndarray) -> pl.DataFrame:
+    """``summary`` with ``gold_majority_rows`` (rows of the cluster's most common gold label)
+    and ``gold_purity`` (that count over the cluster's size, float32).
+
+    Args:
+        cluster_id: ``(n,)`` int64 cluster per row, ``-1`` noise. gold: ``(n,)`` gold labels.
+    """
+    majority = (
+        pl.DataFrame({"c": cluster_id, "g": gold}).filter(pl.col("c") >= 0).group_by("c", "g").len()
+        .sort(["c", "len"], descending=[False, True]).group_by("c", maintain_order=True).first()
+    )
+    return summary.join(majority.select(pl.col("c").alias("cluster_id"), pl.col("len").alias("gold_majority_rows")), on="cluster_id", how="left").with_columns(
+        (pl.col("gold_majority_rows") / pl.col("size")).cast(pl.Float32).alias("gold_purity")
+    )

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from eclip.encoders.spec import ModelSpec
+from eclip.encoders.spec import ModelSpec, bundled_minilm_path
 from eclip.errors import ModelError
 
 CONFIG_FILE = "open_clip_config.json"
@@ -168,9 +168,7 @@ def localise_cfg(model_cfg: dict) -> dict:
     cfg = copy.deepcopy(model_cfg)
     text = cfg.get("text_cfg", {})
     if text.get("hf_model_name") == MINILM_HUB_ID or text.get("hf_tokenizer_name") == MINILM_HUB_ID:
-        from eclip.encoders.factory import _bundled_minilm
-
-        path = str(_bundled_minilm())
+        path = str(bundled_minilm_path())
         text["hf_model_name"] = path
         text["hf_tokenizer_name"] = path
     return cfg

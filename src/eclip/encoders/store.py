@@ -13,9 +13,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from eclip.encoders.embed import FAILURE_SCHEMA, FAILURES, SHARDS
 from eclip.errors import RunDirError
 from eclip.rundir import MANIFEST, read_json
+
+#: Sub-folder of an embeddings directory holding one folder per shard.
+SHARDS = "shards"
+#: Per-shard (and merged) table of images that could not be read.
+FAILURES = "failures.parquet"
+FAILURE_SCHEMA = {"id": pl.String, "path": pl.String, "reason": pl.String, "detail": pl.String}
 
 
 @dataclass

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
+from eclip.errors import RunDirError
 from eclip.evaluation.metrics import pairwise_prf, rounded
 from eclip.matcher.grouping import group
+from eclip.rundir import read_json
 
 
 @dataclass(frozen=True)
@@ -64,3 +67,15 @@ def calibrate(
         t, p, r, f = min(ok, key=lambda x: x[0]) if ok else max(results, key=lambda x: x[1])
         objective = f"precision>={target_precision}"
     return Calibration(method=method, threshold=t, objective=objective, precision=p, recall=r, f1=f)
+
+
+def read_calibration(path: str | Path) -> tuple[str, float]:
+    """``(method, threshold)`` from a ``calibration.json`` written by ``eclip eval --calibrate``.
+
+    Raises:
+        RunDirError: the file is missing or lacks ``method``/``threshold``.
+    """
+    data = read_json(path)
+    if "threshold" not in data or "method" not in data:
+        raise RunDirError(f"{path}: not a calibration file (run `eclip eval ... --calibrate` to write one).")
+    return str(data["method"]), float(data["threshold"])

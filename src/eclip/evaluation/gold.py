@@ -111,3 +111,26 @@ def load_class_labels(path: str | Path, id_col: str, label_col: str) -> dict[str
     if not keep.any():
         raise GoldError(f"{p}: column {label_col!r} has no labels.")
     return dict(zip(ids.filter(keep).to_list(), labels.filter(keep).to_list()))
+
+
+#: Label values that mean "positive" when no ``positive`` value is given.
+TRUE_VALUES = ("true", "1", "yes", "y", "t")
+
+
+def binary_gold(labels: dict[str, str], ids: list[str], positive: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, y)``: positions in ``ids`` of the labelled rows and their ``(m,)`` bool
+    labels (``label == positive``; without ``positive``: true/1/yes).
+
+    Raises:
+        GoldError: no labelled id is among ``ids``.
+    """
+    pos = {x_: i for i, x_ in enumerate(ids)}
+    pairs = [(pos[i], v) for i, v in labels.items() if i in pos]
+    if not pairs:
+        raise GoldError(f"none of the {len(labels):,} labelled ids is in the run (ids look like {next(iter(labels))!r} vs {ids[0]!r}); check --id-col.")
+    rows = np.array([r for r, _ in pairs], dtype=np.int64)
+    if positive is None:
+        y = np.array([v.lower() in TRUE_VALUES for _, v in pairs])
+    else:
+        y = np.array([v == positive for _, v in pairs])
+    return rows, y

@@ -125,3 +125,23 @@ def blocking_recall(a: np.ndarray, b: np.ndarray, rank: np.ndarray, gold: np.nda
     out = {f"recall@{k}": float((hit & (rank <= k)).sum() / n_gold) if n_gold else 0.0 for k in ks}
     out["recall@candidates"] = float(hit.sum() / n_gold) if n_gold else 0.0
     return out
+
+
+def cluster_metrics_with_noise(labels: np.ndarray, gold: np.ndarray) -> dict:
+    """Metrics of a clustering with noise (HDBSCAN's ``-1``).
+
+    Args:
+        labels: ``(n,)`` int64 predicted cluster per row, ``-1`` for noise.
+        gold: ``(n,)`` int64 gold cluster per row.
+
+    Returns:
+        :func:`cluster_metrics` with each noise row its own cluster, plus ``noise_fraction``
+        and ``clustered_rows_ari`` / ``clustered_rows_nmi`` over the clustered rows only.
+    """
+    m = cluster_metrics(noise_as_singletons(labels), gold).as_dict()
+    kept = labels >= 0
+    m["noise_fraction"] = round(float(1.0 - kept.mean()) if len(labels) else 0.0, 4)
+    if kept.sum() >= 2:
+        m["clustered_rows_ari"] = round(float(adjusted_rand_score(gold[kept], labels[kept])), 4)
+        m["clustered_rows_nmi"] = round(float(normalized_mutual_info_score(gold[kept], labels[kept])), 4)
+    return m

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 
-from eclip.index.store import IndexDir
-from eclip.progress import progress_bar
+from eclip.index.autotune import choose_factory
+from eclip.index.store import IndexDir, build_index_dir, open_index_dir
+from eclip.progress import console, progress_bar
+from eclip.rundir import MANIFEST, read_json
 
 
 def knn_self_join(knn: IndexDir, xb: np.ndarray, k: int, batch: int = 8192) -> tuple[np.ndarray, np.ndarray]:
@@ -36,3 +41,34 @@ def knn_self_join(knn: IndexDir, xb: np.ndarray, k: int, batch: int = 8192) -> t
             scores[s : s + len(I), : D.shape[1]] = np.where(gone, -np.inf, D)
             bar.advance(task, len(I))
     return scores, ids
+
+
+def cached_self_join(vectors: np.ndarray, rows: np.ndarray, key: str, k: int, flat_max: int, folder: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Top-``k`` neighbours among ``rows`` of ``vectors`` via an index directory cached in
+    ``folder``, so that a rerun reuses it; it is rebuilt when it was built from other
+    embeddings (``key``) or another factory.
+
+    Args:
+        vectors: ``(n, d)`` float32, L2-normalised. rows: ``(m,)`` int64 sorted row
+            positions to join. key: fingerprint of the vectors and rows.
+        flat_max: below this many rows the index is exact (:func:`choose_factory`).
+
+    Returns:
+        ``(scores, nn, info)``: ``(m, k)`` float32 cosines and ``(m, k)`` int64 positions
+        within ``rows`` as :func:`knn_self_join` returns them, and the index's factory, size,
+        nprobe, measured recall@k and GPUs.
+    """
+    sub = np.ascontiguousarray(vectors[rows], dtype=np.float32)
+    factory = choose_factory(len(sub), sub.shape[1], flat_max=flat_max)
+    built = read_json(folder / MANIFEST)
+    trained = read_json(folder / "trained.json")
+    if (built and (built.get("key"), built.get("factory")) != (key, factory)) or (trained and (trained.get("key"), trained.get("factory")) != (key, factory)):
+        console.print(f"[yellow]{folder} was built from other embeddings or settings; rebuilding it.[/]")
+        shutil.rmtree(folder)
+        built = {}
+    if not built:
+        build_index_dir(sub, [str(r) for r in rows], folder, key=key, factory=factory, k=k)
+    idx = open_index_dir(folder)
+    scores, nn = knn_self_join(idx, sub, k)
+    info = {k_: idx.manifest.get(k_) for k_ in ("factory", "n", "nprobe", f"recall@{k}", "gpus")}
+    return scores, nn, info

@@ -2,13 +2,16 @@
 
 from eclip.matcher.candidates import code_block_pairs, knn_pairs, merge_candidates, union_candidates
 from eclip.matcher.constraints import Constraints, read_review
-from eclip.matcher.grouping import METHODS, Grouping, group
-from eclip.matcher.signals import ModalityThresholds, ScoreWeights, code_similarity, combine_modalities, cosine_pairs, passing_signals, score_pairs
+from eclip.matcher.frames import groups_frame, incremental_groups_frame
+from eclip.matcher.grouping import DEFAULT_METHOD, DEFAULT_THRESHOLD, METHODS, Grouping, group
+from eclip.matcher.signals import ModalityThresholds, ScoreWeights, code_similarity, combine_modalities, cosine_pairs, passing_counts, passing_signals, score_pairs
 
 #: Signals that propose and accept matches.
 SIGNALS = ("text", "image", "fused", "phash")
 
 __all__ = [
+    "DEFAULT_METHOD",
+    "DEFAULT_THRESHOLD",
     "METHODS",
     "SIGNALS",
     "Constraints",
@@ -20,8 +23,11 @@ __all__ = [
     "combine_modalities",
     "cosine_pairs",
     "group",
+    "groups_frame",
+    "incremental_groups_frame",
     "knn_pairs",
     "merge_candidates",
+    "passing_counts",
     "passing_signals",
     "read_review",
     "union_candidates",

@@ -176,3 +176,9 @@ def combine_modalities(signals: dict[str, np.ndarray], t: ModalityThresholds) ->
     stack = np.vstack(shifted).astype(np.float32)
     stack[np.isnan(stack)] = -np.inf
     return stack.max(axis=0)
+
+
+def passing_counts(signals: dict[str, np.ndarray], t: ModalityThresholds, matched: np.ndarray) -> dict[str, int]:
+    """Among the accepted pairs (``matched``, ``(p,)`` bool), how many each signal passes on
+    its own threshold (:func:`passing_signals`)."""
+    return {name: int((ok & matched).sum()) for name, ok in passing_signals(signals, t).items()}

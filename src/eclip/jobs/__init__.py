@@ -1,0 +1,41 @@
+"""Jobs: one module per job of the spine, each wiring the concept packages together and writing
+a run directory (Parquet, .npy and ``manifest.json``)::
+
+    catalog -> encoders -> index -> matcher | cluster | classify -> (evaluation) -> report
+
+Each module holds its job function with its config dataclass beside it; :mod:`eclip.jobs.run`
+holds the plumbing every job shares, and :mod:`eclip.jobs.source` how a job gets its rows'
+vectors. :mod:`eclip.api` re-exports the public names, and :mod:`eclip.cli` wraps them.
+"""
+
+from eclip.jobs.adult import AdultFilterConfig, filter_adult
+from eclip.jobs.classify import ClassifyConfig, classify
+from eclip.jobs.cluster import ClusterConfig, cluster
+from eclip.jobs.dedupe import DedupeConfig, dedupe, dedupe_against
+from eclip.jobs.embed import EmbedConfig, embed
+from eclip.jobs.evaluate import evaluate, evaluate_predictions
+from eclip.jobs.index import index_add, index_build, index_merge, index_query
+from eclip.jobs.source import CatalogSource
+from eclip.jobs.train import train
+
+__all__ = [
+    "AdultFilterConfig",
+    "CatalogSource",
+    "ClassifyConfig",
+    "ClusterConfig",
+    "DedupeConfig",
+    "EmbedConfig",
+    "classify",
+    "cluster",
+    "dedupe",
+    "dedupe_against",
+    "embed",
+    "evaluate",
+    "evaluate_predictions",
+    "filter_adult",
+    "index_add",
+    "index_build",
+    "index_merge",
+    "index_query",
+    "train",
+]

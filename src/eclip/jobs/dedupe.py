@@ -1,0 +1,386 @@
+"""The ``dedupe`` jobs: match groups of a whole catalog, or of new rows against an index."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from eclip.catalog import Catalog, load_catalog
+from eclip.encoders import DEFAULT_MODEL, CharNgramTfidf, EmbedSettings, Embeddings, extract_codes, load_embeddings
+from eclip.encoders.phash import hamming
+from eclip.errors import EclipError, RunDirError
+from eclip.index import FLAT_MAX, cached_self_join, open_index_dir
+from eclip.index.binary import hamming_knn
+from eclip.jobs.embed import embed
+from eclip.jobs.run import StageTimer, created, start_run, versions, write_manifest
+from eclip.jobs.source import CatalogSource
+from eclip.matcher import (
+    DEFAULT_METHOD,
+    DEFAULT_THRESHOLD,
+    METHODS,
+    SIGNALS,
+    ModalityThresholds,
+    ScoreWeights,
+    code_block_pairs,
+    combine_modalities,
+    cosine_pairs,
+    group,
+    groups_frame,
+    incremental_groups_frame,
+    knn_pairs,
+    passing_counts,
+    read_review,
+    score_pairs,
+    union_candidates,
+)
+from eclip.matcher.incremental import assign_incremental
+from eclip.progress import console
+from eclip.rundir import fingerprint, write_parquet
+
+
+@dataclass
+class DedupeConfig(CatalogSource):
+    """Settings of :func:`dedupe`; every field is recorded in the manifest.
+
+    Attributes:
+        id_col, text_cols, image_col, image_root, allow_outside_root: catalog columns and
+            image location (as in :class:`EmbedConfig`).
+        model: model spec (see :mod:`eclip.encoders.spec`); ignored when ``embeddings`` is set.
+        embeddings: an embeddings directory from ``eclip embed`` to use instead of embedding.
+        signals: signals that propose and accept matches, among ``text``, ``image``,
+            ``fused``, ``phash``; ``None``: every one the embeddings have.
+        k: neighbours per row in each kNN self-join.
+        method: grouping method, ``mutual`` or ``components``.
+        threshold: minimum final score of a match (= the text threshold, see
+            :func:`eclip.matcher.combine_modalities`).
+        image_threshold, fused_threshold: minimum cosines of the image and fused signals.
+        phash_max_distance: largest pHash Hamming distance of a match, bits.
+        lexical: add the TF-IDF and model-code signals (and code blocking) to the text score.
+        max_code_block: rows sharing a model code are paired when there are at most this many.
+        batch_size: rows per encoder forward pass. workers: image-decoding workers.
+        cache_dir: embeddings directory to write (default ``<out>/embeddings``).
+        flat_max: below this many rows search is exact (Flat), above it IVF-PQ (see
+            :func:`eclip.index.choose_factory`).
+        review: a filled-in review CSV (``eclip report``): its ``same`` / ``different``
+            decisions become must-link / cannot-link constraints on grouping.
+    """
+
+    embeddings: Path | None = None
+    signals: tuple[str, ...] | None = None
+    k: int = 10
+    method: str = DEFAULT_METHOD
+    threshold: float = DEFAULT_THRESHOLD
+    image_threshold: float = ModalityThresholds.image
+    fused_threshold: float = ModalityThresholds.fused
+    phash_max_distance: int = ModalityThresholds.phash
+    lexical: bool = True
+    max_code_block: int = 20
+    batch_size: int = 64
+    workers: int = -1
+    cache_dir: Path | None = None
+    weights: ScoreWeights = field(default_factory=ScoreWeights)
+    flat_max: int = FLAT_MAX
+    review: Path | None = None
+
+    @property
+    def thresholds(self) -> ModalityThresholds:
+        return ModalityThresholds(self.threshold, self.image_threshold, self.fused_threshold, self.phash_max_distance)
+
+
+def _get_embeddings(cat: Catalog, cfg: DedupeConfig, out: Path, timer: StageTimer) -> Embeddings:
+    """The catalog's embeddings: read from ``cfg.embeddings``, or made (resumably) in the cache."""
+    if cfg.embeddings is None:
+        ecfg = cfg.embed_config(list(cat.text_cols), settings=EmbedSettings(batch_size=cfg.batch_size, workers=cfg.workers))
+        with timer("embed"):
+            embed(cat.path, cfg.cache_dir or out / "embeddings", ecfg)
+    folder = cfg.embeddings or cfg.cache_dir or out / "embeddings"
+    with timer("load_embeddings"):
+        emb = load_embeddings(folder)
+    if emb.ids != cat.ids:
+        raise RunDirError(
+            f"{folder} holds embeddings of another catalog or row order ({len(emb.ids):,} rows vs {len(cat):,}); "
+            f"run `eclip embed {cat.path} --out DIR` and pass that DIR."
+        )
+    made_with = emb.manifest.get("settings", {}).get("text_cols")
+    if made_with is not None and list(made_with) != list(cat.text_cols):
+        raise RunDirError(f"{folder} embedded the columns {made_with}, not {list(cat.text_cols)}; pass the same --text-cols or re-embed.")
+    return emb
+
+
+def _signals(emb: Embeddings, cfg: DedupeConfig) -> tuple[str, ...]:
+    available = ["text"] + (["image", "fused"] if emb.image is not None else []) + (["phash"] if emb.phash is not None else [])
+    if cfg.signals is None:
+        return tuple(available)
+    unknown = [s for s in cfg.signals if s not in SIGNALS]
+    if unknown:
+        raise EclipError(f"unknown signal(s) {', '.join(unknown)}; choose among {', '.join(SIGNALS)}.")
+    missing = [s for s in cfg.signals if s not in available]
+    if missing:
+        raise EclipError(
+            f"signal(s) {', '.join(missing)} not in these embeddings (they have {', '.join(available)}); "
+            "image and fused need an open_clip model and --image-col, phash needs --image-col."
+        )
+    if not cfg.signals:
+        raise EclipError(f"--signals is empty; choose among {', '.join(available)}.")
+    return tuple(cfg.signals)
+
+
+def _knn(vectors: np.ndarray, rows: np.ndarray, key: str, cfg: DedupeConfig, folder: Path) -> tuple[pl.DataFrame, dict]:
+    """kNN pairs (catalog row positions) among ``rows`` of ``vectors`` (see :func:`_knn_table`)."""
+    _, nn, info = cached_self_join(vectors, rows, key, cfg.k, cfg.flat_max, folder)
+    pairs = knn_pairs(nn)  # positions within `rows`; rows is sorted, so a < b still holds
+    return pl.DataFrame({"a": rows[pairs["a"].to_numpy()], "b": rows[pairs["b"].to_numpy()], "rank": pairs["rank"]}), info
+
+
+def _start_run(cfg: DedupeConfig | None, out: str | Path) -> tuple[DedupeConfig, Path, StageTimer]:
+    """Check the config, create the run directory, start the clock."""
+    cfg = cfg or DedupeConfig()
+    if cfg.method not in METHODS:
+        raise EclipError(f"grouping method {cfg.method!r} is not known; use one of {', '.join(METHODS)}.")
+    return (cfg, *start_run(out))
+
+
+def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None) -> dict[str, Any]:
+    """Find match groups in a catalog and write them to the run directory ``out``.
+
+    Each enabled signal proposes candidates (text kNN plus model-code blocks, image kNN, fused
+    kNN, pHash Hamming neighbours); every candidate is scored on every signal, and a pair
+    matches when any signal passes its own threshold (:func:`eclip.matcher.combine_modalities`).
+
+    Writes ``groups.parquet`` (id, group_id, group_size, matched_to, score, status; every
+    input row once), ``pairs.parquet`` (id_a, id_b, score, one column per signal, rank,
+    source, matched) and ``manifest.json``. Embeddings and indexes are cached under ``out``
+    so that a rerun, or a run after a kill, reuses them.
+
+    Returns:
+        The manifest.
+
+    Raises:
+        CatalogError, ModelError: bad input; the message says what to fix.
+        RunDirError: ``cfg.embeddings`` belongs to another catalog.
+        EclipError: unknown grouping method or signal.
+    """
+    cfg, out, timer = _start_run(cfg, out)
+    with timer("read"):
+        cat = load_catalog(catalog, cfg.id_col, cfg.text_cols, cfg.image_col)
+    n = len(cat)
+    emb = _get_embeddings(cat, cfg, out, timer)
+    signals_on = _signals(emb, cfg)
+    has_text = emb.has_text & np.array([bool(t) for t in cat.texts])
+    masks = {"text": has_text, "image": emb.has_image, "fused": emb.has_text | emb.has_image, "phash": emb.has_image}
+    usable = np.zeros(n, dtype=bool)
+    for s_ in signals_on:
+        usable |= masks[s_]
+    if cat.empty_rows:
+        shown = ", ".join(str(i + 1) for i in cat.empty_rows[:10])
+        console.print(
+            f"[yellow]{len(cat.empty_rows)} row(s) have empty text in {', '.join(cat.text_cols)} "
+            f"(rows {shown}{' ...' if len(cat.empty_rows) > 10 else ''}); they are matched on images only, "
+            "or written as singletons with status 'empty_text'.[/]"
+        )
+
+    lists: dict[str, pl.DataFrame] = {}
+    index_info: dict[str, Any] = {}
+    codes = [extract_codes(t) for t in cat.texts] if cfg.lexical and "text" in signals_on else None
+    with timer("search"):
+        for s_ in ("text", "image", "fused"):
+            rows = np.flatnonzero(masks[s_])
+            if s_ in signals_on and len(rows) >= 2:
+                lists[s_], index_info[s_] = _knn(emb.vectors(s_)[0], rows, fingerprint(emb.key, s_, rows.tolist()), cfg, out / "index" / s_)
+        if codes is not None:
+            lists["code"] = code_block_pairs([c if has_text[i] else frozenset() for i, c in enumerate(codes)], cfg.max_code_block)
+        if "phash" in signals_on:
+            rows = np.flatnonzero(masks["phash"])
+            dist, nn = hamming_knn(emb.phash[rows], cfg.k, cfg.phash_max_distance)
+            nn = np.where(nn >= 0, rows[np.maximum(nn, 0)], -1)
+            full = np.full((n, cfg.k), -1, dtype=np.int64)
+            full[rows] = nn
+            lists["phash"] = knn_pairs(full)
+            index_info["phash"] = {"kind": "IndexBinaryFlat", "bits": 64, "max_distance": cfg.phash_max_distance, "rows": int(len(rows))}
+    with timer("candidates"):
+        cand = union_candidates(lists)
+    a, b = cand["a"].to_numpy(), cand["b"].to_numpy()
+    with timer("score"):
+        signals: dict[str, np.ndarray] = {}
+        if "text" in signals_on:
+            tfidf = CharNgramTfidf().fit_transform(cat.texts) if cfg.lexical else None
+            text = score_pairs(a, b, emb.text, tfidf, codes, cfg.weights)
+            invalid = ~(has_text[a] & has_text[b])
+            for name, v in text.items():
+                v[invalid] = np.nan
+                signals["text_score" if name == "score" else name] = v
+        if "image" in signals_on:
+            signals["cos_image"] = cosine_pairs(emb.image, a, b, emb.has_image)
+        if "fused" in signals_on:
+            signals["cos_fused"] = cosine_pairs(emb.fused, a, b, masks["fused"])
+        if "phash" in signals_on:
+            d = hamming(emb.phash[a], emb.phash[b]).astype(np.float32)
+            d[~(emb.has_image[a] & emb.has_image[b])] = np.nan
+            signals["phash_distance"] = d
+        score = combine_modalities(signals, cfg.thresholds) if len(a) else np.zeros(0, np.float32)
+    constraints = read_review(cfg.review, cat.ids) if cfg.review else None
+    with timer("group"):
+        grouping = group(n, a, b, score, cfg.threshold, cfg.method, constraints)
+    with timer("write"):
+        groups = groups_frame(cat.ids, grouping, usable)
+        write_parquet(groups, out / "groups.parquet")
+        ids = np.array(cat.ids, dtype=object)
+        pairs = pl.DataFrame(
+            {
+                "id_a": ids[a].tolist(),
+                "id_b": ids[b].tolist(),
+                "score": score,
+                **signals,
+                "rank": cand["rank"],
+                "source": cand["source"],
+                "matched": grouping.accepted,
+            }
+        ).with_columns(pl.col(pl.Float32).fill_nan(None)).sort("score", descending=True)
+        write_parquet(pairs, out / "pairs.parquet")
+
+    sizes = groups.group_by("group_id").len()["len"]
+    matched = grouping.accepted
+    manifest = {
+        "job": "dedupe",
+        "created": created(),
+        "inputs": {
+            "catalog": str(Path(catalog).resolve()),
+            "format": Path(catalog).suffix.lstrip("."),
+            "id_col": cat.id_col,
+            "text_cols": list(cat.text_cols),
+            "image_col": cat.image_col,
+            "image_root": str(Path(cfg.image_root).resolve()) if cfg.image_root else None,
+            "allow_outside_root": cfg.allow_outside_root,
+        },
+        "model": emb.manifest.get("model"),
+        "embeddings": {"dir": str(cfg.embeddings or cfg.cache_dir or out / "embeddings"), "key": emb.key, "dim": int(emb.text.shape[1]), "reused_rows": emb.manifest.get("reused_rows"), "embedded_rows": emb.manifest.get("embedded_rows")},
+        "index": index_info,
+        "matching": {
+            "signals": list(signals_on),
+            "k": cfg.k,
+            "method": cfg.method,
+            "threshold": cfg.threshold,
+            "thresholds": asdict(cfg.thresholds),
+            "lexical": cfg.lexical,
+            "weights": asdict(cfg.weights),
+            "max_code_block": cfg.max_code_block,
+            "review": {"file": str(Path(cfg.review).resolve()), "must_link_pairs": len(constraints.must_a), "cannot_link_pairs": len(constraints.cannot_a)} if constraints is not None else None,
+        },
+        "counts": {
+            "rows": n,
+            "empty_text_rows": len(cat.empty_rows),
+            "unmatchable_rows": int((~usable).sum()),
+            "candidate_pairs": len(cand),
+            "matched_pairs": int(matched.sum()),
+            "matched_pairs_by_signal": passing_counts(signals, cfg.thresholds, matched),
+            "groups": int(len(sizes)),
+            "multi_row_groups": int((sizes > 1).sum()),
+            "rows_in_multi_row_groups": int(sizes.filter(sizes > 1).sum() or 0),
+            "largest_group": int(sizes.max() or 0),
+        },
+        "timings_s": timer.timings(),
+        "rows_per_s": {k: round(n / v, 1) for k, v in timer.seconds.items() if v > 0},
+        "outputs": {"groups": "groups.parquet", "pairs": "pairs.parquet"},
+        "versions": versions(),
+        "config_fingerprint": fingerprint(asdict(cfg)),
+    }
+    return write_manifest(manifest, out)
+
+
+def dedupe_against(catalog: str | Path, index: str | Path, out: str | Path, cfg: DedupeConfig | None = None) -> dict[str, Any]:
+    """Match only a catalog's new listings against an index directory and its match groups.
+
+    The rows are embedded with the index's model, searched in the index (top ``cfg.k``) and
+    among themselves, scored like :func:`dedupe` (embedding cosine, plus the lexical signals
+    when the index keeps titles and ``cfg.lexical``), and assigned by
+    :func:`eclip.matcher.incremental.assign_incremental`: existing group ids never change,
+    new groups get ids after the largest existing one. Rows whose id is already indexed keep
+    their group (status ``already_indexed``). An index built without ``--groups`` counts each
+    indexed row as its own group, numbered by its index row. Append the rows afterwards with
+    ``eclip index add INDEX CATALOG --groups OUT/groups.parquet``.
+
+    Writes ``groups.parquet`` (id, group_id, status, matched_to, score, also_matches; every
+    input row once), ``pairs.parquet`` (id_a, id_b, against, score, cos_embedding, matched)
+    and ``manifest.json``.
+
+    Raises:
+        RunDirError: not an index directory, or the embeddings are of another model.
+        CatalogError, ModelError: bad input.
+    """
+    cfg, out, timer = _start_run(cfg, out)
+    idx = open_index_dir(index)
+    vectors = idx.manifest.get("vectors", "text")
+    with timer("read"):
+        cat = load_catalog(catalog, cfg.id_col, cfg.text_cols, cfg.image_col)
+    n = len(cat)
+    model = (idx.manifest.get("model") or {}).get("name", DEFAULT_MODEL)
+    emb = _get_embeddings(cat, replace(cfg, model=model), out, timer)
+    arr, usable = emb.vectors(vectors)
+    if arr is None:
+        raise RunDirError(f"the index holds {vectors!r} vectors; embed the new rows' images too (--image-col).")
+    idx.check_compatible(emb.manifest.get("model"), arr.shape[1])
+    if vectors == "text":
+        usable = usable & np.array([bool(t) for t in cat.texts])
+    position = {i: r for r, i in enumerate(idx.ids)}
+    indexed = np.array([i in position for i in cat.ids], dtype=bool)
+    kept_groups = idx.groups()
+    old_groups = (
+        kept_groups["group_id"].to_numpy() if kept_groups is not None else np.arange(len(idx.ids), dtype=np.int64)
+    )
+    fresh = np.flatnonzero(~indexed)  # subset position -> catalog row
+    rows = np.flatnonzero(usable & ~indexed)
+    with timer("search"):
+        scores, nn = idx.search(arr[rows], cfg.k, emb.manifest.get("model"))
+        keep = nn >= 0
+        q_row = np.repeat(rows, cfg.k).reshape(len(rows), cfg.k)[keep]
+        old_row, old_cos = nn[keep], scores[keep]
+        within, _ = _knn(arr, rows, fingerprint(emb.key, "against", rows.tolist()), cfg, out / "index" / vectors) if len(rows) >= 2 else (pl.DataFrame({"a": [], "b": []}, schema={"a": pl.Int64, "b": pl.Int64}), {})
+        a, b = within["a"].to_numpy(), within["b"].to_numpy()
+    with timer("score"):
+        threshold = {"text": cfg.threshold, "image": cfg.image_threshold, "fused": cfg.fused_threshold}[vectors]
+        lexical = vectors == "text" and cfg.lexical and idx.texts is not None
+        if lexical:
+            old_u, old_pos = np.unique(old_row, return_inverse=True)
+            texts = cat.texts + [idx.texts[o] for o in old_u]
+            tfidf = CharNgramTfidf().fit_transform(texts)
+            codes = [extract_codes(t) for t in texts]
+            table = np.vstack([arr, np.zeros((len(old_u), arr.shape[1]), np.float32)])
+            within_signals = score_pairs(a, b, table, tfidf, codes, cfg.weights)
+            s_within, cos_within = within_signals["score"], within_signals["cos_embedding"]
+            s_old = score_pairs(q_row, n + old_pos, table, tfidf, codes, cfg.weights, cos=old_cos)["score"]
+        else:
+            cos_within = cosine_pairs(arr, a, b, usable)
+            s_within, s_old = cos_within, old_cos
+    with timer("group"):
+        sub = np.full(n, -1, dtype=np.int64)
+        sub[fresh] = np.arange(len(fresh))
+        inc = assign_incremental(len(fresh), sub[a], sub[b], s_within, sub[q_row], old_row, s_old, old_groups, threshold, cfg.method)
+    with timer("write"):
+        ids = np.array(cat.ids, dtype=object)
+        old_ids = np.array(idx.ids, dtype=object)
+        groups = incremental_groups_frame(cat.ids, indexed, old_groups[[position[i] for i in ids[indexed]]], usable, inc, idx.ids)
+        write_parquet(groups, out / "groups.parquet")
+        pairs = pl.concat([
+            pl.DataFrame({"id_a": ids[q_row].tolist(), "id_b": old_ids[old_row].tolist(), "against": "index", "score": np.asarray(s_old, np.float32), "cos_embedding": old_cos}, schema_overrides={"id_a": pl.String, "id_b": pl.String}),
+            pl.DataFrame({"id_a": ids[a].tolist(), "id_b": ids[b].tolist(), "against": "new", "score": np.asarray(s_within, np.float32), "cos_embedding": cos_within}, schema_overrides={"id_a": pl.String, "id_b": pl.String}),
+        ], how="vertical_relaxed").with_columns((pl.col("score") >= threshold).alias("matched")).sort("score", descending=True)
+        write_parquet(pairs, out / "pairs.parquet")
+    status = groups["status"].value_counts()
+    counts = dict.fromkeys(("already_indexed", "joined", "new_group", "singleton", "unmatchable"), 0) | dict(zip(status["status"].to_list(), status["count"].to_list()))
+    manifest = {
+        "job": "dedupe_against",
+        "created": created(),
+        "inputs": {"catalog": str(Path(catalog).resolve()), "id_col": cat.id_col, "text_cols": list(cat.text_cols), "image_col": cat.image_col},
+        "index": {"dir": str(Path(index).resolve()), "n": len(idx.ids), "factory": idx.manifest.get("factory"), "vectors": vectors, "kept_groups": kept_groups is not None, "kept_titles": idx.texts is not None},
+        "model": emb.manifest.get("model"),
+        "matching": {"k": cfg.k, "method": cfg.method, "threshold": threshold, "lexical": lexical, "weights": asdict(cfg.weights)},
+        "counts": {"rows": n, **counts, "rows_with_also_matches": sum(bool(x) for x in inc.also_matches), "new_group_ids": int(len(np.unique(inc.group_id[~inc.joined]))) if len(fresh) else 0},
+        "timings_s": timer.timings(),
+        "outputs": {"groups": "groups.parquet", "pairs": "pairs.parquet"},
+        "versions": versions(),
+    }
+    return write_manifest(manifest, out)

@@ -1,0 +1,131 @@
+"""The ``eval`` job: score groups, class predictions or adult flags against gold labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from eclip.classify import UNKNOWN
+from eclip.errors import GoldError, RunDirError
+from eclip.evaluation import (
+    Calibration,
+    binary_gold,
+    binary_metrics,
+    blocking_recall,
+    calibrate,
+    classification_metrics,
+    cluster_metrics,
+    load_class_labels,
+    load_gold,
+)
+from eclip.matcher import DEFAULT_METHOD
+from eclip.rundir import MANIFEST, read_json, write_json
+
+
+def evaluate_predictions(
+    path: str | Path, gold_path: str | Path, gold_id_col: str = "id", gold_col: str | None = None, positive: str | None = None, precision_target: float = 0.9
+) -> dict[str, Any]:
+    """Score ``predictions.parquet`` (``eclip classify``) or ``flagged.parquet`` (``eclip
+    filter-adult``) against labelled rows; writes ``eval.json`` beside it.
+
+    Predictions: accuracy, macro-F1 and a confusion summary over the labelled rows not used
+    to train the probe (``in_train``); ``unknown`` and ``no_vector`` rows count as wrong.
+    Flags: PR-AUC, ROC-AUC, recall at ``precision_target`` and precision/recall of the flags
+    as written, over the labelled rows that were scored.
+
+    Raises:
+        RunDirError: not a predictions or flagged file. GoldError: bad gold file or ids.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise RunDirError(f"{p}: no such file; run `eclip classify` or `eclip filter-adult` first.")
+    frame = pl.read_parquet(p)
+    if gold_col is None:
+        raise GoldError("give --gold-col, the gold class column (for the adult filter, with --positive VALUE).")
+    labels = load_class_labels(gold_path, gold_id_col, gold_col)
+    ids = frame["id"].cast(pl.String).to_list()
+    result: dict[str, Any] = {"file": str(p), "gold": str(gold_path), "gold_col": gold_col}
+    if "adult_score" in frame.columns:
+        rows, y = binary_gold(labels, ids, positive)
+        scored = frame["status"].to_numpy()[rows] == "scored"
+        rows, y = rows[scored], y[scored]
+        score = frame["adult_score"].to_numpy()[rows]
+        result["task"] = "filter"
+        result["positive"] = positive
+        result["metrics"] = binary_metrics(score, y, precision_target)
+        flag = frame["flagged"].to_numpy()[rows]
+        tp = int((flag & y).sum())
+        result["metrics"]["flags_as_written"] = {"flagged": int(flag.sum()), "precision": round(tp / max(1, int(flag.sum())), 4), "recall": round(tp / max(1, int(y.sum())), 4)}
+    elif {"label", "status"} <= set(frame.columns):
+        pos = {x_: i for i, x_ in enumerate(ids)}
+        rows = np.array([pos[i] for i in labels if i in pos], dtype=np.int64)
+        if not len(rows):
+            raise GoldError(f"{gold_path}: none of its ids is in {p}; check --gold-id-col.")
+        in_train = frame["in_train"].to_numpy()[rows] if "in_train" in frame.columns else np.zeros(len(rows), dtype=bool)
+        rows = rows[~in_train]
+        if not len(rows):
+            raise GoldError(f"{gold_path}: every labelled row trained the probe; evaluate on other rows.")
+        pred = [v if s == "predicted" else UNKNOWN for v, s in zip(frame["label"].to_numpy()[rows], frame["status"].to_numpy()[rows])]
+        gold = [labels[ids[r]] for r in rows]
+        result["task"] = "classification"
+        result["excluded_training_rows"] = int(in_train.sum())
+        result["metrics"] = classification_metrics(pred, gold)
+    else:
+        raise RunDirError(f"{p}: neither predictions (eclip classify) nor flags (eclip filter-adult); for groups use `eclip eval groups.parquet`.")
+    write_json(result, p.parent / "eval.json")
+    return result
+
+
+def evaluate(
+    groups_path: str | Path,
+    gold_path: str | Path,
+    gold_id_col: str = "id",
+    gold_col: str | None = None,
+    singleton_clusters: tuple[str, ...] = (),
+    ks: tuple[int, ...] = (1, 5, 10),
+    do_calibrate: bool = False,
+    target_precision: float | None = None,
+    calibration_out: str | Path | None = None,
+) -> dict[str, Any]:
+    """Score predicted groups against gold labels; optionally calibrate the threshold.
+
+    Reads ``groups.parquet`` and, for blocking recall and calibration, the ``pairs.parquet``
+    and ``manifest.json`` beside it. Writes ``eval.json`` beside the groups, and with
+    ``do_calibrate`` a ``calibration.json`` (``calibration_out``) that ``eclip dedupe
+    --calibration`` reads.
+
+    Raises:
+        GoldError: bad gold file. RunDirError: the groups file is missing or malformed.
+    """
+    gp = Path(groups_path)
+    if not gp.exists():
+        raise RunDirError(f"{gp}: no such groups file; run `eclip dedupe CATALOG --out DIR` first.")
+    groups = pl.read_parquet(gp)
+    if not {"id", "group_id"} <= set(groups.columns):
+        raise RunDirError(f"{gp}: not a groups file (needs columns id, group_id).")
+    ids = groups["id"].cast(pl.String).to_list()
+    pred = groups["group_id"].to_numpy()
+    gold = load_gold(gold_path, ids, gold_id_col, gold_col, singleton_clusters)
+    result: dict[str, Any] = {"groups": str(gp), "gold": str(gold_path), "rows": len(ids)}
+    result["metrics"] = cluster_metrics(pred, gold).as_dict()
+    pairs_path = gp.parent / "pairs.parquet"
+    if pairs_path.exists():
+        pairs = pl.read_parquet(pairs_path)
+        pos = {x: i for i, x in enumerate(ids)}
+        a = np.array([pos[x] for x in pairs["id_a"].to_list()], dtype=np.int64)
+        b = np.array([pos[x] for x in pairs["id_b"].to_list()], dtype=np.int64)
+        result["blocking"] = {k: round(v, 4) for k, v in blocking_recall(a, b, pairs["rank"].cast(pl.Float64).to_numpy(), gold, ks).items()}
+        if do_calibrate:
+            manifest = read_json(gp.parent / MANIFEST)
+            method = manifest.get("matching", {}).get("method", DEFAULT_METHOD)
+            cal: Calibration = calibrate(len(ids), a, b, pairs["score"].to_numpy(), gold, method, target_precision)
+            out = Path(calibration_out) if calibration_out else gp.parent / "calibration.json"
+            write_json({**cal.as_dict(), "gold": str(gold_path)}, out)
+            result["calibration"] = {**cal.as_dict(), "written_to": str(out)}
+    elif do_calibrate:
+        raise RunDirError(f"{pairs_path}: calibration needs the scored pairs written by `eclip dedupe`.")
+    write_json(result, gp.parent / "eval.json")
+    return result

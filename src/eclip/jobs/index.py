@@ -1,0 +1,175 @@
+"""The index jobs: build (whole or one shard), merge shards, add rows, query."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from eclip.catalog import load_catalog, read_table
+from eclip.encoders import DEFAULT_MODEL, Embeddings, load_encoder
+from eclip.errors import CatalogError, EclipError, RunDirError
+from eclip.index import FLAT_MAX, build_index_dir, open_index_dir
+from eclip.jobs.embed import EmbedConfig
+from eclip.jobs.source import embeddings_dir, index_source
+from eclip.rundir import fingerprint
+
+
+def read_groups(path: str | Path | None) -> pl.DataFrame | None:
+    """``id, group_id`` of a dedupe run's ``groups.parquet`` (``None`` without ``path``).
+
+    Raises:
+        CatalogError: the file lacks ``id`` or ``group_id``.
+    """
+    if path is None:
+        return None
+    frame = read_table(path)
+    missing = {"id", "group_id"} - set(frame.columns)
+    if missing:
+        raise CatalogError(f"{path}: no column(s) {', '.join(sorted(missing))}; pass a groups.parquet written by `eclip dedupe`.")
+    return frame.select(pl.col("id").cast(pl.String), pl.col("group_id").cast(pl.Int64))
+
+
+def index_build(
+    source: str | Path,
+    out: str | Path,
+    vectors: str = "text",
+    factory: str | None = None,
+    max_memory: int | None = None,
+    target_recall: float = 0.95,
+    k: int = 10,
+    opq: bool = False,
+    flat_max: int = FLAT_MAX,
+    shard: str | None = None,
+    groups: str | Path | None = None,
+    embed_cfg: EmbedConfig | None = None,
+) -> dict[str, Any]:
+    """Build an index directory over one array of an embeddings directory (or one shard).
+
+    Args:
+        source: directory written by ``eclip embed`` (or a dedupe run's ``embeddings``), or a
+            catalog, embedded first (resumably) into ``out/embeddings`` with ``embed_cfg``.
+        vectors: ``text``, ``image`` or ``fused``; rows lacking that modality are left out.
+        shard: ``"i/N"``: build only slice i of N (see :func:`eclip.index.build_index_dir`);
+            combine the N with :func:`index_merge`.
+        groups: a dedupe run's ``groups.parquet``, kept for ``dedupe --against``.
+        Others: see :func:`eclip.index.build_index_dir`.
+
+    Raises:
+        RunDirError: not an embeddings directory, no such array, a bad ``shard``, or ``out``
+            holds an index of other embeddings.
+        CatalogError: ``groups`` lacks ``id``/``group_id``.
+    """
+    from eclip.index.store import parse_shard
+
+    embeddings = embeddings_dir(source, Path(out) / "embeddings", embed_cfg or EmbedConfig())
+    emb, xb, ids, texts, extra = index_source(embeddings, vectors)
+    return build_index_dir(
+        xb, ids, out, model=emb.manifest.get("model"), key=emb.key, factory=factory, max_memory=max_memory,
+        target_recall=target_recall, k=k, opq=opq, flat_max=flat_max, shard=parse_shard(shard) if shard else None,
+        groups=read_groups(groups), texts=texts, extra=extra,
+    )
+
+
+def index_merge(index: str | Path, embeddings: str | Path | None = None, target_recall: float = 0.95, k: int = 10, groups: str | Path | None = None) -> dict[str, Any]:
+    """Merge the shards of a sharded ``index build`` into the index directory ``index``.
+
+    Args:
+        embeddings: the embeddings the shards were cut from (default: the directory recorded
+            by the shards), for the id map and the nprobe tuning.
+
+    Raises:
+        RunDirError: shards missing, foreign or not covering the embeddings.
+    """
+    from eclip.index.store import merge_index_dir, shard_metas
+
+    metas = shard_metas(index)
+    if not metas:
+        raise RunDirError(f"{index}: no shards to merge (build them with `eclip index build ... --shard i/N`).")
+    emb, xb, ids, texts, extra = index_source(embeddings or metas[0]["embeddings"], metas[0].get("vectors", "text"))
+    return merge_index_dir(xb, ids, index, emb.manifest.get("model"), target_recall, k, groups=read_groups(groups), texts=texts, extra=extra)
+
+
+def _embed_for_index(idx: Any, source: str | Path, work: Path, catalog_args: dict[str, Any]) -> tuple[Embeddings, np.ndarray, list[str], list[str] | None]:
+    """The vectors of ``source`` (an embeddings directory, or a catalog embedded now with the
+    index's model into ``work``) for the index's modality, with ids and titles."""
+    model = (idx.manifest.get("model") or {}).get("name", DEFAULT_MODEL)
+    source = embeddings_dir(source, work, EmbedConfig(model=model, **catalog_args))
+    emb, xb, ids, texts, _ = index_source(source, idx.manifest.get("vectors", "text"))
+    idx.check_compatible(emb.manifest.get("model"), xb.shape[1])
+    return emb, xb, ids, texts
+
+
+def index_add(index: str | Path, source: str | Path, groups: str | Path | None = None, **catalog_args: Any) -> dict[str, Any]:
+    """Append the listings of ``source`` (a catalog, or an embeddings directory made with the
+    index's model) to an index directory. Catalogs are embedded, resumably, under
+    ``INDEX/adds/``. Ids already indexed are skipped, so rerunning after a kill is safe.
+
+    Args:
+        groups: ``groups.parquet`` of ``dedupe --against`` for these rows, when the index keeps
+            groups (rows it lacks become singleton groups).
+        catalog_args: ``id_col``, ``text_cols``, ``image_col``, ``image_root``... for a catalog.
+
+    Raises:
+        RunDirError: the vectors come from another model or dimension.
+        CatalogError, ModelError: bad catalog or model.
+    """
+    from eclip.index.store import add_to_index_dir
+
+    idx = open_index_dir(index)
+    work = Path(index) / "adds" / f"{Path(source).stem}-{fingerprint(str(Path(source).resolve()))[:8]}"
+    emb, xb, ids, texts = _embed_for_index(idx, source, work, catalog_args)
+    return add_to_index_dir(index, xb, ids, emb.manifest.get("model"), read_groups(groups), texts, source=str(Path(source).resolve()))
+
+
+def index_query(
+    index: str | Path,
+    texts: list[str] | None = None,
+    images: list[str] | None = None,
+    catalog: str | Path | None = None,
+    k: int = 10,
+    mmap: bool = False,
+    **catalog_args: Any,
+) -> pl.DataFrame:
+    """Top-k neighbours in an index directory of titles, image files or a whole catalog.
+
+    The queries are embedded with the model recorded in the index's manifest (the same model
+    is the only one accepted). Returns columns ``query, rank, id, score``.
+
+    Raises:
+        RunDirError: not an index directory, or vectors of another model or dimension.
+        ModelError: the index's model cannot be loaded.
+    """
+    from eclip.index.store import open_index_dir
+
+    idx = open_index_dir(index, mmap=mmap)
+    model = idx.manifest.get("model") or {}
+    encoder = load_encoder(model.get("name", DEFAULT_MODEL), device=None)
+    labels: list[str] = []
+    parts = []
+    if texts:
+        parts.append(encoder.encode(list(texts)))
+        labels += list(texts)
+    if images:
+        import torch
+        from PIL import Image
+
+        pix = [encoder.image_transform(Image.open(p).convert("RGB")) for p in images]
+        parts.append(encoder.encode_images(torch.stack(pix)))
+        labels += list(images)
+    if catalog is not None:
+        cat = load_catalog(catalog, **catalog_args)
+        parts.append(encoder.encode(cat.texts))
+        labels += cat.ids
+    if not parts:
+        raise EclipError("give --text, --image or --catalog to query the index.")
+    q = np.concatenate(parts)
+    scores, rows = idx.search(q, k, encoder.describe())
+    out = []
+    for qi, (sc, rw) in enumerate(zip(scores, rows)):
+        for r, (s_, row) in enumerate(zip(sc, rw)):
+            if row >= 0:
+                out.append({"query": labels[qi], "rank": r + 1, "id": idx.ids[row], "score": float(s_)})
+    return pl.DataFrame(out, schema={"query": pl.String, "rank": pl.Int64, "id": pl.String, "score": pl.Float32})

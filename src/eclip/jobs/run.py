@@ -1,0 +1,71 @@
+"""Run plumbing shared by every job: the run directory, the stage clock, versions, manifests."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from eclip.rundir import MANIFEST, write_json
+
+#: Packages whose versions every manifest records (absent ones are left out).
+RECORDED_PACKAGES = ("eclip", "faiss-cpu", "faiss-gpu-cu12", "torch", "sentence-transformers", "polars", "scikit-learn")
+
+
+class StageTimer:
+    """Wall-clock seconds per pipeline stage: ``with timer("embed"): ...``.
+
+    Attributes:
+        seconds: stage name -> seconds (float, rounded to ms), in the order stages ran.
+        started: ``time.perf_counter()`` when the timer was made (the job's start).
+    """
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.started = time.perf_counter()
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        yield
+        self.seconds[stage] = round(time.perf_counter() - t0, 3)
+
+    def elapsed(self) -> float:
+        """Seconds since the job started."""
+        return time.perf_counter() - self.started
+
+    def timings(self) -> dict[str, float]:
+        """Every stage's seconds plus ``total`` (the manifest's ``timings_s``)."""
+        return {**self.seconds, "total": round(self.elapsed(), 3)}
+
+
+def start_run(out: str | Path) -> tuple[Path, StageTimer]:
+    """Create the run directory ``out`` (and its parents) and start the job's clock."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out, StageTimer()
+
+
+def created() -> str:
+    """The manifest's ``created`` timestamp: local time with its UTC offset."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def versions(*extra: str) -> dict[str, str]:
+    """Installed versions of :data:`RECORDED_PACKAGES` and of ``extra`` packages."""
+    out = {}
+    for pkg in (*RECORDED_PACKAGES, *extra):
+        try:
+            out[pkg] = version(pkg)
+        except Exception:  # noqa: BLE001 - absent optional packages
+            continue
+    return out
+
+
+def write_manifest(manifest: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Write ``out/manifest.json`` atomically; returns ``manifest``."""
+    write_json(manifest, out / MANIFEST)
+    return manifest

@@ -1,0 +1,95 @@
+"""The tables a matcher writes: one row per catalog row with its match group."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from eclip.matcher.grouping import Grouping
+from eclip.matcher.incremental import IncrementalGroups
+
+GROUPS_SCHEMA = {"id": pl.String, "group_id": pl.Int64, "group_size": pl.Int64, "matched_to": pl.String, "score": pl.Float32, "status": pl.String}
+
+
+def groups_frame(ids: list[str], g: Grouping, usable: np.ndarray) -> pl.DataFrame:
+    """``groups.parquet`` of a dedupe run: every row once, groups numbered from 0 in the order
+    of their first row.
+
+    Args:
+        ids: the ``n`` catalog ids, in row order.
+        g: the grouping of those ``n`` rows.
+        usable: ``(n,)`` bool, rows that had something to match on (others get status
+            ``empty_text``).
+
+    Returns:
+        Columns id, group_id, group_size, matched_to (the best accepted partner's id),
+        score (float32, NaN without a partner), status (``matched`` / ``singleton`` /
+        ``empty_text``).
+    """
+    n = len(ids)
+    _, group_id = np.unique(g.labels, return_inverse=True)
+    # number groups in order of their first row
+    first_row = np.full(group_id.max() + 1 if n else 0, n, dtype=np.int64)
+    np.minimum.at(first_row, group_id, np.arange(n))
+    renumber = np.empty_like(first_row)
+    renumber[np.argsort(first_row, kind="stable")] = np.arange(len(first_row))
+    gid = renumber[group_id] if n else group_id
+    id_arr = np.array(ids, dtype=object)
+    has = g.best >= 0
+    matched_to = np.where(has, id_arr[np.where(has, g.best, 0)] if n else id_arr, None)
+    sizes = g.sizes
+    status = np.where(~usable, "empty_text", np.where(sizes > 1, "matched", "singleton"))
+    return pl.DataFrame(
+        {
+            "id": list(ids),
+            "group_id": gid.astype(np.int64),
+            "group_size": sizes.astype(np.int64),
+            "matched_to": matched_to.tolist(),
+            "score": g.best_score,
+            "status": status.tolist(),
+        },
+        schema=GROUPS_SCHEMA,
+    )
+
+
+def incremental_groups_frame(
+    ids: list[str], indexed: np.ndarray, indexed_group: np.ndarray, usable: np.ndarray, inc: IncrementalGroups, old_ids: list[str]
+) -> pl.DataFrame:
+    """``groups.parquet`` of ``dedupe --against``: every new row once.
+
+    Args:
+        ids: the ``n`` catalog ids, in row order.
+        indexed: ``(n,)`` bool, rows whose id the index already holds (they keep their group).
+        indexed_group: ``(indexed.sum(),)`` int64, those rows' existing group ids.
+        usable: ``(n,)`` bool, rows with a vector of the index's modality.
+        inc: the assignment of the other rows, in row order
+            (:func:`eclip.matcher.incremental.assign_incremental`).
+        old_ids: the index's ids (``inc.partner_old`` points into them).
+
+    Returns:
+        Columns id, group_id, status (``already_indexed`` / ``joined`` / ``new_group`` /
+        ``singleton`` / ``unmatchable``), matched_to, score (float32), also_matches.
+    """
+    n = len(ids)
+    id_arr = np.array(ids, dtype=object)
+    old_arr = np.array(old_ids, dtype=object)
+    fresh = np.flatnonzero(~indexed)
+    group_id = np.zeros(n, dtype=np.int64)
+    group_id[indexed] = indexed_group
+    group_id[fresh] = inc.group_id
+    status = np.full(n, "already_indexed", dtype=object)
+    status[fresh] = np.where(inc.joined, "joined", np.where(inc.new_sizes > 1, "new_group", np.where(usable[fresh], "singleton", "unmatchable")))
+    matched_to = np.full(n, None, dtype=object)
+    score = np.full(n, np.nan, dtype=np.float32)
+    own = inc.partner_old >= 0
+    matched_to[fresh[own]] = old_arr[inc.partner_old[own]]
+    peer = ~own & (inc.partner_new >= 0)
+    matched_to[fresh[peer]] = id_arr[fresh[inc.partner_new[peer]]]
+    score[fresh] = inc.score
+    also: list[list[int]] = [[] for _ in range(n)]
+    for j, r in enumerate(fresh):
+        also[r] = inc.also_matches[j]
+    return pl.DataFrame(
+        {"id": list(ids), "group_id": group_id, "status": status.tolist(), "matched_to": matched_to.tolist(), "score": score, "also_matches": also},
+        schema={"id": pl.String, "group_id": pl.Int64, "status": pl.String, "matched_to": pl.String, "score": pl.Float32, "also_matches": pl.List(pl.Int64)},
+    )
