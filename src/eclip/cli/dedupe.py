@@ -1,0 +1,101 @@
+"""``eclip dedupe`` (whole catalogs, and new rows ``--against`` an index)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from eclip.cli.options import (
+    AllowOutsideOpt, BatchSizeOpt, CatalogArg, IdColOpt, ImageColOpt, ImageRootOpt, ModelOpt, TextColsOpt, WorkersOpt, split_cols,
+)
+from eclip.progress import console
+
+
+def dedupe(
+    catalog: CatalogArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory for groups.parquet, pairs.parquet, manifest.json and caches.", metavar="DIR", rich_help_panel="Output")],
+    id_col: IdColOpt = "id",
+    text_cols: TextColsOpt = None,
+    model: ModelOpt = "minilm",
+    embeddings: Annotated[Optional[Path], typer.Option(help="Embeddings directory from `eclip embed` (instead of --model).", metavar="DIR", rich_help_panel="Model")] = None,
+    image_col: ImageColOpt = None,
+    image_root: ImageRootOpt = None,
+    allow_outside_root: AllowOutsideOpt = False,
+    signals: Annotated[Optional[str], typer.Option(help="Comma-separated signals among text, image, fused, phash. Default: all the embeddings have.", metavar="LIST", rich_help_panel="Signals")] = None,
+    image_threshold: Annotated[float, typer.Option(help="Minimum image-embedding cosine of a match.", metavar="COS", rich_help_panel="Signals")] = 0.9,
+    fused_threshold: Annotated[float, typer.Option(help="Minimum fused-embedding cosine of a match.", metavar="COS", rich_help_panel="Signals")] = 0.85,
+    phash_max_distance: Annotated[int, typer.Option(min=0, max=64, help="Largest pHash Hamming distance (bits of 64) of a match.", metavar="BITS", rich_help_panel="Signals")] = 8,
+    workers: WorkersOpt = -1,
+    k: Annotated[int, typer.Option(min=1, help="Neighbours per row in the kNN self-join.", metavar="K", rich_help_panel="Grouping")] = 10,
+    method: Annotated[str, typer.Option(help="Grouping: 'mutual' (reciprocal best match) or 'components' (threshold + connected components).", metavar="NAME", rich_help_panel="Grouping")] = "",
+    threshold: Annotated[Optional[float], typer.Option(help="Minimum text score of a match (and of the final score). Default: the calibrated one, else 0.6.", metavar="SCORE", rich_help_panel="Grouping")] = None,
+    calibration: Annotated[Optional[Path], typer.Option(help="calibration.json from `eclip eval --calibrate`: use its method and threshold.", metavar="FILE", rich_help_panel="Grouping")] = None,
+    lexical: Annotated[bool, typer.Option("--lexical/--no-lexical", help="Add TF-IDF char n-gram and model-code signals to the embedding score.", metavar="", rich_help_panel="Grouping")] = True,
+    batch_size: BatchSizeOpt = 64,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="Embeddings directory to write and reuse. Default: OUT/embeddings.", metavar="DIR", rich_help_panel="Output")] = None,
+    flat_max: Annotated[int, typer.Option(min=2, help="Below this many rows, search is exact (Flat); above, IVF-PQ with an SQ8 re-ranking store.", metavar="N", rich_help_panel="Performance")] = 200_000,
+    against: Annotated[Optional[Path], typer.Option(help="Index directory (`eclip index build`): match only these rows against it and its groups; existing group ids stay.", metavar="INDEX", rich_help_panel="Grouping")] = None,
+    review: Annotated[Optional[Path], typer.Option(help="Filled-in review.csv from `eclip report`: 'same' rows are kept together (must-link), 'different' rows split out (cannot-link).", metavar="CSV", rich_help_panel="Grouping")] = None,
+) -> None:
+    """Deduplicate a catalog: every row gets a match group (singletons included).
+
+    With --against INDEX, only the catalog's rows are matched, against the index and its groups; then `eclip index add INDEX CATALOG --groups OUT/groups.parquet` appends them.
+    """
+    from eclip import api
+
+    cfg = api.DedupeConfig(
+        id_col=id_col,
+        text_cols=split_cols(text_cols),
+        image_col=image_col,
+        image_root=image_root,
+        allow_outside_root=allow_outside_root,
+        model=model,
+        embeddings=embeddings,
+        signals=tuple(split_cols(signals) or ()) if signals is not None else None,
+        image_threshold=image_threshold,
+        fused_threshold=fused_threshold,
+        phash_max_distance=phash_max_distance,
+        workers=workers,
+        k=k,
+        lexical=lexical,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        flat_max=flat_max,
+        review=review,
+    )
+    if calibration is not None:
+        cfg.method, cfg.threshold = api.read_calibration(calibration)
+    if method:
+        cfg.method = method
+    if threshold is not None:
+        cfg.threshold = threshold
+    if against is not None:
+        m = api.dedupe_against(catalog, against, out, cfg)
+        c = m["counts"]
+        table = Table(title=f"eclip dedupe {catalog} --against {against}", show_header=False)
+        table.add_row("rows", f"{c['rows']:,} ({c['already_indexed']:,} already indexed)")
+        table.add_row("joined an existing group", f"{c['joined']:,}" + (f" ({c['rows_with_also_matches']:,} also match other groups: see also_matches)" if c["rows_with_also_matches"] else ""))
+        table.add_row("new groups (size > 1) / singletons", f"{c['new_group']:,} rows / {c['singleton']:,}")
+        table.add_row("method / threshold", f"{m['matching']['method']} / {m['matching']['threshold']}" + (" (with lexical signals)" if m["matching"]["lexical"] else ""))
+        table.add_row("time", f"{m['timings_s']['total']:.1f} s")
+        table.add_row("written", f"{out}/groups.parquet, pairs.parquet, manifest.json")
+        console.print(table)
+        return
+    manifest = api.dedupe(catalog, out, cfg)
+    c = manifest["counts"]
+    table = Table(title=f"eclip dedupe: {catalog}", show_header=False)
+    table.add_row("rows", f"{c['rows']:,}")
+    table.add_row("empty text / unmatchable (kept as singletons)", f"{c['empty_text_rows']:,} / {c['unmatchable_rows']:,}")
+    table.add_row("signals", ", ".join(manifest["matching"]["signals"]))
+    table.add_row("candidate pairs", f"{c['candidate_pairs']:,}")
+    by = ", ".join(f"{k} {v:,}" for k, v in c["matched_pairs_by_signal"].items())
+    table.add_row("matched pairs", f"{c['matched_pairs']:,}" + (f" (passing: {by})" if by else ""))
+    table.add_row("match groups (size > 1)", f"{c['multi_row_groups']:,} holding {c['rows_in_multi_row_groups']:,} rows")
+    table.add_row("method / threshold", f"{cfg.method} / {cfg.threshold}")
+    table.add_row("index", ", ".join(f"{k}: {v.get('factory') or v.get('kind')}" for k, v in manifest["index"].items()))
+    table.add_row("time", f"{manifest['timings_s']['total']:.1f} s")
+    table.add_row("written", f"{out}/groups.parquet, pairs.parquet, manifest.json")
+    console.print(table)

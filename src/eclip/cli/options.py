@@ -1,0 +1,59 @@
+"""Option types that several commands share, declared once, and small parsing helpers.
+
+Options are grouped into rich help panels by topic (input, model, matching, output...) and
+carry short metavars, so that ``eclip COMMAND --help`` reads well at 80 columns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+INPUT, MODEL, PERFORMANCE = "Input", "Model", "Performance"
+
+CatalogArg = Annotated[Path, typer.Argument(metavar="CATALOG", help="Catalog file: .csv, .tsv, .parquet, .jsonl or .ndjson.")]
+SourceArg = Annotated[Path, typer.Argument(metavar="SOURCE", help="Catalog file, or an embeddings directory from `eclip embed`.")]
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        metavar="SPEC", rich_help_panel=MODEL,
+        help="Model spec: minilm (bundled, offline), openclip:ARCH[:TAG|:CKPT], hf-hub:ORG/NAME, or a model folder.",
+    ),
+]
+IdColOpt = Annotated[str, typer.Option(metavar="COL", rich_help_panel=INPUT, help="Column with a unique id per row.")]
+TextColsOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        metavar="COLS", rich_help_panel=INPUT,
+        help="Comma-separated columns joined into the title text. Default: title-like column, then brand/manufacturer.",
+    ),
+]
+ImageColOpt = Annotated[
+    Optional[str], typer.Option(metavar="COL", rich_help_panel=INPUT, help="Column of image paths (relative to the catalog file) or http(s) URLs.")
+]
+ImageRootOpt = Annotated[
+    Optional[Path],
+    typer.Option(metavar="DIR", rich_help_panel=INPUT, help="Folder image paths are relative to, and may not leave. Default: the catalog file's folder."),
+]
+AllowOutsideOpt = Annotated[bool, typer.Option("--allow-outside-root", metavar="", rich_help_panel=INPUT, help="Follow image paths that leave the image root.")]
+WorkersOpt = Annotated[int, typer.Option(min=-1, metavar="N", rich_help_panel=PERFORMANCE, help="DataLoader workers decoding images (-1: one per spare core).")]
+BatchSizeOpt = Annotated[int, typer.Option(min=1, metavar="N", rich_help_panel=PERFORMANCE, help="Rows per encoder forward pass.")]
+VectorsOpt = Annotated[
+    Optional[str], typer.Option(metavar="KIND", rich_help_panel="Scoring", help="Vectors to score: text, image or fused. Default: fused with images, else text.")
+]
+LogitScaleOpt = Annotated[
+    float,
+    typer.Option(min=0.0, metavar="X", rich_help_panel="Scoring", help="Zero-shot softmax sharpness: probabilities = softmax(logit_scale x cosine), as CLIP."),
+]
+
+
+def split_cols(cols: Optional[str]) -> Optional[list[str]]:
+    """``"a, b,c"`` -> ``["a", "b", "c"]``; ``None`` or empty -> ``None``."""
+    return [c.strip() for c in cols.split(",") if c.strip()] if cols else None
+
+
+def source_options(id_col: str, text_cols: Optional[str], image_col: Optional[str], image_root: Optional[Path], allow_outside_root: bool, model: str) -> dict:
+    """The shared catalog options as keyword arguments of :class:`eclip.api.CatalogSource`."""
+    return {"id_col": id_col, "text_cols": split_cols(text_cols), "image_col": image_col, "image_root": image_root, "allow_outside_root": allow_outside_root, "model": model}
