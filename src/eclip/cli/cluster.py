@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from eclip.cli.options import AllowOutsideOpt, IdColOpt, ImageColOpt, ImageRootOpt, ModelOpt, SourceArg, TextColsOpt, split_cols
+from eclip.cli.options import AllowOutsideOpt, IdColOpt, ImageColOpt, ImageRootOpt, ModelOpt, SourceArg, TextColsOpt, source_options
 from eclip.progress import console
 
 
@@ -39,12 +39,7 @@ def cluster(
     from eclip.cluster import HdbscanSettings
 
     cfg = api.ClusterConfig(
-        id_col=id_col,
-        text_cols=split_cols(text_cols),
-        image_col=image_col,
-        image_root=image_root,
-        allow_outside_root=allow_outside_root,
-        model=model,
+        **source_options(id_col, text_cols, image_col, image_root, allow_outside_root, model),
         vectors=vectors,
         hdbscan=HdbscanSettings(min_cluster_size=min_cluster_size, min_samples=min_samples, mode=mode, pca_dim=pca_dim, k=k, selection=selection, epsilon=epsilon),
         gold=gold,

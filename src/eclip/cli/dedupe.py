@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from eclip.cli.options import (
-    AllowOutsideOpt, BatchSizeOpt, CatalogArg, IdColOpt, ImageColOpt, ImageRootOpt, ModelOpt, TextColsOpt, WorkersOpt, split_cols,
+    AllowOutsideOpt, BatchSizeOpt, CatalogArg, IdColOpt, ImageColOpt, ImageRootOpt, ModelOpt, TextColsOpt, WorkersOpt, source_options, split_cols,
 )
 from eclip.progress import console
 
@@ -47,12 +47,7 @@ def dedupe(
     from eclip import api
 
     cfg = api.DedupeConfig(
-        id_col=id_col,
-        text_cols=split_cols(text_cols),
-        image_col=image_col,
-        image_root=image_root,
-        allow_outside_root=allow_outside_root,
-        model=model,
+        **source_options(id_col, text_cols, image_col, image_root, allow_outside_root, model),
         embeddings=embeddings,
         signals=tuple(split_cols(signals) or ()) if signals is not None else None,
         image_threshold=image_threshold,

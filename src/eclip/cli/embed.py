@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from eclip.cli.options import (
-    AllowOutsideOpt, BatchSizeOpt, CatalogArg, IdColOpt, ImageColOpt, ImageRootOpt, ModelOpt, TextColsOpt, WorkersOpt, split_cols,
+    AllowOutsideOpt, BatchSizeOpt, CatalogArg, IdColOpt, ImageColOpt, ImageRootOpt, ModelOpt, TextColsOpt, WorkersOpt, source_options,
 )
 from eclip.progress import console
 
@@ -38,12 +38,7 @@ def embed(
     from eclip.encoders import EmbedSettings
 
     cfg = api.EmbedConfig(
-        model=model,
-        id_col=id_col,
-        text_cols=split_cols(text_cols),
-        image_col=image_col,
-        image_root=image_root,
-        allow_outside_root=allow_outside_root,
+        **source_options(id_col, text_cols, image_col, image_root, allow_outside_root, model),
         device=device,
         overwrite=overwrite,
         url_timeout_s=url_timeout,
