@@ -8,7 +8,8 @@ from eclip.matcher import ScoreWeights, code_block_pairs, code_similarity, knn_p
 def test_extract_codes_normalises_separators():
     assert extract_codes("Sony Turntable - PS-LX350H") == {"pslx350h"}
     assert extract_codes("Sony WH-1000XM3/B headphones") == {"wh1000xm3b"}
-    assert extract_codes("Samsung 128GB card") == {"128gb"}
+    assert extract_codes("Samsung 128GB card EVO850") == {"evo850"}  # 128gb is a quantity, not a code
+    assert extract_codes("Panasonic 1080p DVD Recorder - DMREA18K") == {"dmrea18k"}
     assert extract_codes("Red label whisky, 40 percent") == frozenset()
     assert "5012345678900" in extract_codes("EAN 5012345678900")
 
@@ -18,6 +19,22 @@ def test_code_similarity_cases():
     assert code_similarity(frozenset({"wh1000xm3"}), frozenset({"wh1000xm3b"})) == 0.5
     assert code_similarity(frozenset({"kdl40v"}), frozenset({"kdl46v"})) == -1.0
     assert code_similarity(frozenset(), frozenset({"kdl46v"})) == 0.0
+    # a shared series code, but each side's own part number differs: two variants, no evidence
+    assert code_similarity(frozenset({"s320", "3780001"}), frozenset({"s320", "3880001"})) == 0.0
+    assert code_similarity(frozenset({"s320", "3780001"}), frozenset({"s320", "3780001"})) == 1.0
+    # a shared code and one side's longer variant of the other's extra code still agree
+    assert code_similarity(frozenset({"nsaw390", "nsaw390wh"}), frozenset({"nsaw390", "nsaw390"})) == 1.0
+
+
+def test_extract_quantities_reads_units_into_base_units():
+    from eclip.encoders.lexical import extract_quantities
+
+    assert extract_quantities("SanDisk Ultra 128GB microSDXC") == {"storage_gb": {128.0}}
+    assert extract_quantities("Samsung 850 EVO 1TB SSD") == {"storage_gb": {1000.0}}
+    assert extract_quantities("Corsair 16GB (2x8GB) DDR4 3200MHz") == {"storage_gb": {16.0, 8.0}, "frequency_hz": {3.2e9}}
+    assert extract_quantities("Samsung PN50A550 50' Plasma TV")["length_mm"] == {1270.0}
+    assert extract_quantities("Pampers 3-pack") == {"count": {3.0}}
+    assert extract_quantities("Sony WH1000XM3 headphones") == {}
 
 
 def test_knn_pairs_are_undirected_with_best_rank():

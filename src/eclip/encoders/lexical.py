@@ -48,22 +48,63 @@ class CharNgramTfidf:
         return {"kind": "tfidf-char_wb", "ngram_range": list(self.ngram_range), "sublinear_tf": True}
 
 
+#: Units of the numeric attributes in titles: unit -> (dimension, factor to the dimension's
+#: base unit). Storage counts decimal, as shops do (1 TB = 1000 GB).
+UNITS: dict[str, tuple[str, float]] = {
+    **{u: ("storage_gb", f) for u, f in (("kb", 1e-6), ("mb", 1e-3), ("gb", 1.0), ("tb", 1e3), ("gig", 1.0))},
+    **{u: ("length_mm", f) for u, f in (("mm", 1.0), ("cm", 10.0), ("m", 1000.0), ("inch", 25.4), ("in", 25.4), ('"', 25.4), ("'", 25.4), ("ft", 304.8))},
+    **{u: ("mass_g", f) for u, f in (("mg", 1e-3), ("g", 1.0), ("gr", 1.0), ("kg", 1000.0), ("lb", 453.6), ("lbs", 453.6), ("oz", 28.35))},
+    **{u: ("volume_ml", f) for u, f in (("ml", 1.0), ("cl", 10.0), ("l", 1000.0), ("ltr", 1000.0), ("litre", 1000.0), ("liter", 1000.0))},
+    **{u: ("power_w", f) for u, f in (("w", 1.0), ("watt", 1.0), ("watts", 1.0), ("kw", 1000.0))},
+    **{u: ("charge_mah", 1.0) for u in ("mah",)},
+    **{u: ("voltage_v", 1.0) for u in ("v", "volt", "volts")},
+    **{u: ("frequency_hz", f) for u, f in (("hz", 1.0), ("khz", 1e3), ("mhz", 1e6), ("ghz", 1e9))},
+    **{u: ("speed_rpm", 1.0) for u in ("rpm",)},
+    **{u: ("rate_mbps", f) for u, f in (("mbps", 1.0), ("gbps", 1000.0))},
+    **{u: ("pixels_mp", 1.0) for u in ("mp", "megapixel", "megapixels")},
+    **{u: ("resolution_p", 1.0) for u in ("p",)},
+    **{u: ("count", 1.0) for u in ("pack", "pk", "pcs", "pc", "pieces", "piece", "count", "ct", "tabs", "tablets", "capsules", "sheets", "rolls")},
+    **{u: ("mass_g", 1.0) for u in ("grams",)},
+}
+_QUANTITY = re.compile(
+    r"(?<![a-wyz0-9.])(\d+(?:[.,]\d+)?)\s?-?\s?(" + "|".join(sorted((re.escape(u) for u in UNITS), key=len, reverse=True)) + r")(?![a-z0-9])"
+)
+
+
 def extract_codes(text: str, min_len: int = 4) -> frozenset[str]:
     """Model-code tokens of ``text``: lower-cased, with ``-``, ``/`` and ``.`` removed.
 
     A token counts as a code when, after removing separators, it has at least ``min_len``
     characters and mixes letters and digits (``PS-LX350H`` -> ``pslx350h``), or is a run of at
-    least ``min_len + 2`` digits (part numbers, EANs). Sizes such as ``128gb`` or ``70cl`` also
-    qualify; they are weak on their own but still separate variants.
+    least ``min_len + 2`` digits (part numbers, EANs). Quantities such as ``128gb`` or
+    ``1080p`` are not codes: :func:`extract_quantities` reads them.
     """
     out = set()
     for tok in _TOKEN.findall(text.lower()):
         norm = _SEP.sub("", tok)
-        if len(norm) < min_len:
-            continue
+        if len(norm) < min_len or _QUANTITY.fullmatch(tok):
+            continue  # too short, or a quantity (128gb, 1080p): extract_quantities reads those
         has_digit = _DIGIT.search(norm) is not None
         if has_digit and _ALPHA.search(norm) is not None:
             out.add(norm)
         elif has_digit and norm.isdigit() and len(norm) >= min_len + 2:
             out.add(norm)
     return frozenset(out)
+
+
+def extract_quantities(text: str) -> dict[str, frozenset[float]]:
+    """Numeric attributes with units in ``text``: dimension -> the values found, in the
+    dimension's base unit (:data:`UNITS`), rounded to 3 significant digits. A quote after a
+    number reads as inches (``55"``, and ``50'`` as catalogs that escape quotes write it).
+
+    ``"SanDisk Ultra 128GB microSDXC 100MB/s"`` -> ``{"storage_gb": {128.0, 0.1}}``;
+    ``"Pack of 2"`` style counts are read from ``2-pack`` / ``2 pcs``. Numbers without a unit
+    are left to :func:`extract_codes`.
+    """
+    out: dict[str, set[float]] = {}
+    for num, unit in _QUANTITY.findall(text.lower()):
+        dim, factor = UNITS[unit]
+        value = float(num.replace(",", ".")) * factor
+        if value > 0:
+            out.setdefault(dim, set()).add(float(f"{value:.3g}"))
+    return {k: frozenset(v) for k, v in out.items()}

@@ -29,18 +29,27 @@ class ScoreWeights:
 
 
 def code_similarity(x: frozenset[str], y: frozenset[str], min_prefix: int = 5) -> float:
-    """+1 shared code; +0.5 one code is a prefix of the other (both >= ``min_prefix`` chars);
-    -1 both have codes, none related; 0 either has none."""
+    """Agreement of two titles' model codes.
+
+    +1: a shared code, and no conflict among the rest; +0.5: no shared code, but one extends
+    the other (``wh1000xm3`` / ``wh1000xm3b``, both >= ``min_prefix`` chars); 0: either has no
+    code, or a shared code while each side also has a code the other lacks and that does
+    not extend it (``s320`` shared, ``3780001`` vs ``3880001``: a series shared by two
+    variants); -1: both have codes and none agree.
+    """
     if not x or not y:
         return 0.0
-    if x & y:
-        return 1.0
-    for p in x:
-        for q in y:
-            short, long_ = (p, q) if len(p) <= len(q) else (q, p)
-            if len(short) >= min_prefix and long_.startswith(short):
-                return 0.5
-    return -1.0
+    shared = x & y
+    rest_x, rest_y = x - shared, y - shared
+    related = any(_extends(p, q, min_prefix) for p in rest_x for q in rest_y)
+    if shared:
+        return 0.0 if rest_x and rest_y and not related else 1.0
+    return 0.5 if related else -1.0
+
+
+def _extends(p: str, q: str, min_prefix: int) -> bool:
+    short, long_ = (p, q) if len(p) <= len(q) else (q, p)
+    return len(short) >= min_prefix and long_.startswith(short)
 
 
 def _rowwise_dense(e: np.ndarray, a: np.ndarray, b: np.ndarray, step: int = 262_144) -> np.ndarray:
