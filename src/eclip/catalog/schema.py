@@ -19,6 +19,8 @@ from eclip.errors import CatalogError
 TITLE_COLUMNS = ("title", "name", "productdisplayname", "product_name", "product_title", "productname")
 #: Column names taken as the brand, appended after the title (case-insensitive).
 BRAND_COLUMNS = ("brand", "manufacturer", "brand_name", "maker")
+#: Column names taken as the price (case-insensitive).
+PRICE_COLUMNS = ("price", "sale_price", "list_price", "current_price", "price_value")
 
 _TEXTUAL = (pl.String, pl.Categorical, pl.Enum)
 _SCALAR_OK = _TEXTUAL + (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64, pl.Float32, pl.Float64, pl.Boolean, pl.Null)
@@ -84,6 +86,20 @@ def pick_text_columns(columns: list[str]) -> list[str]:
     if not titles:
         return []
     return [titles[0], *_find(columns, BRAND_COLUMNS)]
+
+
+def pick_attribute_column(columns: list[str], role: str) -> str | None:
+    """The catalog's ``brand`` (:data:`BRAND_COLUMNS`) or ``price`` (:data:`PRICE_COLUMNS`)
+    column, or ``None`` when it has none.
+
+    Raises:
+        ValueError: ``role`` is neither ``brand`` nor ``price``.
+    """
+    wanted = {"brand": BRAND_COLUMNS, "price": PRICE_COLUMNS}.get(role)
+    if wanted is None:
+        raise ValueError(f"unknown attribute role {role!r}; use brand or price")
+    found = _find(columns, wanted)
+    return found[0] if found else None
 
 
 def _check_column(path: Path, df: pl.DataFrame, col: str, role: str, flag: str) -> None:

@@ -9,8 +9,16 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from eclip.catalog import Catalog, load_catalog
-from eclip.encoders import DEFAULT_MODEL, CharNgramTfidf, EmbedSettings, Embeddings, extract_codes, load_embeddings
+from eclip.catalog import Catalog, load_catalog, pick_attribute_column
+from eclip.encoders import (
+    DEFAULT_MODEL,
+    CharNgramTfidf,
+    Embeddings,
+    EmbedSettings,
+    extract_codes,
+    load_embeddings,
+)
+from eclip.encoders.lexical import extract_quantities
 from eclip.encoders.phash import hamming
 from eclip.errors import EclipError, RunDirError
 from eclip.index import FLAT_MAX, cached_self_join, open_index_dir
@@ -37,7 +45,9 @@ from eclip.matcher import (
     score_pairs,
     union_candidates,
 )
+from eclip.matcher.comparisons import normalise_brand, parse_price
 from eclip.matcher.incremental import assign_incremental
+from eclip.matcher.mixture import learn_settings
 from eclip.progress import console
 from eclip.rundir import fingerprint, write_parquet
 
@@ -54,8 +64,11 @@ class DedupeConfig(CatalogSource):
         signals: signals that propose and accept matches, among ``text``, ``image``,
             ``fused``, ``phash``; ``None``: every one the embeddings have.
         k: neighbours per row in each kNN self-join.
-        method: grouping method, ``mutual`` or ``components``.
-        threshold: minimum final score of a match (= the text threshold, see
+        method: grouping method, ``auto`` (chosen per catalog), ``mutual``, ``average`` or
+            ``components`` (:mod:`eclip.matcher.grouping`).
+        threshold: ``None``: learned per catalog (match probability 0.5 under a mixture
+            fitted to the candidate scores, :mod:`eclip.matcher.mixture`); else the minimum
+            final score of a match (= the text threshold, see
             :func:`eclip.matcher.combine_modalities`).
         image_threshold, fused_threshold: minimum cosines of the image and fused signals.
         phash_max_distance: largest pHash Hamming distance of a match, bits.
@@ -67,13 +80,16 @@ class DedupeConfig(CatalogSource):
             :func:`eclip.index.choose_factory`).
         review: a filled-in review CSV (``eclip report``): its ``same`` / ``different``
             decisions become must-link / cannot-link constraints on grouping.
+        brand_col, price_col: the catalog's brand and price columns for the brand and price
+            comparisons (``None``: found by name, see
+            :func:`eclip.catalog.pick_attribute_column`; ``""``: leave the comparison out).
     """
 
     embeddings: Path | None = None
     signals: tuple[str, ...] | None = None
     k: int = 10
     method: str = DEFAULT_METHOD
-    threshold: float = DEFAULT_THRESHOLD
+    threshold: float | None = None
     image_threshold: float = ModalityThresholds.image
     fused_threshold: float = ModalityThresholds.fused
     phash_max_distance: int = ModalityThresholds.phash
@@ -85,10 +101,13 @@ class DedupeConfig(CatalogSource):
     weights: ScoreWeights = field(default_factory=ScoreWeights)
     flat_max: int = FLAT_MAX
     review: Path | None = None
+    brand_col: str | None = None
+    price_col: str | None = None
 
     @property
     def thresholds(self) -> ModalityThresholds:
-        return ModalityThresholds(self.threshold, self.image_threshold, self.fused_threshold, self.phash_max_distance)
+        text = DEFAULT_THRESHOLD if self.threshold is None else self.threshold
+        return ModalityThresholds(text, self.image_threshold, self.fused_threshold, self.phash_max_distance)
 
 
 def _get_embeddings(cat: Catalog, cfg: DedupeConfig, out: Path, timer: StageTimer) -> Embeddings:
@@ -109,6 +128,26 @@ def _get_embeddings(cat: Catalog, cfg: DedupeConfig, out: Path, timer: StageTime
     if made_with is not None and list(made_with) != list(cat.text_cols):
         raise RunDirError(f"{folder} embedded the columns {made_with}, not {list(cat.text_cols)}; pass the same --text-cols or re-embed.")
     return emb
+
+
+def _attributes(cat: Catalog, cfg: DedupeConfig) -> dict[str, Any]:
+    """Per-row quantities (from the titles), normalised brands and prices (from the
+    catalog's brand and price columns, when it has them), with the columns used."""
+    out: dict[str, Any] = {"quantities": [extract_quantities(t) for t in cat.texts]}
+    columns = cat.table.columns
+    for role, given in (("brand", cfg.brand_col), ("price", cfg.price_col)):
+        col = pick_attribute_column(columns, role) if given is None else (given or None)
+        if col is None:
+            continue
+        if col not in columns:
+            raise EclipError(f"{cat.path}: no {role} column {col!r} (columns: {', '.join(columns)}); pass --{role}-col with one of them, or ''.")
+        values = cat.table[col].cast(pl.String).to_list()
+        out[f"{role}_col"] = col
+        if role == "brand":
+            out["brands"] = [normalise_brand(v) for v in values]
+        else:
+            out["prices"] = np.array([parse_price(v) for v in values], dtype=np.float64)
+    return out
 
 
 def _signals(emb: Embeddings, cfg: DedupeConfig) -> tuple[str, ...]:
@@ -186,6 +225,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
     lists: dict[str, pl.DataFrame] = {}
     index_info: dict[str, Any] = {}
     codes = [extract_codes(t) for t in cat.texts] if cfg.lexical and "text" in signals_on else None
+    attrs = _attributes(cat, cfg) if codes is not None else {}
     with timer("search"):
         for s_ in ("text", "image", "fused"):
             rows = np.flatnonzero(masks[s_])
@@ -208,7 +248,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
         signals: dict[str, np.ndarray] = {}
         if "text" in signals_on:
             tfidf = CharNgramTfidf().fit_transform(cat.texts) if cfg.lexical else None
-            text = score_pairs(a, b, emb.text, tfidf, codes, cfg.weights)
+            text = score_pairs(a, b, emb.text, tfidf, codes, cfg.weights, quantities=attrs.get("quantities"), brands=attrs.get("brands"))
             invalid = ~(has_text[a] & has_text[b])
             for name, v in text.items():
                 v[invalid] = np.nan
@@ -221,10 +261,17 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             d = hamming(emb.phash[a], emb.phash[b]).astype(np.float32)
             d[~(emb.has_image[a] & emb.has_image[b])] = np.nan
             signals["phash_distance"] = d
+        if "prices" in attrs:
+            pa, pb = attrs["prices"][a], attrs["prices"][b]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                signals["price_ratio"] = (np.maximum(pa, pb) / np.minimum(pa, pb)).astype(np.float32)
         score = combine_modalities(signals, cfg.thresholds) if len(a) else np.zeros(0, np.float32)
     constraints = read_review(cfg.review, cat.ids) if cfg.review else None
+    with timer("learn"):
+        settings = learn_settings(n, a, b, score, cfg.method, cfg.threshold, DEFAULT_THRESHOLD)
     with timer("group"):
-        grouping = group(n, a, b, score, cfg.threshold, cfg.method, constraints)
+        on = settings.probability if settings.on == "match_probability" else score
+        grouping = group(n, a, b, on, settings.threshold, settings.method, constraints)
     with timer("write"):
         groups = groups_frame(cat.ids, grouping, usable)
         write_parquet(groups, out / "groups.parquet")
@@ -234,6 +281,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
                 "id_a": ids[a].tolist(),
                 "id_b": ids[b].tolist(),
                 "score": score,
+                "match_probability": settings.probability,
                 **signals,
                 "rank": cand["rank"],
                 "source": cand["source"],
@@ -263,7 +311,11 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             "signals": list(signals_on),
             "k": cfg.k,
             "method": cfg.method,
-            "threshold": cfg.threshold,
+            "method_used": settings.method,
+            "threshold": settings.threshold,
+            "threshold_on": settings.on,
+            "learned": settings.learned,
+            "attributes": {k: v for k, v in attrs.items() if k.endswith("_col")},
             "thresholds": asdict(cfg.thresholds),
             "lexical": cfg.lexical,
             "weights": asdict(cfg.weights),
@@ -341,7 +393,8 @@ def dedupe_against(catalog: str | Path, index: str | Path, out: str | Path, cfg:
         within, _ = _knn(arr, rows, fingerprint(emb.key, "against", rows.tolist()), cfg, out / "index" / vectors) if len(rows) >= 2 else (pl.DataFrame({"a": [], "b": []}, schema={"a": pl.Int64, "b": pl.Int64}), {})
         a, b = within["a"].to_numpy(), within["b"].to_numpy()
     with timer("score"):
-        threshold = {"text": cfg.threshold, "image": cfg.image_threshold, "fused": cfg.fused_threshold}[vectors]
+        threshold = {"text": cfg.thresholds.text, "image": cfg.image_threshold, "fused": cfg.fused_threshold}[vectors]
+        method = "mutual" if cfg.method == "auto" else cfg.method  # an index's groups are kept as they are
         lexical = vectors == "text" and cfg.lexical and idx.texts is not None
         if lexical:
             old_u, old_pos = np.unique(old_row, return_inverse=True)
@@ -358,7 +411,7 @@ def dedupe_against(catalog: str | Path, index: str | Path, out: str | Path, cfg:
     with timer("group"):
         sub = np.full(n, -1, dtype=np.int64)
         sub[fresh] = np.arange(len(fresh))
-        inc = assign_incremental(len(fresh), sub[a], sub[b], s_within, sub[q_row], old_row, s_old, old_groups, threshold, cfg.method)
+        inc = assign_incremental(len(fresh), sub[a], sub[b], s_within, sub[q_row], old_row, s_old, old_groups, threshold, method)
     with timer("write"):
         ids = np.array(cat.ids, dtype=object)
         old_ids = np.array(idx.ids, dtype=object)
@@ -377,7 +430,7 @@ def dedupe_against(catalog: str | Path, index: str | Path, out: str | Path, cfg:
         "inputs": {"catalog": str(Path(catalog).resolve()), "id_col": cat.id_col, "text_cols": list(cat.text_cols), "image_col": cat.image_col},
         "index": {"dir": str(Path(index).resolve()), "n": len(idx.ids), "factory": idx.manifest.get("factory"), "vectors": vectors, "kept_groups": kept_groups is not None, "kept_titles": idx.texts is not None},
         "model": emb.manifest.get("model"),
-        "matching": {"k": cfg.k, "method": cfg.method, "threshold": threshold, "lexical": lexical, "weights": asdict(cfg.weights)},
+        "matching": {"k": cfg.k, "method": method, "threshold": threshold, "lexical": lexical, "weights": asdict(cfg.weights)},
         "counts": {"rows": n, **counts, "rows_with_also_matches": sum(bool(x) for x in inc.also_matches), "new_group_ids": int(len(np.unique(inc.group_id[~inc.joined]))) if len(fresh) else 0},
         "timings_s": timer.timings(),
         "outputs": {"groups": "groups.parquet", "pairs": "pairs.parquet"},

@@ -120,7 +120,10 @@ def evaluate(
         result["blocking"] = {k: round(v, 4) for k, v in blocking_recall(a, b, pairs["rank"].cast(pl.Float64).to_numpy(), gold, ks).items()}
         if do_calibrate:
             manifest = read_json(gp.parent / MANIFEST)
-            method = manifest.get("matching", {}).get("method", DEFAULT_METHOD)
+            matching = manifest.get("matching", {})
+            method = matching.get("method_used") or matching.get("method", DEFAULT_METHOD)
+            if method == "auto":  # a run that did not record its choice
+                method = "mutual"
             cal: Calibration = calibrate(len(ids), a, b, pairs["score"].to_numpy(), gold, method, target_precision)
             out = Path(calibration_out) if calibration_out else gp.parent / "calibration.json"
             write_json({**cal.as_dict(), "gold": str(gold_path)}, out)

@@ -9,6 +9,11 @@ Methods:
   at most pairs. Precise; the standard one-to-one assignment of entity resolution between two
   sources (e.g. "unique mapping clustering", Papadakis et al., "Entity Resolution: Past,
   Present and Yet-to-Come", EDBT 2020), and robust when one catalog repeats a product rarely.
+* ``average``: average-linkage agglomeration over the sparse candidate graph
+  (:mod:`eclip.matcher.linkage`): groups of any size, merged only while the average score
+  over all their row pairs (non-candidates count 0) stays >= threshold, so they do not chain.
+* ``auto``: ``mutual`` or ``average``, chosen per catalog by :func:`choose_method` from how
+  many matches a row is expected to have.
 """
 
 from __future__ import annotations
@@ -20,11 +25,14 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from eclip.matcher.constraints import Constraints, constrained_edges
+from eclip.matcher.linkage import average_linkage
 
-METHODS = ("mutual", "components")
-#: Default grouping: mutual best match. On the shared dev catalogs it beats connected
-#: components at every threshold (README, "How matching works").
-DEFAULT_METHOD = "mutual"
+METHODS = ("auto", "mutual", "average", "components")
+#: Default grouping: chosen per catalog (README, "How matching works").
+DEFAULT_METHOD = "auto"
+#: ``auto`` picks ``average`` when the median row with a likely match is expected to have
+#: more than this many (a catalog of groups); else ``mutual`` (a catalog of pairs).
+AUTO_EXPECTED_MATCHES = 3.0
 #: Default threshold on the combined score, fixed on the dev catalogs before evaluation.
 DEFAULT_THRESHOLD = 0.6
 
@@ -81,6 +89,30 @@ def component_labels(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return first[comp]
 
 
+def expected_matches(n: int, a: np.ndarray, b: np.ndarray, probability: np.ndarray) -> np.ndarray:
+    """``(n,)`` float64 expected number of matches of each row: the sum of its candidate
+    pairs' match probabilities."""
+    p = np.nan_to_num(np.asarray(probability, dtype=np.float64))
+    return np.bincount(a, p, n) + np.bincount(b, p, n)
+
+
+def choose_method(n: int, a: np.ndarray, b: np.ndarray, probability: np.ndarray) -> tuple[str, float]:
+    """``auto``'s choice for a catalog, from its candidate pairs' match probabilities.
+
+    A catalog where a row has one duplicate at most (two shops' listings, each listing a
+    product once) wants ``mutual``; one where a product has many offers wants ``average``.
+    The median, over rows expected to have a match (>= 0.5), of the expected number of
+    matches tells them apart: ``average`` above :data:`AUTO_EXPECTED_MATCHES`.
+
+    Returns:
+        ``(method, median expected matches)``.
+    """
+    e = expected_matches(n, a, b, probability)
+    likely = e[e >= 0.5]
+    median = float(np.median(likely)) if len(likely) else 0.0
+    return ("average" if median > AUTO_EXPECTED_MATCHES else "mutual"), median
+
+
 def group(
     n: int,
     a: np.ndarray,
@@ -95,11 +127,16 @@ def group(
     Args:
         n: number of rows; rows in no pair become singletons.
         a, b: ``(p,)`` int64 row positions of the candidate pairs (each pair once).
-        score: ``(p,)`` float32 pair scores; higher is more similar.
-        threshold: pairs scoring below it are never edges.
+        score: ``(p,)`` float32 pair scores; higher is more similar. For ``auto`` they must
+            be match probabilities.
+        threshold: pairs scoring below it are never edges (``average``: groups merge while
+            their average pair score is >= it).
         method: one of :data:`METHODS`.
         constraints: reviewer must-link / cannot-link pairs (:mod:`eclip.matcher.constraints`),
             applied to the accepted edges.
+
+    Returns:
+        The grouping. For ``average``, ``accepted`` marks every candidate pair inside a group.
 
     Raises:
         ValueError: unknown ``method``.
@@ -109,16 +146,26 @@ def group(
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
     score = np.asarray(score, dtype=np.float32)
+    if method == "auto":
+        method, _ = choose_method(n, a, b, score)
     above = score >= threshold
-    if method == "components":
-        accepted = above
+    if method == "average":
+        cannot = set(zip(constraints.cannot_a.tolist(), constraints.cannot_b.tolist())) if constraints is not None and len(constraints) else None
+        labels = average_linkage(n, a, b, score, threshold, cannot=cannot)
+        accepted = labels[a] == labels[b]
+        if constraints is not None and len(constraints):
+            accepted, must = constrained_edges(n, a, b, score, accepted, constraints)
+            labels = component_labels(n, np.concatenate([a[accepted], constraints.must_a[must]]), np.concatenate([b[accepted], constraints.must_b[must]]))
     else:
-        best, _ = _best_partner(n, a, b, score, np.ones(len(a), dtype=bool))
-        accepted = above & (best[a] == b) & (best[b] == a)
-    if constraints is not None and len(constraints):
-        accepted, must = constrained_edges(n, a, b, score, accepted, constraints)
-        labels = component_labels(n, np.concatenate([a[accepted], constraints.must_a[must]]), np.concatenate([b[accepted], constraints.must_b[must]]))
-    else:
-        labels = component_labels(n, a[accepted], b[accepted])
+        if method == "components":
+            accepted = above
+        else:
+            best, _ = _best_partner(n, a, b, score, np.ones(len(a), dtype=bool))
+            accepted = above & (best[a] == b) & (best[b] == a)
+        if constraints is not None and len(constraints):
+            accepted, must = constrained_edges(n, a, b, score, accepted, constraints)
+            labels = component_labels(n, np.concatenate([a[accepted], constraints.must_a[must]]), np.concatenate([b[accepted], constraints.must_b[must]]))
+        else:
+            labels = component_labels(n, a[accepted], b[accepted])
     best, best_score = _best_partner(n, a, b, score, accepted)
     return Grouping(labels=labels, accepted=accepted, best=best, best_score=best_score)

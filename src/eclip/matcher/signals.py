@@ -1,11 +1,15 @@
 """Per-pair similarity signals and the combined match score.
 
 score = (w_embedding * cos(embeddings) + w_tfidf * cos(char n-gram TF-IDF)) / (w_embedding + w_tfidf)
-        + w_code * code
+        + w_code * code + w_quantity * min(quantity, 0) + w_brand * min(brand, 0)
 
 where ``code`` is +1 when the two titles share a model code, +0.5 when one code extends the
 other (``wh1000xm3`` / ``wh1000xm3b``), -1 when both carry codes and none agree, and 0 when
-either has none. The score is not bounded to [0, 1]: a shared code lifts it above 1.
+either has none (:func:`code_similarity`). ``quantity`` is -1 when the titles state different
+values of one attribute (``64GB`` vs ``128GB``, ``0.7 l`` vs ``1 l``) and ``brand`` -1 when the
+catalog's brand column differs: a conflict is evidence against a match, while agreement on
+them adds nothing (many different products share a size or a brand). The score is not
+bounded to [0, 1]: a shared code lifts it above 1.
 
 The default weights were chosen on the shared dev catalogs (Abt-Buy, WDC Products); see the
 README's "How matching works" for the measurements.
@@ -21,11 +25,13 @@ import scipy.sparse as sp
 
 @dataclass(frozen=True)
 class ScoreWeights:
-    """Weights of the three signals in the combined score."""
+    """Weights of the signals in the combined score (see the module docstring)."""
 
     embedding: float = 0.5
     tfidf: float = 0.5
     code: float = 0.3
+    quantity: float = 0.2
+    brand: float = 0.2
 
 
 def code_similarity(x: frozenset[str], y: frozenset[str], min_prefix: int = 5) -> float:
@@ -66,6 +72,24 @@ def _rowwise_sparse(x: sp.csr_matrix, a: np.ndarray, b: np.ndarray, step: int = 
     return out
 
 
+def quantity_verdict(x: dict[str, frozenset[float]], y: dict[str, frozenset[float]]) -> int:
+    """+1 the two share a value in every dimension both state; -1 some dimension both state
+    has no value in common (``64GB`` vs ``128GB``); 0 no dimension in common."""
+    common = x.keys() & y.keys()
+    if not common:
+        return 0
+    return -1 if any(not (x[d] & y[d]) for d in common) else 1
+
+
+def brand_verdict(x: str, y: str) -> int:
+    """+1 same normalised brand (or one extends the other: ``hp`` / ``hpinc``), -1 different,
+    0 either missing."""
+    if not x or not y:
+        return 0
+    short, long_ = (x, y) if len(x) <= len(y) else (y, x)
+    return 1 if long_.startswith(short) else -1
+
+
 def score_pairs(
     a: np.ndarray,
     b: np.ndarray,
@@ -74,6 +98,8 @@ def score_pairs(
     codes: list[frozenset[str]] | None,
     weights: ScoreWeights = ScoreWeights(),
     cos: np.ndarray | None = None,
+    quantities: list[dict[str, frozenset[float]]] | None = None,
+    brands: list[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Signals and combined score of the pairs ``(a[p], b[p])``.
 
@@ -84,10 +110,14 @@ def score_pairs(
         codes: per row, its model codes, or ``None`` to leave the signal out.
         cos: ``(p,)`` float32 embedding cosines when already known (e.g. scores from an
             index whose vectors are not at hand); ``None`` computes them from ``embeddings``.
+        quantities: per row, its numeric attributes
+            (:func:`eclip.encoders.lexical.extract_quantities`), or ``None``.
+        brands: per row, the normalised brand (``""`` when missing), or ``None``.
 
     Returns:
-        ``{"cos_embedding", "cos_tfidf", "code", "score"}`` (those computed), each ``(p,)``
-        float32.
+        ``{"cos_embedding", "cos_tfidf", "code", "quantity", "brand", "score"}`` (those
+        computed), each ``(p,)`` float32; ``quantity`` and ``brand`` are
+        :func:`quantity_verdict` and :func:`brand_verdict`.
     """
     out: dict[str, np.ndarray] = {"cos_embedding": _rowwise_dense(embeddings, a, b) if cos is None else np.asarray(cos, np.float32)}
     score = weights.embedding * out["cos_embedding"]
@@ -100,6 +130,13 @@ def score_pairs(
     if codes is not None:
         out["code"] = np.fromiter((code_similarity(codes[i], codes[j]) for i, j in zip(a, b)), np.float32, len(a))
         score = score + weights.code * out["code"]
+    if quantities is not None:
+        q = quantities
+        out["quantity"] = np.fromiter((quantity_verdict(q[i], q[j]) if q[i] and q[j] else 0 for i, j in zip(a, b)), np.float32, len(a))
+        score = score + weights.quantity * np.minimum(out["quantity"], 0)
+    if brands is not None:
+        out["brand"] = np.fromiter((brand_verdict(brands[i], brands[j]) for i, j in zip(a, b)), np.float32, len(a))
+        score = score + weights.brand * np.minimum(out["brand"], 0)
     out["score"] = score.astype(np.float32)
     return out
 

@@ -84,6 +84,13 @@ def thumbnail(ref: str | None, settings: ImageSettings, px: int = 112, quality: 
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def _method_used(manifest: dict[str, Any]) -> str:
+    """The grouping method a dedupe run ran (``auto`` resolved; ``mutual`` for old runs)."""
+    matching = manifest.get("matching", {})
+    method = matching.get("method_used") or matching.get("method", "mutual")
+    return "mutual" if method == "auto" else method
+
+
 def _linked_by(pairs: pl.DataFrame, thresholds: dict[str, Any]) -> list[str]:
     """Per pair, the signals that pass their own threshold, joined by ``+`` (the matcher's
     rule, :func:`eclip.matcher.passing_signals`); ``review`` when none does."""
@@ -143,7 +150,7 @@ def dedupe_content(run: Path, manifest: dict[str, Any], ids: list[str], texts: l
     if gold is not None:
         a = np.array([pos[x] for x in pairs["id_a"].to_list()], dtype=np.int64)
         b = np.array([pos[x] for x in pairs["id_b"].to_list()], dtype=np.int64)
-        curve = threshold_curve(len(ids), a, b, pairs["score"].fill_null(0.0).to_numpy(), gold, manifest.get("matching", {}).get("method", "mutual"), steps=41)
+        curve = threshold_curve(len(ids), a, b, pairs["score"].fill_null(0.0).to_numpy(), gold, _method_used(manifest), steps=41)
     sizes = groups.group_by("group_id").len()["len"].to_numpy()
     return ReportContent("dedupe", manifest, out, {}, pairs["score"].fill_null(np.nan).to_numpy(), pairs["matched"].to_numpy(), sizes, curve, None, notes)
 
