@@ -1,5 +1,6 @@
 import numpy as np
 import polars as pl
+import pytest
 
 from eclip.encoders import CharNgramTfidf, extract_codes
 from eclip.matcher import ScoreWeights, code_block_pairs, code_similarity, knn_pairs, merge_candidates, score_pairs
@@ -67,3 +68,32 @@ def test_score_combines_signals(hash_encoder):
     only_emb = score_pairs(a, b, emb, None, None)
     assert set(only_emb) == {"cos_embedding", "score"}
     assert np.allclose(only_emb["score"], only_emb["cos_embedding"])
+
+
+def test_a_quantity_conflict_splits_near_twins(hash_encoder):
+    from eclip.encoders.lexical import extract_quantities
+    from eclip.matcher import group
+
+    # row 1 differs from row 0 only in its capacity; row 2 is row 0 reworded
+    texts = ["Kingston DataTraveler Exodia 64GB USB stick", "Kingston DataTraveler Exodia 128GB USB stick", "Kingston USB stick DataTraveler Exodia, 64 GB"]
+    emb = hash_encoder.encode(texts)
+    tfidf = CharNgramTfidf().fit_transform(texts)
+    codes = [extract_codes(t) for t in texts]
+    quantities = [extract_quantities(t) for t in texts]
+    a, b = np.array([0, 0, 1]), np.array([1, 2, 2])
+    plain = score_pairs(a, b, emb, tfidf, codes)
+    assert plain["score"][0] > plain["score"][1]  # on words alone the twin looks closest
+    assert group(3, a, b, plain["score"], 0.3, "mutual").labels.tolist() == [0, 0, 2]
+    out = score_pairs(a, b, emb, tfidf, codes, quantities=quantities)
+    assert out["quantity"].tolist() == [-1.0, 1.0, -1.0]
+    np.testing.assert_allclose(out["score"][0], plain["score"][0] - ScoreWeights().quantity, rtol=1e-6)
+    assert group(3, a, b, out["score"], 0.3, "mutual").labels.tolist() == [0, 1, 0]
+
+
+def test_a_brand_conflict_counts_against_and_agreement_adds_nothing(hash_encoder):
+    texts = ["Logitech H390 USB headset", "Logitech H390 USB headset", "Logitech H390 USB headset"]
+    emb = hash_encoder.encode(texts)
+    a, b = np.array([0, 0]), np.array([1, 2])
+    out = score_pairs(a, b, emb, None, None, brands=["logitech", "logitech", "sony"])
+    assert out["brand"].tolist() == [1.0, -1.0]
+    assert out["score"][0] == pytest.approx(1.0, abs=1e-5) and out["score"][1] == pytest.approx(1.0 - ScoreWeights().brand, abs=1e-5)
