@@ -30,14 +30,16 @@ def dedupe(
     phash_max_distance: Annotated[int, typer.Option(min=0, max=64, help="Largest pHash Hamming distance (bits of 64) of a match.", metavar="BITS", rich_help_panel="Signals")] = 8,
     workers: WorkersOpt = -1,
     k: Annotated[int, typer.Option(min=1, help="Neighbours per row in the kNN self-join.", metavar="K", rich_help_panel="Grouping")] = 10,
-    method: Annotated[str, typer.Option(help="Grouping: 'mutual' (reciprocal best match) or 'components' (threshold + connected components).", metavar="NAME", rich_help_panel="Grouping")] = "",
-    threshold: Annotated[Optional[float], typer.Option(help="Minimum text score of a match (and of the final score). Default: the calibrated one, else 0.6.", metavar="SCORE", rich_help_panel="Grouping")] = None,
+    method: Annotated[str, typer.Option(help="Grouping: auto (default: mutual or average, chosen from the catalog), mutual (reciprocal best match), average (average linkage: groups of any size, no chaining) or components (threshold + connected components).", metavar="NAME", rich_help_panel="Grouping")] = "",
+    threshold: Annotated[Optional[float], typer.Option(help="Minimum score of a match, on the raw score (text score and final score). Default: learned from the catalog (match probability 0.5).", metavar="SCORE", rich_help_panel="Grouping")] = None,
     calibration: Annotated[Optional[Path], typer.Option(help="calibration.json from `eclip eval --calibrate`: use its method and threshold.", metavar="FILE", rich_help_panel="Grouping")] = None,
     lexical: Annotated[bool, typer.Option("--lexical/--no-lexical", help="Add TF-IDF char n-gram and model-code signals to the embedding score.", metavar="", rich_help_panel="Grouping")] = True,
     batch_size: BatchSizeOpt = 64,
     cache_dir: Annotated[Optional[Path], typer.Option(help="Embeddings directory to write and reuse. Default: OUT/embeddings.", metavar="DIR", rich_help_panel="Output")] = None,
     flat_max: Annotated[int, typer.Option(min=2, help="Below this many rows, search is exact (Flat); above, IVF-PQ with an SQ8 re-ranking store.", metavar="N", rich_help_panel="Performance")] = 200_000,
     against: Annotated[Optional[Path], typer.Option(help="Index directory (`eclip index build`): match only these rows against it and its groups; existing group ids stay.", metavar="INDEX", rich_help_panel="Grouping")] = None,
+    brand_col: Annotated[Optional[str], typer.Option(help="Brand column for the brand comparison (a conflict counts against a match). Default: brand/manufacturer when present; '' for none.", metavar="COL", rich_help_panel="Signals")] = None,
+    price_col: Annotated[Optional[str], typer.Option(help="Price column for the price ratio in pairs.parquet. Default: price when present; '' for none.", metavar="COL", rich_help_panel="Signals")] = None,
     review: Annotated[Optional[Path], typer.Option(help="Filled-in review.csv from `eclip report`: 'same' rows are kept together (must-link), 'different' rows split out (cannot-link).", metavar="CSV", rich_help_panel="Grouping")] = None,
 ) -> None:
     """Deduplicate a catalog: every row gets a match group (singletons included).
@@ -60,6 +62,8 @@ def dedupe(
         cache_dir=cache_dir,
         flat_max=flat_max,
         review=review,
+        brand_col=brand_col,
+        price_col=price_col,
     )
     if calibration is not None:
         cfg.method, cfg.threshold = api.read_calibration(calibration)
@@ -89,7 +93,9 @@ def dedupe(
     by = ", ".join(f"{k} {v:,}" for k, v in c["matched_pairs_by_signal"].items())
     table.add_row("matched pairs", f"{c['matched_pairs']:,}" + (f" (passing: {by})" if by else ""))
     table.add_row("match groups (size > 1)", f"{c['multi_row_groups']:,} holding {c['rows_in_multi_row_groups']:,} rows")
-    table.add_row("method / threshold", f"{cfg.method} / {cfg.threshold}")
+    mm = manifest["matching"]
+    on = "match probability (learned)" if mm["threshold_on"] == "match_probability" else "score"
+    table.add_row("method / threshold", f"{mm['method_used']}" + (" (auto)" if mm["method"] == "auto" else "") + f" / {mm['threshold']:.4g} on {on}")
     table.add_row("index", ", ".join(f"{k}: {v.get('factory') or v.get('kind')}" for k, v in manifest["index"].items()))
     table.add_row("time", f"{manifest['timings_s']['total']:.1f} s")
     table.add_row("written", f"{out}/groups.parquet, pairs.parquet, manifest.json")
