@@ -2,7 +2,7 @@
 
 from eclip.matcher.candidates import code_block_pairs, knn_pairs, merge_candidates, union_candidates
 from eclip.matcher.constraints import Constraints, read_review
-from eclip.matcher.frames import groups_frame, incremental_groups_frame
+from eclip.matcher.frames import cohesion_summary, groups_frame, incremental_groups_frame
 from eclip.matcher.grouping import DEFAULT_METHOD, DEFAULT_THRESHOLD, METHODS, Grouping, group
 from eclip.matcher.signals import ModalityThresholds, ScoreWeights, code_similarity, combine_modalities, cosine_pairs, passing_counts, passing_signals, score_pairs
 
@@ -19,6 +19,7 @@ __all__ = [
     "ModalityThresholds",
     "ScoreWeights",
     "code_block_pairs",
+    "cohesion_summary",
     "code_similarity",
     "combine_modalities",
     "cosine_pairs",

@@ -93,3 +93,39 @@ def incremental_groups_frame(
         {"id": list(ids), "group_id": group_id, "status": status.tolist(), "matched_to": matched_to.tolist(), "score": score, "also_matches": also},
         schema={"id": pl.String, "group_id": pl.Int64, "status": pl.String, "matched_to": pl.String, "score": pl.Float32, "also_matches": pl.List(pl.Int64)},
     )
+
+
+def cohesion_summary(group_id: np.ndarray, a: np.ndarray, b: np.ndarray, score: np.ndarray, largest: int = 5) -> dict:
+    """Group-size and cohesion figures for the manifest.
+
+    Args:
+        group_id: ``(n,)`` int64 group per row (as in ``groups.parquet``).
+        a, b, score: ``(p,)`` candidate pairs and the scores grouping ran on (probabilities
+            for learned settings).
+        largest: how many of the largest groups to describe.
+
+    Returns:
+        ``sizes`` (counts of groups by size bucket), and for the ``largest`` groups: size,
+        ``density`` (share of their row pairs that are candidates), ``mean_link`` and
+        ``weakest_link`` (mean and minimum score of those candidate pairs). A group whose
+        weakest link sits far below its mean, or whose density is low, was held together by
+        few pairs: the place to look first.
+    """
+    sizes = np.bincount(group_id) if len(group_id) else np.zeros(0, np.int64)
+    sizes = sizes[sizes > 0]
+    buckets = {"1": int((sizes == 1).sum()), "2": int((sizes == 2).sum()), "3-5": int(((sizes >= 3) & (sizes <= 5)).sum()),
+               "6-20": int(((sizes >= 6) & (sizes <= 20)).sum()), "21-100": int(((sizes >= 21) & (sizes <= 100)).sum()), ">100": int((sizes > 100).sum())}
+    inside = group_id[a] == group_id[b]
+    frame = pl.DataFrame({"g": group_id[a[inside]], "s": np.asarray(score, np.float64)[inside]}).group_by("g").agg(
+        pl.len().alias("edges"), pl.col("s").mean().alias("mean"), pl.col("s").min().alias("min")
+    )
+    size_of = pl.DataFrame({"g": np.arange(len(np.bincount(group_id)) if len(group_id) else 0), "size": np.bincount(group_id) if len(group_id) else np.zeros(0, np.int64)})
+    top = frame.join(size_of, on="g").sort(["size", "g"], descending=[True, False]).head(largest)
+    return {
+        "groups_by_size": buckets,
+        "largest_groups": [
+            {"group_id": int(r["g"]), "size": int(r["size"]), "density": round(r["edges"] / (r["size"] * (r["size"] - 1) / 2), 4),
+             "mean_link": round(float(r["mean"]), 4), "weakest_link": round(float(r["min"]), 4)}
+            for r in top.iter_rows(named=True)
+        ],
+    }
