@@ -71,6 +71,28 @@ def test_dedupe_then_eval_end_to_end(abt_subset, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["embeddings"]["embedded_rows"] == 0
     assert manifest["matching"]["threshold"] == cal["threshold"]
+    assert manifest["matching"]["threshold_on"] == "score" and manifest["matching"]["learned"]["threshold_from"] == "given"
+
+
+def test_default_dedupe_learns_its_settings_and_components_chaining_is_flagged(abt_subset, tmp_path):
+    out = tmp_path / "run"
+    r = run("dedupe", abt_subset / "catalog.csv", "--out", out)
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "manifest.json").read_text())["matching"]
+    assert m["method"] == "auto" and m["method_used"] == "mutual"  # two shops: one duplicate per row
+    assert m["threshold_on"] == "match_probability" and m["learned"]["mixture"]["fitted_on_pairs"] > 0
+    pairs = pl.read_parquet(out / "pairs.parquet")
+    p = pairs["match_probability"].to_numpy()
+    assert ((p >= 0) & (p <= 1)).all()
+    assert json.loads((out / "manifest.json").read_text())["warnings"] == []
+    # a threshold that lets look-alikes chain: components make one giant group, and say so
+    r = run("dedupe", abt_subset / "catalog.csv", "--out", out, "--method", "components", "--threshold", "0.0")
+    assert r.exit_code == 0, r.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["largest_group"] > 100
+    assert len(manifest["warnings"]) == 1 and "--method average or auto" in manifest["warnings"][0]
+    assert "warning:" in r.output and "exceed 100 rows" in r.output
+    assert manifest["groups"]["largest_groups"][0]["size"] == manifest["counts"]["largest_group"]
 
 
 def test_components_method_and_no_lexical(abt_subset, tmp_path):
@@ -128,3 +150,12 @@ def test_eval_rejects_unknown_gold_ids(abt_subset, tmp_path):
     )
     assert proc.returncode == 2
     assert "not in the predictions" in proc.stderr
+
+
+def test_eval_says_when_pairwise_and_bcubed_disagree(abt_subset, tmp_path):
+    catalog = pl.read_csv(abt_subset / "catalog.csv", infer_schema=False)
+    singletons = tmp_path / "groups.parquet"  # a run that matched nothing
+    pl.DataFrame({"id": catalog["id"], "group_id": range(len(catalog))}).write_parquet(singletons)
+    r = runner.invoke(app, ["eval", str(singletons), "--gold", str(abt_subset / "matches.csv")], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "note: pairwise F1 0.0000 and B-cubed F1" in r.output and "disagree" in r.output

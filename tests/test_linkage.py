@@ -138,3 +138,17 @@ def test_em_recovers_known_m_and_u():
     free = fit_fellegi_sunter(comps, cand, random_pairs, fix_u=False, max_iter=500, tol=1e-7)
     np.testing.assert_allclose(free.m[0], m_true[0], atol=0.06)
     assert "x" in model.as_dict()["comparisons"]
+
+
+def test_oversized_groups_name_their_weakest_edges():
+    from eclip.matcher import oversized_groups, size_bound
+
+    assert size_bound(1_000) == 100 and size_bound(1_000_000) == 10_000
+    n = 150
+    a = np.arange(n - 1); b = a + 1  # a chain of 150 rows
+    s = np.linspace(0.9, 0.6, n - 1)
+    g = group(n, a, b, s, 0.5, "components")
+    big = oversized_groups(g.labels, a, b, s, 100, g.accepted)
+    assert len(big) == 1 and big[0]["size"] == 150 and big[0]["implied_pairs"] == 150 * 149 // 2
+    assert big[0]["weakest"][0] == (148, 149, pytest.approx(0.6))
+    assert oversized_groups(g.labels, a, b, s, 150) == []

@@ -51,6 +51,12 @@ def eval_(
     table.add_row("B-cubed", f"{m['bcubed_precision']:.4f}", f"{m['bcubed_recall']:.4f}", f"{m['bcubed_f1']:.4f}")
     console.print(table)
     console.print(f"ARI {m['ari']:.4f}   NMI {m['nmi']:.4f}   predicted pairs {m['predicted_pairs']:,}   gold pairs {m['gold_pairs']:,}   true pairs {m['true_pairs']:,}")
+    if abs(m["f1"] - m["bcubed_f1"]) > 0.3:
+        console.print(
+            f"note: pairwise F1 {m['f1']:.4f} and B-cubed F1 {m['bcubed_f1']:.4f} disagree. Pairwise counts matched pairs, so large "
+            "groups weigh most; B-cubed averages over rows, so a row left alone still scores its own precision 1: "
+            "a run that matches little keeps a high B-cubed F1."
+        )
     if "blocking" in result:
         console.print("blocking " + "   ".join(f"{k} {v:.4f}" for k, v in result["blocking"].items()))
     if "calibration" in result:

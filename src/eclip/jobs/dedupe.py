@@ -39,6 +39,8 @@ from eclip.matcher import (
     group,
     cohesion_summary,
     groups_frame,
+    oversized_groups,
+    size_bound,
     incremental_groups_frame,
     knn_pairs,
     passing_counts,
@@ -149,6 +151,26 @@ def _attributes(cat: Catalog, cfg: DedupeConfig) -> dict[str, Any]:
         else:
             out["prices"] = np.array([parse_price(v) for v in values], dtype=np.float64)
     return out
+
+
+def _warn_oversized(ids: list[str], group_id: np.ndarray, a: np.ndarray, b: np.ndarray, score: np.ndarray, accepted: np.ndarray, method: str) -> list[str]:
+    """Warn (and return the warnings) when groups pass :func:`eclip.matcher.size_bound`:
+    threshold-and-components grouping chains look-alikes into groups no product has."""
+    bound = size_bound(len(ids))
+    big = oversized_groups(group_id, a, b, score, bound, accepted)
+    if not big:
+        return []
+    rows = sum(g["size"] for g in big)
+    pairs = sum(g["implied_pairs"] for g in big)
+    first = big[0]
+    weakest = "; ".join(f"{ids[x]} ~ {ids[y]} ({s:.3f})" for x, y, s in first["weakest"])
+    safer = "--method average or auto keeps groups from chaining" if method == "components" else "raise --threshold or review them (eclip report)"
+    text = (
+        f"{len(big)} group(s) exceed {bound:,} rows (largest {first['size']:,}, group {first['group_id']}); together they hold "
+        f"{rows:,} rows and imply {pairs:,} matched pairs. Its weakest links: {weakest}. {safer}."
+    )
+    console.print(f"[yellow]warning: {text}[/]")
+    return [text]
 
 
 def _signals(emb: Embeddings, cfg: DedupeConfig) -> tuple[str, ...]:
@@ -292,6 +314,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
         write_parquet(pairs, out / "pairs.parquet")
 
     sizes = groups.group_by("group_id").len()["len"]
+    warnings = _warn_oversized(cat.ids, groups["group_id"].to_numpy(), a, b, on, grouping.accepted, settings.method)
     matched = grouping.accepted
     manifest = {
         "job": "dedupe",
@@ -336,6 +359,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             "largest_group": int(sizes.max() or 0),
         },
         "groups": cohesion_summary(groups["group_id"].to_numpy(), a, b, on),
+        "warnings": warnings,
         "timings_s": timer.timings(),
         "rows_per_s": {k: round(n / v, 1) for k, v in timer.seconds.items() if v > 0},
         "outputs": {"groups": "groups.parquet", "pairs": "pairs.parquet"},

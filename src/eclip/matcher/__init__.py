@@ -2,7 +2,7 @@
 
 from eclip.matcher.candidates import code_block_pairs, knn_pairs, merge_candidates, union_candidates
 from eclip.matcher.constraints import Constraints, read_review
-from eclip.matcher.frames import cohesion_summary, groups_frame, incremental_groups_frame
+from eclip.matcher.frames import cohesion_summary, groups_frame, incremental_groups_frame, oversized_groups, size_bound
 from eclip.matcher.grouping import DEFAULT_METHOD, DEFAULT_THRESHOLD, METHODS, Grouping, group
 from eclip.matcher.signals import ModalityThresholds, ScoreWeights, code_similarity, combine_modalities, cosine_pairs, passing_counts, passing_signals, score_pairs
 
@@ -28,9 +28,11 @@ __all__ = [
     "incremental_groups_frame",
     "knn_pairs",
     "merge_candidates",
+    "oversized_groups",
     "passing_counts",
     "passing_signals",
     "read_review",
     "union_candidates",
     "score_pairs",
+    "size_bound",
 ]

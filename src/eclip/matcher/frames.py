@@ -129,3 +129,35 @@ def cohesion_summary(group_id: np.ndarray, a: np.ndarray, b: np.ndarray, score: 
             for r in top.iter_rows(named=True)
         ],
     }
+
+
+def size_bound(n: int) -> int:
+    """The group size above which a dedupe run warns: 100 rows or 1 % of the catalog."""
+    return max(100, -(-n // 100))
+
+
+def oversized_groups(
+    group_id: np.ndarray, a: np.ndarray, b: np.ndarray, score: np.ndarray, bound: int, accepted: np.ndarray | None = None, links: int = 3
+) -> list[dict]:
+    """Groups larger than ``bound`` rows, largest first, each with its ``links`` weakest
+    edges (the likely places where look-alikes chained products).
+
+    Args:
+        group_id: ``(n,)`` int64 group per row. a, b, score: ``(p,)`` candidate pairs and
+            the scores grouping ran on. accepted: ``(p,)`` bool edges of the groups
+            (default: every candidate pair inside a group).
+
+    Returns:
+        ``[{"group_id", "size", "implied_pairs", "weakest": [(row_a, row_b, score), ...]}]``.
+    """
+    sizes = np.bincount(group_id) if len(group_id) else np.zeros(0, np.int64)
+    big = np.flatnonzero(sizes > bound)
+    out = []
+    for g in big[np.argsort(-sizes[big], kind="stable")]:
+        inside = np.flatnonzero((group_id[a] == g) & (group_id[b] == g) & (True if accepted is None else accepted))
+        order = inside[np.argsort(np.asarray(score, np.float64)[inside], kind="stable")][:links]
+        out.append({
+            "group_id": int(g), "size": int(sizes[g]), "implied_pairs": int(sizes[g]) * (int(sizes[g]) - 1) // 2,
+            "weakest": [(int(a[e]), int(b[e]), round(float(score[e]), 4)) for e in order],
+        })
+    return out
