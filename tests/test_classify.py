@@ -301,6 +301,18 @@ def test_cli_filter_adult_calibrates_on_netmeds(shared_data, tmp_path):
     assert m["calibration"]["on_calibration_rows"]["precision"] >= 0.9
     assert m["calibration"]["holdout"]["pr_auc"] > 0.5  # 20 % positives: chance is 0.2
     assert flagged.filter(pl.col("flagged"))["adult_score"].min() >= m["threshold"]["value"]
+    at = m["calibration"]["holdout"]["at_calibrated_threshold"]
+    assert at["met_target"] == (at["precision"] >= 0.9)
+    assert ("target not met on the held-out rows" in r.output) == (not at["met_target"])
+    # a target the held-out rows miss: the manifest says false and the CLI says so
+    strict = ["filter-adult", str(out / "embeddings"), "--id-col", "@row", "--out", str(tmp_path / "strict"), "--calibrate", str(cat), "--label-col", "category",
+              "--positive", "Sexual Wellness", "--holdout", "0.5", "--target-precision", "1.0"]
+    r_strict = runner.invoke(app, strict)
+    assert r_strict.exit_code == 0, r_strict.output
+    held = json.loads((tmp_path / "strict" / "manifest.json").read_text())["calibration"]["holdout"]["at_calibrated_threshold"]
+    if held["precision"] < 1.0:
+        assert held["met_target"] is False
+        assert "target not met on the held-out rows" in r_strict.output
     r = runner.invoke(app, ["eval", str(out / "flagged.parquet"), "--gold", str(cat), "--gold-id-col", "@row", "--gold-col", "category", "--positive", "Sexual Wellness"])
     assert r.exit_code == 0, r.output
     assert "PR-AUC" in r.output
@@ -312,6 +324,17 @@ def test_cli_filter_adult_calibrates_on_netmeds(shared_data, tmp_path):
     m2 = json.loads((tmp_path / "reuse" / "manifest.json").read_text())
     assert m2["threshold"]["source"] == "probe"
     assert m2["threshold"]["value"] == pytest.approx(json.loads((tmp_path / "fs" / "manifest.json").read_text())["threshold"]["value"], abs=1e-5)
+
+
+def test_at_threshold_checks_its_target():
+    from eclip.evaluation import at_threshold
+
+    scores = np.array([0.9, 0.8, 0.7, 0.2])
+    y = np.array([True, False, True, False])
+    assert at_threshold(scores, y, 0.5).met_target  # no target: nothing to meet
+    point = at_threshold(scores, y, 0.5, target=0.9)
+    assert point.precision == pytest.approx(2 / 3) and point.met_target is False
+    assert at_threshold(scores, y, 0.85, target=0.9).met_target is True
 
 
 def test_catalog_without_id_column_points_to_row_ids(tmp_path):

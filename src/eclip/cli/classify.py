@@ -109,6 +109,8 @@ def filter_adult(
             h = cal["holdout"]
             at = h["at_calibrated_threshold"]
             table.add_row("held out", f"{h['rows']:,} rows ({h['positives']:,} positive): P {at['precision']:.4f} R {at['recall']:.4f} at the calibrated threshold; PR-AUC {h['pr_auc']:.4f}")
+            if not at["met_target"]:
+                table.add_row("target", f"[yellow]not met on the held-out rows (P {at['precision']:.3f} < {cal['target_precision']:g})[/]")
             if "zero_shot" in h:
                 table.add_row("held out, zero-shot", f"PR-AUC {h['zero_shot']['pr_auc']:.4f}")
     if m["probe"]:

@@ -103,12 +103,15 @@ def threshold_for_precision(scores: np.ndarray, y: np.ndarray, target: float) ->
     return OperatingPoint(t, float(precision[i]), float(recall[i]), int((scores >= t).sum()), bool(len(ok)))
 
 
-def at_threshold(scores: np.ndarray, y: np.ndarray, threshold: float) -> OperatingPoint:
-    """Precision and recall of flagging ``scores >= threshold`` (``met_target`` is true)."""
+def at_threshold(scores: np.ndarray, y: np.ndarray, threshold: float, target: float | None = None) -> OperatingPoint:
+    """Precision and recall of flagging ``scores >= threshold``; ``met_target`` says whether
+    the precision reaches ``target`` (true when no target is given)."""
     y = np.asarray(y, dtype=bool)
     flag = scores >= threshold
     tp = int((flag & y).sum())
-    return OperatingPoint(float(threshold), tp / flag.sum() if flag.any() else 1.0, tp / y.sum() if y.any() else 0.0, int(flag.sum()), True)
+    precision = tp / flag.sum() if flag.any() else 1.0
+    met = True if target is None else bool(precision >= target)
+    return OperatingPoint(float(threshold), precision, tp / y.sum() if y.any() else 0.0, int(flag.sum()), met)
 
 
 def binary_metrics(scores: np.ndarray, y: np.ndarray, precision_target: float = 0.9) -> dict[str, Any]:

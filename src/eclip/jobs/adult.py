@@ -144,9 +144,11 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
             held = ~cal
             calibration["holdout"] = {
                 "fraction": cfg.holdout, "seed": cfg.seed, "rows": int(held.sum()), "positives": int(y[held].sum()),
-                "at_calibrated_threshold": at_threshold(score[rows[held]], y[held], point.threshold).as_dict(),
+                "at_calibrated_threshold": (held_point := at_threshold(score[rows[held]], y[held], point.threshold, cfg.target_precision)).as_dict(),
                 **binary_metrics(score[rows[held]], y[held], cfg.target_precision),
             }
+            if not held_point.met_target:
+                console.print(f"[yellow]target not met on the held-out rows (P {held_point.precision:.3f} < {cfg.target_precision:g}).[/]")
             if cfg.fit_probe or cfg.probe is not None:
                 calibration["holdout"]["zero_shot"] = binary_metrics(zero_shot[rows[held]], y[held], cfg.target_precision)
     if threshold is None:
