@@ -63,7 +63,10 @@ def test_dedupe_then_eval_end_to_end(abt_subset, tmp_path):
     assert result["metrics"]["f1"] > 0.7  # easy subset: every row has a partner
     assert result["blocking"]["recall@10"] > 0.9
     cal = json.loads((out / "calibration.json").read_text())
-    assert cal["method"] == "mutual" and cal["f1"] >= result["metrics"]["f1"] - 1e-9
+    assert set(cal["methods"]) == {"mutual", "average", "components"}  # every grouping method swept
+    assert cal["f1"] == max(v["f1"] for v in cal["methods"].values()) and cal["f1"] >= result["metrics"]["f1"] - 1e-9
+    assert cal["run_method"] == "mutual" and "-0.7 to 1.3" in cal["score_range"]
+    assert "wins" in r.output
 
     # rerun: embeddings and index come from the run directory; the calibration is read back
     r = run("dedupe", abt_subset / "catalog.csv", "--out", out, "--calibration", out / "calibration.json")

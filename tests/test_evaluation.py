@@ -67,3 +67,24 @@ def test_calibrate_picks_the_separating_threshold():
     assert cal.f1 == 1.0 and 0.5 < cal.threshold <= 0.8
     strict = calibrate(6, a, b, score, gold, "components", target_precision=1.0)
     assert strict.precision == 1.0
+
+
+def test_threshold_meaning_says_when_there_is_no_threshold_and_what_above_1_keeps():
+    from eclip.evaluation.calibrate import threshold_meaning
+
+    score = np.array([-0.16, 0.2, 0.9, 1.25])
+    assert threshold_meaning(-0.16, score, "mutual").startswith("no threshold helps F1 here: every mutual pair is kept")
+    assert threshold_meaning(-0.15996, score, "mutual").startswith("no threshold")  # rounded to 4 decimals by the sweep
+    assert "only pairs whose codes agree" in threshold_meaning(1.2, score, "components")
+    assert threshold_meaning(0.6, score, "mutual") == ""
+
+
+def test_calibrate_methods_picks_the_best_method():
+    from eclip.evaluation.calibrate import calibrate_methods
+
+    # one product of 4 rows (a clique) and 4 singletons: only average/components find the group
+    a = np.array([0, 0, 0, 1, 1, 2, 4]); b = np.array([1, 2, 3, 2, 3, 3, 5])
+    s = np.array([0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.3], dtype=np.float32)
+    gold = np.array([0, 0, 0, 0, 4, 5, 6, 7])
+    best, per = calibrate_methods(8, a, b, s, gold, ("mutual", "average", "components"))
+    assert per["mutual"].f1 < 1.0 and best.f1 == pytest.approx(1.0) and best.method in ("average", "components")

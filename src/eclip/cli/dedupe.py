@@ -12,6 +12,7 @@ from eclip.cli.options import (
     AllowOutsideOpt, BatchSizeOpt, CatalogArg, IdColOpt, ImageColOpt, ImageRootOpt, ModelOpt, TextColsOpt, WorkersOpt, source_options, split_cols,
 )
 from eclip.progress import console
+from eclip.rundir import read_json
 
 
 def dedupe(
@@ -31,7 +32,7 @@ def dedupe(
     workers: WorkersOpt = -1,
     k: Annotated[int, typer.Option(min=1, help="Neighbours per row in the kNN self-join.", metavar="K", rich_help_panel="Grouping")] = 10,
     method: Annotated[str, typer.Option(help="Grouping: auto (default: mutual or average, chosen from the catalog), mutual (reciprocal best match), average (average linkage: groups of any size, no chaining) or components (threshold + connected components).", metavar="NAME", rich_help_panel="Grouping")] = "",
-    threshold: Annotated[Optional[float], typer.Option(help="Minimum score of a match, on the raw score (text score and final score). Default: learned from the catalog (match probability 0.5).", metavar="SCORE", rich_help_panel="Grouping")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="Minimum score of a match, on the raw score (about -0.7 to 1.3: a mean of cosines, +0.3 for agreeing codes, -0.2 per quantity or brand conflict). Default: learned from the catalog (match probability 0.5).", metavar="SCORE", rich_help_panel="Grouping")] = None,
     calibration: Annotated[Optional[Path], typer.Option(help="calibration.json from `eclip eval --calibrate`: use its method and threshold.", metavar="FILE", rich_help_panel="Grouping")] = None,
     lexical: Annotated[bool, typer.Option("--lexical/--no-lexical", help="Add TF-IDF char n-gram and model-code signals to the embedding score.", metavar="", rich_help_panel="Grouping")] = True,
     batch_size: BatchSizeOpt = 64,
@@ -67,6 +68,9 @@ def dedupe(
     )
     if calibration is not None:
         cfg.method, cfg.threshold = api.read_calibration(calibration)
+        meaning = read_json(calibration).get("meaning")
+        if meaning:
+            console.print(f"[yellow]{calibration}: {meaning}.[/]")
     if method:
         cfg.method = method
     if threshold is not None:

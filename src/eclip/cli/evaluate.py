@@ -18,7 +18,7 @@ def eval_(
     gold_col: Annotated[Optional[str], typer.Option(help="Cluster-id or class column of the gold table (groups: default cluster_id when present).", metavar="COL", rich_help_panel="Gold")] = None,
     gold_id_col: Annotated[str, typer.Option(help="Id column of the gold table.", metavar="COL", rich_help_panel="Gold")] = "id",
     singleton_cluster: Annotated[Optional[list[str]], typer.Option(help="Gold cluster id whose rows are unrelated (a catch-all); repeatable.", metavar="LABEL", rich_help_panel="Gold")] = None,
-    calibrate: Annotated[bool, typer.Option("--calibrate", help="Pick the threshold that maximises F1 (or meets --target-precision) and write calibration.json.", metavar="", rich_help_panel="Calibration")] = False,
+    calibrate: Annotated[bool, typer.Option("--calibrate", help="Sweep every grouping method (mutual, average, components) and threshold on the run's pairs, pick the best F1 (or the most recall at --target-precision) and write calibration.json. Thresholds are on the raw score, about -0.7 to 1.3: a mean of cosines, +0.3 for agreeing codes, -0.2 per conflict.", metavar="", rich_help_panel="Calibration")] = False,
     target_precision: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="With --calibrate: the lowest threshold reaching this pairwise precision.", metavar="P", rich_help_panel="Calibration")] = None,
     calibration_out: Annotated[Optional[Path], typer.Option(help="Where to write calibration.json (default: beside the groups).", metavar="FILE", rich_help_panel="Calibration")] = None,
     positive: Annotated[Optional[str], typer.Option(help="flagged.parquet: the --gold-col value meaning adult (default: true/1/yes).", metavar="VALUE", rich_help_panel="Labels and flags")] = None,
@@ -61,10 +61,14 @@ def eval_(
         console.print("blocking " + "   ".join(f"{k} {v:.4f}" for k, v in result["blocking"].items()))
     if "calibration" in result:
         c = result["calibration"]
+        swept = ", ".join(f"{m_} F1 {v['f1']:.4f} at {v['threshold']:g}" for m_, v in c["methods"].items())
+        console.print(f"calibrated ({c['objective']}) over every grouping method on this run's pairs: {swept}.")
         console.print(
-            f"calibrated ({c['objective']}): method {c['method']}, threshold {c['threshold']} -> "
+            f"[bold]{c['method']} wins[/] (the run used {c['run_method']}): threshold {c['threshold']:g} on the raw score -> "
             f"P {c['precision']:.4f} R {c['recall']:.4f} F1 {c['f1']:.4f}; written to {c['written_to']}"
         )
+        if c.get("meaning"):
+            console.print(f"note: {c['meaning']}.")
 
 
 def _eval_labels(result: dict, at_precision: float) -> None:

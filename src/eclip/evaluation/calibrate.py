@@ -23,6 +23,7 @@ class Calibration:
     precision: float
     recall: float
     f1: float
+    meaning: str = ""
 
     def as_dict(self) -> dict:
         return rounded(asdict(self))
@@ -66,7 +67,45 @@ def calibrate(
         ok = [x for x in results if x[1] >= target_precision]
         t, p, r, f = min(ok, key=lambda x: x[0]) if ok else max(results, key=lambda x: x[1])
         objective = f"precision>={target_precision}"
-    return Calibration(method=method, threshold=t, objective=objective, precision=p, recall=r, f1=f)
+    return Calibration(method=method, threshold=t, objective=objective, precision=p, recall=r, f1=f, meaning=threshold_meaning(t, score, method))
+
+
+#: What dedupe's combined score is, for messages about thresholds on it.
+SCORE_RANGE = (
+    "the score is a mean of cosines (up to 1) plus 0.3 x code agreement, minus 0.2 per quantity or brand "
+    "conflict, so it runs from about -0.7 to 1.3"
+)
+
+
+def threshold_meaning(threshold: float, score: np.ndarray, method: str) -> str:
+    """A threshold in words: ``no threshold`` when it keeps every candidate pair, and what
+    it keeps when it lies above 1 (:data:`SCORE_RANGE`); empty otherwise."""
+    finite = np.asarray(score, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if len(finite) and threshold <= finite.min() + 1e-4:  # the sweep rounds thresholds to 4 decimals
+        return f"no threshold helps F1 here: every {method} pair is kept (the threshold is the lowest candidate score)"
+    if threshold > 1.0:
+        return f"above 1: only pairs whose codes agree pass ({SCORE_RANGE})"
+    return ""
+
+
+def calibrate_methods(
+    n: int, a: np.ndarray, b: np.ndarray, score: np.ndarray, gold: np.ndarray, methods: tuple[str, ...], target_precision: float | None = None
+) -> tuple[Calibration, dict[str, Calibration]]:
+    """:func:`calibrate` every grouping method on the same pairs and pick the winner: the best
+    F1, or with ``target_precision`` the most recall among methods that reach it (else the
+    most precise). ``average`` sweeps 41 thresholds, the others 101.
+
+    Returns:
+        ``(winner, {method: its calibration})``.
+    """
+    per = {m: calibrate(n, a, b, score, gold, m, target_precision, steps=41 if m == "average" else 101) for m in methods}
+    if target_precision is None:
+        best = max(per.values(), key=lambda c: c.f1)
+    else:
+        ok = [c for c in per.values() if c.precision >= target_precision]
+        best = max(ok, key=lambda c: c.recall) if ok else max(per.values(), key=lambda c: c.precision)
+    return best, per
 
 
 def read_calibration(path: str | Path) -> tuple[str, float]:

@@ -11,17 +11,20 @@ import polars as pl
 from eclip.classify import UNKNOWN
 from eclip.errors import GoldError, RunDirError
 from eclip.evaluation import (
-    Calibration,
     binary_gold,
     binary_metrics,
     blocking_recall,
-    calibrate,
+    calibrate_methods,
     classification_metrics,
     cluster_metrics,
     load_class_labels,
     load_gold,
 )
+from eclip.evaluation.calibrate import SCORE_RANGE
 from eclip.matcher import DEFAULT_METHOD
+
+#: Grouping methods ``eval --calibrate`` sweeps on a run's pairs (``auto`` picks among the first two).
+CALIBRATED_METHODS = ("mutual", "average", "components")
 from eclip.rundir import MANIFEST, read_json, write_json
 
 
@@ -121,13 +124,12 @@ def evaluate(
         if do_calibrate:
             manifest = read_json(gp.parent / MANIFEST)
             matching = manifest.get("matching", {})
-            method = matching.get("method_used") or matching.get("method", DEFAULT_METHOD)
-            if method == "auto":  # a run that did not record its choice
-                method = "mutual"
-            cal: Calibration = calibrate(len(ids), a, b, pairs["score"].to_numpy(), gold, method, target_precision)
+            used = matching.get("method_used") or matching.get("method", DEFAULT_METHOD)
+            cal, per = calibrate_methods(len(ids), a, b, pairs["score"].to_numpy(), gold, CALIBRATED_METHODS, target_precision)
             out = Path(calibration_out) if calibration_out else gp.parent / "calibration.json"
-            write_json({**cal.as_dict(), "gold": str(gold_path)}, out)
-            result["calibration"] = {**cal.as_dict(), "written_to": str(out)}
+            summary = {**cal.as_dict(), "run_method": used, "methods": {m: c.as_dict() for m, c in per.items()}, "score_range": SCORE_RANGE}
+            write_json({**summary, "gold": str(gold_path)}, out)
+            result["calibration"] = {**summary, "written_to": str(out)}
     elif do_calibrate:
         raise RunDirError(f"{pairs_path}: calibration needs the scored pairs written by `eclip dedupe`.")
     write_json(result, gp.parent / "eval.json")
