@@ -162,3 +162,24 @@ def test_eval_says_when_pairwise_and_bcubed_disagree(abt_subset, tmp_path):
     r = runner.invoke(app, ["eval", str(singletons), "--gold", str(abt_subset / "matches.csv")], env={"COLUMNS": "200"})
     assert r.exit_code == 0, r.output
     assert "note: pairwise F1 0.0000 and B-cubed F1" in r.output and "disagree" in r.output
+
+
+def test_a_redirected_run_logs_plain_progress_lines(abt_subset, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    log = tmp_path / "log.txt"
+    env = {**os.environ, "ECLIP_PROGRESS_INTERVAL": "0", "HF_HUB_OFFLINE": "1"}
+    with log.open("w") as fh:
+        rc = subprocess.run(
+            [sys.executable, "-c", "from eclip.cli import main; main()", "dedupe", str(abt_subset / "catalog.csv"), "--out", str(tmp_path / "run")],
+            stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=600,
+        ).returncode
+    text = log.read_text()
+    assert rc == 0, text
+    assert "\r" not in text  # no progress-bar frames in a log
+    lines = text.splitlines()
+    assert any(line.startswith("embedding ") and ": started 0/" in line for line in lines)
+    assert any(": done " in line and "rows/s" in line for line in lines)
+    assert sum(": at " in line for line in lines) >= 2  # a line per update while the step runs

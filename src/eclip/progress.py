@@ -1,8 +1,12 @@
-"""Rich progress bars shared by every long step."""
+"""Progress shown by every long step: a rich progress bar on a terminal, and plain lines
+when stderr goes to a file or a pipe (a log then reads top to bottom, with no ``\\r`` frames).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import time
 from collections.abc import Iterator
 
 from rich.console import Console
@@ -34,9 +38,49 @@ class RateColumn(ProgressColumn):
         return Text("" if speed is None else f"{speed:,.0f} {self.unit}/s", style="cyan")
 
 
+#: Seconds between two plain progress lines when stderr is not a terminal
+#: (``ECLIP_PROGRESS_INTERVAL`` overrides it; 0 prints every update).
+LOG_INTERVAL_S = 30.0
+
+
+class LogProgress:
+    """Plain-line progress for logs: one line when a step starts, one every
+    ``interval`` seconds while it runs, one when it ends. Has the one method eclip's steps
+    call on a rich ``Progress``: :meth:`advance`."""
+
+    def __init__(self, description: str, total: int | None, unit: str, interval: float) -> None:
+        self.description, self.total, self.unit, self.interval = description, total, unit, interval
+        self.done = 0
+        self.started = self.last = time.monotonic()
+        self._line("started")
+
+    def _line(self, state: str) -> None:
+        elapsed = time.monotonic() - self.started
+        of = f"/{self.total:,}" if self.total else ""
+        pct = f" ({100 * self.done / self.total:.0f} %)" if self.total else ""
+        rate = f", {self.done / elapsed:,.0f} {self.unit}/s" if elapsed > 0 and self.done else ""
+        console.print(f"{self.description}: {state} {self.done:,}{of} {self.unit}{pct}{rate}, {elapsed:.0f} s", highlight=False, soft_wrap=True)
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        self.done += int(advance)
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            self._line("at")
+
+    def finish(self) -> None:
+        self._line("done")
+
+
 @contextlib.contextmanager
-def progress_bar(description: str, total: int | None, unit: str = "rows") -> Iterator[tuple[Progress, int]]:
-    """A rich progress bar on stderr with a rate column; yields ``(progress, task_id)``."""
+def progress_bar(description: str, total: int | None, unit: str = "rows") -> Iterator[tuple[Progress | LogProgress, int]]:
+    """A rich progress bar on stderr with a rate column, or :class:`LogProgress` lines when
+    stderr is not a terminal; yields ``(progress, task_id)``."""
+    if not console.is_terminal:
+        log = LogProgress(description, total, unit, float(os.environ.get("ECLIP_PROGRESS_INTERVAL", LOG_INTERVAL_S)))
+        yield log, 0
+        log.finish()
+        return
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
