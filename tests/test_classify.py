@@ -304,15 +304,15 @@ def test_cli_filter_adult_calibrates_on_netmeds(shared_data, tmp_path):
     at = m["calibration"]["holdout"]["at_calibrated_threshold"]
     assert at["met_target"] == (at["precision"] >= 0.9)
     assert ("target not met on the held-out rows" in r.output) == (not at["met_target"])
-    # a target the held-out rows miss: the manifest says false and the CLI says so
-    strict = ["filter-adult", str(out / "embeddings"), "--id-col", "@row", "--out", str(tmp_path / "strict"), "--calibrate", str(cat), "--label-col", "category",
-              "--positive", "Sexual Wellness", "--holdout", "0.5", "--target-precision", "1.0"]
-    r_strict = runner.invoke(app, strict)
-    assert r_strict.exit_code == 0, r_strict.output
-    held = json.loads((tmp_path / "strict" / "manifest.json").read_text())["calibration"]["holdout"]["at_calibrated_threshold"]
-    if held["precision"] < 1.0:
-        assert held["met_target"] is False
-        assert "target not met on the held-out rows" in r_strict.output
+    # another split (seed 1) whose held-out half misses the target (measured: P 0.88 < 0.9):
+    # the manifest says false and the CLI says so
+    other = ["filter-adult", str(out / "embeddings"), "--id-col", "@row", "--out", str(tmp_path / "seed1"), "--calibrate", str(cat), "--label-col", "category",
+             "--positive", "Sexual Wellness", "--holdout", "0.5", "--seed", "1"]
+    r_other = runner.invoke(app, other)
+    assert r_other.exit_code == 0, r_other.output
+    held = json.loads((tmp_path / "seed1" / "manifest.json").read_text())["calibration"]["holdout"]["at_calibrated_threshold"]
+    assert held["precision"] < 0.9 and held["met_target"] is False
+    assert "target not met on the held-out rows" in r_other.output
     r = runner.invoke(app, ["eval", str(out / "flagged.parquet"), "--gold", str(cat), "--gold-id-col", "@row", "--gold-col", "category", "--positive", "Sexual Wellness"])
     assert r.exit_code == 0, r.output
     assert "PR-AUC" in r.output

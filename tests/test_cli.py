@@ -67,6 +67,8 @@ def test_dedupe_then_eval_end_to_end(abt_subset, tmp_path):
     assert cal["f1"] == max(v["f1"] for v in cal["methods"].values()) and cal["f1"] >= result["metrics"]["f1"] - 1e-9
     assert cal["run_method"] == "mutual" and "-0.7 to 1.3" in cal["score_range"]
     assert "wins" in r.output
+    lowest = pl.read_parquet(out / "pairs.parquet")["score"].drop_nulls().min()
+    assert cal["meaning"].startswith("no threshold") == (cal["threshold"] <= lowest + 1e-4)
 
     # rerun: embeddings and index come from the run directory; the calibration is read back
     r = run("dedupe", abt_subset / "catalog.csv", "--out", out, "--calibration", out / "calibration.json")
