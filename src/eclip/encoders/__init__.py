@@ -3,7 +3,7 @@
 from eclip.encoders.base import Encoder, TextEncoder
 from eclip.encoders.embed import Dist, EmbedSettings, embed_catalog
 from eclip.encoders.factory import DEFAULT_TEXT_MODEL, load_encoder, load_text_encoder
-from eclip.encoders.lexical import CharNgramTfidf, extract_codes
+from eclip.encoders.lexical import CharNgramTfidf, extract_codes, extract_quantities
 from eclip.encoders.spec import DEFAULT_MODEL, ModelSpec, parse_model_spec
 from eclip.encoders.store import Embeddings, load_embeddings
 
@@ -19,6 +19,7 @@ __all__ = [
     "TextEncoder",
     "embed_catalog",
     "extract_codes",
+    "extract_quantities",
     "load_embeddings",
     "load_encoder",
     "load_text_encoder",
