@@ -48,7 +48,7 @@ from eclip.matcher import (
     score_pairs,
     union_candidates,
 )
-from eclip.matcher.comparisons import normalise_brand, parse_price
+from eclip.matcher.comparisons import normalise_brand, parse_price, price_ratio
 from eclip.matcher.incremental import assign_incremental
 from eclip.matcher.mixture import learn_settings
 from eclip.progress import console
@@ -285,9 +285,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             d[~(emb.has_image[a] & emb.has_image[b])] = np.nan
             signals["phash_distance"] = d
         if "prices" in attrs:
-            pa, pb = attrs["prices"][a], attrs["prices"][b]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                signals["price_ratio"] = (np.maximum(pa, pb) / np.minimum(pa, pb)).astype(np.float32)
+            signals["price_ratio"] = price_ratio(attrs["prices"], a, b)
         score = combine_modalities(signals, cfg.thresholds) if len(a) else np.zeros(0, np.float32)
     constraints = read_review(cfg.review, cat.ids) if cfg.review else None
     with timer("learn"):

@@ -38,15 +38,23 @@ class Comparison:
     levels: tuple[str, ...]
 
 
-def cosine_levels(cos: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
-    """``(p,)`` int8 level of each cosine: ``i`` for the first edge it reaches, ``len(edges)``
-    below every edge, ``-1`` where NaN."""
-    cos = np.asarray(cos, dtype=np.float32)
-    lv = np.full(len(cos), len(edges), dtype=np.int8)
+def edge_levels(values: np.ndarray, edges: tuple[float, ...], higher_is_closer: bool = True) -> np.ndarray:
+    """``(p,)`` int8 level of each value: ``i`` for the first edge it reaches (``>=`` an edge
+    when higher is closer, as cosines; ``<=`` when lower is, as price ratios), ``len(edges)``
+    past every edge, ``-1`` where NaN."""
+    v = np.asarray(values, dtype=np.float32)
+    lv = np.full(len(v), len(edges), dtype=np.int8)
     for i, e in reversed(list(enumerate(edges))):
-        lv[cos >= e] = i
-    lv[np.isnan(cos)] = NULL
+        lv[(v >= e) if higher_is_closer else (v <= e)] = i
+    lv[np.isnan(v)] = NULL
     return lv
+
+
+def price_ratio(prices: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(p,)`` float32 ``max / min`` of the two rows' prices (>= 1), NaN where one is missing."""
+    pa, pb = prices[a], prices[b]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (np.maximum(pa, pb) / np.minimum(pa, pb)).astype(np.float32)
 
 
 def parse_price(value: str | None) -> float:
@@ -119,9 +127,7 @@ class RowFeatures:
             if name in out:
                 out[name][missing] = np.nan
         if self.prices is not None:
-            pa, pb = self.prices[a], self.prices[b]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                out["price_ratio"] = (np.maximum(pa, pb) / np.minimum(pa, pb)).astype(np.float32)
+            out["price_ratio"] = price_ratio(self.prices, a, b)
         return out
 
     def levels(self, signals: dict[str, np.ndarray]) -> np.ndarray:
@@ -131,17 +137,13 @@ class RowFeatures:
         for comp in self.comparisons():
             v = signals[comp.name]
             if comp.name == "cos_embedding":
-                cols.append(cosine_levels(v, EMBEDDING_EDGES))
+                cols.append(edge_levels(v, EMBEDDING_EDGES))
             elif comp.name == "cos_tfidf":
-                cols.append(cosine_levels(v, TFIDF_EDGES))
+                cols.append(edge_levels(v, TFIDF_EDGES))
             elif comp.name == "code":
                 cols.append(np.select([v >= 1.0, v > 0.0, v < 0.0], [0, 1, 2], NULL).astype(np.int8))
             elif comp.name in ("quantity", "brand"):
                 cols.append(np.select([v > 0, v < 0], [0, 1], NULL).astype(np.int8))
             else:  # price_ratio: smaller is closer
-                lv = np.full(len(v), len(PRICE_EDGES), dtype=np.int8)
-                for i, e in reversed(list(enumerate(PRICE_EDGES))):
-                    lv[v <= e] = i
-                lv[np.isnan(v)] = NULL
-                cols.append(lv)
+                cols.append(edge_levels(v, PRICE_EDGES, higher_is_closer=False))
         return np.stack(cols, axis=1) if cols else np.zeros((0, 0), np.int8)

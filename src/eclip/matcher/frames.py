@@ -111,15 +111,15 @@ def cohesion_summary(group_id: np.ndarray, a: np.ndarray, b: np.ndarray, score: 
         weakest link sits far below its mean, or whose density is low, was held together by
         few pairs: the place to look first.
     """
-    sizes = np.bincount(group_id) if len(group_id) else np.zeros(0, np.int64)
-    sizes = sizes[sizes > 0]
+    counts = np.bincount(group_id) if len(group_id) else np.zeros(0, np.int64)
+    sizes = counts[counts > 0]
     buckets = {"1": int((sizes == 1).sum()), "2": int((sizes == 2).sum()), "3-5": int(((sizes >= 3) & (sizes <= 5)).sum()),
                "6-20": int(((sizes >= 6) & (sizes <= 20)).sum()), "21-100": int(((sizes >= 21) & (sizes <= 100)).sum()), ">100": int((sizes > 100).sum())}
     inside = group_id[a] == group_id[b]
     frame = pl.DataFrame({"g": group_id[a[inside]], "s": np.asarray(score, np.float64)[inside]}).group_by("g").agg(
         pl.len().alias("edges"), pl.col("s").mean().alias("mean"), pl.col("s").min().alias("min")
     )
-    size_of = pl.DataFrame({"g": np.arange(len(np.bincount(group_id)) if len(group_id) else 0), "size": np.bincount(group_id) if len(group_id) else np.zeros(0, np.int64)})
+    size_of = pl.DataFrame({"g": np.arange(len(counts)), "size": counts})
     top = frame.join(size_of, on="g").sort(["size", "g"], descending=[True, False]).head(largest)
     return {
         "groups_by_size": buckets,

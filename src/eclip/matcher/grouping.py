@@ -148,24 +148,20 @@ def group(
     score = np.asarray(score, dtype=np.float32)
     if method == "auto":
         method, _ = choose_method(n, a, b, score)
-    above = score >= threshold
+    constrained = constraints is not None and len(constraints) > 0
     if method == "average":
-        cannot = set(zip(constraints.cannot_a.tolist(), constraints.cannot_b.tolist())) if constraints is not None and len(constraints) else None
+        cannot = set(zip(constraints.cannot_a.tolist(), constraints.cannot_b.tolist())) if constrained else None
         labels = average_linkage(n, a, b, score, threshold, cannot=cannot)
-        accepted = labels[a] == labels[b]
-        if constraints is not None and len(constraints):
-            accepted, must = constrained_edges(n, a, b, score, accepted, constraints)
-            labels = component_labels(n, np.concatenate([a[accepted], constraints.must_a[must]]), np.concatenate([b[accepted], constraints.must_b[must]]))
+        accepted = labels[a] == labels[b]  # the groups are the components of these edges
+    elif method == "components":
+        accepted = score >= threshold
     else:
-        if method == "components":
-            accepted = above
-        else:
-            best, _ = _best_partner(n, a, b, score, np.ones(len(a), dtype=bool))
-            accepted = above & (best[a] == b) & (best[b] == a)
-        if constraints is not None and len(constraints):
-            accepted, must = constrained_edges(n, a, b, score, accepted, constraints)
-            labels = component_labels(n, np.concatenate([a[accepted], constraints.must_a[must]]), np.concatenate([b[accepted], constraints.must_b[must]]))
-        else:
-            labels = component_labels(n, a[accepted], b[accepted])
+        best, _ = _best_partner(n, a, b, score, np.ones(len(a), dtype=bool))
+        accepted = (score >= threshold) & (best[a] == b) & (best[b] == a)
+    if constrained:
+        accepted, must = constrained_edges(n, a, b, score, accepted, constraints)
+        labels = component_labels(n, np.concatenate([a[accepted], constraints.must_a[must]]), np.concatenate([b[accepted], constraints.must_b[must]]))
+    elif method != "average":
+        labels = component_labels(n, a[accepted], b[accepted])
     best, best_score = _best_partner(n, a, b, score, accepted)
     return Grouping(labels=labels, accepted=accepted, best=best, best_score=best_score)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from eclip.matcher.grouping import choose_method
+
 #: Largest number of scores the mixture is fitted on (a uniform sample above it).
 MAX_FIT_SCORES = 200_000
 
@@ -127,8 +129,6 @@ def learn_settings(n: int, a: np.ndarray, b: np.ndarray, score: np.ndarray, meth
         The settings; ``learned`` records the mixture, the expected matches per row and why
         the method and threshold are what they are.
     """
-    from eclip.matcher.grouping import choose_method
-
     mixture = fit_score_mixture(score)
     prob = mixture.probability(score) if mixture is not None else np.full(len(score), np.nan, np.float32)
     learned: dict = {"mixture": mixture.as_dict() if mixture is not None else None}
