@@ -185,3 +185,11 @@ def test_a_redirected_run_logs_plain_progress_lines(abt_subset, tmp_path):
     assert any(line.startswith("embedding ") and ": started 0/" in line for line in lines)
     assert any(": done " in line and "rows/s" in line for line in lines)
     assert sum(": at " in line for line in lines) >= 2  # a line per update while the step runs
+
+
+def test_a_brand_column_that_is_not_there_is_named(abt_subset, tmp_path):
+    from eclip.errors import EclipError
+
+    r = run("dedupe", abt_subset / "catalog.csv", "--out", tmp_path / "run", "--brand-col", "marque")
+    assert isinstance(r.exception, EclipError)  # main() prints it as one red line, exit 2
+    assert "catalog.csv: no brand column 'marque'" in str(r.exception) and "--brand-col" in str(r.exception)

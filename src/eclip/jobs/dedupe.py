@@ -229,6 +229,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
     cfg, out, timer = _start_run(cfg, out)
     with timer("read"):
         cat = load_catalog(catalog, cfg.id_col, cfg.text_cols, cfg.image_col)
+        attrs = _attributes(cat, cfg) if cfg.lexical else {}  # a bad --brand-col fails before embedding
     n = len(cat)
     emb = _get_embeddings(cat, cfg, out, timer)
     signals_on = _signals(emb, cfg)
@@ -248,7 +249,8 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
     lists: dict[str, pl.DataFrame] = {}
     index_info: dict[str, Any] = {}
     codes = [extract_codes(t) for t in cat.texts] if cfg.lexical and "text" in signals_on else None
-    attrs = _attributes(cat, cfg) if codes is not None else {}
+    if codes is None:
+        attrs = {}  # no text signal: nothing to compare the attributes with
     with timer("search"):
         for s_ in ("text", "image", "fused"):
             rows = np.flatnonzero(masks[s_])
