@@ -69,6 +69,12 @@ def test_dedupe_then_eval_end_to_end(abt_subset, tmp_path):
     assert "wins" in r.output
     lowest = pl.read_parquet(out / "pairs.parquet")["score"].drop_nulls().min()
     assert cal["meaning"].startswith("no threshold") == (cal["threshold"] <= lowest + 1e-4)
+    # the run directory itself is accepted, and scores the same groups
+    r = run("eval", out, "--gold", abt_subset / "matches.csv")
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "eval.json").read_text())["metrics"]["f1"] == result["metrics"]["f1"]
+    r = run("eval", out / "index", "--gold", abt_subset / "matches.csv")
+    assert r.exit_code != 0 and "is a directory without groups.parquet" in " ".join(r.output.replace("│", " ").split())
 
     # rerun: embeddings and index come from the run directory; the calibration is read back
     r = run("dedupe", abt_subset / "catalog.csv", "--out", out, "--calibration", out / "calibration.json")

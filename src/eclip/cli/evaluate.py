@@ -13,7 +13,7 @@ from eclip.progress import console
 
 
 def eval_(
-    groups: Annotated[Path, typer.Argument(metavar="FILE", help="groups.parquet (eclip dedupe), predictions.parquet (eclip classify) or flagged.parquet (eclip filter-adult).")],
+    groups: Annotated[Path, typer.Argument(metavar="FILE", help="groups.parquet (eclip dedupe), predictions.parquet (eclip classify) or flagged.parquet (eclip filter-adult), or the run directory holding one.")],
     gold: Annotated[Path, typer.Option(help="Gold labels: a pairs file (id_a,id_b) or a table with an id and a cluster or class column.", metavar="FILE", rich_help_panel="Gold")],
     gold_col: Annotated[Optional[str], typer.Option(help="Cluster-id or class column of the gold table (groups: default cluster_id when present).", metavar="COL", rich_help_panel="Gold")] = None,
     gold_id_col: Annotated[str, typer.Option(help="Id column of the gold table.", metavar="COL", rich_help_panel="Gold")] = "id",
@@ -27,6 +27,7 @@ def eval_(
     """Score a run against gold labels. Groups: pairwise and B-cubed P/R/F1, ARI, NMI, blocking recall@k. Predictions: accuracy, macro-F1, confusions. Flags: PR-AUC, recall at a precision."""
     from eclip import api
 
+    groups = _run_file(groups)
     if groups.exists() and not {"id", "group_id"} <= set(pl.read_parquet_schema(groups)):
         _eval_labels(api.evaluate_predictions(groups, gold, gold_id_col=gold_id_col, gold_col=gold_col, positive=positive, precision_target=at_precision), at_precision)
         return
@@ -69,6 +70,20 @@ def eval_(
         )
         if c.get("meaning"):
             console.print(f"note: {c['meaning']}.")
+
+
+#: What a run directory holds, in the order ``eval`` looks for it.
+RUN_FILES = ("groups.parquet", "predictions.parquet", "flagged.parquet")
+
+
+def _run_file(path: Path) -> Path:
+    """The file to score: ``path`` itself, or the run file inside the directory ``path``."""
+    if not path.is_dir():
+        return path
+    for name in RUN_FILES:
+        if (path / name).is_file():
+            return path / name
+    raise typer.BadParameter(f"{path} is a directory without {', '.join(RUN_FILES)}: pass a run directory of eclip dedupe, classify or filter-adult, or one of those files", param_hint="FILE")
 
 
 def _eval_labels(result: dict, at_precision: float) -> None:
