@@ -81,3 +81,25 @@ def fashion_subset(tmp_path_factory) -> Path:
     sub = pl.concat([sub, pl.DataFrame({"id": ["x-script"], "title": ['<script>alert(1)</script> "><img src=x onerror=alert(2)>'], "articleType": ["Tshirts"]})], how="diagonal")
     sub.write_csv(folder / "catalog.csv")
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_sentence_dir(tmp_path_factory) -> Path:
+    """A sentence-transformers folder: a 2-layer, 32-d BERT with random weights and the bundled
+    MiniLM's tokenizer, then mean pooling and Normalize (MiniLM's layout, in miniature)."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from eclip.encoders.spec import bundled_minilm_path
+
+    root = tmp_path_factory.mktemp("models")
+    tok = AutoTokenizer.from_pretrained(str(bundled_minilm_path()), local_files_only=True)
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=128))
+    bert.save_pretrained(root / "bert")
+    tok.save_pretrained(root / "bert")
+    word = models.Transformer(str(root / "bert"), max_seq_length=64)
+    st = SentenceTransformer(modules=[word, models.Pooling(32, "mean"), models.Normalize()], device="cpu")
+    st.save(str(root / "tiny-st"))
+    return root / "tiny-st"

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from eclip.cli.options import (
-    AllowOutsideOpt, BatchSizeOpt, CatalogArg, IdColOpt, ImageColOpt, ImageRootOpt, ModelOpt, TextColsOpt, WorkersOpt, source_options, split_cols,
+    AllowOutsideOpt, BatchSizeOpt, CatalogArg, IdColOpt, ImageColOpt, ImageRootOpt, ModelOpt, RuntimeOpt, TextColsOpt, WorkersOpt, source_options, split_cols,
 )
 from eclip.progress import console
 from eclip.rundir import read_json
@@ -21,6 +21,7 @@ def dedupe(
     id_col: IdColOpt = "id",
     text_cols: TextColsOpt = None,
     model: ModelOpt = "minilm",
+    runtime: RuntimeOpt = "auto",
     embeddings: Annotated[Optional[Path], typer.Option(help="Embeddings directory from `eclip embed` (instead of --model).", metavar="DIR", rich_help_panel="Model")] = None,
     image_col: ImageColOpt = None,
     image_root: ImageRootOpt = None,
@@ -51,6 +52,7 @@ def dedupe(
 
     cfg = api.DedupeConfig(
         **source_options(id_col, text_cols, image_col, image_root, allow_outside_root, model),
+        runtime=runtime,
         embeddings=embeddings,
         signals=tuple(split_cols(signals) or ()) if signals is not None else None,
         image_threshold=image_threshold,

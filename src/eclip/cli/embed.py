@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from eclip.cli.options import (
-    AllowOutsideOpt, BatchSizeOpt, CatalogArg, IdColOpt, ImageColOpt, ImageRootOpt, ModelOpt, TextColsOpt, WorkersOpt, source_options,
+    AllowOutsideOpt, BatchSizeOpt, CatalogArg, IdColOpt, ImageColOpt, ImageRootOpt, ModelOpt, RuntimeOpt, TextColsOpt, WorkersOpt, source_options,
 )
 from eclip.progress import console
 
@@ -18,6 +18,7 @@ def embed(
     catalog: CatalogArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Embeddings directory (sharded .npy + manifest.json). Rerun the same command to resume.", metavar="DIR", rich_help_panel="Output")] = Path("runs/embeddings"),
     model: ModelOpt = "minilm",
+    runtime: RuntimeOpt = "auto",
     id_col: IdColOpt = "id",
     text_cols: TextColsOpt = None,
     image_col: ImageColOpt = None,
@@ -40,6 +41,7 @@ def embed(
     cfg = api.EmbedConfig(
         **source_options(id_col, text_cols, image_col, image_root, allow_outside_root, model),
         device=device,
+        runtime=runtime,
         overwrite=overwrite,
         url_timeout_s=url_timeout,
         url_max_bytes=int(url_max_mb * 2**20),
@@ -51,7 +53,7 @@ def embed(
     table = Table(title=f"eclip embed: {catalog}", show_header=False)
     table.add_row("rows", f"{manifest['rows']:,} in {manifest['shards']} shard(s)")
     table.add_row("embedded / reused", f"{manifest['embedded_rows']:,} / {manifest['reused_rows']:,}")
-    table.add_row("model", f"{manifest['model'].get('name')} ({manifest['dim']}-d)")
+    table.add_row("model", f"{manifest['model'].get('name')} ({manifest['dim']}-d, runtime {manifest.get('runtime', 'torch')})")
     table.add_row("arrays", ", ".join(manifest["arrays"]))
     if cfg.image_col:
         fails = sum(manifest["failures"].values())

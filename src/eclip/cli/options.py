@@ -19,7 +19,14 @@ ModelOpt = Annotated[
     str,
     typer.Option(
         metavar="SPEC", rich_help_panel=MODEL,
-        help="Model spec: minilm (bundled, offline), openclip:ARCH[:TAG|:CKPT], hf-hub:ORG/NAME, or a model folder.",
+        help="Model spec: minilm (bundled, offline), minilm-static (distilled from it: fastest), openclip:ARCH[:TAG|:CKPT], hf-hub:ORG/NAME, or a model folder.",
+    ),
+]
+RuntimeOpt = Annotated[
+    str,
+    typer.Option(
+        metavar="NAME", rich_help_panel=MODEL,
+        help="How a sentence-transformers model runs: auto (onnx on a CPU, torch on a GPU), torch, onnx (ONNX Runtime, same vectors) or onnx-int8 (refused if its vectors drift: mean cosine < 0.99).",
     ),
 ]
 IdColOpt = Annotated[str, typer.Option(metavar="COL", rich_help_panel=INPUT, help="Column with a unique id per row.")]

@@ -230,6 +230,7 @@ def embed_catalog(
         "job": "embed",
         "key": key,
         "model": encoder.describe(),
+        "runtime": getattr(encoder, "runtime", "torch"),
         "settings": {**settings.keyed(), "image_col": cat.image_col, "text_cols": list(cat.text_cols)},
         "catalog": str(cat.path.resolve()),
         "id_col": cat.id_col,

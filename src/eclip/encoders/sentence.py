@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from eclip.encoders.onnx import OnnxTextRuntime, resolve_runtime
 from eclip.errors import ModelError
 
 
-def _weights_digest(model_dir: Path) -> str:
+def default_cache_dir() -> Path:
+    """Where derived models (ONNX exports, distilled static models) are kept when no run
+    directory is given: ``$ECLIP_CACHE_DIR``, else ``~/.cache/eclip``."""
+    return Path(os.environ.get("ECLIP_CACHE_DIR") or Path.home() / ".cache" / "eclip")
+
+
+def weights_digest(model_dir: Path) -> str:
     """SHA-256 (16 hex digits) over the sizes and names of the weight files of ``model_dir``.
 
     Sizes rather than contents keep this instant for large checkpoints; any retrained or
@@ -32,15 +40,22 @@ class SentenceTransformerEncoder:
         model_dir: a folder holding a sentence-transformers model (``modules.json`` and weights).
         device: ``"cpu"``, ``"cuda"`` or ``None`` for CUDA when torch sees a GPU.
         batch_size: texts per forward pass.
+        runtime: ``auto``, ``torch``, ``onnx`` (ONNX Runtime, fp32: the same vectors) or
+            ``onnx-int8`` (see :mod:`eclip.encoders.onnx`).
+        cache_dir: where exported ONNX graphs are kept (default: :func:`default_cache_dir`).
+
+    Attributes:
+        runtime: the runtime in use (``auto`` resolved).
 
     Raises:
-        ModelError: the folder is not a sentence-transformers model or fails to load.
+        ModelError: the folder is not a sentence-transformers model or fails to load, an
+            unknown runtime, or an ONNX export that fails.
     """
 
     has_images = False
     image_transform = None
 
-    def __init__(self, name: str, model_dir: Path, device: str | None = None, batch_size: int = 64) -> None:
+    def __init__(self, name: str, model_dir: Path, device: str | None = None, batch_size: int = 64, runtime: str = "auto", cache_dir: Path | None = None) -> None:
         if not (model_dir / "modules.json").exists() and not (model_dir / "config.json").exists():
             raise ModelError(
                 f"{model_dir}: not a sentence-transformers model folder (no modules.json or config.json). "
@@ -59,15 +74,22 @@ class SentenceTransformerEncoder:
         self.model_dir = model_dir
         self.device = device
         self.batch_size = batch_size
+        self._onnx: OnnxTextRuntime | None = None
         get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         dim = get_dim()
         self.dim = int(dim) if dim is not None else int(self.encode(["x"]).shape[1])
-        self._digest = _weights_digest(model_dir)
+        self._digest = weights_digest(model_dir)
+        self.runtime = resolve_runtime(runtime, str(device))
+        if self.runtime.startswith("onnx"):
+            precision = "int8" if self.runtime == "onnx-int8" else "fp32"
+            self._onnx = OnnxTextRuntime(self._model, self._digest, Path(cache_dir or default_cache_dir()) / "onnx", precision)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Embed ``texts``: ``(len(texts), dim)`` float32, L2-normalised rows."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._onnx is not None:
+            return self._onnx.encode(texts, self.batch_size)
         out = self._model.encode(
             texts,
             batch_size=self.batch_size,
@@ -82,4 +104,8 @@ class SentenceTransformerEncoder:
         raise ModelError(f"{self.name} is a text-only model; pass an open_clip model (--model openclip:ARCH:...) to embed images.")
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "sentence-transformers", "name": self.name, "dim": self.dim, "weights": self._digest}
+        """Model identity. ``torch`` and ``onnx`` (fp32) give the same vectors (to 1e-5,
+        tested), so they share it and one may resume the other's embeddings; ``onnx-int8``
+        vectors differ, so it is part of the identity."""
+        out = {"kind": "sentence-transformers", "name": self.name, "dim": self.dim, "weights": self._digest}
+        return out | {"runtime": "onnx-int8"} if self.runtime == "onnx-int8" else out

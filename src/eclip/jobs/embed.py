@@ -26,6 +26,8 @@ class EmbedConfig:
             catalog file's folder).
         allow_outside_root: follow image paths that leave the catalog's folder.
         device: torch device (``None``: CUDA when available).
+        runtime: how a sentence-transformers tower runs (:data:`eclip.encoders.onnx.RUNTIMES`);
+            ONNX exports are cached in ``<out>/runtime``.
         overwrite: replace embeddings of another model or settings in ``out``.
         url_timeout_s, url_max_bytes: limits of each image download.
         settings: shard size, fusion weight, pHash, batch size, workers.
@@ -38,6 +40,7 @@ class EmbedConfig:
     image_root: Path | None = None
     allow_outside_root: bool = False
     device: str | None = None
+    runtime: str = "auto"
     overwrite: bool = False
     url_timeout_s: float = URL_TIMEOUT_S
     url_max_bytes: int = MAX_IMAGE_BYTES
@@ -68,7 +71,7 @@ def embed(catalog: str | Path, out: str | Path, cfg: EmbedConfig | None = None) 
         import torch
 
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', dist.rank))}" if torch.cuda.is_available() else "cpu"
-    encoder = load_encoder(cfg.model, device=device, batch_size=cfg.settings.batch_size)
+    encoder = load_encoder(cfg.model, device=device, batch_size=cfg.settings.batch_size, runtime=cfg.runtime, cache_dir=out / "runtime")
     images = None
     if cat.images is not None:
         root = Path(cfg.image_root) if cfg.image_root else cat.root

@@ -146,7 +146,7 @@ def index_query(
 
     idx = open_index_dir(index, mmap=mmap)
     model = idx.manifest.get("model") or {}
-    encoder = load_encoder(model.get("name", DEFAULT_MODEL), device=None)
+    encoder = load_encoder(model.get("name", DEFAULT_MODEL), device=None, runtime=model.get("runtime", "torch"))  # a few queries: torch needs no export
     labels: list[str] = []
     parts = []
     if texts:

@@ -28,13 +28,14 @@ class CatalogSource:
     image_root: Path | None = None
     allow_outside_root: bool = False
     model: str = DEFAULT_MODEL
+    runtime: str = "auto"
 
     def embed_config(self, text_cols: list[str] | None = None, **settings: Any) -> EmbedConfig:
         """The :class:`EmbedConfig` that embeds this source (``text_cols`` overrides the
         configured columns; ``settings`` are further :class:`EmbedConfig` fields)."""
         return EmbedConfig(
             model=self.model, id_col=self.id_col, text_cols=text_cols if text_cols is not None else self.text_cols,
-            image_col=self.image_col, image_root=self.image_root, allow_outside_root=self.allow_outside_root, **settings,
+            image_col=self.image_col, image_root=self.image_root, allow_outside_root=self.allow_outside_root, runtime=self.runtime, **settings,
         )
 
     def inputs(self, source: str | Path, emb: Embeddings) -> dict[str, Any]:
@@ -111,8 +112,9 @@ def label_encoder(emb: Embeddings, emb_dir: Path, spec: str) -> Any:
     Raises:
         ModelError: bad spec. RunDirError: ``spec`` names another model than the embeddings'.
     """
-    encoder = load_encoder(spec)
     made_by = emb.manifest.get("model", {})
+    # a few prompts: torch needs no export, and gives the vectors onnx (fp32) gives; int8 differs
+    encoder = load_encoder(spec, runtime=made_by.get("runtime", "torch"))
     if made_by and encoder.describe() != made_by:
         raise RunDirError(
             f"{emb_dir} was embedded with {made_by.get('name')} ({made_by.get('kind')}, weights {made_by.get('weights')}), "
