@@ -69,9 +69,11 @@ def test_runtime_errors_are_clear(tiny_sentence_dir, tiny_clip_dir):
 
 
 def test_static_model_is_distilled_once_and_encodes(tiny_sentence_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("ECLIP_CACHE_DIR", str(tmp_path))  # distilled once per machine, here
     spec = parse_model_spec(f"static:{tiny_sentence_dir}")
     assert spec.kind == "static" and not spec.has_images
-    enc = load_encoder(f"static:{tiny_sentence_dir}", cache_dir=tmp_path)
+    enc = load_encoder(f"static:{tiny_sentence_dir}")
+    assert enc.folder.parent == tmp_path / "static"
     out = enc.encode(TITLES)
     assert out.dtype == np.float32 and out.shape == (len(TITLES), enc.dim)
     norms = np.linalg.norm(out, axis=1)
@@ -79,7 +81,7 @@ def test_static_model_is_distilled_once_and_encodes(tiny_sentence_dir, tmp_path,
     assert enc.describe()["kind"] == "model2vec" and enc.describe()["distilled_from"]["folder"] == str(tiny_sentence_dir)
     # a second load finds the distilled model in the cache
     monkeypatch.setattr(static_mod, "distill_static", lambda *a, **k: pytest.fail("distilled twice"))
-    again = load_encoder(f"static:{tiny_sentence_dir}", cache_dir=tmp_path)
+    again = load_encoder(f"static:{tiny_sentence_dir}")
     np.testing.assert_array_equal(again.encode(TITLES), out)
     # the distilled folder is itself a model spec
     assert parse_model_spec(str(enc.folder)).kind == "static"

@@ -97,3 +97,20 @@ def test_a_brand_conflict_counts_against_and_agreement_adds_nothing(hash_encoder
     out = score_pairs(a, b, emb, None, None, brands=["logitech", "logitech", "sony"])
     assert out["brand"].tolist() == [1.0, -1.0]
     assert out["score"][0] == pytest.approx(1.0, abs=1e-5) and out["score"][1] == pytest.approx(1.0 - ScoreWeights().brand, abs=1e-5)
+
+
+def test_tfidf_above_exact_max_hashes_in_chunks_with_the_same_weighting():
+    from eclip.encoders import CharNgramTfidf
+
+    titles = ["Sony WH-1000XM4 headphones black", "sony wh1000xm4 headphones", "Samsung 870 EVO 1TB SSD", "Samsung 870 EVO 2TB SSD", "", "Logitech MX Master 3S"] * 5
+    exact = CharNgramTfidf().fit_transform(titles)
+    vec = CharNgramTfidf(exact_max=10, chunk_rows=7)  # 30 rows: hashed, in 5 chunks
+    hashed = vec.fit_transform(titles)
+    assert vec.hashed and hashed.shape == (30, 2**22) and hashed.dtype == np.float32
+    norms = np.asarray(hashed.multiply(hashed).sum(axis=1)).ravel()
+    np.testing.assert_allclose(norms[[i for i, t in enumerate(titles) if t]], 1.0, rtol=1e-5)
+    assert norms[4] == 0  # an empty title stays a zero row
+    cos_exact = (exact @ exact.T).toarray()
+    cos_hashed = (hashed @ hashed.T).toarray()
+    np.testing.assert_allclose(cos_hashed, cos_exact, atol=0.02)  # only hash collisions differ
+    assert vec.describe()["hashed_bits"] == 22

@@ -21,8 +21,9 @@ def load_encoder(spec: str = DEFAULT_MODEL, device: str | None = None, batch_siz
         batch_size: texts per forward pass.
         runtime: how a sentence-transformers tower runs: ``auto``, ``torch``, ``onnx`` or
             ``onnx-int8`` (:mod:`eclip.encoders.onnx`); other models run in PyTorch.
-        cache_dir: where derived models are kept (ONNX exports, distilled static models);
-            default :func:`eclip.encoders.sentence.default_cache_dir`.
+        cache_dir: where ONNX exports are kept (the embedding jobs: next to the embeddings);
+            default :func:`eclip.encoders.sentence.default_cache_dir`. Distilled static
+            models are made once per machine, in :func:`~eclip.encoders.sentence.default_cache_dir`.
 
     Returns:
         A text-only sentence encoder (``has_images`` False) or an open_clip encoder.
@@ -45,7 +46,7 @@ def load_encoder(spec: str = DEFAULT_MODEL, device: str | None = None, batch_siz
     if parsed.kind == "sentence":
         return SentenceTransformerEncoder(parsed.raw, Path(parsed.location), device, batch_size, runtime, cache)
     if parsed.kind == "static":
-        return StaticEncoder(parsed.raw, Path(parsed.location) if parsed.location else bundled_minilm_path(), cache, batch_size)
+        return StaticEncoder(parsed.raw, Path(parsed.location) if parsed.location else bundled_minilm_path(), default_cache_dir(), batch_size)
     if runtime.startswith("onnx"):
         raise ModelError(f"--runtime {runtime} runs sentence-transformers text towers; {parsed.raw} runs in PyTorch (--runtime torch or auto).")
     return OpenClipEncoder(parsed, device, batch_size)

@@ -25,27 +25,69 @@ class CharNgramTfidf:
     Fitted on the catalog itself, so the IDF weights reflect which n-grams are rare in *this*
     catalog. See scikit-learn's ``TfidfVectorizer`` documentation.
 
+    Up to ``exact_max`` rows, the vocabulary is exact (``TfidfVectorizer``). Above it, a
+    vocabulary of millions of n-grams would not fit in bounded memory, so n-grams are hashed
+    into ``2**hash_bits`` columns (``HashingVectorizer``, the "hashing trick" of Weinberger et
+    al., ICML 2009) chunk by chunk, and the same sublinear TF, smoothed IDF and L2
+    normalisation are applied over all rows: memory is the output matrix plus one chunk.
+
     Args:
         ngram_range: smallest and largest n-gram length, in characters.
+        exact_max: largest catalog given an exact vocabulary.
+        hash_bits: log2 of the hashed width above it.
+        chunk_rows: rows hashed at a time.
     """
 
-    def __init__(self, ngram_range: tuple[int, int] = (3, 5)) -> None:
+    def __init__(self, ngram_range: tuple[int, int] = (3, 5), exact_max: int = 200_000, hash_bits: int = 22, chunk_rows: int = 50_000) -> None:
         self.ngram_range = ngram_range
+        self.exact_max = exact_max
+        self.hash_bits = hash_bits
+        self.chunk_rows = chunk_rows
+        self.hashed = False
         self._vec = TfidfVectorizer(
             analyzer="char_wb", ngram_range=ngram_range, lowercase=True, sublinear_tf=True, dtype=np.float32
         )
 
     def fit_transform(self, texts: list[str]) -> sp.csr_matrix:
-        """Fit on ``texts`` and return ``(n, vocab)`` float32 CSR, rows L2-normalised.
+        """Fit on ``texts`` and return ``(n, vocab)`` float32 CSR, rows L2-normalised
+        (``vocab`` = ``2**hash_bits`` above ``exact_max`` rows).
 
         A text with no n-grams (empty) gets an all-zero row.
         """
         if not any(texts):
             return sp.csr_matrix((len(texts), 1), dtype=np.float32)
-        return self._vec.fit_transform(texts).tocsr()
+        if len(texts) <= self.exact_max:
+            return self._vec.fit_transform(texts).tocsr()
+        return self._hashed(texts)
+
+    def _hashed(self, texts: list[str]) -> sp.csr_matrix:
+        from sklearn.feature_extraction.text import HashingVectorizer
+        from sklearn.preprocessing import normalize
+
+        from eclip.progress import progress_bar
+
+        self.hashed = True
+        width = 2**self.hash_bits
+        hv = HashingVectorizer(
+            analyzer="char_wb", ngram_range=self.ngram_range, lowercase=True, alternate_sign=False, norm=None, n_features=width, dtype=np.float32
+        )
+        parts = []
+        with progress_bar("TF-IDF (hashed n-grams)", total=len(texts)) as (bar, task):
+            for s in range(0, len(texts), self.chunk_rows):
+                x = hv.transform(texts[s : s + self.chunk_rows]).tocsr()
+                np.log(x.data, out=x.data)
+                x.data += 1.0  # sublinear tf: 1 + log(tf)
+                parts.append(x)
+                bar.advance(task, x.shape[0])
+        x = sp.vstack(parts, format="csr")
+        del parts
+        df = np.bincount(x.indices, minlength=width)
+        idf = (np.log((1.0 + len(texts)) / (1.0 + df)) + 1.0).astype(np.float32)  # scikit-learn's smooth_idf
+        x.data *= idf[x.indices]
+        return normalize(x, norm="l2", copy=False)
 
     def describe(self) -> dict:
-        return {"kind": "tfidf-char_wb", "ngram_range": list(self.ngram_range), "sublinear_tf": True}
+        return {"kind": "tfidf-char_wb", "ngram_range": list(self.ngram_range), "sublinear_tf": True, "hashed_bits": self.hash_bits if self.hashed else None}
 
 
 #: Units of the numeric attributes in titles: unit -> (dimension, factor to the dimension's
