@@ -129,3 +129,22 @@ def test_rebuild_reuses_the_trained_index(tmp_path):
     (tmp_path / "manifest.json").unlink()  # as if killed after training
     m = build_index_dir(x, ids_of(5000), tmp_path, factory="IVF32,PQ8x8", tune_queries=200)
     assert (tmp_path / "trained.faiss").stat().st_mtime_ns == stamp and m["n"] == 5000
+
+
+def test_nprobe_tuning_stops_where_recall_plateaus_below_the_target():
+    import faiss
+
+    from eclip.index.autotune import PLATEAU_GAIN, exact_topk, recall_at_k, set_nprobe, tune_nprobe
+
+    rng = np.random.default_rng(0)
+    xb = rng.standard_normal((4000, 32)).astype(np.float32)
+    xb /= np.linalg.norm(xb, axis=1, keepdims=True)
+    index = faiss.index_factory(32, "IVF32,PQ4x4", faiss.METRIC_INNER_PRODUCT)  # coarse codes: recall stays far below 0.99
+    index.train(xb)
+    index.add(xb)
+    queries = xb[:200]
+    exact = exact_topk(xb, queries, 10)
+    nprobe, recall = tune_nprobe(index, queries, exact, target=0.99)
+    assert recall < 0.99 and nprobe < 32  # the target is out of reach; it did not probe every list
+    set_nprobe(index, min(2 * nprobe, 32))
+    assert recall_at_k(index.search(queries, 10)[1], exact) - recall < PLATEAU_GAIN  # doubling buys too little

