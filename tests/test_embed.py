@@ -51,7 +51,7 @@ def test_crash_then_resume_redoes_only_unfinished_shards(tmp_path, hash_encoder)
 
     class Dies(type(hash_encoder)):
         def encode(self, texts):
-            if self.calls == 5:  # batch size 8, shard 16: dies inside the third shard
+            if self.calls == 2:  # titles go a shard (16 rows) per call: dies in the third shard
                 raise Killed
             return super().encode(texts)
 

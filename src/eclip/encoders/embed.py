@@ -293,15 +293,18 @@ def _run_shards(
     bounds = {i: (i * s, min(n, (i + 1) * s)) for i in todo}
     batches: list[list[int]] = []
     batch_shard: list[int] = []
+    with_images = cat.images is not None
+    # titles alone go to the encoder a shard at a time: it sorts them by length into
+    # batch_size batches (little padding); with images, rows follow the image loader's batches
+    step = settings.batch_size if with_images else max(settings.shard_rows, settings.batch_size)
     for i in todo:
         lo, hi = bounds[i]
-        for b in range(lo, hi, settings.batch_size):
-            batches.append(list(range(b, min(hi, b + settings.batch_size))))
+        for b in range(lo, hi, step):
+            batches.append(list(range(b, min(hi, b + step))))
             batch_shard.append(i)
     total = sum(hi - lo for lo, hi in bounds.values())
     if not total:
         return 0
-    with_images = cat.images is not None
     with_image_emb = with_images and encoder.has_images
     with_phash = with_images and settings.phash
     loader: Any = None
