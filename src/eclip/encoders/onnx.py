@@ -34,6 +34,9 @@ RUNTIMES = ("auto", "torch", "onnx", "onnx-int8")
 INT8_MIN_COSINE = 0.99
 #: Titles of the first batch compared between int8 and fp32.
 INT8_CHECK_ROWS = 256
+#: Largest batch ONNX Runtime is given: with length-sorted titles, small batches keep the
+#: activations in cache (10,000 WDC titles, 2 cores: 137 titles/s at 32, 124 at 64, 91 at 256).
+ORT_MAX_BATCH = 32
 #: Exported graph format; part of the cache file name.
 OPSET = 17
 
@@ -217,6 +220,7 @@ class OnnxTextRuntime:
             ModelError: int8, on its first call, keeps a mean cosine below
                 :data:`INT8_MIN_COSINE` to fp32 on these titles.
         """
+        batch_size = min(batch_size, ORT_MAX_BATCH)
         order, batches = self._batches(texts, batch_size)
         if self.precision == "int8" and self.checked_cosine is None:
             self._check_int8(texts[:INT8_CHECK_ROWS], batch_size)
