@@ -90,6 +90,17 @@ def brand_verdict(x: str, y: str) -> int:
     return 1 if long_.startswith(short) else -1
 
 
+def _verdicts(verdict, values: list, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(p,)`` float32 ``verdict(values[a[p]], values[b[p]])``, called only where both values
+    are non-empty (every verdict here is 0 when either side is empty): at 1M rows most pairs
+    lack a brand or a quantity on one side, and the Python calls are the stage's cost."""
+    has = np.fromiter((bool(v) for v in values), bool, len(values))
+    both = np.flatnonzero(has[a] & has[b])
+    out = np.zeros(len(a), dtype=np.float32)
+    out[both] = np.fromiter((verdict(values[i], values[j]) for i, j in zip(a[both].tolist(), b[both].tolist())), np.float32, len(both))
+    return out
+
+
 def score_pairs(
     a: np.ndarray,
     b: np.ndarray,
@@ -128,14 +139,13 @@ def score_pairs(
         total += weights.tfidf
     score = score / total  # a weighted mean of cosines, whichever are used
     if codes is not None:
-        out["code"] = np.fromiter((code_similarity(codes[i], codes[j]) for i, j in zip(a, b)), np.float32, len(a))
+        out["code"] = _verdicts(code_similarity, codes, a, b)
         score = score + weights.code * out["code"]
     if quantities is not None:
-        q = quantities
-        out["quantity"] = np.fromiter((quantity_verdict(q[i], q[j]) if q[i] and q[j] else 0 for i, j in zip(a, b)), np.float32, len(a))
+        out["quantity"] = _verdicts(quantity_verdict, quantities, a, b)
         score = score + weights.quantity * np.minimum(out["quantity"], 0)
     if brands is not None:
-        out["brand"] = np.fromiter((brand_verdict(brands[i], brands[j]) for i, j in zip(a, b)), np.float32, len(a))
+        out["brand"] = _verdicts(brand_verdict, brands, a, b)
         score = score + weights.brand * np.minimum(out["brand"], 0)
     out["score"] = score.astype(np.float32)
     return out
