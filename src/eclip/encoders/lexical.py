@@ -61,30 +61,23 @@ class CharNgramTfidf:
         return self._hashed(texts)
 
     def _hashed(self, texts: list[str]) -> sp.csr_matrix:
-        from sklearn.feature_extraction.text import HashingVectorizer
-        from sklearn.preprocessing import normalize
+        from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 
         from eclip.progress import progress_bar
 
         self.hashed = True
-        width = 2**self.hash_bits
         hv = HashingVectorizer(
-            analyzer="char_wb", ngram_range=self.ngram_range, lowercase=True, alternate_sign=False, norm=None, n_features=width, dtype=np.float32
+            analyzer="char_wb", ngram_range=self.ngram_range, lowercase=True, alternate_sign=False, norm=None, n_features=2**self.hash_bits, dtype=np.float32
         )
         parts = []
         with progress_bar("TF-IDF (hashed n-grams)", total=len(texts)) as (bar, task):
             for s in range(0, len(texts), self.chunk_rows):
-                x = hv.transform(texts[s : s + self.chunk_rows]).tocsr()
-                np.log(x.data, out=x.data)
-                x.data += 1.0  # sublinear tf: 1 + log(tf)
-                parts.append(x)
-                bar.advance(task, x.shape[0])
-        x = sp.vstack(parts, format="csr")
+                parts.append(hv.transform(texts[s : s + self.chunk_rows]))
+                bar.advance(task, parts[-1].shape[0])
+        counts = sp.vstack(parts, format="csr")
         del parts
-        df = np.bincount(x.indices, minlength=width)
-        idf = (np.log((1.0 + len(texts)) / (1.0 + df)) + 1.0).astype(np.float32)  # scikit-learn's smooth_idf
-        x.data *= idf[x.indices]
-        return normalize(x, norm="l2", copy=False)
+        # the weighting TfidfVectorizer applies on the exact path: sublinear tf, smoothed idf, L2
+        return TfidfTransformer(sublinear_tf=True).fit(counts).transform(counts, copy=False).tocsr()
 
     def describe(self) -> dict:
         return {"kind": "tfidf-char_wb", "ngram_range": list(self.ngram_range), "sublinear_tf": True, "hashed_bits": self.hash_bits if self.hashed else None}
