@@ -29,7 +29,6 @@ the F1 change against torch.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +41,7 @@ from rich.table import Table
 from eclip import api
 from eclip.catalog import load_catalog
 from eclip.encoders import load_encoder
+from eclip.encoders.onnx import cores as usable_cores
 from eclip.errors import ModelError
 from eclip.evaluation import cluster_metrics, load_gold
 
@@ -114,7 +114,7 @@ def main() -> None:
     if runtimes[0] != "torch-before":
         ap.error("the first runtime must be torch-before: the baseline of every ratio")
     console = Console(width=140)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     console.print(f"{cores} cores; ONNX Runtime and model2vec from the lock file")
     titles = load_catalog(args.data / "wdc_products/offers.csv").texts[: args.rows]
     with tempfile.TemporaryDirectory(prefix="eclip-bench-rt-") as tmp:

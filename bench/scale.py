@@ -69,6 +69,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from eclip.encoders.onnx import cores as usable_cores
 from eclip.evaluation import cluster_metrics
 
 #: bump when generation changes, so that an old cached catalog is not reused
@@ -458,7 +459,7 @@ def main() -> None:
     if bad:
         ap.error(f"unknown config(s) {bad}; choose among {CONFIGS + EXTRA_CONFIGS}")
     console = Console(width=200)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     console.print(f"CPU: {cpu_model()}, {cores} cores usable ({os.cpu_count()} online); Python {platform.python_version()}")
     args.work.mkdir(parents=True, exist_ok=True)
 

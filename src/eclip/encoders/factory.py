@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from eclip.encoders.base import Encoder
-from eclip.errors import ModelError
 from eclip.encoders.spec import DEFAULT_MODEL, DEFAULT_TEXT_MODEL, bundled_minilm_path, parse_model_spec
+from eclip.errors import ModelError
 
 __all__ = ["DEFAULT_TEXT_MODEL", "load_encoder", "load_text_encoder"]
 
@@ -33,12 +33,11 @@ def load_encoder(spec: str = DEFAULT_MODEL, device: str | None = None, batch_siz
             not fit its architecture; the message says what to do.
     """
     from eclip.encoders.clip import OpenClipEncoder
-    from eclip.encoders.onnx import RUNTIMES
+    from eclip.encoders.onnx import check_runtime
     from eclip.encoders.sentence import SentenceTransformerEncoder, default_cache_dir
     from eclip.encoders.static import StaticEncoder
 
-    if runtime not in RUNTIMES:
-        raise ModelError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}.")
+    check_runtime(runtime)
     parsed = parse_model_spec(spec)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if parsed.kind == "minilm":

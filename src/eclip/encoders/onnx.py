@@ -51,18 +51,28 @@ def onnx_available() -> bool:
     return True
 
 
+def check_runtime(runtime: str) -> str:
+    """``runtime`` itself when it is one of :data:`RUNTIMES`.
+
+    Raises:
+        ModelError: an unknown runtime.
+    """
+    if runtime not in RUNTIMES:
+        raise ModelError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}.")
+    return runtime
+
+
 def resolve_runtime(runtime: str, device: str) -> str:
     """The runtime ``runtime`` means on ``device``.
 
     ``auto`` is ``onnx`` on a CPU (fp32: the same vectors as PyTorch, measured faster; see the
-    README's "Speed") when ONNX Runtime is installed, and ``torch`` on a GPU, where PyTorch
+    README's "A million listings on a 2-core CPU") when ONNX Runtime is installed, and ``torch`` on a GPU, where PyTorch
     already runs the tower at full speed.
 
     Raises:
         ModelError: an unknown runtime, or ``onnx*`` on a GPU or without ONNX Runtime.
     """
-    if runtime not in RUNTIMES:
-        raise ModelError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}.")
+    check_runtime(runtime)
     on_gpu = not device.startswith("cpu")
     if runtime == "auto":
         return "onnx" if not on_gpu and onnx_available() else "torch"

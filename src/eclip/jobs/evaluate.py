@@ -22,10 +22,10 @@ from eclip.evaluation import (
 )
 from eclip.evaluation.calibrate import SCORE_RANGE
 from eclip.matcher import DEFAULT_METHOD
+from eclip.rundir import MANIFEST, read_json, write_json
 
 #: Grouping methods ``eval --calibrate`` sweeps on a run's pairs (``auto`` picks among the first two).
 CALIBRATED_METHODS = ("mutual", "average", "components")
-from eclip.rundir import MANIFEST, read_json, write_json
 
 
 def evaluate_predictions(
