@@ -33,6 +33,9 @@ from eclip.jobs import (
     index_build,
     index_merge,
     index_query,
+    LabelSession,
+    learn,
+    propose,
     train,
 )
 from eclip.matcher import DEFAULT_METHOD, DEFAULT_THRESHOLD
@@ -60,6 +63,9 @@ __all__ = [
     "index_build",
     "index_merge",
     "index_query",
+    "LabelSession",
+    "learn",
+    "propose",
     "read_calibration",
     "train",
 ]

@@ -11,7 +11,7 @@ import os
 
 import typer
 
-from eclip.cli import classify, cluster, dedupe, embed, evaluate, index, report, train
+from eclip.cli import classify, cluster, dedupe, embed, evaluate, index, label, report, train
 from eclip.errors import EclipError
 from eclip.progress import console
 
@@ -33,6 +33,8 @@ app.command()(classify.classify)
 app.command("filter-adult")(classify.filter_adult)
 app.command()(report.report)
 app.command("eval")(evaluate.eval_)
+app.command()(label.label)
+app.command()(label.learn)
 
 
 def main() -> None:

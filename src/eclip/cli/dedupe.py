@@ -43,6 +43,7 @@ def dedupe(
     brand_col: Annotated[Optional[str], typer.Option(help="Brand column for the brand comparison (a conflict counts against a match). Default: brand/manufacturer when present; '' for none.", metavar="COL", rich_help_panel="Signals")] = None,
     price_col: Annotated[Optional[str], typer.Option(help="Price column for the price ratio in pairs.parquet. Default: price when present; '' for none.", metavar="COL", rich_help_panel="Signals")] = None,
     review: Annotated[Optional[Path], typer.Option(help="Filled-in review.csv from `eclip report`: 'same' rows are kept together (must-link), 'different' rows split out (cannot-link).", metavar="CSV", rich_help_panel="Grouping")] = None,
+    match_model: Annotated[Optional[Path], typer.Option(help="Match model from `eclip learn`: it scores every candidate pair (--threshold is then a probability), and its labelled pairs are kept as must-link / cannot-link.", metavar="FILE", rich_help_panel="Grouping")] = None,
 ) -> None:
     """Deduplicate a catalog: every row gets a match group (singletons included).
 
@@ -67,6 +68,7 @@ def dedupe(
         review=review,
         brand_col=brand_col,
         price_col=price_col,
+        match_model=match_model,
     )
     if calibration is not None:
         cfg.method, cfg.threshold = api.read_calibration(calibration)
@@ -78,6 +80,8 @@ def dedupe(
     if threshold is not None:
         cfg.threshold = threshold
     if against is not None:
+        if match_model is not None:
+            raise api.EclipError("--match-model works on whole-catalog runs; drop --against, or drop --match-model.")
         m = api.dedupe_against(catalog, against, out, cfg)
         c = m["counts"]
         table = Table(title=f"eclip dedupe {catalog} --against {against}", show_header=False)
@@ -102,6 +106,10 @@ def dedupe(
     mm = manifest["matching"]
     on = "match probability (learned)" if mm["threshold_on"] == "match_probability" else "score"
     table.add_row("method / threshold", f"{mm['method_used']}" + (" (auto)" if mm["method"] == "auto" else "") + f" / {mm['threshold']:.4g} on {on}")
+    if mm.get("match_model"):
+        mdl = mm["match_model"]
+        cv = mdl["cross_validated"]
+        table.add_row("match model", f"{match_model} ({mdl['labels']} labels" + (f"; cross-validated P {cv['precision']:.3f} R {cv['recall']:.3f}" if cv else "") + ")")
     table.add_row("index", ", ".join(f"{k}: {v.get('factory') or v.get('kind')}" for k, v in manifest["index"].items()))
     table.add_row("time", f"{manifest['timings_s']['total']:.1f} s")
     table.add_row("written", f"{out}/groups.parquet, pairs.parquet, manifest.json")

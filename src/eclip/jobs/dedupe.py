@@ -51,6 +51,7 @@ from eclip.matcher import (
 from eclip.matcher.comparisons import normalise_brand, parse_price, price_ratio
 from eclip.matcher.incremental import assign_incremental
 from eclip.matcher.mixture import learn_settings
+from eclip.matcher.model import MatchModel, load_match_model, model_constraints, settings_from_model
 from eclip.progress import console
 from eclip.rundir import fingerprint, write_parquet
 
@@ -86,6 +87,10 @@ class DedupeConfig(CatalogSource):
         brand_col, price_col: the catalog's brand and price columns for the brand and price
             comparisons (``None``: found by name, see
             :func:`eclip.catalog.pick_attribute_column`; ``""``: leave the comparison out).
+        match_model: a match model from ``eclip learn`` (:mod:`eclip.matcher.model`): it
+            scores every candidate pair instead of the label-free mixture, ``threshold`` is
+            then on its probability, and its labelled pairs become must-link / cannot-link
+            constraints.
     """
 
     embeddings: Path | None = None
@@ -106,6 +111,7 @@ class DedupeConfig(CatalogSource):
     review: Path | None = None
     brand_col: str | None = None
     price_col: str | None = None
+    match_model: Path | None = None
 
     @property
     def thresholds(self) -> ModalityThresholds:
@@ -173,6 +179,31 @@ def _warn_oversized(ids: list[str], group_id: np.ndarray, a: np.ndarray, b: np.n
     return [text]
 
 
+def _model_constraints(model: MatchModel, ids: list[str]) -> tuple:
+    """The match model's labelled pairs as constraints, with the count of pairs whose ids
+    this catalog lacks (a model learned on another catalog keeps no constraints there)."""
+    constraints, skipped = model_constraints(model, ids)
+    if skipped:
+        console.print(f"[yellow]{skipped} of the match model's {len(model.labels)} labelled pairs name ids not in this catalog; they are not used as constraints.[/]")
+    return constraints, skipped
+
+
+def _model_summary(model: MatchModel, path: Path | None, labelled: tuple | None) -> dict[str, Any]:
+    """What the manifest records of a match model."""
+    c = labelled[0] if labelled else None
+    return {
+        "file": str(Path(path).resolve()) if path else None,
+        "digest": model.digest,
+        "features": model.features,
+        "labels": len(model.labels),
+        "learned_on": model.info.get("catalog"),
+        "cross_validated": asdict(model.cv) if model.cv else None,
+        "must_link_pairs": int(len(c.must_a)) if c is not None else 0,
+        "cannot_link_pairs": int(len(c.cannot_a)) if c is not None else 0,
+        "labelled_pairs_not_in_catalog": labelled[1] if labelled else 0,
+    }
+
+
 def _signals(emb: Embeddings, cfg: DedupeConfig) -> tuple[str, ...]:
     available = ["text"] + (["image", "fused"] if emb.image is not None else []) + (["phash"] if emb.phash is not None else [])
     if cfg.signals is None:
@@ -227,6 +258,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
         EclipError: unknown grouping method or signal.
     """
     cfg, out, timer = _start_run(cfg, out)
+    model = load_match_model(cfg.match_model) if cfg.match_model else None  # a bad file fails before embedding
     with timer("read"):
         cat = load_catalog(catalog, cfg.id_col, cfg.text_cols, cfg.image_col)
         attrs = _attributes(cat, cfg) if cfg.lexical else {}  # a bad --brand-col fails before embedding
@@ -290,8 +322,15 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             signals["price_ratio"] = price_ratio(attrs["prices"], a, b)
         score = combine_modalities(signals, cfg.thresholds) if len(a) else np.zeros(0, np.float32)
     constraints = read_review(cfg.review, cat.ids) if cfg.review else None
+    labelled = _model_constraints(model, cat.ids) if model is not None else None
+    if labelled is not None:
+        constraints = labelled[0] if constraints is None else constraints + labelled[0]
     with timer("learn"):
-        settings = learn_settings(n, a, b, score, cfg.method, cfg.threshold, DEFAULT_THRESHOLD)
+        if model is not None:
+            columns = {**signals, "score": score}
+            settings = settings_from_model(model, str(cfg.match_model), n, a, b, columns, cfg.method, cfg.threshold, constraints)
+        else:
+            settings = learn_settings(n, a, b, score, cfg.method, cfg.threshold, DEFAULT_THRESHOLD)
     with timer("group"):
         on = settings.probability if settings.on == "match_probability" else score
         grouping = group(n, a, b, on, settings.threshold, settings.method, constraints)
@@ -344,7 +383,8 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             "lexical": cfg.lexical,
             "weights": asdict(cfg.weights),
             "max_code_block": cfg.max_code_block,
-            "review": {"file": str(Path(cfg.review).resolve()), "must_link_pairs": len(constraints.must_a), "cannot_link_pairs": len(constraints.cannot_a)} if constraints is not None else None,
+            "review": {"file": str(Path(cfg.review).resolve()), "must_link_pairs": len(constraints.must_a), "cannot_link_pairs": len(constraints.cannot_a)} if cfg.review else None,
+            "match_model": _model_summary(model, cfg.match_model, labelled) if model is not None else None,
         },
         "counts": {
             "rows": n,

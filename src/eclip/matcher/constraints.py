@@ -37,6 +37,13 @@ class Constraints:
     def __len__(self) -> int:
         return len(self.must_a) + len(self.cannot_a)
 
+    def __add__(self, other: "Constraints") -> "Constraints":
+        return Constraints(*(np.concatenate([x, y]).astype(np.int64) for x, y in zip(self.arrays(), other.arrays())))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(must_a, must_b, cannot_a, cannot_b)``."""
+        return self.must_a, self.must_b, self.cannot_a, self.cannot_b
+
 
 def read_review(path: str | Path, ids: list[str]) -> Constraints:
     """Constraints from a filled-in review CSV.

@@ -1,0 +1,316 @@
+"""The ``label`` and ``learn`` jobs: a reviewer labels the pairs worth labelling, and a match
+model is fitted on the labels (:mod:`eclip.matcher.model`).
+
+Both read a ``dedupe`` run directory: its ``pairs.parquet`` (every candidate pair with its
+signals) and ``groups.parquet`` (the catalog's ids, in row order).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from eclip.catalog import Catalog, load_catalog
+from eclip.errors import RunDirError
+from eclip.jobs.run import created, versions
+from eclip.matcher.labels import LABEL_COLUMNS, RANDOM_SHARE, Labels, choose_pairs, neutralise, pair_key, read_labels
+from eclip.matcher.model import MatchModel, fit_match_model, pair_features
+from eclip.rundir import MANIFEST, fingerprint, read_json, write_csv
+
+#: Default label file name inside a run directory.
+LABEL_FILE = "label.csv"
+#: Default match model file name inside a run directory.
+MODEL_FILE = "match_model.json"
+#: Signal columns copied into the label file for the reviewer.
+SHOWN_SIGNALS = ("score", "cos_embedding", "cos_tfidf", "code", "quantity", "brand", "price_ratio", "cos_image", "cos_fused", "phash_distance")
+
+
+@dataclass
+class RunPairs:
+    """A dedupe run's candidate pairs, ready for labelling and learning.
+
+    Attributes:
+        dir: the run directory. manifest: its manifest.
+        ids: the catalog's ``n`` ids, in row order.
+        pairs: ``pairs.parquet``.
+        a, b: ``(p,)`` int64 row positions of the pairs.
+        x, names: ``(p, f)`` float64 features of every pair (:func:`pair_features`).
+        prior: ``(p,)`` float32 the run's label-free match probability (from its score
+            mixture; the min-max scaled score when the run learned none).
+    """
+
+    dir: Path
+    manifest: dict[str, Any]
+    ids: list[str]
+    pairs: pl.DataFrame
+    a: np.ndarray
+    b: np.ndarray
+    x: np.ndarray
+    names: list[str]
+    prior: np.ndarray
+
+    @property
+    def key(self) -> np.ndarray:
+        """``(p,)`` order-free pair keys (:func:`eclip.matcher.labels.pair_key`)."""
+        return pair_key(self.a, self.b)
+
+    def catalog(self) -> Catalog:
+        """The run's catalog, read with the run's columns.
+
+        Raises:
+            RunDirError: the catalog file moved or changed rows since the run.
+        """
+        inputs = self.manifest.get("inputs", {})
+        path = Path(inputs.get("catalog", ""))
+        if not path.is_file():
+            raise RunDirError(f"{self.dir}: its catalog {path} is gone; the titles to review come from it.")
+        cat = load_catalog(path, inputs.get("id_col", "id"), inputs.get("text_cols"), None)
+        if cat.ids != self.ids:
+            raise RunDirError(f"{path} changed since the run {self.dir} ({len(cat):,} rows now, {len(self.ids):,} then); run eclip dedupe again.")
+        return cat
+
+    def locate(self, labels: Labels) -> np.ndarray:
+        """``(m,)`` int64 index of each labelled pair among the candidate pairs, -1 if it is not one."""
+        order = np.argsort(self.key)
+        sorted_keys = self.key[order]
+        want = pair_key(labels.a, labels.b)
+        at = np.clip(np.searchsorted(sorted_keys, want), 0, max(len(sorted_keys) - 1, 0))
+        found = len(sorted_keys) > 0
+        hit = (sorted_keys[at] == want) if found else np.zeros(len(want), bool)
+        return np.where(hit, order[at] if found else -1, -1).astype(np.int64)
+
+
+def open_run(run_dir: str | Path) -> RunPairs:
+    """Read a dedupe run directory's pairs and features.
+
+    Raises:
+        RunDirError: not a finished ``eclip dedupe`` run (no manifest, pairs or groups), or
+            a run of ``dedupe --against``.
+    """
+    d = Path(run_dir)
+    manifest_path, pairs_path, groups_path = d / MANIFEST, d / "pairs.parquet", d / "groups.parquet"
+    if not (manifest_path.is_file() and pairs_path.is_file() and groups_path.is_file()):
+        raise RunDirError(f"{d}: not a finished eclip dedupe run (it needs manifest.json, pairs.parquet and groups.parquet); run `eclip dedupe CATALOG --out {d}` first.")
+    manifest = read_json(manifest_path)
+    if manifest.get("job") != "dedupe":
+        raise RunDirError(f"{d}: a {manifest.get('job')!r} run; eclip label and eclip learn work on an `eclip dedupe CATALOG` run.")
+    ids = pl.read_parquet(groups_path, columns=["id"])["id"].cast(pl.String).to_list()
+    pairs = pl.read_parquet(pairs_path)
+    pos = {x: i for i, x in enumerate(ids)}
+    a = np.fromiter((pos[x] for x in pairs["id_a"].to_list()), np.int64, len(pairs))
+    b = np.fromiter((pos[x] for x in pairs["id_b"].to_list()), np.int64, len(pairs))
+    columns = {c: pairs[c].cast(pl.Float64).fill_null(float("nan")).to_numpy() for c in pairs.columns if pairs[c].dtype.is_numeric()}
+    x, names = pair_features(columns, a, b, len(ids))
+    prior = columns.get("match_probability", np.full(len(pairs), np.nan))
+    if np.isnan(prior).all():
+        s = np.nan_to_num(columns.get("score", np.zeros(len(pairs))), nan=0.0, neginf=0.0)
+        prior = (s - s.min()) / (np.ptp(s) or 1.0)
+    return RunPairs(d, manifest, ids, pairs, a, b, x, names, np.nan_to_num(prior, nan=0.5).astype(np.float32))
+
+
+def fit_on_labels(run: RunPairs, labels: Labels, seed: int = 0) -> tuple[MatchModel, dict[str, int]]:
+    """Fit a match model on a run's labelled pairs.
+
+    Pairs labelled ``unsure``, or waiting for a decision, are left out; so are labelled
+    pairs that are not candidates of the run (the search never proposes them, so no
+    signals are at hand): they are counted, and still act as constraints.
+
+    Returns:
+        ``(model, counts)``: the model with its labels filled in, and the label counts.
+
+    Raises:
+        MatchModelError: the usable labels hold one class only.
+    """
+    where = run.locate(labels)
+    use = np.isin(labels.decision, ("same", "different")) & (where >= 0)
+    y = (labels.decision[use] == "same").astype(np.int64)
+    model = fit_match_model(run.x[where[use]], y, run.names, run.x, run.prior, seed=seed)
+    counts = labels.counts() | {"fitted_on": int(use.sum()), "not_candidates": int((np.isin(labels.decision, ("same", "different")) & (where < 0)).sum())}
+    model.labels = [
+        {"id_a": run.ids[i], "id_b": run.ids[j], "decision": d}
+        for i, j, d in zip(labels.a.tolist(), labels.b.tolist(), labels.decision.tolist())
+        if d in ("same", "different")
+    ]
+    return model, counts
+
+
+def learn(run_dir: str | Path, labels_path: str | Path | None = None, out: str | Path | None = None, seed: int = 0) -> tuple[MatchModel, Path]:
+    """Fit a match model on a run's labelled pairs and save it as JSON.
+
+    Args:
+        run_dir: an ``eclip dedupe`` run directory.
+        labels_path: the label file (default ``RUN_DIR/label.csv``).
+        out: where to write the model (default ``RUN_DIR/match_model.json``).
+
+    Returns:
+        ``(model, path written)``. The model's ``info`` records the catalog, the run, the
+        label counts, the cross-validated precision and recall, and versions.
+
+    Raises:
+        RunDirError: not a dedupe run. CatalogError: a bad label file (unknown ids, bad
+        decisions). MatchModelError: labels of one class only.
+    """
+    run = open_run(run_dir)
+    labels_path = Path(labels_path) if labels_path else run.dir / LABEL_FILE
+    labels = read_labels(labels_path, run.ids)
+    model, counts = fit_on_labels(run, labels, seed)
+    model.info = {
+        "created": created(),
+        "catalog": run.manifest.get("inputs", {}).get("catalog"),
+        "catalog_rows": len(run.ids),
+        "run": str(run.dir.resolve()),
+        "run_fingerprint": run.manifest.get("config_fingerprint"),
+        "labels_file": str(labels_path.resolve()),
+        "label_counts": counts,
+        "signals": run.manifest.get("matching", {}).get("signals"),
+        "classifier": "logistic regression (scikit-learn), Platt-calibrated by cross-validation, label-free prior",
+        "versions": versions(),
+    }
+    path = Path(out) if out else run.dir / MODEL_FILE
+    model.save(path)
+    return model, path
+
+
+def current_probability(run: RunPairs, labels: Labels | None, seed: int = 0) -> tuple[np.ndarray, MatchModel | None]:
+    """``(p,)`` match probability of every candidate pair under what the labels teach so far:
+    a model fitted on them when they hold both classes, else the run's own probabilities."""
+    if labels is None:
+        return run.prior, None
+    decided = labels.decision[run.locate(labels) >= 0]
+    if not ({"same", "different"} <= set(decided.tolist())):
+        return run.prior, None
+    model, _ = fit_on_labels(run, labels, seed)
+    return model.probability(run.x), model
+
+
+def label_rows(run: RunPairs, cat: Catalog, idx: np.ndarray, why: list[str], probability: np.ndarray) -> pl.DataFrame:
+    """Label-file rows (no decision yet) for candidate pairs ``idx``."""
+    shown = [c for c in SHOWN_SIGNALS if c in run.pairs.columns]
+    sub = run.pairs[idx.tolist()]
+    return pl.DataFrame(
+        {
+            "id_a": sub["id_a"].cast(pl.String),
+            "id_b": sub["id_b"].cast(pl.String),
+            "title_a": [neutralise(cat.texts[i]) for i in run.a[idx].tolist()],
+            "title_b": [neutralise(cat.texts[i]) for i in run.b[idx].tolist()],
+            "decision": [""] * len(idx),
+            "chosen_by": why,
+            "match_probability": np.round(probability[idx].astype(np.float64), 4),
+            **{c: sub[c].cast(pl.Float64).round(4) for c in shown},
+        }
+    )
+
+
+def write_labels(frame: pl.DataFrame, path: str | Path) -> Path:
+    """Write a label file atomically, every column as text (the decision column editable)."""
+    return write_csv(frame.select([pl.col(c).cast(pl.String) for c in frame.columns]), path)
+
+
+def existing_labels(run: RunPairs, path: Path) -> tuple[pl.DataFrame, Labels | None]:
+    """A label file's table and pairs, or an empty table when the file does not exist yet."""
+    if not path.exists():
+        return pl.DataFrame(schema={c: pl.String for c in LABEL_COLUMNS}), None
+    labels = read_labels(path, run.ids)
+    return labels.table, labels
+
+
+def propose(run_dir: str | Path, path: str | Path | None = None, batch: int = 20, seed: int | None = None) -> dict[str, Any]:
+    """Append the next ``batch`` pairs worth a reviewer's time to the label file.
+
+    The pairs are chosen by :func:`eclip.matcher.labels.choose_pairs` on the probabilities of
+    a model fitted to the labels so far (the run's own before there are any). Pairs already
+    in the file are never proposed again.
+
+    Returns:
+        ``{"file", "added", "counts", "model"}``: what was written, and the label counts.
+
+    Raises:
+        RunDirError: not a dedupe run, or its catalog is gone. CatalogError: a bad label file.
+    """
+    run = open_run(run_dir)
+    path = Path(path) if path else run.dir / LABEL_FILE
+    table, labels = existing_labels(run, path)
+    prob, model = current_probability(run, labels)
+    exclude = np.zeros(len(run.a), dtype=bool)
+    if labels is not None:
+        where = run.locate(labels)
+        exclude[where[where >= 0]] = True
+    seed = len(table) if seed is None else seed
+    idx, why = choose_pairs(prob, exclude, batch, seed=seed)
+    rows = label_rows(run, run.catalog(), idx, why, prob)
+    merged = pl.concat([table.select([pl.col(c).cast(pl.String) for c in table.columns]), rows.select([pl.col(c).cast(pl.String) for c in rows.columns])], how="diagonal")
+    write_labels(merged, path)
+    counts = (read_labels(path, run.ids)).counts()
+    return {"file": str(path), "added": len(idx), "counts": counts, "model": model.cv.__dict__ if model is not None and model.cv else None, "run": fingerprint(str(run.dir.resolve()))}
+
+
+class LabelSession:
+    """The interactive labelling loop's state: one pair at a time, saved after every answer.
+
+    Pending pairs of the file are offered first; after them, each next pair is chosen by
+    :func:`eclip.matcher.labels.choose_pairs` on a model refitted to every answer so far (one
+    pair in :data:`eclip.matcher.labels.RANDOM_SHARE`'s share is a random one). Every answer
+    rewrites the file atomically, so a kill loses nothing already answered.
+    """
+
+    def __init__(self, run_dir: str | Path, path: str | Path | None = None, seed: int = 0) -> None:
+        self.run = open_run(run_dir)
+        self.cat = self.run.catalog()
+        self.path = Path(path) if path else self.run.dir / LABEL_FILE
+        self.table, _ = existing_labels(self.run, self.path)
+        self.table = self.table.select([pl.col(c).cast(pl.String) for c in self.table.columns])
+        self.seed = seed
+        self.model: MatchModel | None = None
+
+    def _labels(self) -> Labels | None:
+        return read_labels(self.path, self.run.ids) if self.path.exists() else None
+
+    def next(self) -> int | None:
+        """Row of the label table to ask about next (appending a new pair when none is
+        pending), or ``None`` when every candidate pair is labelled."""
+        pending = np.flatnonzero(self.table["decision"].fill_null("").str.strip_chars().eq("").to_numpy())
+        if len(pending):
+            return int(pending[0])
+        labels = self._labels()
+        prob, self.model = current_probability(self.run, labels, self.seed)
+        exclude = np.zeros(len(self.run.a), dtype=bool)
+        if labels is not None:
+            where = self.run.locate(labels)
+            exclude[where[where >= 0]] = True
+        random_turn = RANDOM_SHARE > 0 and (len(self.table) + 1) % round(1 / RANDOM_SHARE) == 0
+        idx, _ = choose_pairs(prob, exclude, 1, seed=self.seed + len(self.table), random_share=0.0)
+        if random_turn and (~exclude).sum() > 1:
+            idx = np.random.default_rng(self.seed + len(self.table)).choice(np.flatnonzero(~exclude), 1)
+        if not len(idx):
+            return None
+        row = label_rows(self.run, self.cat, idx, ["random" if random_turn else "uncertain"], prob)
+        self.table = pl.concat([self.table, row.select([pl.col(c).cast(pl.String) for c in row.columns])], how="diagonal")
+        return len(self.table) - 1
+
+    def pair(self, row: int) -> dict[str, Any]:
+        """One label-table row as a dict, with both catalog rows (every column) added."""
+        rec = self.table.row(row, named=True)
+        pos = {x: i for i, x in enumerate(self.run.ids)}
+        rec["row_a"] = self.cat.table.row(pos[rec["id_a"]], named=True)
+        rec["row_b"] = self.cat.table.row(pos[rec["id_b"]], named=True)
+        return rec
+
+    def answer(self, row: int, decision: str) -> None:
+        """Record ``decision`` (same / different / unsure) for table row ``row`` and save."""
+        self.table = self.table.with_columns(
+            pl.when(pl.int_range(pl.len()) == row).then(pl.lit(decision)).otherwise(pl.col("decision")).alias("decision")
+        )
+        write_labels(self.table, self.path)
+
+    def save(self) -> None:
+        """Write the table as it is (a pair appended but not answered stays pending)."""
+        write_labels(self.table, self.path)
+
+    def counts(self) -> dict[str, int]:
+        """Label counts of the file as saved."""
+        labels = self._labels()
+        return labels.counts() if labels is not None else {"same": 0, "different": 0, "unsure": 0, "pending": 0}

@@ -1,0 +1,416 @@
+"""A match model taught by a reviewer: logistic regression over the pair signals.
+
+The model maps a candidate pair's signals (the columns of ``pairs.parquet``) to a match
+probability. It is fitted on a few hundred reviewed pairs (``eclip learn``) and then scores
+every candidate pair (``eclip dedupe --match-model``).
+
+* **Features** (:func:`pair_features`): every signal the run has (embedding and TF-IDF
+  cosines, model-code, quantity and brand verdicts, image / fused cosines, pHash distance,
+  price ratio), one-hot levels for the code verdict, a missing-value indicator for each
+  signal that can be absent, and two context features: how far the pair's score is below the
+  best score of each of its rows. Context decides many matches in catalogs of pairs (a
+  listing's best candidate is its duplicate) and is standard in entity-resolution features
+  ("unique mapping" evidence, Papadakis et al., EDBT 2020).
+* **Classifier**: scikit-learn's ``LogisticRegression`` on standardised features.
+* **Prior**: with few labels a classifier is erratic, so the run's own label-free match
+  probabilities (:mod:`eclip.matcher.mixture`) enter the fit as soft pseudo-labels on a
+  sample of candidate pairs, worth :data:`PRIOR_WEIGHT` labels in all. With no labels the
+  model reproduces the unsupervised ranking; each label moves it further from it.
+* **Calibration**: Platt scaling (Platt, 1999) of the decision values, fitted on the labels'
+  cross-validated decision values (``sklearn.model_selection.cross_val_predict``), the
+  recipe of scikit-learn's ``CalibratedClassifierCV(method="sigmoid")``. The same
+  cross-validation gives the precision and recall recorded with the model.
+
+The model is saved as JSON (feature names, standardisation, coefficients, Platt
+parameters, labels): no pickle, nothing executable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from eclip.errors import EclipError
+from eclip.matcher.constraints import Constraints
+from eclip.matcher.grouping import choose_method, group
+from eclip.matcher.mixture import MatchSettings
+from eclip.rundir import write_json
+
+#: Weight, in labels, of the run's own (label-free) match probabilities in the fit.
+PRIOR_WEIGHT = 20.0
+#: Candidate pairs sampled to carry the prior.
+PRIOR_SAMPLE = 2000
+#: Version of the JSON format.
+FORMAT = 1
+
+#: Signals that feed the model when the run has them, and whether they can be missing.
+SIGNAL_FEATURES = {
+    "cos_embedding": False,
+    "cos_tfidf": False,
+    "code": False,
+    "quantity": False,
+    "brand": False,
+    "cos_image": True,
+    "cos_fused": True,
+    "phash_distance": True,
+}
+#: Code verdict levels with a one-hot feature each (see :func:`eclip.matcher.signals.code_similarity`).
+CODE_LEVELS = {"code_shared": 1.0, "code_extends": 0.5, "code_conflict": -1.0}
+
+
+class MatchModelError(EclipError):
+    """A match model file cannot be used: unreadable, or built on other signals."""
+
+
+def _best_per_row(n: int, a: np.ndarray, b: np.ndarray, score: np.ndarray) -> np.ndarray:
+    best = np.full(n, -np.inf)
+    s = np.nan_to_num(np.asarray(score, np.float64), nan=-np.inf)
+    np.maximum.at(best, a, s)
+    np.maximum.at(best, b, s)
+    return best
+
+
+def available_features(columns: Mapping[str, Any] | list[str]) -> list[str]:
+    """The feature names :func:`pair_features` can compute from a pair table's columns."""
+    cols = set(columns)
+    names = []
+    for sig, can_miss in SIGNAL_FEATURES.items():
+        if sig in cols:
+            names.append(sig)
+            if can_miss:
+                names.append(f"{sig}_missing")
+            if sig == "code":
+                names += list(CODE_LEVELS)
+    if "price_ratio" in cols:
+        names += ["log_price_ratio", "price_ratio_missing"]
+    if "score" in cols:
+        names += ["gap_to_best_a", "gap_to_best_b"]
+    return names
+
+
+def pair_features(columns: Mapping[str, np.ndarray], a: np.ndarray, b: np.ndarray, n: int, names: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """The feature matrix of candidate pairs.
+
+    Args:
+        columns: pair-table columns by name (``pairs.parquet``'s signal columns and
+            ``score``), each ``(p,)`` numeric, NaN where missing.
+        a, b: ``(p,)`` int64 row positions of the pairs (for the context features).
+        n: rows in the catalog.
+        names: the features wanted (a model's); ``None``: all the columns allow.
+
+    Returns:
+        ``((p, f) float64 features, names)``; missing values are 0 with their indicator set.
+
+    Raises:
+        MatchModelError: a wanted feature needs a column the table lacks.
+    """
+    names = available_features(columns) if names is None else list(names)
+    missing = [f for f in names if f not in available_features(columns)]
+    if missing:
+        raise MatchModelError(f"the pairs lack the signal(s) behind {', '.join(missing)}")
+    col = {k: np.asarray(v, dtype=np.float64) for k, v in columns.items() if k in SIGNAL_FEATURES or k in ("price_ratio", "score")}
+    best = _best_per_row(n, a, b, col["score"]) if "score" in col else None
+    out = np.zeros((len(a), len(names)), dtype=np.float64)
+    for j, f in enumerate(names):
+        if f in SIGNAL_FEATURES:
+            v = np.nan_to_num(col[f], nan=0.0)
+        elif f.endswith("_missing"):
+            v = np.isnan(col[f.removesuffix("_missing")]).astype(np.float64)
+        elif f in CODE_LEVELS:
+            v = (col["code"] == CODE_LEVELS[f]).astype(np.float64)
+        elif f == "log_price_ratio":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                v = np.nan_to_num(np.log(col["price_ratio"]), nan=0.0, posinf=0.0, neginf=0.0)
+        else:  # gap_to_best_a / _b: how far below each row's best candidate the pair scores
+            rows = a if f.endswith("_a") else b
+            s = np.nan_to_num(col["score"], nan=-np.inf)
+            v = np.nan_to_num(best[rows] - s, nan=0.0, posinf=2.0, neginf=0.0)
+            v = np.minimum(v, 2.0)
+        out[:, j] = v
+    return out, names
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    """Cross-validated quality of the model on its labels (at probability 0.5)."""
+
+    folds: int
+    precision: float
+    recall: float
+    f1: float
+
+
+@dataclass
+class MatchModel:
+    """A fitted match model (see the module docstring).
+
+    Attributes:
+        features: feature names, in coefficient order.
+        mean, scale: standardisation of each feature.
+        coef, intercept: logistic regression on standardised features.
+        platt_a, platt_b: probability = sigmoid(platt_a * decision + platt_b).
+        labels: the labelled pairs it was fitted on: ``{"id_a", "id_b", "decision"}`` rows.
+        cv: cross-validated precision / recall on the labels.
+        info: what else is recorded (catalog, run, counts, versions).
+    """
+
+    features: list[str]
+    mean: list[float]
+    scale: list[float]
+    coef: list[float]
+    intercept: float
+    platt_a: float = 1.0
+    platt_b: float = 0.0
+    labels: list[dict[str, str]] = field(default_factory=list)
+    cv: CrossValidation | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def decision(self, x: np.ndarray) -> np.ndarray:
+        """``(p,)`` float64 logistic-regression decision values of ``(p, f)`` features."""
+        z = (np.asarray(x, np.float64) - np.asarray(self.mean)) / np.asarray(self.scale)
+        return z @ np.asarray(self.coef) + self.intercept
+
+    def probability(self, x: np.ndarray) -> np.ndarray:
+        """``(p,)`` float32 calibrated match probability of ``(p, f)`` features."""
+        d = self.platt_a * self.decision(x) + self.platt_b
+        return (1.0 / (1.0 + np.exp(-np.clip(d, -500, 500)))).astype(np.float32)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model as JSON, atomically."""
+        return write_json({"format": FORMAT, "kind": "eclip match model", **asdict(self)}, path)
+
+    @property
+    def digest(self) -> str:
+        """sha256 (16 hex) of the fitted parameters and labels: the model's identity."""
+        body = json.dumps({k: v for k, v in asdict(self).items() if k != "info"}, sort_keys=True)
+        return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def load_match_model(path: str | Path) -> MatchModel:
+    """Read a model written by :meth:`MatchModel.save`.
+
+    Raises:
+        MatchModelError: missing file, not JSON, or not a match model of this format.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise MatchModelError(f"{p}: no such match model file (eclip learn writes one).")
+    try:
+        raw = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MatchModelError(f"{p}: not a JSON match model ({exc}).") from None
+    if not isinstance(raw, dict) or raw.get("kind") != "eclip match model":
+        raise MatchModelError(f"{p}: not an eclip match model (eclip learn writes one).")
+    if raw.get("format") != FORMAT:
+        raise MatchModelError(f"{p}: match model format {raw.get('format')!r}; this eclip reads format {FORMAT}. Run eclip learn again.")
+    try:
+        cv = raw.get("cv")
+        model = MatchModel(
+            features=list(raw["features"]), mean=list(raw["mean"]), scale=list(raw["scale"]), coef=list(raw["coef"]),
+            intercept=float(raw["intercept"]), platt_a=float(raw["platt_a"]), platt_b=float(raw["platt_b"]),
+            labels=list(raw.get("labels", [])), cv=CrossValidation(**cv) if cv else None, info=dict(raw.get("info", {})),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MatchModelError(f"{p}: malformed match model ({exc}).") from None
+    if not (len(model.features) == len(model.mean) == len(model.scale) == len(model.coef)):
+        raise MatchModelError(f"{p}: malformed match model (features and coefficients differ in length).")
+    return model
+
+
+def _prior(prior: np.ndarray | None, x: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, targets and weights that carry the label-free probabilities into the fit."""
+    if prior is None or PRIOR_WEIGHT <= 0:
+        return np.zeros((0, x.shape[1])), np.zeros(0), np.zeros(0)
+    p = np.nan_to_num(np.asarray(prior, np.float64), nan=0.0)
+    idx = np.random.default_rng(seed).choice(len(x), min(PRIOR_SAMPLE, len(x)), replace=False)
+    w = PRIOR_WEIGHT / max(len(idx), 1)
+    return (
+        np.vstack([x[idx], x[idx]]),
+        np.concatenate([np.ones(len(idx)), np.zeros(len(idx))]),
+        np.concatenate([w * p[idx], w * (1.0 - p[idx])]),
+    )
+
+
+def fit_match_model(
+    x: np.ndarray,
+    y: np.ndarray,
+    names: list[str],
+    population: np.ndarray,
+    prior: np.ndarray | None = None,
+    folds: int = 5,
+    seed: int = 0,
+) -> MatchModel:
+    """Fit the match model on labelled pairs.
+
+    Args:
+        x: ``(m, f)`` float64 features of the labelled pairs (:func:`pair_features`).
+        y: ``(m,)`` int 1 = same product, 0 = different.
+        names: the ``f`` feature names.
+        population: ``(p, f)`` features of every candidate pair of the run: they fix the
+            standardisation and carry the prior.
+        prior: ``(p,)`` the run's label-free match probabilities, or ``None`` for none.
+        folds: cross-validation folds for calibration and the recorded precision / recall
+            (fewer when a class has fewer labels; none below 2 per class).
+
+    Returns:
+        The model (``labels`` and ``info`` left for the caller to fill).
+
+    Raises:
+        MatchModelError: the labels hold one class only.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(y, dtype=np.int64)
+    if len(np.unique(y)) < 2:
+        raise MatchModelError("the labels hold only one class: label at least one same and one different pair.")
+    mean = population.mean(axis=0) if len(population) else x.mean(axis=0)
+    scale = population.std(axis=0) if len(population) else x.std(axis=0)
+    scale = np.where(scale > 1e-9, scale, 1.0)
+
+    def fit(rows: np.ndarray) -> Any:
+        px, py, pw = _prior(prior, population, seed)
+        xs = np.vstack([x[rows], px])
+        ys = np.concatenate([y[rows], py])
+        ws = np.concatenate([np.ones(len(rows)), pw])
+        return LogisticRegression(C=1.0, max_iter=2000).fit((xs - mean) / scale, ys, sample_weight=ws)
+
+    clf = fit(np.arange(len(y)))
+    model = MatchModel(list(names), mean.tolist(), scale.tolist(), clf.coef_.ravel().tolist(), float(clf.intercept_[0]))
+    k = int(min(folds, np.bincount(y).min()))
+    if k < 2:
+        return model
+    held = np.empty(len(y), dtype=np.float64)
+    for train, test in StratifiedKFold(k, shuffle=True, random_state=seed).split(x, y):
+        c = fit(train)
+        held[test] = c.decision_function((x[test] - mean) / scale)
+    platt = LogisticRegression(C=1e6, max_iter=2000).fit(held[:, None], y)
+    model.platt_a, model.platt_b = float(platt.coef_[0, 0]), float(platt.intercept_[0])
+    pred = (model.platt_a * held + model.platt_b) >= 0
+    tp = int((pred & (y == 1)).sum())
+    precision = tp / max(int(pred.sum()), 1)
+    recall = tp / max(int((y == 1).sum()), 1)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    model.cv = CrossValidation(k, round(precision, 4), round(recall, 4), round(f1, 4))
+    return model
+
+
+def expected_f1_threshold(
+    probability: np.ndarray, labels_at: Any, grid: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+) -> tuple[float, dict[str, float]]:
+    """The grouping threshold that maximises the pairwise F1 expected under the model.
+
+    With calibrated match probabilities ``p`` over the candidate pairs, the expected number
+    of true pairs is ``sum(p)``, and a grouping that puts ``m`` row pairs together, ``C`` of
+    them candidates, expects ``sum(p[C])`` true positives: expected F1 = 2 sum(p[C]) / (m +
+    sum(p)) (the plug-in F-measure rule, Ye, Chai, Lee and Chieu, "Optimizing F-measures: a
+    tale of two approaches", ICML 2012). No labels are needed, so the threshold follows each
+    catalog.
+
+    Args:
+        probability: ``(p,)`` match probabilities of the candidate pairs.
+        labels_at: ``threshold -> ((n,) group labels, (p,) bool pairs inside a group)``,
+            the grouping at that threshold.
+        grid: thresholds tried.
+
+    Returns:
+        ``(best threshold, {threshold: expected F1})``.
+    """
+    p = np.nan_to_num(np.asarray(probability, np.float64))
+    total = float(p.sum())
+    scores: dict[str, float] = {}
+    best_t, best_f = grid[0], -1.0
+    for t in grid:
+        labels, inside = labels_at(t)
+        _, counts = np.unique(labels, return_counts=True)
+        implied = float((counts * (counts - 1) // 2).sum())
+        f = 2.0 * float(p[inside].sum()) / (implied + total) if implied + total > 0 else 0.0
+        scores[f"{t:g}"] = round(f, 4)
+        if f > best_f + 1e-9:
+            best_t, best_f = t, f
+    return best_t, scores
+
+
+def model_constraints(model: MatchModel, ids: list[str]) -> tuple[Constraints, int]:
+    """The model's labelled pairs as constraints on a catalog: ``same`` must-link,
+    ``different`` cannot-link.
+
+    Returns:
+        ``(constraints, pairs skipped because an id is not in ids)``.
+    """
+    pos = {x: i for i, x in enumerate(ids)}
+    must: list[tuple[int, int]] = []
+    cannot: list[tuple[int, int]] = []
+    skipped = 0
+    for rec in model.labels:
+        x, y = pos.get(rec["id_a"]), pos.get(rec["id_b"])
+        if x is None or y is None:
+            skipped += 1
+            continue
+        (must if rec["decision"] == "same" else cannot).append((x, y))
+
+    def arr(pairs: list[tuple[int, int]], k: int) -> np.ndarray:
+        return np.array([p[k] for p in pairs], dtype=np.int64)
+
+    return Constraints(arr(must, 0), arr(must, 1), arr(cannot, 0), arr(cannot, 1)), skipped
+
+
+def settings_from_model(
+    model: MatchModel,
+    source: str,
+    n: int,
+    a: np.ndarray,
+    b: np.ndarray,
+    columns: Mapping[str, np.ndarray],
+    method: str,
+    threshold: float | None,
+    constraints: Constraints | None,
+) -> MatchSettings:
+    """Grouping settings when a match model scores the candidate pairs.
+
+    Args:
+        model: the match model; source: where it came from (its file), for messages.
+        n, a, b: rows and ``(p,)`` candidate pairs. columns: the pairs' signals and score.
+        method: grouping method or ``auto`` (chosen from the model's probabilities).
+        threshold: a probability threshold, or ``None`` to pick the one that maximises the
+            expected pairwise F1 (:func:`expected_f1_threshold`).
+        constraints: constraints applied while grouping (for the threshold search).
+
+    Returns:
+        Settings on ``match_probability``: the model's probabilities, the method, the
+        threshold and what was learned.
+
+    Raises:
+        MatchModelError: the model needs signals these pairs do not have.
+    """
+    try:
+        x, _ = pair_features(columns, a, b, n, model.features)
+    except MatchModelError as exc:
+        have = [k for k in columns if k in SIGNAL_FEATURES or k in ("price_ratio", "score")]
+        raise MatchModelError(
+            f"{source} was fitted on other signals than this run has ({exc}; this run has {', '.join(have)}). "
+            "Run dedupe with the signals of the run the model learned on (same --signals, --lexical, --image-col), or run eclip learn on this run."
+        ) from None
+    prob = model.probability(x)
+    learned: dict[str, Any] = {"match_model": {"file": str(source), "digest": model.digest, "features": model.features, "labels": len(model.labels), "cross_validated": asdict(model.cv) if model.cv else None}}
+    if method == "auto":
+        method, median = choose_method(n, a, b, prob)
+        learned["median_expected_matches_per_likely_row"] = round(median, 3)
+        learned["method_chosen_by"] = f"median expected matches {median:.2f} under the match model"
+    else:
+        learned["method_chosen_by"] = "given"
+    if threshold is not None:
+        return MatchSettings(method, float(threshold), "match_probability", prob, {**learned, "threshold_from": "given (on the match model's probability)"})
+
+    def labels_at(t: float) -> tuple[np.ndarray, np.ndarray]:
+        g = group(n, a, b, prob, t, method, constraints)
+        return g.labels, g.labels[a] == g.labels[b]
+
+    t, curve = expected_f1_threshold(prob, labels_at)
+    learned["expected_f1_by_threshold"] = curve
+    return MatchSettings(method, t, "match_probability", prob, {**learned, "threshold_from": "learned: the match model's probability threshold with the highest expected pairwise F1"})
