@@ -1,0 +1,268 @@
+"""Active learning: eclip label, eclip learn, dedupe --match-model (issue 17)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from eclip.cli import app
+from eclip.errors import CatalogError
+from eclip.matcher.labels import choose_pairs, neutralise, read_labels
+from eclip.matcher.model import MatchModelError, expected_f1_threshold, fit_match_model, load_match_model, pair_features
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def cli(*args) -> tuple[int, str]:
+    """Run like the console script (an EclipError is one line and exit status 2):
+    ``(exit status, what was printed, whitespace-collapsed)``."""
+    from eclip.cli.app import main
+    from eclip.progress import console
+
+    argv, sys.argv = sys.argv, ["eclip", *map(str, args)]
+    code = 0
+    with console.capture() as cap:
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code or 0
+        finally:
+            sys.argv = argv
+    return code, " ".join(cap.get().replace("│", " ").split())
+
+
+def decided(table: pl.DataFrame) -> list[str]:
+    """The non-empty decisions of a label table, in order."""
+    return [d for d in table["decision"].fill_null("").to_list() if d]
+
+
+def said(result) -> str:
+    return " ".join(result.output.replace("│", " ").split())
+
+
+# ---------------------------------------------------------------- units
+
+
+def test_pair_features_indicators_and_context():
+    cols = {
+        "cos_embedding": np.array([0.9, 0.5, 0.2]),
+        "code": np.array([1.0, -1.0, 0.0]),
+        "cos_image": np.array([0.8, np.nan, 0.1]),
+        "price_ratio": np.array([1.0, np.nan, 2.0]),
+        "score": np.array([0.9, 0.5, 0.2]),
+    }
+    a, b = np.array([0, 0, 1]), np.array([1, 2, 2])
+    x, names = pair_features(cols, a, b, 3)
+    f = dict(zip(names, x.T))
+    assert f["code_shared"].tolist() == [1, 0, 0] and f["code_conflict"].tolist() == [0, 1, 0]
+    assert f["cos_image_missing"].tolist() == [0, 1, 0] and f["cos_image"][1] == 0
+    assert f["price_ratio_missing"].tolist() == [0, 1, 0] and f["log_price_ratio"][2] == pytest.approx(np.log(2))
+    # rows 0 and 1 have their best pair (0, 1) at 0.9: (0, 2) is 0.4 below it, (1, 2) 0.7
+    assert f["gap_to_best_a"].tolist() == pytest.approx([0.0, 0.4, 0.7])
+    with pytest.raises(MatchModelError, match="cos_tfidf"):
+        pair_features(cols, a, b, 3, names=["cos_tfidf"])
+
+
+def test_fit_calibrates_saves_as_json_and_refuses_one_class(tmp_path):
+    rng = np.random.default_rng(0)
+    pop = rng.normal(size=(2000, 2))
+    truth = (pop[:, 0] + 0.3 * rng.normal(size=2000) > 0.8).astype(int)
+    lab = rng.choice(2000, 120, replace=False)
+    prior = 1 / (1 + np.exp(-3 * pop[:, 0]))
+    model = fit_match_model(pop[lab], truth[lab], ["s", "noise"], pop, prior)
+    p = model.probability(pop)
+    assert abs(model.coef[0]) > 3 * abs(model.coef[1])  # learned which feature matters
+    assert ((p >= 0.5) == truth).mean() > 0.85
+    assert model.cv is not None and model.cv.folds == 5 and model.cv.precision > 0.6
+    path = model.save(tmp_path / "m.json")
+    raw = json.loads(path.read_text())
+    assert raw["kind"] == "eclip match model" and raw["features"] == ["s", "noise"]
+    again = load_match_model(path)
+    assert np.array_equal(again.probability(pop), p) and again.digest == model.digest
+    with pytest.raises(MatchModelError, match="at least one same and one different"):
+        fit_match_model(pop[:10], np.zeros(10), ["s", "noise"], pop)
+    (tmp_path / "bad.json").write_text('{"kind": "something else"}')
+    with pytest.raises(MatchModelError, match="not an eclip match model"):
+        load_match_model(tmp_path / "bad.json")
+    (tmp_path / "pickle.json").write_bytes(b"\x80\x04\x95")
+    with pytest.raises(MatchModelError, match="not a JSON match model"):
+        load_match_model(tmp_path / "pickle.json")
+
+
+def test_choose_pairs_mixes_uncertain_and_random():
+    p = np.linspace(0, 1, 101)
+    exclude = np.zeros(101, bool)
+    exclude[50] = True  # p = 0.5 itself is already labelled
+    idx, why = choose_pairs(p, exclude, 20, seed=1)
+    assert len(idx) == 20 and len(set(idx.tolist())) == 20 and 50 not in idx
+    unc = idx[np.array(why) == "uncertain"]
+    assert len(unc) == 15 and why.count("random") == 5
+    assert np.abs(p[unc] - 0.5).max() <= 0.08 + 1e-9  # the 15 nearest 0.5
+    idx, _ = choose_pairs(p, ~exclude, 20)
+    assert idx.tolist() == [50]  # fewer remain than asked
+
+
+def test_expected_f1_threshold_prefers_the_grouping_the_probabilities_support():
+    prob = np.array([0.9, 0.8, 0.3, 0.2])
+
+    def labels_at(t):  # four pairs over eight rows, a pair joined when p >= t
+        keep = prob >= t
+        labels = np.arange(8)
+        for e in np.flatnonzero(keep):
+            labels[2 * e + 1] = 2 * e
+        return labels, keep
+
+    t, curve = expected_f1_threshold(prob, labels_at, grid=(0.1, 0.5, 0.95))
+    assert t == 0.5 and curve["0.5"] > curve["0.1"] > curve["0.95"]
+
+
+def test_neutralise_formula_cells():
+    assert neutralise("=HYPERLINK(\"x\")") == "'=HYPERLINK(\"x\")"
+    assert neutralise("@SUM(A1)").startswith("'") and neutralise("Sony TV") == "Sony TV"
+
+
+# ---------------------------------------------------------------- the commands on real data
+
+
+@pytest.fixture(scope="module")
+def abt_run(tmp_path_factory):
+    from conftest import SHARED
+
+    if not SHARED.exists():
+        pytest.skip(f"shared data not found at {SHARED}")
+    folder = tmp_path_factory.mktemp("abt_active")
+    matches = pl.read_csv(SHARED / "abt_buy" / "matches.csv", infer_schema=False).head(200)
+    keep = set(matches["id_a"]) | set(matches["id_b"])
+    catalog = pl.read_csv(SHARED / "abt_buy" / "catalog.csv", infer_schema=False)
+    catalog.filter(pl.col("id").is_in(list(keep))).write_csv(folder / "catalog.csv")
+    matches.write_csv(folder / "matches.csv")
+    r = run("dedupe", folder / "catalog.csv", "--out", folder / "run")
+    assert r.exit_code == 0, r.output
+    return folder
+
+
+def answer_from_gold(path, matches):
+    gold = set(zip(matches["id_a"], matches["id_b"])) | set(zip(matches["id_b"], matches["id_a"]))
+    df = pl.read_csv(path, infer_schema=False)
+    dec = [d or ("same" if (a, b) in gold else "different") for a, b, d in zip(df["id_a"], df["id_b"], df["decision"])]
+    df.with_columns(pl.Series("decision", dec)).write_csv(path)
+
+
+def test_label_learn_then_dedupe_with_the_model(abt_run, tmp_path):
+    run_dir = abt_run / "run"
+    matches = pl.read_csv(abt_run / "matches.csv", infer_schema=False)
+    labels = tmp_path / "label.csv"
+    r = run("label", run_dir, "--labels", labels, "--batch", "20")
+    assert r.exit_code == 0, r.output
+    first = pl.read_csv(labels, infer_schema=False)
+    assert first.columns[:7] == ["id_a", "id_b", "title_a", "title_b", "decision", "chosen_by", "match_probability"]
+    assert len(first) == 20 and decided(first) == []
+    assert set(first["chosen_by"]) == {"uncertain", "random"}
+    r = run("label", run_dir, "--labels", labels)
+    assert r.exit_code == 0 and len(pl.read_csv(labels, infer_schema=False)) == 40  # pending pairs are never proposed twice
+    answer_from_gold(labels, matches)
+    for _ in range(3):
+        r = run("label", run_dir, "--labels", labels, "--batch", "20")
+        assert r.exit_code == 0, r.output
+        answer_from_gold(labels, matches)
+    table = pl.read_csv(labels, infer_schema=False)
+    assert len(table) == 100 and table.select(pl.concat_str("id_a", "id_b")).n_unique() == 100
+
+    model_path = tmp_path / "model.json"
+    r = run("learn", run_dir, "--labels", labels, "--out", model_path)
+    assert r.exit_code == 0, r.output
+    model = json.loads(model_path.read_text())
+    assert "cos_tfidf" in model["features"] and "gap_to_best_a" in model["features"]
+    assert model["info"]["label_counts"]["fitted_on"] == 100 and len(model["labels"]) == 100
+    assert 0 < model["cv"]["precision"] <= 1 and 0 < model["cv"]["recall"] <= 1
+
+    out = tmp_path / "with_model"
+    r = run("dedupe", abt_run / "catalog.csv", "--out", out, "--embeddings", run_dir / "embeddings", "--match-model", model_path)
+    assert r.exit_code == 0, r.output
+    assert "cross-validated" in said(r)
+    manifest = json.loads((out / "manifest.json").read_text())
+    mm = manifest["matching"]["match_model"]
+    assert mm["labels"] == 100 and mm["cross_validated"]["precision"] == model["cv"]["precision"]
+    assert mm["must_link_pairs"] + mm["cannot_link_pairs"] == 100
+    assert manifest["matching"]["threshold_on"] == "match_probability"
+    assert "expected pairwise F1" in manifest["matching"]["learned"]["threshold_from"]
+    # every labelled pair is a constraint: same pairs share a group, different pairs do not
+    groups = dict(pl.read_parquet(out / "groups.parquet").select("id", "group_id").iter_rows())
+    for a, b, d in pl.read_csv(labels, infer_schema=False).select("id_a", "id_b", "decision").iter_rows():
+        assert (groups[a] == groups[b]) == (d == "same")
+    r = run("eval", out, "--gold", abt_run / "matches.csv")
+    assert r.exit_code == 0, r.output
+    assert json.loads((out / "eval.json").read_text())["metrics"]["f1"] > 0.85
+
+    # a model built on other signals than the run has is refused, naming them
+    code, text = cli("dedupe", abt_run / "catalog.csv", "--out", tmp_path / "nolex", "--embeddings", run_dir / "embeddings", "--no-lexical", "--match-model", model_path)
+    assert code == 2 and "fitted on other signals" in text and "cos_tfidf" in text
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ("NOPE-1,NOPE-2,same", "row 1, column id_a: 'NOPE-1' is not an id"),
+        ("{a},{b},maybe", "row 1, column decision: 'maybe' is not a decision; write same, different or unsure"),
+        ("{a},{b},different\n{b},{c},different", "label at least one same and one different pair"),
+        ("{a},{b},same\n{b},{a},different", "is labelled both same and different"),
+    ],
+)
+def test_bad_label_files_get_one_clear_line(abt_run, tmp_path, rows, message):
+    ids = pl.read_csv(abt_run / "catalog.csv", infer_schema=False)["id"].to_list()
+    path = tmp_path / "label.csv"
+    path.write_text("id_a,id_b,decision\n" + rows.format(a=ids[0], b=ids[1], c=ids[2]) + "\n")
+    code, text = cli("learn", abt_run / "run", "--labels", path, "--out", tmp_path / "m.json")
+    assert code == 2 and message in text, text
+    assert "Traceback" not in text and not (tmp_path / "m.json").exists()
+
+
+def test_read_labels_needs_its_columns(tmp_path):
+    path = tmp_path / "label.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(CatalogError, match="missing column"):
+        read_labels(path, ["1", "2"])
+
+
+def test_interactive_answers_survive_sigkill(abt_run, tmp_path):
+    labels = tmp_path / "label.csv"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from eclip.cli import main; main()", "label", str(abt_run / "run"), "--labels", str(labels), "--interactive"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+    )
+    proc.stdin.write(b"y\nn\n")
+    proc.stdin.flush()
+    deadline = time.time() + 120
+    answered = 0
+    while time.time() < deadline and answered < 2:
+        time.sleep(0.3)
+        if labels.exists():
+            try:
+                answered = len(decided(pl.read_csv(labels, infer_schema=False)))
+            except Exception:  # noqa: BLE001 - never a partial file, but be patient with polars
+                continue
+    time.sleep(1.0)  # it is now waiting for the third answer
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    assert proc.returncode == -signal.SIGKILL
+    table = pl.read_csv(labels, infer_schema=False)
+    assert decided(table) == ["same", "different"] and table["decision"].to_list()[:2] == ["same", "different"]
+    # a rerun goes on from the pending pair, and keeps the answers
+    r = subprocess.run(
+        [sys.executable, "-c", "from eclip.cli import main; main()", "label", str(abt_run / "run"), "--labels", str(labels), "-i", "--limit", "1"],
+        input=b"u\n", capture_output=True, env=env, timeout=120,
+    )
+    assert r.returncode == 0, r.stderr.decode()
+    assert decided(pl.read_csv(labels, infer_schema=False)) == ["same", "different", "unsure"]
