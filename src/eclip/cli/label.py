@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from eclip.progress import console
@@ -60,12 +61,14 @@ def _side_by_side(rec: dict[str, Any], number: int) -> Table:
     table.add_column(f"A: {rec['id_a']}", overflow="fold")
     table.add_column(f"B: {rec['id_b']}", overflow="fold")
     for col in rec["row_a"]:
+        if col == rec.get("id_col"):
+            continue  # in the column headers
         va, vb = rec["row_a"][col], rec["row_b"][col]
         if va is None and vb is None:
             continue
         table.add_row(_plain(col), _plain(va), _plain(vb))
     signals = ", ".join(f"{k} {float(rec[k]):.3f}" for k in ("match_probability", "cos_embedding", "cos_tfidf", "code", "quantity", "brand") if rec.get(k) not in (None, ""))
-    table.caption = f"{signals}\n[y] same  [n] different  [u] unsure  [q] quit"
+    table.caption = escape(f"{signals}\n[y] same  [n] different  [u] unsure  [q] quit")
     return table
 
 

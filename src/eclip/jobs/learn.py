@@ -297,6 +297,7 @@ class LabelSession:
         pos = {x: i for i, x in enumerate(self.run.ids)}
         rec["row_a"] = self.cat.table.row(pos[rec["id_a"]], named=True)
         rec["row_b"] = self.cat.table.row(pos[rec["id_b"]], named=True)
+        rec["id_col"] = self.cat.id_col
         return rec
 
     def answer(self, row: int, decision: str) -> None:

@@ -45,6 +45,25 @@ class Constraints:
         return self.must_a, self.must_b, self.cannot_a, self.cannot_b
 
 
+def read_decisions_csv(path: Path, columns: tuple[str, ...], what: str, made_by: str) -> pl.DataFrame:
+    """A reviewer's CSV (review or label file), every column as text.
+
+    Raises:
+        CatalogError: missing file, unreadable CSV, or missing ``columns``; ``what`` names
+            the kind of file and ``made_by`` says which command writes one.
+    """
+    if not path.is_file():
+        raise CatalogError(f"{path}: no such {what} ({made_by}).")
+    try:
+        df = pl.read_csv(path, infer_schema=False)
+    except pl.exceptions.PolarsError as exc:
+        raise CatalogError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]}).") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise CatalogError(f"{path}: missing column(s) {', '.join(missing)}; a {what} has {', '.join(columns)} ({made_by}).")
+    return df
+
+
 def read_review(path: str | Path, ids: list[str]) -> Constraints:
     """Constraints from a filled-in review CSV.
 
@@ -57,15 +76,7 @@ def read_review(path: str | Path, ids: list[str]) -> Constraints:
             catalog, naming the file, row (1-based, header excluded) and column.
     """
     p = Path(path)
-    if not p.exists():
-        raise CatalogError(f"{p}: no such review file (eclip report writes review.csv beside the report).")
-    try:
-        df = pl.read_csv(p, infer_schema=False)
-    except pl.exceptions.PolarsError as exc:
-        raise CatalogError(f"{p}: not a readable CSV ({exc}).") from None
-    missing = {"group_id", "id", "decision"} - set(df.columns)
-    if missing:
-        raise CatalogError(f"{p}: missing column(s) {', '.join(sorted(missing))}; a review file has group_id, id, decision.")
+    df = read_decisions_csv(p, ("group_id", "id", "decision"), "review file", "eclip report writes review.csv beside the report")
     pos = {x: i for i, x in enumerate(ids)}
     must: list[tuple[int, int]] = []
     cannot: list[tuple[int, int]] = []

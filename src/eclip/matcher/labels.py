@@ -21,7 +21,7 @@ import numpy as np
 import polars as pl
 
 from eclip.errors import CatalogError
-from eclip.matcher.constraints import Constraints
+from eclip.matcher.constraints import Constraints, read_decisions_csv
 
 DECISIONS = ("same", "different", "unsure")
 #: Keys of the interactive loop, and the decision each stands for.
@@ -89,15 +89,7 @@ def read_labels(path: str | Path, ids: list[str]) -> Labels:
             excluded) and column.
     """
     p = Path(path)
-    if not p.is_file():
-        raise CatalogError(f"{p}: no such label file (eclip label writes one).")
-    try:
-        df = pl.read_csv(p, infer_schema=False)
-    except pl.exceptions.PolarsError as exc:
-        raise CatalogError(f"{p}: not a readable CSV ({str(exc).splitlines()[0]}).") from None
-    missing = [c for c in ("id_a", "id_b", "decision") if c not in df.columns]
-    if missing:
-        raise CatalogError(f"{p}: missing column(s) {', '.join(missing)}; a label file has id_a, id_b and decision (eclip label writes one).")
+    df = read_decisions_csv(p, ("id_a", "id_b", "decision"), "label file", "eclip label writes one")
     pos = {x: i for i, x in enumerate(ids)}
     a = np.empty(len(df), dtype=np.int64)
     b = np.empty(len(df), dtype=np.int64)
