@@ -71,8 +71,10 @@ def f1_unlabelled(labels: np.ndarray, gold: np.ndarray, labelled_rows: set[int])
     return pairwise_prf(labels[keep], gold[keep])[2]
 
 
-def eclip_curve(run, columns, gold, budgets, strategy: str, seed: int) -> dict[int, float]:
-    """One labelling sequence (batches of 20, cut to land on each budget), scored at each budget."""
+def eclip_curve(run, columns, gold, budgets, strategy: str, seed: int, default: np.ndarray, unlabelled_default: dict) -> dict[int, float]:
+    """One labelling sequence (batches of 20, cut to land on each budget), scored at each
+    budget; the run's own groups (no labels) are scored on the same rows into
+    ``unlabelled_default``."""
     n, a, b = len(run.ids), run.a, run.b
     y_all = gold[a] == gold[b]
     chosen: list[int] = []
@@ -100,15 +102,17 @@ def eclip_curve(run, columns, gold, budgets, strategy: str, seed: int) -> dict[i
         model = fit_match_model(run.x[chosen], y, run.names, run.x, run.prior, seed=seed)
         model.labels = [{"id_a": run.ids[i], "id_b": run.ids[j], "decision": d} for i, j, d in zip(labels.a.tolist(), labels.b.tolist(), decision.tolist())]
         constraints, _ = model_constraints(model, run.ids)
-        settings = settings_from_model(model, "bench", n, a, b, columns, "auto", None, constraints)
+        settings = settings_from_model(model, "bench", n, a, b, columns, run.manifest["matching"]["method_used"], None, constraints)
         g = group(n, a, b, settings.probability, settings.threshold, settings.method, constraints)
         out[budget] = f1_unlabelled(g.labels, gold, rows)
+        unlabelled_default.setdefault(budget, []).append(f1_unlabelled(default, gold, rows))
     return out
 
 
-def dedupe_library_curve(python: str, catalog: Path, fields, ids, gold, budgets, seed: int) -> tuple[dict[int, float], dict[int, float], float]:
+def dedupe_library_curve(python: str, catalog: Path, fields, ids, gold, budgets, seed: int, cache: Path | None) -> tuple[dict[int, float], dict[int, float], float]:
     """dedupe's F1 at its default partition threshold 0.5, and at the best of
-    :data:`DEDUPE_THRESHOLDS` on the gold (an oracle, for reference), per budget."""
+    :data:`DEDUPE_THRESHOLDS` on the gold (an oracle, for reference), per budget; results
+    are kept in ``cache`` (a folder) and reused, as the library takes minutes per budget."""
     table = pl.read_csv(catalog, infer_schema=False)
     names = sorted({f for _, f in fields})
     rows = {}
@@ -121,7 +125,12 @@ def dedupe_library_curve(python: str, catalog: Path, fields, ids, gold, budgets,
         rows[str(rec["id"])] = r
     out, oracle, seconds = {}, {}, 0.0
     pos = {x: i for i, x in enumerate(ids)}
+    cache_file = cache / f"dedupe_{catalog.parent.name}_seed{seed}.json" if cache else None
+    cached = json.loads(cache_file.read_text()) if cache_file and cache_file.exists() else {}
     for budget in budgets:
+        if str(budget) in cached:
+            out[budget], oracle[budget] = cached[str(budget)]
+            continue
         job = {"rows": rows, "fields": fields, "gold": {i: int(gold[pos[i]]) for i in ids}, "budget": budget, "seed": seed, "thresholds": DEDUPE_THRESHOLDS}
         res = subprocess.run([python, "-I", str(Path(__file__).with_name("_dedupe_library.py"))]  # -I: bench/dedupe.py must not shadow the library
                              , input=json.dumps(job), capture_output=True, text=True)
@@ -139,6 +148,9 @@ def dedupe_library_curve(python: str, catalog: Path, fields, ids, gold, budgets,
         out[budget] = f1[0.5]
         oracle[budget] = max(f1.values())
         seconds += r["seconds"]
+        if cache_file:
+            cached[str(budget)] = [out[budget], oracle[budget]]
+            cache_file.write_text(json.dumps(cached))
     return out, oracle, seconds
 
 
@@ -169,22 +181,23 @@ def main() -> None:
         columns = columns_of(run.pairs)
         y = gold[run.a] == gold[run.b]
         console.print(f"[bold]{name}[/]: {len(run.ids):,} rows, {len(run.a):,} candidate pairs ({y.mean():.1%} same product); eclip default without labels: F1 {pairwise_prf(base, gold)[2]:.3f} (all rows)")
-        res: dict[str, dict[int, list[float]]] = {"eclip active": {}, "eclip random": {}, "dedupe library": {}, "dedupe, best threshold (oracle)": {}}
+        res: dict[str, dict[int, list[float]]] = {"eclip, no labels (same rows as active)": {}, "eclip active": {}, "eclip random": {}, "dedupe library": {}, "dedupe, best threshold (oracle)": {}, "_": {}}
         for strategy in ("active", "random"):
             t1 = time.perf_counter()
             for seed in range(args.seeds):
-                for k, v in eclip_curve(run, columns, gold, budgets, strategy, seed).items():
+                for k, v in eclip_curve(run, columns, gold, budgets, strategy, seed, base, res["eclip, no labels (same rows as active)" if strategy == "active" else "_"]).items():
                     res[f"eclip {strategy}"].setdefault(k, []).append(v)
             console.print(f"  eclip {strategy}: {time.perf_counter() - t1:.0f} s for {args.seeds} sequence(s)")
         if args.dedupe_python:
             for seed in range(args.dedupe_seeds):
-                curve, oracle, secs = dedupe_library_curve(args.dedupe_python, catalog, fields, run.ids, gold, budgets, seed)
+                curve, oracle, secs = dedupe_library_curve(args.dedupe_python, catalog, fields, run.ids, gold, budgets, seed, args.work)
                 for k, v in curve.items():
                     res["dedupe library"].setdefault(k, []).append(v)
                     res["dedupe, best threshold (oracle)"].setdefault(k, []).append(oracle[k])
                 console.print(f"  dedupe library: {secs:.0f} s (seed {seed})")
         else:
             console.print("  dedupe library: skipped (pass --dedupe-python)")
+        res.pop("_")
         results[name] = res
         table = Table(title=f"{name}: pairwise F1 on the unlabelled rows (mean over sequences; min-max)")
         table.add_column("labels", justify="right")

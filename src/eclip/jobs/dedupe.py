@@ -327,8 +327,12 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
         constraints = labelled[0] if constraints is None else constraints + labelled[0]
     with timer("learn"):
         if model is not None:
-            columns = {**signals, "score": score}
-            settings = settings_from_model(model, str(cfg.match_model), n, a, b, columns, cfg.method, cfg.threshold, constraints)
+            method = cfg.method
+            if method == "auto":  # pairs or groups: read from every candidate score, not from the labels
+                method = learn_settings(n, a, b, score, "auto", None, DEFAULT_THRESHOLD).method
+            settings = settings_from_model(model, str(cfg.match_model), n, a, b, {**signals, "score": score}, method, cfg.threshold, constraints)
+            if cfg.method == "auto":
+                settings.learned["method_chosen_by"] = f"auto: {method}, chosen from the label-free score mixture"
         else:
             settings = learn_settings(n, a, b, score, cfg.method, cfg.threshold, DEFAULT_THRESHOLD)
     with timer("group"):

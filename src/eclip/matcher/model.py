@@ -37,7 +37,7 @@ import numpy as np
 
 from eclip.errors import EclipError
 from eclip.matcher.constraints import Constraints
-from eclip.matcher.grouping import choose_method, group
+from eclip.matcher.grouping import group
 from eclip.matcher.mixture import MatchSettings
 from eclip.rundir import write_json
 
@@ -89,7 +89,7 @@ def available_features(columns: Mapping[str, Any] | list[str]) -> list[str]:
     if "price_ratio" in cols:
         names += ["log_price_ratio", "price_ratio_missing"]
     if "score" in cols:
-        names += ["gap_to_best_a", "gap_to_best_b"]
+        names += ["score", "gap_to_best_a", "gap_to_best_b"]
     return names
 
 
@@ -119,6 +119,8 @@ def pair_features(columns: Mapping[str, np.ndarray], a: np.ndarray, b: np.ndarra
     for j, f in enumerate(names):
         if f in SIGNAL_FEATURES:
             v = np.nan_to_num(col[f], nan=0.0)
+        elif f == "score":
+            v = np.nan_to_num(col[f], nan=0.0, neginf=0.0)
         elif f.endswith("_missing"):
             v = np.isnan(col[f.removesuffix("_missing")]).astype(np.float64)
         elif f in CODE_LEVELS:
@@ -300,8 +302,12 @@ def fit_match_model(
     return model
 
 
+#: Probability thresholds :func:`expected_f1_threshold` tries.
+THRESHOLD_GRID = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+
+
 def expected_f1_threshold(
-    probability: np.ndarray, labels_at: Any, grid: tuple[float, ...] = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+    probability: np.ndarray, labels_at: Any, grid: tuple[float, ...] = THRESHOLD_GRID
 ) -> tuple[float, dict[str, float]]:
     """The grouping threshold that maximises the pairwise F1 expected under the model.
 
@@ -376,7 +382,9 @@ def settings_from_model(
     Args:
         model: the match model; source: where it came from (its file), for messages.
         n, a, b: rows and ``(p,)`` candidate pairs. columns: the pairs' signals and score.
-        method: grouping method or ``auto`` (chosen from the model's probabilities).
+        method: the grouping method (``auto`` resolved by the caller: a catalog of pairs or
+            of groups is a property of the catalog, better read from all its candidate
+            scores than from a model fitted on a few labels, which can flip it).
         threshold: a probability threshold, or ``None`` to pick the one that maximises the
             expected pairwise F1 (:func:`expected_f1_threshold`).
         constraints: constraints applied while grouping (for the threshold search).
@@ -398,12 +406,8 @@ def settings_from_model(
         ) from None
     prob = model.probability(x)
     learned: dict[str, Any] = {"match_model": {"file": str(source), "digest": model.digest, "features": model.features, "labels": len(model.labels), "cross_validated": asdict(model.cv) if model.cv else None}}
-    if method == "auto":
-        method, median = choose_method(n, a, b, prob)
-        learned["median_expected_matches_per_likely_row"] = round(median, 3)
-        learned["method_chosen_by"] = f"median expected matches {median:.2f} under the match model"
-    else:
-        learned["method_chosen_by"] = "given"
+    if method not in ("mutual", "average", "components"):
+        raise ValueError(f"settings_from_model needs a resolved grouping method, not {method!r}")
     if threshold is not None:
         return MatchSettings(method, float(threshold), "match_probability", prob, {**learned, "threshold_from": "given (on the match model's probability)"})
 
