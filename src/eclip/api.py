@@ -34,7 +34,9 @@ from eclip.jobs import (
     index_merge,
     index_query,
     LabelSession,
+    LinkConfig,
     learn,
+    link,
     propose,
     train,
 )
@@ -64,6 +66,8 @@ __all__ = [
     "index_merge",
     "index_query",
     "LabelSession",
+    "LinkConfig",
+    "link",
     "learn",
     "propose",
     "read_calibration",

@@ -11,7 +11,7 @@ import os
 
 import typer
 
-from eclip.cli import classify, cluster, dedupe, embed, evaluate, index, label, report, train
+from eclip.cli import classify, cluster, dedupe, embed, evaluate, index, label, link, report, train
 from eclip.errors import EclipError
 from eclip.progress import console
 
@@ -26,6 +26,7 @@ app = typer.Typer(
 )
 app.command()(embed.embed)
 app.command()(dedupe.dedupe)
+app.command()(link.link)
 app.command()(train.train)
 app.add_typer(index.index_app, name="index")
 app.command()(cluster.cluster)

@@ -2,7 +2,7 @@
 the kNN self-join that finds candidates."""
 
 from eclip.index.autotune import FLAT_MAX, choose_factory, recall_at_k
-from eclip.index.search import cached_self_join, knn_self_join
+from eclip.index.search import cached_index, cached_self_join, index_info, knn_self_join
 from eclip.index.store import IndexDir, add_to_index_dir, build_index_dir, merge_index_dir, open_index_dir
 
 __all__ = [
@@ -10,7 +10,9 @@ __all__ = [
     "IndexDir",
     "add_to_index_dir",
     "build_index_dir",
+    "cached_index",
     "cached_self_join",
+    "index_info",
     "choose_factory",
     "knn_self_join",
     "merge_index_dir",

@@ -59,7 +59,21 @@ def cached_self_join(vectors: np.ndarray, rows: np.ndarray, key: str, k: int, fl
         nprobe, measured recall@k and GPUs.
     """
     sub = np.ascontiguousarray(vectors[rows], dtype=np.float32)
-    factory = choose_factory(len(sub), sub.shape[1], flat_max=flat_max)
+    idx = cached_index(sub, [str(r) for r in rows], key, k, flat_max, folder)
+    scores, nn = knn_self_join(idx, sub, k)
+    return scores, nn, index_info(idx, k)
+
+
+def index_info(idx: IndexDir, k: int) -> dict:
+    """What a job's manifest records of an index: factory, size, nprobe, recall@k, GPUs."""
+    return {k_: idx.manifest.get(k_) for k_ in ("factory", "n", "nprobe", f"recall@{k}", "gpus")}
+
+
+def cached_index(xb: np.ndarray, ids: list[str], key: str, k: int, flat_max: int, folder: Path) -> IndexDir:
+    """An index directory over ``xb`` ((n, d) float32, L2-normalised) kept in ``folder``:
+    reused when it was built from the same vectors (``key``) and factory, else rebuilt.
+    The factory is :func:`choose_factory`'s for ``n`` and ``flat_max`` (exact below it)."""
+    factory = choose_factory(len(xb), xb.shape[1], flat_max=flat_max)
     built = read_json(folder / MANIFEST)
     trained = read_json(folder / "trained.json")
     if (built and (built.get("key"), built.get("factory")) != (key, factory)) or (trained and (trained.get("key"), trained.get("factory")) != (key, factory)):
@@ -67,8 +81,5 @@ def cached_self_join(vectors: np.ndarray, rows: np.ndarray, key: str, k: int, fl
         shutil.rmtree(folder)
         built = {}
     if not built:
-        build_index_dir(sub, [str(r) for r in rows], folder, key=key, factory=factory, k=k)
-    idx = open_index_dir(folder)
-    scores, nn = knn_self_join(idx, sub, k)
-    info = {k_: idx.manifest.get(k_) for k_ in ("factory", "n", "nprobe", f"recall@{k}", "gpus")}
-    return scores, nn, info
+        build_index_dir(xb, ids, folder, key=key, factory=factory, k=k)
+    return open_index_dir(folder)
