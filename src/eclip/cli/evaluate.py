@@ -13,7 +13,7 @@ from eclip.progress import console
 
 
 def eval_(
-    groups: Annotated[Path, typer.Argument(metavar="FILE", help="groups.parquet (eclip dedupe), predictions.parquet (eclip classify) or flagged.parquet (eclip filter-adult), or the run directory holding one.")],
+    groups: Annotated[Path, typer.Argument(metavar="FILE", help="groups.parquet (eclip dedupe), links.parquet (eclip link), predictions.parquet (eclip classify) or flagged.parquet (eclip filter-adult), or the run directory holding one.")],
     gold: Annotated[Path, typer.Option(help="Gold labels: a pairs file (id_a,id_b) or a table with an id and a cluster or class column.", metavar="FILE", rich_help_panel="Gold")],
     gold_col: Annotated[Optional[str], typer.Option(help="Cluster-id or class column of the gold table (groups: default cluster_id when present).", metavar="COL", rich_help_panel="Gold")] = None,
     gold_id_col: Annotated[str, typer.Option(help="Id column of the gold table.", metavar="COL", rich_help_panel="Gold")] = "id",
@@ -24,10 +24,13 @@ def eval_(
     positive: Annotated[Optional[str], typer.Option(help="flagged.parquet: the --gold-col value meaning adult (default: true/1/yes).", metavar="VALUE", rich_help_panel="Labels and flags")] = None,
     at_precision: Annotated[float, typer.Option(min=0.0, max=1.0, help="flagged.parquet: report recall at this precision.", metavar="P", rich_help_panel="Labels and flags")] = 0.9,
 ) -> None:
-    """Score a run against gold labels. Groups: pairwise and B-cubed P/R/F1, ARI, NMI, blocking recall@k. Predictions: accuracy, macro-F1, confusions. Flags: PR-AUC, recall at a precision."""
+    """Score a run against gold labels. Groups: pairwise and B-cubed P/R/F1, ARI, NMI, blocking recall@k. Links: P/R/F1 of the cross pairs. Predictions: accuracy, macro-F1, confusions. Flags: PR-AUC, recall at a precision."""
     from eclip import api
 
     groups = _run_file(groups)
+    if groups.exists() and {"left_id", "right_id"} <= set(pl.read_parquet_schema(groups)):
+        _eval_links(api.evaluate_links(groups, gold))
+        return
     if groups.exists() and not {"id", "group_id"} <= set(pl.read_parquet_schema(groups)):
         _eval_labels(api.evaluate_predictions(groups, gold, gold_id_col=gold_id_col, gold_col=gold_col, positive=positive, precision_target=at_precision), at_precision)
         return
@@ -73,7 +76,7 @@ def eval_(
 
 
 #: What a run directory holds, in the order ``eval`` looks for it.
-RUN_FILES = ("groups.parquet", "predictions.parquet", "flagged.parquet")
+RUN_FILES = ("groups.parquet", "links.parquet", "predictions.parquet", "flagged.parquet")
 
 
 def _run_file(path: Path) -> Path:
@@ -83,7 +86,16 @@ def _run_file(path: Path) -> Path:
     for name in RUN_FILES:
         if (path / name).is_file():
             return path / name
-    raise typer.BadParameter(f"{path} is a directory without {', '.join(RUN_FILES)}: pass a run directory of eclip dedupe, classify or filter-adult, or one of those files", param_hint="FILE")
+    raise typer.BadParameter(f"{path} is a directory without {', '.join(RUN_FILES)}: pass a run directory of eclip dedupe, link, classify or filter-adult, or one of those files", param_hint="FILE")
+
+
+def _eval_links(result: dict) -> None:
+    m = result["metrics"]
+    table = Table(title=f"eclip eval: {result['file']}", show_header=False)
+    table.add_row("cross pairs (links)", f"precision {m['precision']:.4f}, recall {m['recall']:.4f}, F1 {m['f1']:.4f}")
+    table.add_row("links / gold pairs", f"{m['links']:,} / {m['gold_pairs']:,} ({result['gold_orientation']}" + (f"; {m['gold_pairs_left_out']:,} gold pairs name ids not in this run" if m["gold_pairs_left_out"] else "") + ")")
+    table.add_row("gold pairs among the candidates", f"{m['gold_pairs_in_candidates']:.4f}")
+    console.print(table)
 
 
 def _eval_labels(result: dict, at_precision: float) -> None:

@@ -13,7 +13,7 @@ from eclip.jobs.classify import ClassifyConfig, classify
 from eclip.jobs.cluster import ClusterConfig, cluster
 from eclip.jobs.dedupe import DedupeConfig, dedupe, dedupe_against
 from eclip.jobs.embed import EmbedConfig, embed
-from eclip.jobs.evaluate import evaluate, evaluate_predictions
+from eclip.jobs.evaluate import evaluate, evaluate_links, evaluate_predictions
 from eclip.jobs.link import LinkConfig, link
 from eclip.jobs.learn import LabelSession, learn, propose
 from eclip.jobs.index import index_add, index_build, index_merge, index_query
@@ -33,6 +33,7 @@ __all__ = [
     "dedupe_against",
     "embed",
     "evaluate",
+    "evaluate_links",
     "evaluate_predictions",
     "filter_adult",
     "index_add",
