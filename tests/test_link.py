@@ -144,3 +144,9 @@ def test_link_abt_against_buy_then_eval(tmp_path):
     result = json.loads((out / "eval.json").read_text())
     assert result["task"] == "link" and result["metrics"]["f1"] > 0.85
     assert result["metrics"]["links"] == len(links)
+    r = run("report", out, "--gold", tmp_path / "matches.csv")
+    assert r.exit_code == 0, r.output
+    html = (out / "report.html").read_text()
+    assert "eclip link report" in html and "Cross-pair precision / recall" in html and "abt.csv / buy.csv" in html
+    review = pl.read_csv(out / "review.csv", infer_schema=False)
+    assert review.columns == ["left_id", "right_id", "decision", "left_title", "right_title"] and len(review) == len(links)

@@ -134,3 +134,33 @@ def binary_gold(labels: dict[str, str], ids: list[str], positive: str | None) ->
     else:
         y = np.array([v == positive for _, v in pairs])
     return rows, y
+
+
+def load_gold_cross_pairs(path: str | Path, left_ids: set[str], right_ids: set[str]) -> tuple[set[tuple[str, str]], str, int]:
+    """Gold pairs between two catalogs, as ``(left id, right id)``.
+
+    The file is a pairs file (:data:`PAIR_COLUMNS`) with one id of each side; which column
+    holds LEFT's ids is the orientation under which more pairs join LEFT to RIGHT.
+
+    Returns:
+        ``(pairs, orientation, left out)``: the pairs whose ids both sides hold, a phrase
+        naming LEFT's column, and how many pairs were left out.
+
+    Raises:
+        GoldError: not a pairs file, or no pair joins the two sides.
+    """
+    try:
+        g = read_table(Path(path))
+    except CatalogError as exc:
+        raise GoldError(str(exc)) from exc
+    cols = next((c for c in PAIR_COLUMNS if set(c) <= set(g.columns)), None)
+    if cols is None:
+        raise GoldError(f"{path}: two catalogs are scored against gold pairs: columns {' / '.join(', '.join(c) for c in PAIR_COLUMNS)}.")
+    x, y = g[cols[0]].cast(pl.String).to_list(), g[cols[1]].cast(pl.String).to_list()
+    forward = sum(a in left_ids and b in right_ids for a, b in zip(x, y))
+    backward = sum(b in left_ids and a in right_ids for a, b in zip(x, y))
+    pairs = list(zip(x, y)) if forward >= backward else list(zip(y, x))
+    gold = {(a, b) for a, b in pairs if a in left_ids and b in right_ids}
+    if not gold:
+        raise GoldError(f"{path}: none of its pairs joins an id of LEFT with an id of RIGHT; check the gold file.")
+    return gold, f"{cols[0] if forward >= backward else cols[1]} is LEFT", len(pairs) - len(gold)

@@ -153,8 +153,7 @@ def evaluate_links(path: str | Path, gold_path: str | Path) -> dict[str, Any]:
         RunDirError: not a link run's links.parquet. GoldError: not a pairs file.
     """
     from eclip.catalog import read_table
-    from eclip.errors import CatalogError
-    from eclip.evaluation.gold import PAIR_COLUMNS
+    from eclip.evaluation.gold import load_gold_cross_pairs
 
     p = Path(path)
     if not p.is_file() or not {"left_id", "right_id"} <= set(pl.read_parquet_schema(p)):
@@ -162,26 +161,13 @@ def evaluate_links(path: str | Path, gold_path: str | Path) -> dict[str, Any]:
     links = pl.read_parquet(p)
     cand_path = p.parent / "candidates.parquet"
     cand = pl.read_parquet(cand_path, columns=["left_id", "right_id"]) if cand_path.exists() else links
-    try:
-        g = read_table(Path(gold_path))
-    except CatalogError as exc:
-        raise GoldError(str(exc)) from exc
-    cols = next((c for c in PAIR_COLUMNS if set(c) <= set(g.columns)), None)
-    if cols is None:
-        raise GoldError(f"{gold_path}: a link run is scored against gold pairs: columns {' / '.join(', '.join(c) for c in PAIR_COLUMNS)}.")
-    x, y = g[cols[0]].cast(pl.String).to_list(), g[cols[1]].cast(pl.String).to_list()
     manifest = read_json(p.parent / MANIFEST)
     left_ids, right_ids = set(cand["left_id"]) | set(links["left_id"]), set(cand["right_id"]) | set(links["right_id"])
     for side, key in ((left_ids, "left"), (right_ids, "right")):
-        source = (manifest.get("inputs", {}).get(key) or {}).get("catalog")
-        if source and Path(source).exists():
-            side |= set(read_table(Path(source))[(manifest["inputs"][key]).get("id_col", "id")].cast(pl.String).to_list())
-    forward = sum(a in left_ids and b in right_ids for a, b in zip(x, y))
-    backward = sum(b in left_ids and a in right_ids for a, b in zip(x, y))
-    pairs = list(zip(x, y)) if forward >= backward else list(zip(y, x))
-    gold = {(a, b) for a, b in pairs if a in left_ids and b in right_ids}
-    if not gold:
-        raise GoldError(f"{gold_path}: none of its pairs joins an id of LEFT with an id of RIGHT of this run; check the gold file.")
+        inputs = manifest.get("inputs", {}).get(key) or {}
+        if inputs.get("catalog") and Path(inputs["catalog"]).exists():
+            side |= set(read_table(Path(inputs["catalog"]))[inputs.get("id_col", "id")].cast(pl.String).to_list())
+    gold, orientation, left_out = load_gold_cross_pairs(gold_path, left_ids, right_ids)
     pred = set(zip(links["left_id"].to_list(), links["right_id"].to_list()))
     tp = len(pred & gold)
     precision = tp / len(pred) if pred else 0.0
@@ -192,10 +178,10 @@ def evaluate_links(path: str | Path, gold_path: str | Path) -> dict[str, Any]:
         "task": "link",
         "file": str(p),
         "gold": str(gold_path),
-        "gold_orientation": f"{cols[0]} is LEFT" if forward >= backward else f"{cols[1]} is LEFT",
+        "gold_orientation": orientation,
         "metrics": {
             "precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "links": len(pred), "gold_pairs": len(gold),
-            "gold_pairs_left_out": len(pairs) - len(gold), "gold_pairs_in_candidates": round(in_cand / len(gold), 4),
+            "gold_pairs_left_out": left_out, "gold_pairs_in_candidates": round(in_cand / len(gold), 4),
         },
     }
     write_json(result, p.parent / "eval.json")

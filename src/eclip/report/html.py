@@ -31,12 +31,24 @@ def _json_for_script(obj: Any) -> str:
     return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
+def _catalog_name(manifest: dict[str, Any]) -> str:
+    """The catalog file's name, or ``LEFT / RIGHT`` for a link run."""
+    inputs = manifest.get("inputs", {})
+    if manifest.get("job") == "link":
+        return " / ".join(Path(str((inputs.get(s) or {}).get("catalog"))).name for s in ("left", "right"))
+    return Path(str(inputs.get("catalog"))).name
+
+
 def _facts(c: ReportContent) -> list[tuple[str, str]]:
     m = c.manifest
     counts = m.get("counts", {})
     model = m.get("model") or {}
     facts = [("catalog", str(m.get("inputs", {}).get("catalog"))), ("model", str(model.get("name", model) if isinstance(model, dict) else model)), ("rows", f"{counts.get('rows', 0):,}")]
-    if c.job == "dedupe":
+    if c.job == "link":
+        mt = m.get("matching", {})
+        facts = [(side, f"{(m.get('inputs', {}).get(side) or {}).get('catalog')} ({counts.get(side + '_rows', 0):,} rows, {counts.get(side + '_unmatched', 0):,} unmatched)") for side in ("left", "right")]
+        facts += [("model", str(model.get("name", model) if isinstance(model, dict) else model)), ("mode / threshold", f"{mt.get('mode')} / {mt.get('threshold')} on {mt.get('threshold_on')}"), ("candidate pairs / links", f"{counts.get('candidate_pairs', 0):,} / {counts.get('links', 0):,}")]
+    elif c.job == "dedupe":
         mt = m.get("matching", {})
         facts += [
             ("signals", ", ".join(mt.get("signals", []))),
@@ -59,7 +71,12 @@ def _facts(c: ReportContent) -> list[tuple[str, str]]:
 
 def _plots(c: ReportContent) -> list[str]:
     out = []
-    if c.job == "dedupe":
+    if c.job == "link":
+        if len(c.scores):
+            out.append(plots.score_histogram(c.scores, c.matched.astype(bool), "Candidate cross pair scores", "combined score", ("not linked", "linked")))
+        if c.curve:
+            out.append(plots.pr_curve(c.curve, "Cross-pair precision / recall vs score threshold", "threshold (raw score)"))
+    elif c.job == "dedupe":
         if len(c.scores):
             out.append(plots.score_histogram(c.scores, c.matched.astype(bool), "Candidate pair scores", "combined score", ("not matched", "matched")))
         out.append(plots.size_histogram(c.sizes, "Match group sizes (singletons included)"))
@@ -77,6 +94,11 @@ def _plots(c: ReportContent) -> list[str]:
 def review_frame(c: ReportContent, run: Path) -> pl.DataFrame:
     """Rows to review: every row of a listed group or cluster, ``decision`` left empty."""
     rows = []
+    if c.job == "link":
+        return pl.DataFrame(
+            [(g["members"][0][1].removeprefix("LEFT "), g["members"][1][1].removeprefix("RIGHT "), "", g["members"][0][2], g["members"][1][2]) for g in c.groups],
+            schema={"left_id": pl.String, "right_id": pl.String, "decision": pl.String, "left_title": pl.String, "right_title": pl.String}, orient="row",
+        )
     if c.job == "dedupe":
         for g in c.groups:
             rows += [(g["gid"], m[1], "", m[2]) for m in g["members"]]
@@ -123,13 +145,13 @@ def write_report(
         "thumbs": {str(k): v for k, v in c.thumbs.items()},
         "pageSize": PAGE_SIZE,
         "hasImages": bool(c.manifest.get("inputs", {}).get("image_col")),
-        "groupName": "match groups" if c.job == "dedupe" else "clusters",
-        "scoreName": "best score" if c.job == "dedupe" else "cohesion",
-        "valueName": "score" if c.job == "dedupe" else "probability",
+        "groupName": {"dedupe": "match groups", "link": "links"}.get(c.job, "clusters"),
+        "scoreName": "cohesion" if c.job == "cluster" else "best score",
+        "valueName": "probability" if c.job == "cluster" else "score",
     }
     html = env.get_template("template.html.j2").render(
         job=c.job,
-        catalog_name=Path(str(c.manifest.get("inputs", {}).get("catalog"))).name,
+        catalog_name=_catalog_name(c.manifest),
         facts=_facts(c),
         notes=c.notes,
         plots=[Markup(p) for p in _plots(c)],  # SVG drawn by matplotlib from numbers and our own labels
