@@ -20,6 +20,68 @@ import numpy as np
 import polars as pl
 
 MANIFEST = "manifest.json"
+#: Advisory lock file of a directory being written, and the file naming its holder.
+LOCK_FILE, HOLDER_FILE = ".eclip.lock", ".eclip.holder"
+#: Locks this process holds, by directory (a job may lock the same directory again).
+_HELD: dict[Path, Any] = {}
+
+
+def _waits() -> bool:
+    """Whether a job waits for a directory's lock (``eclip --wait``, ``ECLIP_WAIT=1``)
+    instead of being refused at once."""
+    return os.environ.get("ECLIP_WAIT", "0") not in ("0", "", "false", "False")
+
+
+def lock_dir(folder: str | os.PathLike[str]) -> Path:
+    """Take the advisory lock of a run, embeddings or index directory (created if missing).
+
+    One process writes a directory at a time. The lock is a ``flock`` on ``folder/.eclip.lock``
+    (the ``filelock`` package), which the kernel releases when its process dies, so a lock
+    left by a killed job is taken over at once. The holder's pid and command are written
+    beside it for the message. Locking again from the same process only counts up.
+
+    Raises:
+        RunDirError: another process holds the lock (unless waiting is asked for).
+    """
+    from filelock import FileLock, Timeout
+
+    from eclip.errors import RunDirError
+
+    path = Path(folder).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    if path in _HELD:
+        _HELD[path].acquire()
+        return path
+    lock = FileLock(str(path / LOCK_FILE), timeout=-1 if _waits() else 0)
+    try:
+        lock.acquire()
+    except Timeout:
+        holder = (path / HOLDER_FILE).read_text(encoding="utf-8").strip() if (path / HOLDER_FILE).exists() else "another process"
+        raise RunDirError(f"{path} is in use by {holder}; wait for it to finish, run `eclip --wait ...` to wait, or write to another directory.") from None
+    (path / HOLDER_FILE).write_text(f"pid {os.getpid()} ({' '.join(os.sys.argv[:3])[:120]})\n", encoding="utf-8")
+    _HELD[path] = lock
+    return path
+
+
+def unlock_dir(folder: str | os.PathLike[str]) -> None:
+    """Release what :func:`lock_dir` took (the last release frees the directory)."""
+    path = Path(folder).resolve()
+    lock = _HELD.get(path)
+    if lock is None:
+        return
+    lock.release()
+    if not lock.is_locked:
+        _HELD.pop(path, None)
+
+
+@contextlib.contextmanager
+def locked(folder: str | os.PathLike[str]) -> Iterator[Path]:
+    """``with locked(dir):`` hold the directory's lock (:func:`lock_dir`) for the block."""
+    path = lock_dir(folder)
+    try:
+        yield path
+    finally:
+        unlock_dir(path)
 
 
 @contextlib.contextmanager

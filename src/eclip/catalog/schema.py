@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from eclip.catalog.reader import read_table
+from eclip.catalog.reader import Dialect, read_table_with_dialect
 from eclip.errors import CatalogError
 
 #: Column names taken as the product title, in order of preference (case-insensitive).
@@ -45,6 +45,7 @@ class Catalog:
         image_col: the column of image references, or ``None``.
         images: ``n`` image references (paths relative to the catalog's folder, or URLs),
             ``None`` where the cell is empty; ``None`` without an image column.
+        dialect: how the file was read (format, delimiter, encoding), for the manifest.
     """
 
     path: Path
@@ -56,6 +57,7 @@ class Catalog:
     empty_rows: list[int] = field(default_factory=list)
     image_col: str | None = None
     images: list[str | None] | None = None
+    dialect: Dialect | None = None
 
     @property
     def root(self) -> Path:
@@ -126,7 +128,9 @@ def _rows(indices: list[int], limit: int = 5) -> str:
     return f"row{'s' if len(indices) > 1 else ''} {shown}{more}"
 
 
-def load_catalog(path: str | Path, id_col: str = "id", text_cols: list[str] | None = None, image_col: str | None = None) -> Catalog:
+def load_catalog(
+    path: str | Path, id_col: str = "id", text_cols: list[str] | None = None, image_col: str | None = None, sep: str | None = None, encoding: str | None = None
+) -> Catalog:
     """Read and validate a catalog; build each row's id and text.
 
     Args:
@@ -136,13 +140,19 @@ def load_catalog(path: str | Path, id_col: str = "id", text_cols: list[str] | No
         text_cols: columns joined into the text that is embedded; ``None`` picks them by name
             (see :func:`pick_text_columns`).
         image_col: column of image paths or URLs, read later by :mod:`eclip.catalog.images`.
+        sep, encoding: a CSV's delimiter and encoding; ``None`` sniffs them
+            (:func:`eclip.catalog.reader.read_table_with_dialect`).
 
     Raises:
         CatalogError: the file is missing or unreadable; the id or a text column is missing or
             not scalar; an id is empty or repeated; no text column can be found by name.
     """
     p = Path(path)
-    df = read_table(p)
+    df, dialect = read_table_with_dialect(p, sep, encoding)
+    if dialect.encoding not in (None, "utf-8", "utf-8-sig") and dialect.detected:
+        from eclip.progress import console
+
+        console.print(f"[yellow]{p} is not UTF-8: read as {dialect.encoding} (pass --encoding to say otherwise).[/]")
     if id_col == ROW_ID:
         if ROW_ID in df.columns:
             raise CatalogError(f"{p}: a column is named {ROW_ID!r}, which --id-col reserves for row numbers; rename it.")
@@ -189,5 +199,5 @@ def load_catalog(path: str | Path, id_col: str = "id", text_cols: list[str] | No
     texts = [_WS.sub(" ", " ".join(vals)).strip() for vals in zip(*(s.to_list() for s in parts))]
     empty = [i for i, t in enumerate(texts) if not t]
     return Catalog(
-        path=p, table=df, id_col=id_col, text_cols=tuple(text_cols), ids=ids, texts=texts, empty_rows=empty, image_col=image_col, images=images
+        path=p, table=df, id_col=id_col, text_cols=tuple(text_cols), ids=ids, texts=texts, empty_rows=empty, image_col=image_col, images=images, dialect=dialect
     )

@@ -24,6 +24,17 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _global_options(
+    wait: bool = typer.Option(False, "--wait", metavar="", help="When another eclip job is writing the same output directory, wait for it instead of stopping."),
+) -> None:
+    """Options for every command (before the command's name: eclip --wait dedupe ...)."""
+    if wait:
+        os.environ["ECLIP_WAIT"] = "1"
+
+
 app.command()(embed.embed)
 app.command()(dedupe.dedupe)
 app.command()(link.link)
@@ -48,3 +59,14 @@ def main() -> None:
     except EclipError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        _interrupted()
+        raise SystemExit(130) from None
+    except SystemExit as exc:
+        if exc.code == 130:  # typer turns Ctrl-C into a silent exit 130
+            _interrupted()
+        raise
+
+
+def _interrupted() -> None:
+    console.print("[yellow]interrupted; rerun the same command to resume (finished work is kept).[/]", highlight=False)

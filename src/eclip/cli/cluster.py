@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from eclip.cli.options import AllowOutsideOpt, IdColOpt, ImageColOpt, ImageRootOpt, ModelOpt, SourceArg, TextColsOpt, source_options
+from eclip.cli.options import EncodingOpt, SepOpt, AllowOutsideOpt, IdColOpt, ImageColOpt, ImageRootOpt, ModelOpt, SourceArg, TextColsOpt, source_options
 from eclip.progress import console
 
 
@@ -17,6 +17,8 @@ def cluster(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory for clusters.parquet, cluster_summary.parquet, manifest.json and caches.", metavar="DIR", rich_help_panel="Output")],
     id_col: IdColOpt = "id",
     text_cols: TextColsOpt = None,
+    sep: SepOpt = None,
+    encoding: EncodingOpt = None,
     model: ModelOpt = "minilm",
     image_col: ImageColOpt = None,
     image_root: ImageRootOpt = None,
@@ -39,7 +41,7 @@ def cluster(
     from eclip.cluster import HdbscanSettings
 
     cfg = api.ClusterConfig(
-        **source_options(id_col, text_cols, image_col, image_root, allow_outside_root, model),
+        **source_options(id_col, text_cols, image_col, image_root, allow_outside_root, model, sep, encoding),
         vectors=vectors,
         hdbscan=HdbscanSettings(min_cluster_size=min_cluster_size, min_samples=min_samples, mode=mode, pca_dim=pca_dim, k=k, selection=selection, epsilon=epsilon),
         gold=gold,

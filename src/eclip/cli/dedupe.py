@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from eclip.cli.options import (
+    EncodingOpt, SepOpt,
     AllowOutsideOpt, BatchSizeOpt, CatalogArg, IdColOpt, ImageColOpt, ImageRootOpt, ModelOpt, RuntimeOpt, TextColsOpt, WorkersOpt, source_options, split_cols,
 )
 from eclip.progress import console
@@ -20,6 +21,8 @@ def dedupe(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory for groups.parquet, pairs.parquet, manifest.json and caches.", metavar="DIR", rich_help_panel="Output")],
     id_col: IdColOpt = "id",
     text_cols: TextColsOpt = None,
+    sep: SepOpt = None,
+    encoding: EncodingOpt = None,
     model: ModelOpt = "minilm",
     runtime: RuntimeOpt = "auto",
     embeddings: Annotated[Optional[Path], typer.Option(help="Embeddings directory from `eclip embed` (instead of --model).", metavar="DIR", rich_help_panel="Model")] = None,
@@ -52,7 +55,7 @@ def dedupe(
     from eclip import api
 
     cfg = api.DedupeConfig(
-        **source_options(id_col, text_cols, image_col, image_root, allow_outside_root, model),
+        **source_options(id_col, text_cols, image_col, image_root, allow_outside_root, model, sep, encoding),
         runtime=runtime,
         embeddings=embeddings,
         signals=tuple(split_cols(signals) or ()) if signals is not None else None,

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from eclip.cli.options import (
+    EncodingOpt, SepOpt,
     AllowOutsideOpt, BatchSizeOpt, CatalogArg, IdColOpt, ImageColOpt, ImageRootOpt, ModelOpt, RuntimeOpt, TextColsOpt, WorkersOpt, source_options,
 )
 from eclip.progress import console
@@ -21,6 +22,8 @@ def embed(
     runtime: RuntimeOpt = "auto",
     id_col: IdColOpt = "id",
     text_cols: TextColsOpt = None,
+    sep: SepOpt = None,
+    encoding: EncodingOpt = None,
     image_col: ImageColOpt = None,
     image_root: ImageRootOpt = None,
     allow_outside_root: AllowOutsideOpt = False,
@@ -39,7 +42,7 @@ def embed(
     from eclip.encoders import EmbedSettings
 
     cfg = api.EmbedConfig(
-        **source_options(id_col, text_cols, image_col, image_root, allow_outside_root, model),
+        **source_options(id_col, text_cols, image_col, image_root, allow_outside_root, model, sep, encoding),
         device=device,
         runtime=runtime,
         overwrite=overwrite,

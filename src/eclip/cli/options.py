@@ -46,6 +46,8 @@ ImageRootOpt = Annotated[
 ]
 AllowOutsideOpt = Annotated[bool, typer.Option("--allow-outside-root", metavar="", rich_help_panel=INPUT, help="Follow image paths that leave the image root.")]
 WorkersOpt = Annotated[int, typer.Option(min=-1, metavar="N", rich_help_panel=PERFORMANCE, help="DataLoader workers decoding images (-1: one per spare core).")]
+SepOpt = Annotated[Optional[str], typer.Option(metavar="CHAR", rich_help_panel=INPUT, help="CSV delimiter (default: sniffed among , ; tab |).")]
+EncodingOpt = Annotated[Optional[str], typer.Option(metavar="NAME", rich_help_panel=INPUT, help="CSV encoding, e.g. cp1252 (default: sniffed: BOM, UTF-8, else cp1252).")]
 BatchSizeOpt = Annotated[int, typer.Option(min=1, metavar="N", rich_help_panel=PERFORMANCE, help="Rows per encoder forward pass.")]
 VectorsOpt = Annotated[
     Optional[str], typer.Option(metavar="KIND", rich_help_panel="Scoring", help="Vectors to score: text, image or fused. Default: fused with images, else text.")
@@ -61,6 +63,25 @@ def split_cols(cols: Optional[str]) -> Optional[list[str]]:
     return [c.strip() for c in cols.split(",") if c.strip()] if cols else None
 
 
-def source_options(id_col: str, text_cols: Optional[str], image_col: Optional[str], image_root: Optional[Path], allow_outside_root: bool, model: str) -> dict:
+def source_options(
+    id_col: str, text_cols: Optional[str], image_col: Optional[str], image_root: Optional[Path], allow_outside_root: bool, model: str, sep: Optional[str] = None, encoding: Optional[str] = None
+) -> dict:
     """The shared catalog options as keyword arguments of :class:`eclip.api.CatalogSource`."""
-    return {"id_col": id_col, "text_cols": split_cols(text_cols), "image_col": image_col, "image_root": image_root, "allow_outside_root": allow_outside_root, "model": model}
+    return {
+        "id_col": id_col, "text_cols": split_cols(text_cols), "image_col": image_col, "image_root": image_root, "allow_outside_root": allow_outside_root, "model": model,
+        "sep": parse_sep(sep), "encoding": encoding,
+    }
+
+
+def parse_sep(sep: Optional[str]) -> Optional[str]:
+    """``--sep`` as a one-character delimiter (``\\t`` and ``tab`` mean a tab).
+
+    Raises:
+        typer.BadParameter: more than one character.
+    """
+    if sep is None:
+        return None
+    sep = {"\\t": "\t", "tab": "\t"}.get(sep, sep)
+    if len(sep) != 1:
+        raise typer.BadParameter(f"{sep!r} is not one character; pass e.g. ';', '|' or '\\t'", param_hint="--sep")
+    return sep

@@ -12,6 +12,7 @@ import copy
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import tempfile
 from contextlib import nullcontext
@@ -48,6 +49,9 @@ def _file_digest(path: Path, block: int = 1 << 20) -> str:
 
 def _explain_load_error(spec: ModelSpec, exc: Exception) -> ModelError:
     text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in text:
+        where = spec.pretrained or spec.location or spec.raw
+        return ModelError(f"{where}: holds pickled code; eclip loads only plain tensors (a state_dict saved with torch.save) or safetensors. Save the weights as a state_dict or in .safetensors.")
     if any(m in text for m in ("size mismatch", "Missing key", "Unexpected key", "pos_embed width changed")):
         first = next((ln.strip() for ln in text.splitlines() if "size mismatch" in ln or "key" in ln.lower()), text[:200])
         return ModelError(

@@ -233,6 +233,7 @@ def embed_catalog(
         "runtime": getattr(encoder, "runtime", "torch"),
         "settings": {**settings.keyed(), "image_col": cat.image_col, "text_cols": list(cat.text_cols)},
         "catalog": str(cat.path.resolve()),
+        "dialect": cat.dialect.as_dict() if cat.dialect else None,
         "id_col": cat.id_col,
         "rows": n,
         "dim": encoder.dim,

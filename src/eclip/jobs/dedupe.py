@@ -260,7 +260,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
     cfg, out, timer = _start_run(cfg, out)
     model = load_match_model(cfg.match_model) if cfg.match_model else None  # a bad file fails before embedding
     with timer("read"):
-        cat = load_catalog(catalog, cfg.id_col, cfg.text_cols, cfg.image_col)
+        cat = load_catalog(catalog, cfg.id_col, cfg.text_cols, cfg.image_col, cfg.sep, cfg.encoding)
         attrs = _attributes(cat, cfg) if cfg.lexical else {}  # a bad --brand-col fails before embedding
     n = len(cat)
     emb = _get_embeddings(cat, cfg, out, timer)
@@ -365,6 +365,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
         "inputs": {
             "catalog": str(Path(catalog).resolve()),
             "format": Path(catalog).suffix.lstrip("."),
+            "dialect": cat.dialect.as_dict() if cat.dialect else None,
             "id_col": cat.id_col,
             "text_cols": list(cat.text_cols),
             "image_col": cat.image_col,
@@ -437,7 +438,7 @@ def dedupe_against(catalog: str | Path, index: str | Path, out: str | Path, cfg:
     idx = open_index_dir(index)
     vectors = idx.manifest.get("vectors", "text")
     with timer("read"):
-        cat = load_catalog(catalog, cfg.id_col, cfg.text_cols, cfg.image_col)
+        cat = load_catalog(catalog, cfg.id_col, cfg.text_cols, cfg.image_col, cfg.sep, cfg.encoding)
     n = len(cat)
     model = (idx.manifest.get("model") or {}).get("name", DEFAULT_MODEL)
     emb = _get_embeddings(cat, replace(cfg, model=model), out, timer)

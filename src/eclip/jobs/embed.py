@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +14,7 @@ from eclip.catalog.images import MAX_IMAGE_BYTES, URL_TIMEOUT_S, ImageSettings
 from eclip.encoders import DEFAULT_MODEL, Dist, EmbedSettings, embed_catalog, load_encoder
 from eclip.errors import CatalogError
 from eclip.progress import console
+from eclip.rundir import locked
 
 
 @dataclass
@@ -20,7 +23,7 @@ class EmbedConfig:
 
     Attributes:
         model: model spec (see :mod:`eclip.encoders.spec`).
-        id_col, text_cols: as in :func:`eclip.catalog.load_catalog`.
+        id_col, text_cols, sep, encoding: as in :func:`eclip.catalog.load_catalog`.
         image_col: column of image paths (relative to ``image_root``) or http(s) URLs.
         image_root: the folder image paths are relative to, and may not leave (default: the
             catalog file's folder).
@@ -36,6 +39,8 @@ class EmbedConfig:
     model: str = DEFAULT_MODEL
     id_col: str = "id"
     text_cols: list[str] | None = None
+    sep: str | None = None
+    encoding: str | None = None
     image_col: str | None = None
     image_root: Path | None = None
     allow_outside_root: bool = False
@@ -62,7 +67,7 @@ def embed(catalog: str | Path, out: str | Path, cfg: EmbedConfig | None = None) 
     """
     cfg = cfg or EmbedConfig()
     out = Path(out)
-    cat = load_catalog(catalog, cfg.id_col, cfg.text_cols, cfg.image_col)
+    cat = load_catalog(catalog, cfg.id_col, cfg.text_cols, cfg.image_col, cfg.sep, cfg.encoding)
     if cat.empty_rows and cat.images is None:
         console.print(f"[yellow]{len(cat.empty_rows)} row(s) have empty text; they are embedded but flagged has_text = false.[/]")
     dist = Dist.from_env()
@@ -78,4 +83,6 @@ def embed(catalog: str | Path, out: str | Path, cfg: EmbedConfig | None = None) 
         if not root.is_dir():
             raise CatalogError(f"--image-root {root}: no such folder.")
         images = ImageSettings(root=root, cache_dir=out / "image_cache", allow_outside_root=cfg.allow_outside_root, max_bytes=cfg.url_max_bytes, timeout_s=cfg.url_timeout_s)
-    return embed_catalog(encoder, cat, out, cfg.settings, images, cfg.overwrite, dist)
+    # torchrun ranks write one directory together; a single process locks it against others
+    with contextlib.nullcontext() if dist.world > 1 else locked(out):
+        return embed_catalog(encoder, cat, out, cfg.settings, images, cfg.overwrite, dist)

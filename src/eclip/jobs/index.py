@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from eclip.errors import CatalogError, EclipError, RunDirError
 from eclip.index import FLAT_MAX, build_index_dir, open_index_dir
 from eclip.jobs.embed import EmbedConfig
 from eclip.jobs.source import embeddings_dir, index_source
-from eclip.rundir import fingerprint
+from eclip.rundir import fingerprint, locked
 
 
 def read_groups(path: str | Path | None) -> pl.DataFrame | None:
@@ -64,13 +66,15 @@ def index_build(
     """
     from eclip.index.store import parse_shard
 
-    embeddings = embeddings_dir(source, Path(out) / "embeddings", embed_cfg or EmbedConfig())
-    emb, xb, ids, texts, extra = index_source(embeddings, vectors)
-    return build_index_dir(
-        xb, ids, out, model=emb.manifest.get("model"), key=emb.key, factory=factory, max_memory=max_memory,
-        target_recall=target_recall, k=k, opq=opq, flat_max=flat_max, shard=parse_shard(shard) if shard else None,
-        groups=read_groups(groups), texts=texts, extra=extra,
-    )
+    # shards of one index are built side by side (one per machine): only a whole build locks
+    with contextlib.nullcontext() if shard else locked(out):
+        embeddings = embeddings_dir(source, Path(out) / "embeddings", embed_cfg or EmbedConfig())
+        emb, xb, ids, texts, extra = index_source(embeddings, vectors)
+        return build_index_dir(
+            xb, ids, out, model=emb.manifest.get("model"), key=emb.key, factory=factory, max_memory=max_memory,
+            target_recall=target_recall, k=k, opq=opq, flat_max=flat_max, shard=parse_shard(shard) if shard else None,
+            groups=read_groups(groups), texts=texts, extra=extra,
+        )
 
 
 def index_merge(index: str | Path, embeddings: str | Path | None = None, target_recall: float = 0.95, k: int = 10, groups: str | Path | None = None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from eclip.catalog import Catalog, load_catalog
+from eclip.catalog import Catalog, given_dialect, load_catalog
 from eclip.errors import RunDirError
 from eclip.jobs.run import created, versions
 from eclip.matcher.labels import LABEL_COLUMNS, RANDOM_SHARE, Labels, choose_pairs, neutralise, pair_key, read_labels
@@ -68,7 +68,7 @@ class RunPairs:
         path = Path(inputs.get("catalog", ""))
         if not path.is_file():
             raise RunDirError(f"{self.dir}: its catalog {path} is gone; the titles to review come from it.")
-        cat = load_catalog(path, inputs.get("id_col", "id"), inputs.get("text_cols"), None)
+        cat = load_catalog(path, inputs.get("id_col", "id"), inputs.get("text_cols"), None, **given_dialect(inputs.get("dialect")))
         if cat.ids != self.ids:
             raise RunDirError(f"{path} changed since the run {self.dir} ({len(cat):,} rows now, {len(self.ids):,} then); run eclip dedupe again.")
         return cat

@@ -9,7 +9,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from eclip.rundir import MANIFEST, write_json
+from eclip.rundir import MANIFEST, lock_dir, unlock_dir, write_json
 
 #: Packages whose versions every manifest records (absent ones are left out).
 RECORDED_PACKAGES = ("eclip", "faiss-cpu", "faiss-gpu-cu12", "torch", "sentence-transformers", "polars", "scikit-learn")
@@ -43,9 +43,14 @@ class StageTimer:
 
 
 def start_run(out: str | Path) -> tuple[Path, StageTimer]:
-    """Create the run directory ``out`` (and its parents) and start the job's clock."""
+    """Create the run directory ``out`` (and its parents), lock it against other writers
+    (:func:`eclip.rundir.lock_dir`) and start the job's clock.
+
+    Raises:
+        RunDirError: another process is writing ``out``.
+    """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    lock_dir(out)  # released by write_manifest, or when the process ends
     return out, StageTimer()
 
 
@@ -66,6 +71,7 @@ def versions(*extra: str) -> dict[str, str]:
 
 
 def write_manifest(manifest: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Write ``out/manifest.json`` atomically; returns ``manifest``."""
+    """Write ``out/manifest.json`` atomically and release the run's lock; returns ``manifest``."""
     write_json(manifest, out / MANIFEST)
+    unlock_dir(out)
     return manifest

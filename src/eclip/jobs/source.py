@@ -29,13 +29,15 @@ class CatalogSource:
     allow_outside_root: bool = False
     model: str = DEFAULT_MODEL
     runtime: str = "auto"
+    sep: str | None = None
+    encoding: str | None = None
 
     def embed_config(self, text_cols: list[str] | None = None, **settings: Any) -> EmbedConfig:
         """The :class:`EmbedConfig` that embeds this source (``text_cols`` overrides the
         configured columns; ``settings`` are further :class:`EmbedConfig` fields)."""
         return EmbedConfig(
             model=self.model, id_col=self.id_col, text_cols=text_cols if text_cols is not None else self.text_cols,
-            image_col=self.image_col, image_root=self.image_root, allow_outside_root=self.allow_outside_root, runtime=self.runtime, **settings,
+            image_col=self.image_col, image_root=self.image_root, allow_outside_root=self.allow_outside_root, runtime=self.runtime, sep=self.sep, encoding=self.encoding, **settings,
         )
 
     def inputs(self, source: str | Path, emb: Embeddings) -> dict[str, Any]:

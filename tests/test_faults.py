@@ -1,0 +1,125 @@
+"""Nothing lost, nothing confusing (issue 19): input sniffing on real bad files, the
+run-directory lock between processes, Ctrl-C, pickled checkpoints."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from eclip.catalog import load_catalog
+from eclip.catalog.reader import read_table_with_dialect
+from eclip.errors import CatalogError, RunDirError
+from eclip.rundir import HOLDER_FILE, lock_dir, locked, unlock_dir
+
+BAD = Path(__file__).parent / "data" / "bad"
+CLI = [sys.executable, "-c", "from eclip.cli import main; main()"]
+
+
+@pytest.mark.parametrize(
+    "name, sep, encoding, ids, first_title",
+    [
+        ("semicolon.csv", ";", "utf-8", ["1", "2"], "Sony Bravia KDL40 TV"),
+        ("latin1.csv", ",", "cp1252", ["SKU-É", "SKU-È"], "Café crème 250 g"),
+        ("utf16.csv", ",", "utf-16", ["1", "2"], "Café crème"),
+        ("bom.csv", ",", "utf-8-sig", ["1", "2"], "Café crème"),
+        ("pipe.txt", "|", "utf-8", ["1", "2"], "Sony TV"),
+    ],
+)
+def test_catalogs_are_sniffed(name, sep, encoding, ids, first_title):
+    cat = load_catalog(BAD / name)
+    assert cat.dialect.sep == sep and cat.dialect.encoding == encoding and cat.dialect.detected
+    assert cat.ids == ids  # latin-1 ids kept as they are, not folded to SKU-\ufffd (issue 23, case 2)
+    assert cat.texts[0] == first_title
+
+
+def test_sep_and_encoding_override_sniffing():
+    df, dialect = read_table_with_dialect(BAD / "semicolon.csv", sep=",")
+    assert df.columns == ["id;name;price"] and not dialect.detected  # told, not sniffed
+    with pytest.raises(CatalogError, match="does not decode as utf-8"):
+        read_table_with_dialect(BAD / "latin1.csv", encoding="utf-8")
+    with pytest.raises(CatalogError, match="unknown encoding 'klingon'"):
+        read_table_with_dialect(BAD / "latin1.csv", encoding="klingon")
+
+
+def test_header_only_catalog_has_its_own_error(tmp_path):
+    proc = subprocess.run([*CLI, "dedupe", str(BAD / "header_only.csv"), "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "header_only.csv: no rows (a header only: id, name)" in " ".join(proc.stderr.split() + proc.stdout.split())
+    assert "Traceback" not in proc.stderr and "shard" not in proc.stdout
+
+
+def test_a_second_writer_is_refused_and_a_killed_holder_releases(tmp_path):
+    run = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from eclip.rundir import lock_dir; import time; lock_dir({str(run)!r}); print('held', flush=True); time.sleep(600)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(RunDirError, match=rf"is in use by pid {holder.pid}"):
+        lock_dir(run)
+    # the CLI says the same in one line
+    proc = subprocess.run([*CLI, "dedupe", str(BAD / "semicolon.csv"), "--out", str(run)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and f"in use by pid {holder.pid}" in " ".join((proc.stdout + proc.stderr).split())
+    holder.send_signal(signal.SIGKILL)  # a stale lock: its holder is gone
+    holder.wait(30)
+    with locked(run) as path:
+        assert str(os.getpid()) in (path / HOLDER_FILE).read_text()
+        lock_dir(run)  # the same process may lock again
+        unlock_dir(run)
+    # released: another process takes it
+    proc = subprocess.run([sys.executable, "-c", f"from eclip.rundir import lock_dir; lock_dir({str(run)!r}); print('ok')"], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_wait_option_waits_for_the_holder(tmp_path):
+    run = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from eclip.rundir import lock_dir; import time; lock_dir({str(run)!r}); print('held', flush=True); time.sleep(3)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    t0 = time.time()
+    waiter = subprocess.run(
+        [sys.executable, "-c", f"from eclip.rundir import lock_dir; lock_dir({str(run)!r}); print('got it')"],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "ECLIP_WAIT": "1"},
+    )
+    assert waiter.stdout.strip() == "got it" and time.time() - t0 > 1.0
+    holder.wait(30)
+
+
+def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
+    proc = subprocess.Popen(
+        [*CLI, "dedupe", str(BAD / "semicolon.csv"), "--out", str(tmp_path / "o")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tmp_path / "o").exists():  # the job has started
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted; rerun the same command to resume" in " ".join((out + err).split())
+    assert "Traceback" not in err
+
+
+def test_pickled_checkpoint_is_one_line(tmp_path):
+    import torch
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    ckpt = tmp_path / "evil.pt"
+    torch.save({"state_dict": Evil()}, ckpt)
+    proc = subprocess.run(
+        [*CLI, "embed", str(BAD / "semicolon.csv"), "--out", str(tmp_path / "e"), "--model", f"openclip:RN50:{ckpt}"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    flat = " ".join((proc.stdout + proc.stderr).split())
+    assert proc.returncode == 2 and f"{ckpt}: holds pickled code; eclip loads only plain tensors" in flat
+    assert "weights_only=False" not in flat and "pwned" not in flat
