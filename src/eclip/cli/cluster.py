@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from eclip.cli.options import EncodingOpt, SepOpt, AllowOutsideOpt, IdColOpt, ImageColOpt, ImageRootOpt, ModelOpt, SourceArg, TextColsOpt, source_options
+from eclip.cli.options import AllowOutsideOpt, EncodingOpt, IdColOpt, ImageColOpt, ImageRootOpt, ModelOpt, SepOpt, SourceArg, TextColsOpt, source_options
 from eclip.progress import console
 
 

@@ -9,8 +9,20 @@ import typer
 from rich.table import Table
 
 from eclip.cli.options import (
-    EncodingOpt, SepOpt,
-    AllowOutsideOpt, BatchSizeOpt, CatalogArg, IdColOpt, ImageColOpt, ImageRootOpt, ModelOpt, RuntimeOpt, TextColsOpt, WorkersOpt, source_options, split_cols,
+    AllowOutsideOpt,
+    BatchSizeOpt,
+    CatalogArg,
+    EncodingOpt,
+    IdColOpt,
+    ImageColOpt,
+    ImageRootOpt,
+    ModelOpt,
+    RuntimeOpt,
+    SepOpt,
+    TextColsOpt,
+    WorkersOpt,
+    source_options,
+    split_cols,
 )
 from eclip.progress import console
 from eclip.rundir import read_json

@@ -9,8 +9,19 @@ import typer
 from rich.table import Table
 
 from eclip.cli.options import (
-    EncodingOpt, SepOpt,
-    AllowOutsideOpt, BatchSizeOpt, CatalogArg, IdColOpt, ImageColOpt, ImageRootOpt, ModelOpt, RuntimeOpt, TextColsOpt, WorkersOpt, source_options,
+    AllowOutsideOpt,
+    BatchSizeOpt,
+    CatalogArg,
+    EncodingOpt,
+    IdColOpt,
+    ImageColOpt,
+    ImageRootOpt,
+    ModelOpt,
+    RuntimeOpt,
+    SepOpt,
+    TextColsOpt,
+    WorkersOpt,
+    source_options,
 )
 from eclip.progress import console
 

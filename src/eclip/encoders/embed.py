@@ -55,7 +55,6 @@ from eclip.progress import console, progress_bar
 from eclip.rundir import MANIFEST, fingerprint, read_json, texts_digest, write_json, write_parquet
 
 
-
 def default_workers() -> int:
     """DataLoader workers: one per core beyond the main process, at most 8."""
     return max(0, min(8, (os.cpu_count() or 1) - 1))

@@ -14,9 +14,9 @@ from eclip.jobs.cluster import ClusterConfig, cluster
 from eclip.jobs.dedupe import DedupeConfig, dedupe, dedupe_against
 from eclip.jobs.embed import EmbedConfig, embed
 from eclip.jobs.evaluate import evaluate, evaluate_links, evaluate_predictions
-from eclip.jobs.link import LinkConfig, link
-from eclip.jobs.learn import LabelSession, learn, propose
 from eclip.jobs.index import index_add, index_build, index_merge, index_query
+from eclip.jobs.learn import LabelSession, learn, propose
+from eclip.jobs.link import LinkConfig, link
 from eclip.jobs.source import CatalogSource
 from eclip.jobs.train import train
 

@@ -24,6 +24,7 @@ from eclip.errors import EclipError, RunDirError
 from eclip.index import FLAT_MAX, cached_self_join, open_index_dir
 from eclip.index.binary import hamming_knn
 from eclip.jobs.embed import embed
+from eclip.jobs.learn import labelled_constraints, model_summary
 from eclip.jobs.run import StageTimer, created, start_run, versions, write_manifest
 from eclip.jobs.source import CatalogSource
 from eclip.matcher import (
@@ -34,24 +35,24 @@ from eclip.matcher import (
     ModalityThresholds,
     ScoreWeights,
     code_block_pairs,
+    cohesion_summary,
     combine_modalities,
     cosine_pairs,
     group,
-    cohesion_summary,
     groups_frame,
-    oversized_groups,
-    size_bound,
     incremental_groups_frame,
     knn_pairs,
+    oversized_groups,
     passing_counts,
     read_review,
     score_pairs,
+    size_bound,
     union_candidates,
 )
 from eclip.matcher.comparisons import normalise_brand, parse_price, price_ratio
 from eclip.matcher.incremental import assign_incremental
 from eclip.matcher.mixture import learn_settings
-from eclip.matcher.model import MatchModel, load_match_model, model_constraints, settings_from_model
+from eclip.matcher.model import load_match_model, settings_from_model
 from eclip.progress import console
 from eclip.rundir import fingerprint, write_parquet
 
@@ -179,31 +180,6 @@ def _warn_oversized(ids: list[str], group_id: np.ndarray, a: np.ndarray, b: np.n
     return [text]
 
 
-def _model_constraints(model: MatchModel, ids: list[str]) -> tuple:
-    """The match model's labelled pairs as constraints, with the count of pairs whose ids
-    this catalog lacks (a model learned on another catalog keeps no constraints there)."""
-    constraints, skipped = model_constraints(model, ids)
-    if skipped:
-        console.print(f"[yellow]{skipped} of the match model's {len(model.labels)} labelled pairs name ids not in this catalog; they are not used as constraints.[/]")
-    return constraints, skipped
-
-
-def _model_summary(model: MatchModel, path: Path | None, labelled: tuple | None) -> dict[str, Any]:
-    """What the manifest records of a match model."""
-    c = labelled[0] if labelled else None
-    return {
-        "file": str(Path(path).resolve()) if path else None,
-        "digest": model.digest,
-        "features": model.features,
-        "labels": len(model.labels),
-        "learned_on": model.info.get("catalog"),
-        "cross_validated": asdict(model.cv) if model.cv else None,
-        "must_link_pairs": int(len(c.must_a)) if c is not None else 0,
-        "cannot_link_pairs": int(len(c.cannot_a)) if c is not None else 0,
-        "labelled_pairs_not_in_catalog": labelled[1] if labelled else 0,
-    }
-
-
 def _signals(emb: Embeddings, cfg: DedupeConfig) -> tuple[str, ...]:
     available = ["text"] + (["image", "fused"] if emb.image is not None else []) + (["phash"] if emb.phash is not None else [])
     if cfg.signals is None:
@@ -322,7 +298,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             signals["price_ratio"] = price_ratio(attrs["prices"], a, b)
         score = combine_modalities(signals, cfg.thresholds) if len(a) else np.zeros(0, np.float32)
     constraints = read_review(cfg.review, cat.ids) if cfg.review else None
-    labelled = _model_constraints(model, cat.ids) if model is not None else None
+    labelled = labelled_constraints(model, cat.ids) if model is not None else None
     if labelled is not None:
         constraints = labelled[0] if constraints is None else constraints + labelled[0]
     with timer("learn"):
@@ -389,7 +365,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             "weights": asdict(cfg.weights),
             "max_code_block": cfg.max_code_block,
             "review": {"file": str(Path(cfg.review).resolve()), "must_link_pairs": len(constraints.must_a), "cannot_link_pairs": len(constraints.cannot_a)} if cfg.review else None,
-            "match_model": _model_summary(model, cfg.match_model, labelled) if model is not None else None,
+            "match_model": model_summary(model, cfg.match_model, labelled) if model is not None else None,
         },
         "counts": {
             "rows": n,

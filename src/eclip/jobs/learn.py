@@ -7,7 +7,7 @@ signals) and ``groups.parquet`` (the catalog's ids, in row order).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,8 @@ from eclip.catalog import Catalog, given_dialect, load_catalog
 from eclip.errors import RunDirError
 from eclip.jobs.run import created, versions
 from eclip.matcher.labels import LABEL_COLUMNS, RANDOM_SHARE, Labels, choose_pairs, neutralise, pair_key, read_labels
-from eclip.matcher.model import MatchModel, fit_match_model, pair_features
+from eclip.matcher.model import MatchModel, fit_match_model, model_constraints, pair_features
+from eclip.progress import console
 from eclip.rundir import MANIFEST, fingerprint, read_json, write_csv
 
 #: Default label file name inside a run directory.
@@ -246,6 +247,31 @@ def propose(run_dir: str | Path, path: str | Path | None = None, batch: int = 20
     write_labels(merged, path)
     counts = (read_labels(path, run.ids)).counts()
     return {"file": str(path), "added": len(idx), "counts": counts, "model": model.cv.__dict__ if model is not None and model.cv else None, "run": fingerprint(str(run.dir.resolve()))}
+
+
+def labelled_constraints(model: MatchModel, ids: list[str]) -> tuple:
+    """The match model's labelled pairs as constraints, with the count of pairs whose ids
+    this catalog lacks (a model learned on another catalog keeps no constraints there)."""
+    constraints, skipped = model_constraints(model, ids)
+    if skipped:
+        console.print(f"[yellow]{skipped} of the match model's {len(model.labels)} labelled pairs name ids not in this catalog; they are not used as constraints.[/]")
+    return constraints, skipped
+
+
+def model_summary(model: MatchModel, path: Path | None, labelled: tuple | None) -> dict[str, Any]:
+    """What the manifest records of a match model."""
+    c = labelled[0] if labelled else None
+    return {
+        "file": str(Path(path).resolve()) if path else None,
+        "digest": model.digest,
+        "features": model.features,
+        "labels": len(model.labels),
+        "learned_on": model.info.get("catalog"),
+        "cross_validated": asdict(model.cv) if model.cv else None,
+        "must_link_pairs": int(len(c.must_a)) if c is not None else 0,
+        "cannot_link_pairs": int(len(c.cannot_a)) if c is not None else 0,
+        "labelled_pairs_not_in_catalog": labelled[1] if labelled else 0,
+    }
 
 
 class LabelSession:
