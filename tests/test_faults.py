@@ -91,6 +91,7 @@ def test_wait_option_waits_for_the_holder(tmp_path):
     holder.wait(30)
 
 
+@pytest.mark.slow  # run by .ci/run after the main suite
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     proc = subprocess.Popen(
         [*CLI, "dedupe", str(BAD / "semicolon.csv"), "--out", str(tmp_path / "o")],
@@ -107,6 +108,7 @@ def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     assert "Traceback" not in err
 
 
+@pytest.mark.slow  # run by .ci/run after the main suite
 def test_pickled_checkpoint_is_one_line(tmp_path):
     import torch
 
@@ -123,3 +125,76 @@ def test_pickled_checkpoint_is_one_line(tmp_path):
     flat = " ".join((proc.stdout + proc.stderr).split())
     assert proc.returncode == 2 and f"{ckpt}: holds pickled code; eclip loads only plain tensors" in flat
     assert "weights_only=False" not in flat and "pwned" not in flat
+
+
+# ---------------------------------------------------------------- kill -9 at every stage, rerun
+
+
+@pytest.fixture(scope="module")
+def small_catalog(tmp_path_factory):
+    from conftest import SHARED
+
+    if not SHARED.exists():
+        pytest.skip(f"shared data not found at {SHARED}")
+    import polars as pl
+
+    folder = tmp_path_factory.mktemp("faults")
+    pl.read_csv(SHARED / "abt_buy" / "catalog.csv", infer_schema=False).head(90).write_csv(folder / "catalog.csv")
+    return folder / "catalog.csv"
+
+
+def _eclip(args, fault=None, timeout=300):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("ECLIP_FAULT_AT", None)
+    if fault:
+        env["ECLIP_FAULT_AT"] = fault
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _same_parquet(a: Path, b: Path) -> bool:
+    import polars as pl
+
+    return pl.read_parquet(a).equals(pl.read_parquet(b))
+
+
+@pytest.mark.slow  # run by .ci/run after the main suite
+def test_dedupe_killed_at_each_stage_reruns_to_the_same_output(small_catalog, tiny_sentence_dir, tmp_path):
+    base = tmp_path / "base"
+    r = _eclip(["dedupe", small_catalog, "--model", tiny_sentence_dir, "--out", base])
+    assert r.returncode == 0, r.stderr
+    for stage in ("embed", "search", "score", "group", "write"):
+        out = tmp_path / f"killed-{stage}"
+        killed = _eclip(["dedupe", small_catalog, "--model", tiny_sentence_dir, "--out", out], fault=stage)
+        assert killed.returncode == -signal.SIGKILL, (stage, killed.stderr[-500:])
+        assert not (out / "manifest.json").exists()  # the run never claims to be finished
+        again = _eclip(["dedupe", small_catalog, "--model", tiny_sentence_dir, "--out", out])
+        assert again.returncode == 0, (stage, again.stderr[-500:])
+        assert _same_parquet(out / "groups.parquet", base / "groups.parquet"), stage
+        assert _same_parquet(out / "pairs.parquet", base / "pairs.parquet"), stage
+
+
+@pytest.mark.slow  # run by .ci/run after the main suite
+def test_embed_and_index_build_killed_midway_rerun_to_the_same_output(small_catalog, tiny_sentence_dir, tmp_path):
+    import numpy as np
+
+    from eclip.encoders import load_embeddings
+
+    base, out = tmp_path / "base", tmp_path / "killed"
+    assert _eclip(["embed", small_catalog, "--model", tiny_sentence_dir, "--out", base, "--shard-rows", "30"]).returncode == 0
+    killed = _eclip(["embed", small_catalog, "--model", tiny_sentence_dir, "--out", out, "--shard-rows", "30"], fault="embed-shard-1")
+    assert killed.returncode == -signal.SIGKILL
+    done = sorted(p.name for p in (out / "shards").iterdir() if p.is_dir() and p.name.isdigit())
+    assert done == ["00000", "00001"]  # two of three shards were finished before the kill
+    again = _eclip(["embed", small_catalog, "--model", tiny_sentence_dir, "--out", out, "--shard-rows", "30"])
+    assert again.returncode == 0, again.stderr[-500:]
+    manifest = __import__("json").loads((out / "manifest.json").read_text())
+    assert manifest["reused_rows"] == 60 and manifest["embedded_rows"] == 30  # only the missing shard was redone
+    assert np.array_equal(load_embeddings(out).text, load_embeddings(base).text)
+
+    idx_base, idx = tmp_path / "idx-base", tmp_path / "idx"
+    assert _eclip(["index", "build", base, "--out", idx_base]).returncode == 0
+    killed = _eclip(["index", "build", base, "--out", idx], fault="index-trained")
+    assert killed.returncode == -signal.SIGKILL
+    again = _eclip(["index", "build", base, "--out", idx])
+    assert again.returncode == 0, again.stderr[-500:]
+    assert (idx / "index.faiss").read_bytes() == (idx_base / "index.faiss").read_bytes()

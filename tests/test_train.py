@@ -171,6 +171,7 @@ def _env():
     return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow  # about 3 minutes: run by .ci/run after the main suite
 def test_killed_training_resumes_to_the_same_weights(tiny_catalog, tiny_clip_dir, tmp_path):
     from safetensors.numpy import load_file
 

@@ -26,6 +26,15 @@ LOCK_FILE, HOLDER_FILE = ".eclip.lock", ".eclip.holder"
 _HELD: dict[Path, Any] = {}
 
 
+def fault_point(name: str) -> None:
+    """Die here, as a ``kill -9`` would, when ``ECLIP_FAULT_AT`` names this point (the
+    fault-injection tests' hook: every job is killed at each of its points and rerun)."""
+    if os.environ.get("ECLIP_FAULT_AT") == name:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _waits() -> bool:
     """Whether a job waits for a directory's lock (``eclip --wait``, ``ECLIP_WAIT=1``)
     instead of being refused at once."""

@@ -52,7 +52,7 @@ from eclip.encoders.phash import PHASH_BYTES, phash_bytes
 from eclip.encoders.store import FAILURE_SCHEMA, FAILURES, SHARDS, read_failures
 from eclip.errors import RunDirError
 from eclip.progress import console, progress_bar
-from eclip.rundir import MANIFEST, fingerprint, read_json, texts_digest, write_json, write_parquet
+from eclip.rundir import MANIFEST, fault_point, fingerprint, read_json, texts_digest, write_json, write_parquet
 
 
 def default_workers() -> int:
@@ -184,6 +184,7 @@ class _ShardWriter:
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
+            fault_point(f"embed-shard-{self.index}")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

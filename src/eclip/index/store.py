@@ -43,7 +43,7 @@ from eclip.index.autotune import (
 )
 from eclip.index.gpu import gpu_quantizer, num_gpus, searchable
 from eclip.progress import console, progress_bar
-from eclip.rundir import MANIFEST, atomic_path, read_json, write_json, write_parquet
+from eclip.rundir import MANIFEST, atomic_path, fault_point, read_json, write_json, write_parquet
 
 TRAINED = "trained.faiss"
 ADD_STEP = 65536
@@ -329,6 +329,7 @@ def build_index_dir(
         console.print(f"{out}: already built from these embeddings ({factory}); nothing to do.")
         return done
     index, trained = trained_index(out, xb, factory, key, seed)
+    fault_point("index-trained")
     if shard is not None:
         old = read_json(out / "shards" / f"{shard[0]}-of-{shard[1]}" / "shard.json")
         if old.get("trained_digest") == trained["digest"] and old.get("key") == key:

@@ -9,7 +9,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from eclip.rundir import MANIFEST, lock_dir, unlock_dir, write_json
+from eclip.rundir import MANIFEST, fault_point, lock_dir, unlock_dir, write_json
 
 #: Packages whose versions every manifest records (absent ones are left out).
 RECORDED_PACKAGES = ("eclip", "faiss-cpu", "faiss-gpu-cu12", "torch", "sentence-transformers", "polars", "scikit-learn")
@@ -32,6 +32,7 @@ class StageTimer:
         t0 = time.perf_counter()
         yield
         self.seconds[stage] = round(time.perf_counter() - t0, 3)
+        fault_point(stage)
 
     def elapsed(self) -> float:
         """Seconds since the job started."""
