@@ -78,6 +78,7 @@ def eclip_curve(run, columns, gold, budgets, strategy: str, seed: int, default: 
     n, a, b = len(run.ids), run.a, run.b
     y_all = gold[a] == gold[b]
     chosen: list[int] = []
+    why: list[str] = []
     prob = run.prior
     out: dict[int, float] = {}
     for budget in budgets:
@@ -85,11 +86,12 @@ def eclip_curve(run, columns, gold, budgets, strategy: str, seed: int, default: 
             step = min(BATCH, budget - len(chosen))
             exclude = np.zeros(len(a), bool)
             exclude[chosen] = True
-            idx, _ = choose_pairs(prob, exclude, step, seed=seed * 1000 + len(chosen), random_share=1.0 if strategy == "random" else 0.25)
+            idx, reasons = choose_pairs(prob, exclude, step, seed=seed * 1000 + len(chosen), random_share=1.0 if strategy == "random" else 0.25)
             chosen += idx.tolist()
+            why += reasons
             y = y_all[chosen].astype(np.int64)
             if len(np.unique(y)) == 2:
-                model = fit_match_model(run.x[chosen], y, run.names, run.x, run.prior, seed=seed)
+                model = fit_match_model(run.x[chosen], y, run.names, run.x, run.prior, seed=seed, random_labels=np.array(why) == "random")
                 prob = model.probability(run.x)
         decision = np.where(y_all[chosen], "same", "different")
         labels = Labels(a[chosen], b[chosen], decision, pl.DataFrame())
@@ -99,7 +101,7 @@ def eclip_curve(run, columns, gold, budgets, strategy: str, seed: int, default: 
             g = group(n, a, b, run.prior, 0.5, "auto", labels.constraints())
             out[budget] = f1_unlabelled(g.labels, gold, rows)
             continue
-        model = fit_match_model(run.x[chosen], y, run.names, run.x, run.prior, seed=seed)
+        model = fit_match_model(run.x[chosen], y, run.names, run.x, run.prior, seed=seed, random_labels=np.array(why) == "random")
         model.labels = [{"id_a": run.ids[i], "id_b": run.ids[j], "decision": d} for i, j, d in zip(labels.a.tolist(), labels.b.tolist(), decision.tolist())]
         constraints, _ = model_constraints(model, run.ids)
         settings = settings_from_model(model, "bench", n, a, b, columns, run.manifest["matching"]["method_used"], None, constraints)

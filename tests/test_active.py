@@ -80,7 +80,10 @@ def test_fit_calibrates_saves_as_json_and_refuses_one_class(tmp_path):
     truth = (pop[:, 0] + 0.3 * rng.normal(size=2000) > 0.8).astype(int)
     lab = rng.choice(2000, 120, replace=False)
     prior = 1 / (1 + np.exp(-3 * pop[:, 0]))
-    model = fit_match_model(pop[lab], truth[lab], ["s", "noise"], pop, prior)
+    model = fit_match_model(pop[lab], truth[lab], ["s", "noise"], pop, prior, random_labels=np.ones(len(lab), bool))
+    assert model.calibration.startswith("Platt on 120 random labels")
+    uncalibrated = fit_match_model(pop[lab], truth[lab], ["s", "noise"], pop, prior, random_labels=np.arange(len(lab)) < 15)
+    assert uncalibrated.calibration.startswith("none") and uncalibrated.platt_a == 1.0  # too few random labels
     p = model.probability(pop)
     assert abs(model.coef[0]) > 3 * abs(model.coef[1])  # learned which feature matters
     assert ((p >= 0.5) == truth).mean() > 0.85

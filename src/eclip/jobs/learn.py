@@ -129,7 +129,8 @@ def fit_on_labels(run: RunPairs, labels: Labels, seed: int = 0) -> tuple[MatchMo
     where = run.locate(labels)
     use = np.isin(labels.decision, ("same", "different")) & (where >= 0)
     y = (labels.decision[use] == "same").astype(np.int64)
-    model = fit_match_model(run.x[where[use]], y, run.names, run.x, run.prior, seed=seed)
+    chosen_by = labels.table["chosen_by"].fill_null("").to_numpy() if "chosen_by" in labels.table.columns else np.full(len(labels.a), "")
+    model = fit_match_model(run.x[where[use]], y, run.names, run.x, run.prior, seed=seed, random_labels=chosen_by[use] == "random")
     counts = labels.counts() | {"fitted_on": int(use.sum()), "not_candidates": int((np.isin(labels.decision, ("same", "different")) & (where < 0)).sum())}
     model.labels = [
         {"id_a": run.ids[i], "id_b": run.ids[j], "decision": d}
