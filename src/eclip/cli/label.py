@@ -123,6 +123,7 @@ def learn(
         table.add_row("cross-validated", f"precision {model.cv.precision:.3f}, recall {model.cv.recall:.3f}, F1 {model.cv.f1:.3f} ({model.cv.folds} folds)")
     else:
         table.add_row("cross-validated", "too few labels of a class for 2 folds: not calibrated")
+    table.add_row("calibration", model.calibration)
     table.add_row("written", str(path))
     console.print(table)
     console.print(f"next: eclip dedupe CATALOG --out DIR --match-model {path}")
