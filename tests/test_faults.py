@@ -52,13 +52,19 @@ def test_header_only_catalog_has_its_own_error(tmp_path):
     assert "Traceback" not in proc.stderr and "shard" not in proc.stdout
 
 
-def test_a_second_writer_is_refused_and_a_killed_holder_releases(tmp_path):
-    run = tmp_path / "run"
+def _hold(run: Path, seconds: float) -> subprocess.Popen:
+    """Another process that takes ``run``'s lock and keeps it for ``seconds``."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from eclip.rundir import lock_dir; import time; lock_dir({str(run)!r}); print('held', flush=True); time.sleep(600)"],
+        [sys.executable, "-c", f"from eclip.rundir import lock_dir; import time; lock_dir({str(run)!r}); print('held', flush=True); time.sleep({seconds})"],
         stdout=subprocess.PIPE, text=True,
     )
     assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_second_writer_is_refused_and_a_killed_holder_releases(tmp_path):
+    run = tmp_path / "run"
+    holder = _hold(run, 600)
     with pytest.raises(RunDirError, match=rf"is in use by pid {holder.pid}"):
         lock_dir(run)
     # the CLI says the same in one line
@@ -77,11 +83,7 @@ def test_a_second_writer_is_refused_and_a_killed_holder_releases(tmp_path):
 
 def test_wait_option_waits_for_the_holder(tmp_path):
     run = tmp_path / "run"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", f"from eclip.rundir import lock_dir; import time; lock_dir({str(run)!r}); print('held', flush=True); time.sleep(3)"],
-        stdout=subprocess.PIPE, text=True,
-    )
-    assert holder.stdout.readline().strip() == "held"
+    holder = _hold(run, 3)
     t0 = time.time()
     waiter = subprocess.run(
         [sys.executable, "-c", f"from eclip.rundir import lock_dir; lock_dir({str(run)!r}); print('got it')"],
