@@ -61,6 +61,21 @@ DEDUPE_THRESHOLDS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 console = Console(width=110)
 
 
+def code_version() -> str:
+    """Digest of the code behind eclip's curves (labels, model, grouping, this file): cached
+    curves are reused only while it is unchanged."""
+    import hashlib
+
+    import eclip.matcher.grouping as grouping
+    import eclip.matcher.labels as labels
+    import eclip.matcher.model as model
+
+    h = hashlib.sha256()
+    for f in (labels.__file__, model.__file__, grouping.__file__, __file__):
+        h.update(Path(f).read_bytes())
+    return h.hexdigest()[:12]
+
+
 def columns_of(pairs: pl.DataFrame) -> dict[str, np.ndarray]:
     return {c: pairs[c].cast(pl.Float64).fill_null(float("nan")).to_numpy() for c in pairs.columns if pairs[c].dtype.is_numeric()}
 
@@ -188,8 +203,19 @@ def main() -> None:
         for strategy in ("active", "random"):
             t1 = time.perf_counter()
             for seed in range(args.seeds):
-                for k, v in eclip_curve(run, columns, gold, budgets, strategy, seed, base, res["eclip, no labels (same rows as active)" if strategy == "active" else "_"]).items():
-                    res[f"eclip {strategy}"].setdefault(k, []).append(v)
+                cache = args.work / f"eclip_{name}_{strategy}_seed{seed}_{code_version()}.json"
+                if cache.exists():  # the same code, catalog, budgets and seed: the same numbers
+                    saved = json.loads(cache.read_text())
+                    curve, same_rows = {int(k): v for k, v in saved["curve"].items()}, {int(k): v for k, v in saved["same_rows"].items()}
+                else:
+                    same_rows: dict = {}
+                    curve = eclip_curve(run, columns, gold, budgets, strategy, seed, base, same_rows)
+                    same_rows = {k: v[0] for k, v in same_rows.items()}
+                    cache.write_text(json.dumps({"curve": curve, "same_rows": same_rows}))
+                for k in budgets:
+                    res[f"eclip {strategy}"].setdefault(k, []).append(curve[k])
+                    if strategy == "active":
+                        res["eclip, no labels (same rows as active)"].setdefault(k, []).append(same_rows[k])
             console.print(f"  eclip {strategy}: {time.perf_counter() - t1:.0f} s for {args.seeds} sequence(s)")
         if args.dedupe_python:
             for seed in range(args.dedupe_seeds):
