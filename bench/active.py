@@ -261,7 +261,8 @@ def _plot(results, budgets, path: Path) -> None:
         for m, curve in res.items():
             if not curve:
                 continue
-            ax.plot(budgets, [np.nanmean(curve[k]) for k in budgets], marker="o", label=m)
+            ks = [k for k in budgets if k in curve]  # the dedupe library may run on fewer budgets
+            ax.plot(ks, [np.nanmean(curve[k]) for k in ks], marker="o", label=m)
         ax.set_xscale("log")
         ax.set_xticks(budgets, [str(k) for k in budgets])
         ax.set_xlabel("labelled pairs")
