@@ -264,6 +264,7 @@ def _plot(results, budgets, path: Path) -> None:
             ks = [k for k in budgets if k in curve]  # the dedupe library may run on fewer budgets
             ax.plot(ks, [np.nanmean(curve[k]) for k in ks], marker="o", label=m)
         ax.set_xscale("log")
+        ax.minorticks_off()
         ax.set_xticks(budgets, [str(k) for k in budgets])
         ax.set_xlabel("labelled pairs")
         ax.set_ylabel("pairwise F1 (unlabelled rows)")
