@@ -80,39 +80,24 @@ def given_dialect(recorded: dict | None) -> dict:
     return {"sep": recorded.get("sep"), "encoding": recorded.get("encoding")}
 
 
-def _is_utf8(p: Path) -> bool:
-    """Whether the whole file decodes as UTF-8 (read in chunks, nothing kept)."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    with p.open("rb") as f:
-        try:
-            while chunk := f.read(1 << 24):
-                decoder.decode(chunk)
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            return False
-    return True
-
-
-def sniff_encoding(p: Path) -> str:
-    """The encoding of a text file: ``utf-8-sig`` / ``utf-16`` by their byte-order marks,
-    ``utf-8`` when every byte decodes as UTF-8, else the first of
-    :data:`FALLBACK_ENCODINGS` that decodes the file."""
-    with p.open("rb") as f:
-        head = f.read(4)
+def _bom_encoding(head: bytes) -> str | None:
+    """``utf-8-sig`` or ``utf-16`` when ``head`` starts with their byte-order mark."""
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
-    if _is_utf8(p):
-        return "utf-8"
-    raw = p.read_bytes()
+    return None
+
+
+def _decode_fallback(raw: bytes) -> tuple[str, str]:
+    """``(encoding, text)``: ``raw`` decoded by the first of :data:`FALLBACK_ENCODINGS` that
+    decodes it (latin-1 decodes every byte)."""
     for enc in FALLBACK_ENCODINGS:
         try:
-            raw.decode(enc)
-            return enc
+            return enc, raw.decode(enc)
         except UnicodeDecodeError:
             continue
-    return "latin-1"  # pragma: no cover - latin-1 decodes every byte
+    return "latin-1", raw.decode("latin-1")  # pragma: no cover - latin-1 is in the list
 
 
 def sniff_delimiter(sample: str, default: str = ",") -> str:
@@ -131,35 +116,50 @@ def sniff_delimiter(sample: str, default: str = ",") -> str:
 
 
 def _read_csv(p: Path, fmt: str, sep: str | None, encoding: str | None) -> tuple[pl.DataFrame, Dialect]:
+    """Read a CSV/TSV: the encoding from its byte-order mark, else UTF-8 (checked by polars
+    as it reads, so a UTF-8 file is read once), else the first fallback that decodes it."""
     compressed = p.suffix.lower() in {".gz", ".zst"}
     detected = sep is None and encoding is None
     if compressed:  # polars decompresses; no sniffing inside archives
         sep = sep or ("\t" if fmt == "tsv" else ",")
         df = pl.read_csv(p, separator=sep, infer_schema=False, quote_char='"', encoding="utf8-lossy")
         return df, Dialect(fmt, sep, encoding or "utf-8", detected)
-    enc = encoding or sniff_encoding(p)
+    with p.open("rb") as f:
+        head = f.read(SNIFF_BYTES)
+    enc = encoding or _bom_encoding(head) or "utf-8"
     try:
-        with p.open("r", encoding=enc, newline="") as f:
-            sample = f.read(SNIFF_BYTES)
+        codec = codecs.lookup(enc).name
     except LookupError:
         raise CatalogError(f"{p}: unknown encoding {enc!r}; pass a Python codec name such as utf-8, cp1252, latin-1 or utf-16 to --encoding.") from None
-    except UnicodeDecodeError as exc:
-        raise CatalogError(f"{p}: does not decode as {enc} (byte {exc.start}); pass the file's encoding with --encoding.") from None
-    if sep is None:
-        sep = "\t" if fmt == "tsv" else sniff_delimiter(sample)
-    if enc in ("utf-8", "utf-8-sig"):
-        df = pl.read_csv(p, separator=sep, infer_schema=False, quote_char='"', encoding="utf8")
+
+    def delimiter(sample: str) -> str:
+        return sep or ("\t" if fmt == "tsv" else sniff_delimiter(sample))
+
+    if codec in ("utf-8", "utf-8-sig"):
+        sep = delimiter(head.decode("utf-8", errors="ignore"))
+        try:
+            return pl.read_csv(p, separator=sep, infer_schema=False, quote_char='"', encoding="utf8"), Dialect(fmt, sep, enc, detected)
+        except pl.exceptions.ComputeError as exc:
+            if "utf-8" not in str(exc).lower():
+                raise
+            if encoding is not None:
+                raise CatalogError(f"{p}: does not decode as {enc} ({str(exc).splitlines()[0]}); pass the file's encoding with --encoding.") from None
+        enc, text = _decode_fallback(p.read_bytes())
     else:
-        data = p.read_text(encoding=enc).encode("utf-8")
-        df = pl.read_csv(io.BytesIO(data), separator=sep, infer_schema=False, quote_char='"')
+        try:
+            text = p.read_bytes().decode(enc)
+        except UnicodeDecodeError as exc:
+            raise CatalogError(f"{p}: does not decode as {enc} (byte {exc.start}); pass the file's encoding with --encoding.") from None
+        sep = delimiter(text[:SNIFF_BYTES])
+    df = pl.read_csv(io.BytesIO(text.encode("utf-8")), separator=sep, infer_schema=False, quote_char='"')
     return df, Dialect(fmt, sep, enc, detected)
 
 
 def read_table_with_dialect(path: str | Path, sep: str | None = None, encoding: str | None = None) -> tuple[pl.DataFrame, Dialect]:
     """Read the whole table at ``path``, and say how it was read.
 
-    CSV and TSV files are sniffed: the encoding (:func:`sniff_encoding`: byte-order marks,
-    UTF-8, else cp1252 / latin-1) and, for ``.csv``, the delimiter among ``,`` ``;`` tab
+    CSV and TSV files are sniffed: the encoding (byte-order marks, UTF-8, else cp1252 /
+    latin-1) and, for ``.csv``, the delimiter among ``,`` ``;`` tab
     ``|`` (:func:`sniff_delimiter`). ``sep`` and ``encoding`` override the sniffing.
 
     Returns:
