@@ -140,12 +140,23 @@ def _get_embeddings(cat: Catalog, cfg: DedupeConfig, out: Path, timer: StageTime
     return emb
 
 
-def _attributes(cat: Catalog, cfg: DedupeConfig) -> dict[str, Any]:
+def catalog_attributes(cat: Catalog, brand_col: str | None = None, price_col: str | None = None) -> dict[str, Any]:
     """Per-row quantities (from the titles), normalised brands and prices (from the
-    catalog's brand and price columns, when it has them), with the columns used."""
+    catalog's brand and price columns, when it has them), with the columns used.
+
+    Args:
+        brand_col, price_col: ``None``: found by name
+            (:func:`eclip.catalog.pick_attribute_column`); ``""``: left out.
+
+    Returns:
+        ``{"quantities", "brands"?, "prices"?, "brand_col"?, "price_col"?}``.
+
+    Raises:
+        EclipError: a named column is not in the catalog.
+    """
     out: dict[str, Any] = {"quantities": [extract_quantities(t) for t in cat.texts]}
     columns = cat.table.columns
-    for role, given in (("brand", cfg.brand_col), ("price", cfg.price_col)):
+    for role, given in (("brand", brand_col), ("price", price_col)):
         col = pick_attribute_column(columns, role) if given is None else (given or None)
         if col is None:
             continue
@@ -237,7 +248,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
     model = load_match_model(cfg.match_model) if cfg.match_model else None  # a bad file fails before embedding
     with timer("read"):
         cat = load_catalog(catalog, cfg.id_col, cfg.text_cols, cfg.image_col, cfg.sep, cfg.encoding)
-        attrs = _attributes(cat, cfg) if cfg.lexical else {}  # a bad --brand-col fails before embedding
+        attrs = catalog_attributes(cat, cfg.brand_col, cfg.price_col) if cfg.lexical else {}  # a bad --brand-col fails before embedding
     n = len(cat)
     emb = _get_embeddings(cat, cfg, out, timer)
     signals_on = _signals(emb, cfg)

@@ -17,16 +17,16 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from eclip.catalog import Catalog, load_catalog, pick_attribute_column
+from eclip.catalog import Catalog, load_catalog
 from eclip.encoders import DEFAULT_MODEL, CharNgramTfidf, Embeddings, EmbedSettings, extract_codes, load_embeddings
-from eclip.encoders.lexical import extract_quantities
 from eclip.errors import EclipError, RunDirError
 from eclip.index import FLAT_MAX, cached_index, index_info
+from eclip.jobs.dedupe import catalog_attributes
 from eclip.jobs.embed import EmbedConfig, embed
 from eclip.jobs.run import StageTimer, created, start_run, versions, write_manifest
-from eclip.matcher import DEFAULT_THRESHOLD, ScoreWeights, code_block_pairs, group, score_pairs
+from eclip.matcher import DEFAULT_THRESHOLD, ScoreWeights, code_block_pairs, group, score_pairs, union_candidates
 from eclip.matcher.assignment import MODES, one_to_many, one_to_one
-from eclip.matcher.comparisons import normalise_brand, parse_price, price_ratio
+from eclip.matcher.comparisons import price_ratio
 from eclip.matcher.mixture import fit_score_mixture
 from eclip.rundir import fingerprint, write_parquet
 
@@ -105,18 +105,6 @@ def check_same_model(left: Embeddings, right: Embeddings, left_name: str, right_
         )
 
 
-def _attributes(cat: Catalog) -> tuple[list[str] | None, np.ndarray | None, dict[str, str]]:
-    """Normalised brands and prices from the side's brand and price columns, when present."""
-    brands, prices, used = None, None, {}
-    col = pick_attribute_column(cat.table.columns, "brand")
-    if col:
-        brands, used["brand_col"] = [normalise_brand(v) for v in cat.table[col].cast(pl.String).to_list()], col
-    col = pick_attribute_column(cat.table.columns, "price")
-    if col:
-        prices, used["price_col"] = np.array([parse_price(v) for v in cat.table[col].cast(pl.String).to_list()], dtype=np.float64), col
-    return brands, prices, used
-
-
 def cross_candidates(vl: np.ndarray, vr: np.ndarray, ok_l: np.ndarray, ok_r: np.ndarray, key: str, cfg: LinkConfig, folder: Path) -> tuple[pl.DataFrame, dict]:
     """kNN pairs between the sides: the larger side is indexed, the smaller side searched.
 
@@ -193,29 +181,27 @@ def link(left: str | Path, right: str | Path, out: str | Path, cfg: LinkConfig |
     with timer("search"):
         key = fingerprint(el.key, er.key, ok_l.tolist(), ok_r.tolist())
         cand, info = cross_candidates(el.text, er.text, ok_l, ok_r, key, cfg, out / "index")
-        sources = ["text"] * len(cand)
+        lists = {"text": cand.select(pl.col("l").alias("a"), (pl.col("r") + nl).alias("b"), "rank")}
         if codes is not None:
             usable = np.concatenate([ok_l, ok_r])
             blocks = code_block_pairs([c if usable[i] else frozenset() for i, c in enumerate(codes)], cfg.max_code_block)
-            cross = blocks.filter((pl.col("a") < nl) & (pl.col("b") >= nl)).select(pl.col("a").alias("l"), (pl.col("b") - nl).alias("r"))
-            known = cand.select("l", "r").with_columns(pl.lit(True).alias("_in"))
-            extra = cross.join(known, on=["l", "r"], how="left").filter(pl.col("_in").is_null()).drop("_in")
-            code_pairs = cross.join(known, on=["l", "r"], how="inner")
-            cand = pl.concat([cand, extra.with_columns(pl.lit(None, pl.UInt32).alias("rank"))])
-            in_code = set(zip(code_pairs["l"].to_list(), code_pairs["r"].to_list()))
-            sources = [("code+text" if (x, y) in in_code else "text") for x, y in zip(cand["l"].to_list()[: len(sources)], cand["r"].to_list()[: len(sources)])] + ["code"] * len(extra)
+            lists["code"] = blocks.filter((pl.col("a") < nl) & (pl.col("b") >= nl))  # across the sides only
+        cand = union_candidates(lists).with_columns(pl.col("a").alias("l"), (pl.col("b") - nl).alias("r"))
+        sources = cand["source"]
     l, r = cand["l"].to_numpy().astype(np.int64), cand["r"].to_numpy().astype(np.int64)
     with timer("score"):
         vectors = np.vstack([el.text, er.text])
-        brands_l, prices_l, used_l = _attributes(lcat)
-        brands_r, prices_r, used_r = _attributes(rcat)
-        brands = (brands_l or [""] * nl) + (brands_r or [""] * nr) if cfg.lexical and (brands_l or brands_r) else None
+        attrs_l, attrs_r = catalog_attributes(lcat), catalog_attributes(rcat)
+        used_l = {k: v for k, v in attrs_l.items() if k.endswith("_col")}
+        used_r = {k: v for k, v in attrs_r.items() if k.endswith("_col")}
+        has_brands = "brands" in attrs_l or "brands" in attrs_r
+        brands = attrs_l.get("brands", [""] * nl) + attrs_r.get("brands", [""] * nr) if cfg.lexical and has_brands else None
         tfidf = CharNgramTfidf().fit_transform(texts) if cfg.lexical else None
-        quantities = [extract_quantities(t) for t in texts] if cfg.lexical else None
+        quantities = attrs_l["quantities"] + attrs_r["quantities"] if cfg.lexical else None
         signals = score_pairs(l, nl + r, vectors, tfidf, codes, cfg.weights, quantities=quantities, brands=brands)
         score = signals.pop("score")
-        if prices_l is not None and prices_r is not None:
-            signals["price_ratio"] = price_ratio(np.concatenate([prices_l, prices_r]), l, nl + r)
+        if "prices" in attrs_l and "prices" in attrs_r:
+            signals["price_ratio"] = price_ratio(np.concatenate([attrs_l["prices"], attrs_r["prices"]]), l, nl + r)
     with timer("assign"):
         mixture = fit_score_mixture(score)
         prob = mixture.probability(score) if mixture is not None else np.full(len(score), np.nan, np.float32)
