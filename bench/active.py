@@ -76,10 +76,6 @@ def code_version() -> str:
     return h.hexdigest()[:12]
 
 
-def columns_of(pairs: pl.DataFrame) -> dict[str, np.ndarray]:
-    return {c: pairs[c].cast(pl.Float64).fill_null(float("nan")).to_numpy() for c in pairs.columns if pairs[c].dtype.is_numeric()}
-
-
 def f1_unlabelled(labels: np.ndarray, gold: np.ndarray, labelled_rows: set[int]) -> float:
     keep = np.ones(len(gold), bool)
     keep[list(labelled_rows)] = False
@@ -196,7 +192,7 @@ def main() -> None:
         run = open_run(run_dir)
         gold = load_gold(args.data / gold_rel, run.ids, cluster_col=gold_col)
         base = pl.read_parquet(run_dir / "groups.parquet")["group_id"].to_numpy()
-        columns = columns_of(run.pairs)
+        columns = run.columns
         y = gold[run.a] == gold[run.b]
         console.print(f"[bold]{name}[/]: {len(run.ids):,} rows, {len(run.a):,} candidate pairs ({y.mean():.1%} same product); eclip default without labels: F1 {pairwise_prf(base, gold)[2]:.3f} (all rows)")
         res: dict[str, dict[int, list[float]]] = {"eclip, no labels (same rows as active)": {}, "eclip active": {}, "eclip random": {}, "dedupe library": {}, "dedupe, best threshold (oracle)": {}, "_": {}}

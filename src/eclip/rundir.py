@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,7 +68,7 @@ def lock_dir(folder: str | os.PathLike[str]) -> Path:
     except Timeout:
         holder = (path / HOLDER_FILE).read_text(encoding="utf-8").strip() if (path / HOLDER_FILE).exists() else "another process"
         raise RunDirError(f"{path} is in use by {holder}; wait for it to finish, run `eclip --wait ...` to wait, or write to another directory.") from None
-    (path / HOLDER_FILE).write_text(f"pid {os.getpid()} ({' '.join(os.sys.argv[:3])[:120]})\n", encoding="utf-8")
+    (path / HOLDER_FILE).write_text(f"pid {os.getpid()} ({' '.join(sys.argv[:3])[:120]})\n", encoding="utf-8")
     _HELD[path] = lock
     return path
 

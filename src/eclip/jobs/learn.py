@@ -39,6 +39,7 @@ class RunPairs:
         ids: the catalog's ``n`` ids, in row order.
         pairs: ``pairs.parquet``.
         a, b: ``(p,)`` int64 row positions of the pairs.
+        columns: the numeric columns of ``pairs`` as ``(p,)`` float64 (NaN for null).
         x, names: ``(p, f)`` float64 features of every pair (:func:`pair_features`).
         prior: ``(p,)`` float32 the run's label-free match probability (from its score
             mixture; the min-max scaled score when the run learned none).
@@ -50,6 +51,7 @@ class RunPairs:
     pairs: pl.DataFrame
     a: np.ndarray
     b: np.ndarray
+    columns: dict[str, np.ndarray]
     x: np.ndarray
     names: list[str]
     prior: np.ndarray
@@ -84,6 +86,14 @@ class RunPairs:
         hit = (sorted_keys[at] == want) if found else np.zeros(len(want), bool)
         return np.where(hit, order[at] if found else -1, -1).astype(np.int64)
 
+    def labelled_mask(self, labels: Labels | None) -> np.ndarray:
+        """``(p,)`` bool: the candidate pairs already in the label file."""
+        mask = np.zeros(len(self.a), dtype=bool)
+        if labels is not None:
+            where = self.locate(labels)
+            mask[where[where >= 0]] = True
+        return mask
+
 
 def open_run(run_dir: str | Path) -> RunPairs:
     """Read a dedupe run directory's pairs and features.
@@ -110,7 +120,7 @@ def open_run(run_dir: str | Path) -> RunPairs:
     if np.isnan(prior).all():
         s = np.nan_to_num(columns.get("score", np.zeros(len(pairs))), nan=0.0, neginf=0.0)
         prior = (s - s.min()) / (np.ptp(s) or 1.0)
-    return RunPairs(d, manifest, ids, pairs, a, b, x, names, np.nan_to_num(prior, nan=0.5).astype(np.float32))
+    return RunPairs(d, manifest, ids, pairs, a, b, columns, x, names, np.nan_to_num(prior, nan=0.5).astype(np.float32))
 
 
 def fit_on_labels(run: RunPairs, labels: Labels, seed: int = 0) -> tuple[MatchModel, dict[str, int]]:
@@ -169,7 +179,7 @@ def learn(run_dir: str | Path, labels_path: str | Path | None = None, out: str |
         "labels_file": str(labels_path.resolve()),
         "label_counts": counts,
         "signals": run.manifest.get("matching", {}).get("signals"),
-        "classifier": "logistic regression (scikit-learn), Platt-calibrated by cross-validation, label-free prior",
+        "classifier": f"logistic regression (scikit-learn) with a label-free prior; calibration: {model.calibration}",
         "versions": versions(),
     }
     path = Path(out) if out else run.dir / MODEL_FILE
@@ -207,13 +217,19 @@ def label_rows(run: RunPairs, cat: Catalog, idx: np.ndarray, why: list[str], pro
     )
 
 
+def as_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """Every column of ``frame`` as text: how a label file is kept and written."""
+    return frame.select([pl.col(c).cast(pl.String) for c in frame.columns])
+
+
 def write_labels(frame: pl.DataFrame, path: str | Path) -> Path:
     """Write a label file atomically, every column as text (the decision column editable)."""
-    return write_csv(frame.select([pl.col(c).cast(pl.String) for c in frame.columns]), path)
+    return write_csv(as_text(frame), path)
 
 
 def existing_labels(run: RunPairs, path: Path) -> tuple[pl.DataFrame, Labels | None]:
-    """A label file's table and pairs, or an empty table when the file does not exist yet."""
+    """A label file's table (every column text) and pairs, or an empty table when the file
+    does not exist yet."""
     if not path.exists():
         return pl.DataFrame(schema={c: pl.String for c in LABEL_COLUMNS}), None
     labels = read_labels(path, run.ids)
@@ -237,16 +253,12 @@ def propose(run_dir: str | Path, path: str | Path | None = None, batch: int = 20
     path = Path(path) if path else run.dir / LABEL_FILE
     table, labels = existing_labels(run, path)
     prob, model = current_probability(run, labels)
-    exclude = np.zeros(len(run.a), dtype=bool)
-    if labels is not None:
-        where = run.locate(labels)
-        exclude[where[where >= 0]] = True
     seed = len(table) if seed is None else seed
-    idx, why = choose_pairs(prob, exclude, batch, seed=seed)
+    idx, why = choose_pairs(prob, run.labelled_mask(labels), batch, seed=seed)
     rows = label_rows(run, run.catalog(), idx, why, prob)
-    merged = pl.concat([table.select([pl.col(c).cast(pl.String) for c in table.columns]), rows.select([pl.col(c).cast(pl.String) for c in rows.columns])], how="diagonal")
-    write_labels(merged, path)
-    counts = (read_labels(path, run.ids)).counts()
+    write_labels(pl.concat([table, as_text(rows)], how="diagonal"), path)
+    counts = labels.counts() if labels is not None else {"same": 0, "different": 0, "unsure": 0, "pending": 0}
+    counts["pending"] += len(idx)
     return {"file": str(path), "added": len(idx), "counts": counts, "model": model.cv.__dict__ if model is not None and model.cv else None, "run": fingerprint(str(run.dir.resolve()))}
 
 
@@ -289,7 +301,7 @@ class LabelSession:
         self.cat = self.run.catalog()
         self.path = Path(path) if path else self.run.dir / LABEL_FILE
         self.table, _ = existing_labels(self.run, self.path)
-        self.table = self.table.select([pl.col(c).cast(pl.String) for c in self.table.columns])
+        self.position = {x: i for i, x in enumerate(self.run.ids)}
         self.seed = seed
         self.model: MatchModel | None = None
 
@@ -304,26 +316,23 @@ class LabelSession:
             return int(pending[0])
         labels = self._labels()
         prob, self.model = current_probability(self.run, labels, self.seed)
-        exclude = np.zeros(len(self.run.a), dtype=bool)
-        if labels is not None:
-            where = self.run.locate(labels)
-            exclude[where[where >= 0]] = True
+        exclude = self.run.labelled_mask(labels)
         random_turn = RANDOM_SHARE > 0 and (len(self.table) + 1) % round(1 / RANDOM_SHARE) == 0
-        idx, _ = choose_pairs(prob, exclude, 1, seed=self.seed + len(self.table), random_share=0.0)
         if random_turn and (~exclude).sum() > 1:
             idx = np.random.default_rng(self.seed + len(self.table)).choice(np.flatnonzero(~exclude), 1)
+        else:
+            idx, _ = choose_pairs(prob, exclude, 1, seed=self.seed + len(self.table), random_share=0.0)
         if not len(idx):
             return None
         row = label_rows(self.run, self.cat, idx, ["random" if random_turn else "uncertain"], prob)
-        self.table = pl.concat([self.table, row.select([pl.col(c).cast(pl.String) for c in row.columns])], how="diagonal")
+        self.table = pl.concat([self.table, as_text(row)], how="diagonal")
         return len(self.table) - 1
 
     def pair(self, row: int) -> dict[str, Any]:
         """One label-table row as a dict, with both catalog rows (every column) added."""
         rec = self.table.row(row, named=True)
-        pos = {x: i for i, x in enumerate(self.run.ids)}
-        rec["row_a"] = self.cat.table.row(pos[rec["id_a"]], named=True)
-        rec["row_b"] = self.cat.table.row(pos[rec["id_b"]], named=True)
+        rec["row_a"] = self.cat.table.row(self.position[rec["id_a"]], named=True)
+        rec["row_b"] = self.cat.table.row(self.position[rec["id_b"]], named=True)
         rec["id_col"] = self.cat.id_col
         return rec
 
