@@ -23,16 +23,10 @@ from rich.console import Console
 from rich.table import Table
 
 from eclip import api
+from eclip.evaluation.metrics import pair_set_prf
 from eclip.matcher.assignment import mutual_best
 
 console = Console(width=110)
-
-
-def prf(pred: set, gold: set) -> tuple[float, float, float]:
-    tp = len(pred & gold)
-    p = tp / len(pred) if pred else 0.0
-    r = tp / len(gold) if gold else 0.0
-    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
 def main() -> None:
@@ -60,7 +54,7 @@ def main() -> None:
         m = api.link(args.work / "abt.csv", args.work / "buy.csv", out, cfg)
         secs = time.perf_counter() - t0
         links = pl.read_parquet(out / "links.parquet")
-        rows.append((f"eclip link --mode {mode}", prf(set(zip(links["left_id"], links["right_id"])), gold), len(links), 0, secs))
+        rows.append((f"eclip link --mode {mode}", pair_set_prf(set(zip(links["left_id"], links["right_id"])), gold), len(links), 0, secs))
         if mode == "one-to-one":
             manifest_threshold = m["matching"]["threshold"]
             cand = pl.read_parquet(out / "candidates.parquet")
@@ -72,7 +66,7 @@ def main() -> None:
             r = np.array([rpos[x] for x in cand["right_id"].to_list()])[sel]
             keep = mutual_best(len(lpos), len(rpos), l, r, on[sel])
             pairs = set(zip(cand["left_id"].to_numpy()[sel][keep].tolist(), cand["right_id"].to_numpy()[sel][keep].tolist()))
-            rows.append(("one-to-one, greedy mutual best instead", prf(pairs, gold), len(pairs), 0, float("nan")))
+            rows.append(("one-to-one, greedy mutual best instead", pair_set_prf(pairs, gold), len(pairs), 0, float("nan")))
 
     union = args.work / "dedupe_union"
     t0 = time.perf_counter()
@@ -88,7 +82,7 @@ def main() -> None:
                     cross.add((x, y) if x in abt_ids else (y, x))
                 else:
                     inside += 1
-    rows.append(("eclip dedupe on the union (cross pairs)", prf(cross, gold), len(cross), inside, secs))
+    rows.append(("eclip dedupe on the union (cross pairs)", pair_set_prf(cross, gold), len(cross), inside, secs))
 
     table = Table(title="Abt-Buy as two shops (1,081 Abt x 1,080 Buy): cross-pair P/R/F1 against matches.csv")
     for c in ("run", "P", "R", "F1", "F1 / dedupe union", "links", "same-shop pairs", "s"):

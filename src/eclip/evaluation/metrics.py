@@ -66,6 +66,12 @@ def _prf(n_pred: int, n_gold: int, tp: int) -> tuple[float, float, float]:
     return p, r, _f1(p, r)
 
 
+def pair_set_prf(pred: set, gold: set) -> tuple[float, float, float]:
+    """Pairwise ``(precision, recall, f1)`` of a set of predicted pairs against a set of
+    gold pairs (e.g. ``(left id, right id)`` links against gold cross pairs)."""
+    return _prf(len(pred), len(gold), len(pred & gold))
+
+
 def pairwise_prf(pred: np.ndarray, gold: np.ndarray) -> tuple[float, float, float]:
     """Pairwise ``(precision, recall, f1)`` of ``(n,)`` predicted labels against ``(n,)`` gold."""
     return _prf(*pairwise_counts(pred, gold))

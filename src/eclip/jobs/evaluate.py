@@ -154,6 +154,7 @@ def evaluate_links(path: str | Path, gold_path: str | Path) -> dict[str, Any]:
     """
     from eclip.catalog import read_table
     from eclip.evaluation.gold import load_gold_cross_pairs
+    from eclip.evaluation.metrics import pair_set_prf
 
     p = Path(path)
     if not p.is_file() or not {"left_id", "right_id"} <= set(pl.read_parquet_schema(p)):
@@ -169,10 +170,7 @@ def evaluate_links(path: str | Path, gold_path: str | Path) -> dict[str, Any]:
             side |= set(read_table(Path(inputs["catalog"]))[inputs.get("id_col", "id")].cast(pl.String).to_list())
     gold, orientation, left_out = load_gold_cross_pairs(gold_path, left_ids, right_ids)
     pred = set(zip(links["left_id"].to_list(), links["right_id"].to_list()))
-    tp = len(pred & gold)
-    precision = tp / len(pred) if pred else 0.0
-    recall = tp / len(gold)
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    precision, recall, f1 = pair_set_prf(pred, gold)
     in_cand = len(gold & set(zip(cand["left_id"].to_list(), cand["right_id"].to_list())))
     result = {
         "task": "link",
