@@ -52,6 +52,74 @@ def test_header_only_catalog_has_its_own_error(tmp_path):
     assert "Traceback" not in proc.stderr and "shard" not in proc.stdout
 
 
+#: The bad-input corpus: file -> the one-line error ``load_catalog`` must give for it.
+CATALOG_ERRORS = {
+    "empty.csv": "empty.csv: the file is empty; a catalog needs a header and at least one row.",
+    "header_only.csv": "header_only.csv: no rows (a header only: id, name)",
+    "ragged.csv": "ragged.csv: cannot be read as CSV: line 3 has 4 fields but the header has 3",
+    "broken.jsonl": "broken.jsonl: cannot be read as JSONL: line 2 is not valid JSON: Expecting ',' delimiter (column 27)",
+    "list_title.parquet": "list_title.parquet: column 'title' has type List(String), but the text column must hold text or numbers",
+    "duplicate_ids.csv": "duplicate_ids.csv: column 'id' has 1 repeated id; e.g. '1' is in rows 1, 3.",
+    "null_ids.csv": "null_ids.csv: column 'id' is empty in row 2. Every row needs an id.",
+    "float_ids.jsonl": "float_ids.jsonl: column 'id' holds floating-point numbers (e.g. 1.0 in row 1)",
+}
+#: Images named by ``images.csv``: row -> (failure reason, words of its detail).
+IMAGE_FAILURES = {
+    "1": ("corrupt", "truncated.jpg: image file is truncated"),
+    "2": ("too_large", "bomb.png: Image size (196000000 pixels) exceeds limit"),
+    "3": ("outside_root", "/etc/hostname resolves to /etc/hostname, outside the catalog root"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CATALOG_ERRORS))
+def test_bad_catalogs_get_one_line_errors(name):
+    with pytest.raises(CatalogError) as info:
+        load_catalog(BAD / name)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(str(BAD / name))
+    assert CATALOG_ERRORS[name] in message
+
+
+@pytest.mark.parametrize("row", sorted(IMAGE_FAILURES))
+def test_bad_images_are_failures_not_crashes(row, tmp_path):
+    from eclip.catalog.images import ImageFailure, ImageSettings, open_image
+
+    cat = load_catalog(BAD / "images.csv", image_col="image")
+    settings = ImageSettings(root=cat.root, cache_dir=tmp_path)
+    with pytest.raises(ImageFailure) as info:
+        open_image(cat.images[cat.ids.index(row)], settings)
+    reason, words = IMAGE_FAILURES[row]
+    assert info.value.reason == reason and words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_url_that_never_answers_times_out(tmp_path):
+    import socket
+
+    from eclip.catalog.images import ImageFailure, ImageSettings, open_image
+
+    with socket.socket() as listener:  # accepts the connection and never sends a byte
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/never.jpg"
+        t0 = time.time()
+        with pytest.raises(ImageFailure) as info:
+            open_image(url, ImageSettings(root=BAD, cache_dir=tmp_path, timeout_s=1.0))
+    assert info.value.reason == "timeout" and time.time() - t0 < 10
+
+
+def test_invisible_and_huge_titles():
+    from eclip.catalog.schema import MAX_TEXT_CHARS
+    from eclip.progress import console
+
+    zero_width = load_catalog(BAD / "zero_width_title.csv")
+    assert zero_width.texts == ["", "Kettle"] and zero_width.empty_rows == [0]  # matched as an empty title
+    with console.capture() as cap:
+        long = load_catalog(BAD / "long_title.csv")
+    assert [len(t) for t in long.texts] == [7, MAX_TEXT_CHARS, 7] and long.texts[1].startswith("kettle kettle")
+    said = " ".join(cap.get().split())
+    assert "row 2 has text longer than 10,000 characters (up to 1,049,999); only the first 10,000 are used." in said
+
+
 def _hold(run: Path, seconds: float) -> subprocess.Popen:
     """Another process that takes ``run``'s lock and keeps it for ``seconds``."""
     holder = subprocess.Popen(
@@ -200,3 +268,21 @@ def test_embed_and_index_build_killed_midway_rerun_to_the_same_output(small_cata
     again = _eclip(["index", "build", base, "--out", idx])
     assert again.returncode == 0, again.stderr[-500:]
     assert (idx / "index.faiss").read_bytes() == (idx_base / "index.faiss").read_bytes()
+
+
+@pytest.mark.slow  # run by .ci/run after the main suite
+def test_cluster_killed_at_each_stage_reruns_to_the_same_output(small_catalog, tmp_path):
+    base = tmp_path / "base"
+    # the static model keeps each of the nine runs to seconds (embedding is not what is tested here)
+    args = ["cluster", small_catalog, "--model", "minilm-static", "--min-cluster-size", "2"]
+    r = _eclip([*args, "--out", base])
+    assert r.returncode == 0, r.stderr[-500:]
+    for stage in ("embed", "hdbscan", "summary", "write"):
+        out = tmp_path / f"killed-{stage}"
+        killed = _eclip([*args, "--out", out], fault=stage)
+        assert killed.returncode == -signal.SIGKILL, (stage, killed.stderr[-500:])
+        assert not (out / "manifest.json").exists()
+        again = _eclip([*args, "--out", out])
+        assert again.returncode == 0, (stage, again.stderr[-500:])
+        for name in ("clusters.parquet", "cluster_summary.parquet"):
+            assert _same_parquet(out / name, base / name), (stage, name)

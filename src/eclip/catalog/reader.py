@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,6 +156,44 @@ def _read_csv(p: Path, fmt: str, sep: str | None, encoding: str | None) -> tuple
     return df, Dialect(fmt, sep, enc, detected)
 
 
+def _locate_problem(p: Path, fmt: str, sep: str | None, encoding: str | None) -> str | None:
+    """After the parser failed: the first line of ``p`` that is wrong, in words, found by a
+    slower line-by-line pass (``csv.reader`` / ``json.loads``); ``None`` when that pass finds
+    nothing or cannot run (a compressed file, Parquet)."""
+    if fmt == "parquet" or p.suffix.lower() in {".gz", ".zst"}:
+        return None
+    try:
+        raw = p.read_bytes()
+        enc = encoding or _bom_encoding(raw[:4]) or "utf-8"
+        text = raw.decode(enc, errors="replace")
+    except (OSError, LookupError):
+        return None
+    if fmt == "jsonl":
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                return f"line {number} is not valid JSON: {exc.msg} (column {exc.colno}). Fix or drop that line."
+            if not isinstance(value, dict):
+                return f"line {number} is a JSON {type(value).__name__}, not an object; each line must be one product as {{\"column\": value, ...}}."
+        return None
+    sep = sep or ("\t" if fmt == "tsv" else sniff_delimiter(text[:SNIFF_BYTES]))
+    reader = csv.reader(io.StringIO(text), delimiter=sep, quotechar='"')
+    try:
+        header = next(reader)
+        for row in reader:
+            if len(row) > len(header):
+                return (
+                    f"line {reader.line_num} has {len(row)} fields but the header has {len(header)} "
+                    f"(a {sep!r} inside a value that is not quoted?). Quote that value or fix the line."
+                )
+    except csv.Error as exc:
+        return f"line {reader.line_num}: {exc}"
+    return None
+
+
 def read_table_with_dialect(path: str | Path, sep: str | None = None, encoding: str | None = None) -> tuple[pl.DataFrame, Dialect]:
     """Read the whole table at ``path``, and say how it was read.
 
@@ -187,8 +226,9 @@ def read_table_with_dialect(path: str | Path, sep: str | None = None, encoding: 
         else:
             df = pl.read_ndjson(p, infer_schema_length=None)
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        where = _locate_problem(p, fmt, sep or dialect.sep, encoding or dialect.encoding)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CatalogError(f"{p}: cannot be read as {fmt.upper()}: {reason}") from exc
+        raise CatalogError(f"{p}: cannot be read as {fmt.upper()}: {where or reason}") from exc
     if df.width == 0:
         raise CatalogError(f"{p}: no columns found; is it really {fmt.upper()}?")
     if df.height == 0:

@@ -25,6 +25,13 @@ PRICE_COLUMNS = ("price", "sale_price", "list_price", "current_price", "price_va
 _TEXTUAL = (pl.String, pl.Categorical, pl.Enum)
 _SCALAR_OK = _TEXTUAL + (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64, pl.Float32, pl.Float64, pl.Boolean, pl.Null)
 _WS = re.compile(r"\s+")
+#: Invisible characters dropped from texts (zero-width space / joiners, word joiner, BOM,
+#: soft hyphen): a title made only of them is an empty title.
+_INVISIBLE = re.compile("[\u00ad\u200b-\u200d\u2060\ufeff]")
+#: Longest text kept per row, characters; longer texts are cut (and the rows named), since
+#: encoders read at most a few hundred tokens and a stray megabyte cell costs memory and time
+#: in every later step.
+MAX_TEXT_CHARS = 10_000
 #: ``--id-col @row``: number the rows 1, 2, ... (data rows, header excluded) for a catalog
 #: without an id column; files of labels for it are then matched by row number too.
 ROW_ID = "@row"
@@ -40,7 +47,9 @@ class Catalog:
         id_col: the id column's name.
         text_cols: the columns joined (with spaces, in this order) into ``texts``.
         ids: ``n`` distinct ids, as strings, in file order.
-        texts: ``n`` texts, whitespace-collapsed; ``""`` where every text column is empty.
+        texts: ``n`` texts, whitespace-collapsed, invisible characters (zero-width spaces,
+            soft hyphens) dropped, cut at :data:`MAX_TEXT_CHARS`; ``""`` where every text
+            column is empty.
         empty_rows: 0-based positions of the rows whose text is empty.
         image_col: the column of image references, or ``None``.
         images: ``n`` image references (paths relative to the catalog's folder, or URLs),
@@ -145,7 +154,8 @@ def load_catalog(
 
     Raises:
         CatalogError: the file is missing or unreadable; the id or a text column is missing or
-            not scalar; an id is empty or repeated; no text column can be found by name.
+            not scalar; the id column holds floats; an id is empty or repeated; no text
+            column can be found by name.
     """
     p = Path(path)
     df, dialect = read_table_with_dialect(p, sep, encoding)
@@ -177,6 +187,14 @@ def load_catalog(
             raise CatalogError(f"{p}: column {image_col!r} has type {df.schema[image_col]}; the image column must hold paths or URLs as text.")
         images = [v.strip() if v and v.strip() else None for v in df.get_column(image_col).cast(pl.String).to_list()]
 
+    if df.schema[id_col] in (pl.Float32, pl.Float64):
+        values = df.get_column(id_col)
+        example = next((v for v in values.to_list() if v is not None), None)
+        raise CatalogError(
+            f"{p}: column {id_col!r} holds floating-point numbers (e.g. {example!r} in row "
+            f"{values.to_list().index(example) + 1}), which print as '1.0' and lose digits past 2**53. "
+            f"Write the ids as integers or text."
+        )
     ids_series = df.get_column(id_col).cast(pl.String).str.strip_chars()
     missing = ids_series.is_null() | (ids_series == "")
     if missing.any():
@@ -196,7 +214,18 @@ def load_catalog(
         )
 
     parts = [df.get_column(c).cast(pl.String).fill_null("") for c in text_cols]
-    texts = [_WS.sub(" ", " ".join(vals)).strip() for vals in zip(*(s.to_list() for s in parts))]
+    texts = [_WS.sub(" ", _INVISIBLE.sub("", " ".join(vals))).strip() for vals in zip(*(s.to_list() for s in parts))]
+    long_rows = [i for i, t in enumerate(texts) if len(t) > MAX_TEXT_CHARS]
+    if long_rows:
+        from eclip.progress import console
+
+        longest = max(len(texts[i]) for i in long_rows)
+        console.print(
+            f"[yellow]{p}: {_rows(long_rows)} ha{'ve' if len(long_rows) > 1 else 's'} text longer than "
+            f"{MAX_TEXT_CHARS:,} characters (up to {longest:,}); only the first {MAX_TEXT_CHARS:,} are used.[/]"
+        )
+        for i in long_rows:
+            texts[i] = texts[i][:MAX_TEXT_CHARS]
     empty = [i for i, t in enumerate(texts) if not t]
     return Catalog(
         path=p, table=df, id_col=id_col, text_cols=tuple(text_cols), ids=ids, texts=texts, empty_rows=empty, image_col=image_col, images=images, dialect=dialect

@@ -44,7 +44,7 @@ from eclip.encoders.clip import save_model_dir
 from eclip.encoders.embed import Dist
 from eclip.errors import EclipError, RunDirError
 from eclip.progress import console, progress_bar
-from eclip.rundir import atomic_path, fingerprint, load_npy, read_json, save_npy, texts_digest, write_json
+from eclip.rundir import atomic_path, fingerprint, load_npy, lock_dir, read_json, save_npy, texts_digest, unlock_dir, write_json
 from eclip.train.data import group_keys, image_cache, split_by_id
 from eclip.train.evaluate import encode_texts, evaluate_split
 from eclip.train.loss import ContrastiveLoss
@@ -170,7 +170,7 @@ def train(cat: Catalog, images: ImageSettings, out: str | Path, cfg: TrainConfig
     Raises:
         EclipError: no image column, an unknown loss, too few training rows.
         RunDirError: checkpoints exist and ``resume`` is not given, or a checkpoint of
-            another configuration.
+            another configuration; another process is writing ``out``.
     """
     if cat.images is None:
         raise EclipError("eclip train needs an image column (--image-col).")
@@ -181,6 +181,8 @@ def train(cat: Catalog, images: ImageSettings, out: str | Path, cfg: TrainConfig
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and dist.world > 1:
         device = f"cuda:{dist.rank % torch.cuda.device_count()}"
+    if dist.rank == 0:  # one writer per run directory; rank 0 writes checkpoints and the model
+        lock_dir(out)
     ckpts = _Checkpoints(out / "checkpoints")
     run_cfg = {k: v for k, v in asdict(cfg).items() if k not in ("workers", "device", "max_steps", "checkpoint_every", "cache_text")}
     run_key = fingerprint(run_cfg, texts_digest(cat.ids))
@@ -352,6 +354,7 @@ def train(cat: Catalog, images: ImageSettings, out: str | Path, cfg: TrainConfig
         }
         model_dir = save_model_dir(model.cpu(), sm.model_cfg, out / "model", {k: v for k, v in sm.preprocess_cfg.items() if k in ("size", "mean", "std", "interpolation", "resize_mode")})
         write_json(card, model_dir / "model_card.json")
+        unlock_dir(out)
     dist.barrier()
     return card
 
