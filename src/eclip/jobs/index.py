@@ -84,15 +84,17 @@ def index_merge(index: str | Path, embeddings: str | Path | None = None, target_
             by the shards), for the id map and the nprobe tuning.
 
     Raises:
-        RunDirError: shards missing, foreign or not covering the embeddings.
+        RunDirError: shards missing, foreign or not covering the embeddings; another
+            process is writing ``index``.
     """
     from eclip.index.store import merge_index_dir, shard_metas
 
     metas = shard_metas(index)
     if not metas:
         raise RunDirError(f"{index}: no shards to merge (build them with `eclip index build ... --shard i/N`).")
-    emb, xb, ids, texts, extra = index_source(embeddings or metas[0]["embeddings"], metas[0].get("vectors", "text"))
-    return merge_index_dir(xb, ids, index, emb.manifest.get("model"), target_recall, k, groups=read_groups(groups), texts=texts, extra=extra)
+    with locked(index):
+        emb, xb, ids, texts, extra = index_source(embeddings or metas[0]["embeddings"], metas[0].get("vectors", "text"))
+        return merge_index_dir(xb, ids, index, emb.manifest.get("model"), target_recall, k, groups=read_groups(groups), texts=texts, extra=extra)
 
 
 def _embed_for_index(idx: Any, source: str | Path, work: Path, catalog_args: dict[str, Any]) -> tuple[Embeddings, np.ndarray, list[str], list[str] | None]:
@@ -116,15 +118,17 @@ def index_add(index: str | Path, source: str | Path, groups: str | Path | None =
         catalog_args: ``id_col``, ``text_cols``, ``image_col``, ``image_root``... for a catalog.
 
     Raises:
-        RunDirError: the vectors come from another model or dimension.
+        RunDirError: the vectors come from another model or dimension; another process is
+            writing ``index``.
         CatalogError, ModelError: bad catalog or model.
     """
     from eclip.index.store import add_to_index_dir
 
     idx = open_index_dir(index)
     work = Path(index) / "adds" / f"{Path(source).stem}-{fingerprint(str(Path(source).resolve()))[:8]}"
-    emb, xb, ids, texts = _embed_for_index(idx, source, work, catalog_args)
-    return add_to_index_dir(index, xb, ids, emb.manifest.get("model"), read_groups(groups), texts, source=str(Path(source).resolve()))
+    with locked(index):  # two adds at once would each rewrite the id map
+        emb, xb, ids, texts = _embed_for_index(idx, source, work, catalog_args)
+        return add_to_index_dir(index, xb, ids, emb.manifest.get("model"), read_groups(groups), texts, source=str(Path(source).resolve()))
 
 
 def index_query(
