@@ -1,7 +1,7 @@
 """Encoders: turn catalog rows into vectors (titles, images, pHash, sparse TF-IDF)."""
 
 from eclip.encoders.base import Encoder, TextEncoder
-from eclip.encoders.embed import Dist, EmbedSettings, embed_catalog
+from eclip.encoders.embed import Dist, EmbedSettings, embed_catalog, embed_shard, shard_plan
 from eclip.encoders.factory import DEFAULT_TEXT_MODEL, load_encoder, load_text_encoder
 from eclip.encoders.lexical import CharNgramTfidf, extract_codes, extract_quantities
 from eclip.encoders.spec import DEFAULT_MODEL, ModelSpec, parse_model_spec
@@ -18,6 +18,8 @@ __all__ = [
     "ModelSpec",
     "TextEncoder",
     "embed_catalog",
+    "embed_shard",
+    "shard_plan",
     "extract_codes",
     "extract_quantities",
     "load_embeddings",

@@ -149,9 +149,10 @@ def run_key(encoder: Encoder, cat: Catalog, settings: EmbedSettings) -> str:
 class _ShardWriter:
     """Collects one shard's batches and writes the shard atomically when it is full."""
 
-    def __init__(self, out: Path, index: int, lo: int, hi: int, key: str, dim: int, with_image: bool, with_phash: bool) -> None:
+    def __init__(self, out: Path, index: int, lo: int, hi: int, key: str, dim: int, with_image: bool, with_phash: bool, start: int | None = None) -> None:
         m = hi - lo
         self.out, self.index, self.lo, self.hi, self.key = out, index, lo, hi, key
+        self.start = lo if start is None else start  # the shard's first catalog row
         self.text = np.zeros((m, dim), np.float32)
         self.image = np.zeros((m, dim), np.float32) if with_image else None
         self.phash = np.zeros((m, PHASH_BYTES), np.uint8) if with_phash else None
@@ -180,7 +181,7 @@ class _ShardWriter:
             for name, arr in arrays.items():
                 np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
             pl.DataFrame(self.failures, schema=FAILURE_SCHEMA).write_parquet(tmp / FAILURES)
-            write_json({"key": self.key, "index": self.index, "start": self.lo, "rows": self.hi - self.lo, "rank": rank}, tmp / "shard.json")
+            write_json({"key": self.key, "index": self.index, "start": self.start, "rows": self.hi - self.lo, "rank": rank}, tmp / "shard.json")
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)
@@ -197,6 +198,8 @@ def embed_catalog(
     images: ImageSettings | None = None,
     overwrite: bool = False,
     dist: Dist | None = None,
+    runner: Callable[[list[int], dict[int, str]], int] | None = None,
+    executor: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Embed every row of ``cat`` (titles, and images when the catalog has an image column).
 
@@ -208,6 +211,11 @@ def embed_catalog(
         images: where images are read from (required when ``cat.images`` is set).
         overwrite: replace embeddings of another model or settings instead of refusing.
         dist: rank and world size; default from the ``torchrun`` environment.
+        runner: embeds the unfinished shards elsewhere instead of in this process:
+            ``runner(todo, keys) -> rows embedded``, with ``todo`` the shard numbers and
+            ``keys`` their content keys; each shard must be written by :func:`embed_shard`
+            (``eclip embed --ray`` runs them on a Ray actor pool).
+        executor: what ran the shards, for the manifest (e.g. the Ray cluster).
 
     Returns:
         The manifest (rank 0 writes it; other ranks return it unwritten).
@@ -258,12 +266,13 @@ def embed_catalog(
 
     t0 = time.perf_counter()
     mine = [i for i in range(n_shards) if i % dist.world == dist.rank]
-    keys = {i: _shard_key(key, cat, i * settings.shard_rows, min(n, (i + 1) * settings.shard_rows)) for i in mine}
+    plan = shard_plan(cat, settings, encoder)
+    keys = {i: plan[i][2] for i in mine}
     todo = [i for i in mine if not _shard_done(out / SHARDS / f"{i:05d}", keys[i])]
     reused_rows = sum(min(n, (i + 1) * settings.shard_rows) - i * settings.shard_rows for i in mine if i not in todo)
     if reused_rows:
         console.print(f"[green]rank {dist.rank}: {len(mine) - len(todo)} shard(s) ({reused_rows:,} rows) already done; reusing them.[/]")
-    embedded_rows = _run_shards(encoder, cat, out, settings, images, todo, keys, dist.rank)
+    embedded_rows = runner(todo, keys) if runner is not None and todo else _run_shards(encoder, cat, out, settings, images, todo, keys, dist.rank)
     seconds = time.perf_counter() - t0
     dist.barrier()
 
@@ -274,6 +283,7 @@ def embed_catalog(
         manifest["failures"] = {str(k): int(v) for k, v in failures.group_by("reason").len().iter_rows()}
         manifest["image_rows"] = int(sum(1 for r in cat.images if r)) if with_images else 0
         manifest["world_size"] = dist.world
+        manifest["executor"] = executor or {"kind": "torchrun" if dist.world > 1 else "local"}
         manifest["rows_per_s"] = round(embedded_rows / seconds, 1) if seconds > 0 and embedded_rows else None
         write_json(manifest, out / MANIFEST)
     return manifest
@@ -288,10 +298,15 @@ def _run_shards(
     todo: list[int],
     keys: dict[int, str],
     rank: int,
+    bounds: dict[int, tuple[int, int]] | None = None,
+    offset: int = 0,
 ) -> int:
-    """Embed the shards ``todo``; returns the number of rows embedded."""
+    """Embed the shards ``todo``; returns the number of rows embedded. ``bounds``: each
+    shard's rows ``[lo, hi)`` in ``cat`` (default: shard ``i`` is rows ``i * shard_rows``
+    onwards); ``offset``: the catalog row of ``cat``'s first row (``cat`` is one shard's
+    slice on a Ray actor)."""
     n, s = len(cat), settings.shard_rows
-    bounds = {i: (i * s, min(n, (i + 1) * s)) for i in todo}
+    bounds = bounds or {i: (i * s, min(n, (i + 1) * s)) for i in todo}
     batches: list[list[int]] = []
     batch_shard: list[int] = []
     with_images = cat.images is not None
@@ -322,7 +337,7 @@ def _run_shards(
             lo, hi = bounds[shard]
             w = writers.get(shard)
             if w is None:
-                w = writers[shard] = _ShardWriter(out, shard, lo, hi, keys[shard], encoder.dim, with_image_emb, with_phash)
+                w = writers[shard] = _ShardWriter(out, shard, lo, hi, keys[shard], encoder.dim, with_image_emb, with_phash, offset + lo)
             local = np.asarray(rows) - lo
             w.text[local] = encoder.encode([cat.texts[r] for r in rows])
             if loader is not None:
@@ -353,3 +368,27 @@ def _run_shards(
         for _ in loader:  # reach StopIteration so the DataLoader shuts its workers down now
             pass
     return total
+
+
+def shard_plan(cat: Catalog, settings: EmbedSettings, encoder: Encoder) -> dict[int, tuple[int, int, str]]:
+    """Every shard of ``cat``: shard number -> ``(first row, end row, content key)``."""
+    n, s = len(cat), settings.shard_rows
+    key = run_key(encoder, cat, settings)
+    return {i: (i * s, min(n, (i + 1) * s), _shard_key(key, cat, i * s, min(n, (i + 1) * s))) for i in range(max(1, -(-n // s)))}
+
+
+def embed_shard(encoder: Encoder, part: Catalog, out: str | Path, settings: EmbedSettings, images: ImageSettings | None, index: int, key: str, start: int) -> int:
+    """Embed one shard given as its own rows, and write it as :func:`embed_catalog` would.
+
+    Args:
+        part: the shard's rows only (ids, texts, image references), in catalog order.
+        index, key, start: the shard's number, content key (:func:`shard_plan`) and first
+            catalog row.
+
+    Returns:
+        Rows embedded: 0 when the shard is already written with this key (a retried item).
+    """
+    out = Path(out)
+    if _shard_done(out / SHARDS / f"{index:05d}", key):
+        return 0
+    return _run_shards(encoder, part, out, settings, images, [index], {index: key}, 0, {index: (0, len(part))}, start)

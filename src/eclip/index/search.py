@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,23 +28,40 @@ def knn_self_join(knn: IndexDir, xb: np.ndarray, k: int, batch: int = 8192) -> t
         with ``-1`` padding where fewer than ``k`` other rows exist. Sorted best first.
     """
     n = len(xb)
-    scores = np.full((n, k), -np.inf, dtype=np.float32)
-    ids = np.full((n, k), -1, dtype=np.int64)
-    kk = min(k + 1, max(n, 1))
     with progress_bar(f"searching {k} neighbours of {n:,} rows", n) as (bar, task):
-        for s in range(0, n, batch):
-            D, I = knn.search(xb[s : s + batch], kk)
-            drop = (I < 0) | (I == np.arange(s, s + len(I))[:, None])
-            order = np.argsort(drop, axis=1, kind="stable")[:, :k]  # kept entries first, in rank order
-            I, D = np.take_along_axis(I, order, 1), np.take_along_axis(D, order, 1)
-            gone = np.take_along_axis(drop, order, 1)
-            ids[s : s + len(I), : I.shape[1]] = np.where(gone, -1, I)
-            scores[s : s + len(I), : D.shape[1]] = np.where(gone, -np.inf, D)
-            bar.advance(task, len(I))
+        return self_join_rows(knn, xb, 0, n, k, batch, lambda m: bar.advance(task, m))
+
+
+def self_join_rows(
+    knn: IndexDir, xb: np.ndarray, lo: int, hi: int, k: int, batch: int = 8192, advance: Callable[[int], None] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`knn_self_join` for the query rows ``[lo, hi)`` only (one block of a
+    distributed self-join): ``(scores, ids)``, both ``(hi - lo, k)``, as it returns them."""
+    n = len(xb)
+    scores = np.full((hi - lo, k), -np.inf, dtype=np.float32)
+    ids = np.full((hi - lo, k), -1, dtype=np.int64)
+    kk = min(k + 1, max(n, 1))
+    for s in range(lo, hi, batch):
+        D, I = knn.search(np.ascontiguousarray(xb[s : min(hi, s + batch)]), kk)
+        drop = (I < 0) | (I == np.arange(s, s + len(I))[:, None])
+        order = np.argsort(drop, axis=1, kind="stable")[:, :k]  # kept entries first, in rank order
+        I, D = np.take_along_axis(I, order, 1), np.take_along_axis(D, order, 1)
+        gone = np.take_along_axis(drop, order, 1)
+        ids[s - lo : s - lo + len(I), : I.shape[1]] = np.where(gone, -1, I)
+        scores[s - lo : s - lo + len(I), : D.shape[1]] = np.where(gone, -np.inf, D)
+        if advance is not None:
+            advance(len(I))
     return scores, ids
 
 
-def cached_self_join(vectors: np.ndarray, rows: np.ndarray, key: str, k: int, flat_max: int, folder: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+#: A self-join strategy: ``(index directory, its (n, d) vectors, k) -> (scores, ids)`` as
+#: :func:`knn_self_join` returns them (e.g. the same join spread over Ray tasks).
+SelfJoin = Callable[[Path, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
+def cached_self_join(
+    vectors: np.ndarray, rows: np.ndarray, key: str, k: int, flat_max: int, folder: Path, join: SelfJoin | None = None
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """Top-``k`` neighbours among ``rows`` of ``vectors`` via an index directory cached in
     ``folder``, so that a rerun reuses it; it is rebuilt when it was built from other
     embeddings (``key``) or another factory.
@@ -52,6 +70,8 @@ def cached_self_join(vectors: np.ndarray, rows: np.ndarray, key: str, k: int, fl
         vectors: ``(n, d)`` float32, L2-normalised. rows: ``(m,)`` int64 sorted row
             positions to join. key: fingerprint of the vectors and rows.
         flat_max: below this many rows the index is exact (:func:`choose_factory`).
+        join: runs the self-join over the built index directory instead of
+            :func:`knn_self_join` in this process.
 
     Returns:
         ``(scores, nn, info)``: ``(m, k)`` float32 cosines and ``(m, k)`` int64 positions
@@ -60,7 +80,7 @@ def cached_self_join(vectors: np.ndarray, rows: np.ndarray, key: str, k: int, fl
     """
     sub = np.ascontiguousarray(vectors[rows], dtype=np.float32)
     idx = cached_index(sub, [str(r) for r in rows], key, k, flat_max, folder)
-    scores, nn = knn_self_join(idx, sub, k)
+    scores, nn = join(folder, sub, k) if join is not None else knn_self_join(idx, sub, k)
     return scores, nn, index_info(idx, k)
 
 

@@ -330,22 +330,54 @@ def build_index_dir(
         return done
     index, trained = trained_index(out, xb, factory, key, seed)
     fault_point("index-trained")
-    if shard is not None:
-        old = read_json(out / "shards" / f"{shard[0]}-of-{shard[1]}" / "shard.json")
-        if old.get("trained_digest") == trained["digest"] and old.get("key") == key:
-            console.print(f"{out}: shard {shard[0]}/{shard[1]} already built; nothing to do.")
-            return old
     if shard is None:
         _add(index, xb, "vectors")
         return _finish(out, index, xb, ids, trained, t0, model, target_recall, k, k_factor, tune_queries, seed, groups, extra, texts)
+    start, stop = shard_rows(*shard, n)
+    return build_shard(out, xb[start:stop], shard, start, key, extra, (index, trained))
+
+
+def build_shard(
+    out: str | Path, part: np.ndarray, shard: tuple[int, int], start: int, key: str = "", extra: dict[str, Any] | None = None,
+    trained: tuple[faiss.Index, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Add one shard's vectors to a copy of ``out``'s trained index (:func:`trained_index`
+    must have written it) and write ``out/shards/i-of-N`` (its index and ``shard.json``);
+    :func:`merge_index_dir` combines the shards. A shard already built on the same trained
+    index and embeddings is left as it is, so a rerun redoes only the missing ones.
+
+    Args:
+        part: ``(m, d)`` float32, L2-normalised: the shard's rows, catalog rows
+            ``start..start + m``.
+        shard: ``(i, N)``. key: the embeddings' key. trained: the trained index and its
+            meta, when the caller has them (else read from ``out``).
+
+    Returns:
+        The shard's ``shard.json``.
+
+    Raises:
+        RunDirError: ``out`` has no trained index, or one trained for other embeddings.
+    """
+    out = Path(out)
+    t0 = time.perf_counter()
+    if trained is None:
+        meta = read_json(out / "trained.json")
+        if not (out / TRAINED).exists() or not meta:
+            raise RunDirError(f"{out}: no trained index to add shard {shard[0]}/{shard[1]} to; train it first (eclip index build).")
+        trained = trained_index(out, part, meta["factory"], key, meta.get("seed", 0))
+    index, info = trained
     i, n_shards = shard
-    start, stop = shard_rows(i, n_shards, n)
     folder = out / "shards" / f"{i}-of-{n_shards}"
-    _add(index, xb[start:stop], f"vectors (shard {i}/{n_shards}, rows {start:,}-{stop:,})")
+    old = read_json(folder / "shard.json")
+    if old.get("trained_digest") == info["digest"] and old.get("key") == key:
+        console.print(f"{out}: shard {i}/{n_shards} already built; nothing to do.")
+        return old
+    stop = start + len(part)
+    _add(index, part, f"vectors (shard {i}/{n_shards}, rows {start:,}-{stop:,})")
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / "index.faiss") as tmp:
         faiss.write_index(index, str(tmp))
-    meta = {"shard": i, "shards": n_shards, "start": start, "stop": stop, "trained_digest": trained["digest"], "key": key, "seconds": round(time.perf_counter() - t0, 2), **(extra or {})}
+    meta = {"shard": i, "shards": n_shards, "start": start, "stop": stop, "trained_digest": info["digest"], "key": key, "seconds": round(time.perf_counter() - t0, 2), **(extra or {})}
     write_json(meta, folder / "shard.json")
     return meta
 

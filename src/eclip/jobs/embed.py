@@ -8,10 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eclip.catalog import load_catalog
+import polars as pl
+
+from eclip.catalog import Catalog, load_catalog
 from eclip.catalog.images import MAX_IMAGE_BYTES, URL_TIMEOUT_S, ImageSettings
-from eclip.encoders import DEFAULT_MODEL, Dist, EmbedSettings, embed_catalog, load_encoder
-from eclip.errors import CatalogError
+from eclip.distributed import RayRunner
+from eclip.distributed.ray_runner import work_item
+from eclip.encoders import DEFAULT_MODEL, Dist, EmbedSettings, embed_catalog, embed_shard, load_encoder, shard_plan
+from eclip.errors import CatalogError, EclipError
 from eclip.progress import console
 from eclip.rundir import locked
 
@@ -33,6 +37,7 @@ class EmbedConfig:
         overwrite: replace embeddings of another model or settings in ``out``.
         url_timeout_s, url_max_bytes: limits of each image download.
         settings: shard size, fusion weight, pHash, batch size, workers.
+        ray: run the shards on a Ray actor pool (``--ray``) instead of in this process.
     """
 
     model: str = DEFAULT_MODEL
@@ -49,6 +54,7 @@ class EmbedConfig:
     url_timeout_s: float = URL_TIMEOUT_S
     url_max_bytes: int = MAX_IMAGE_BYTES
     settings: EmbedSettings = field(default_factory=EmbedSettings)
+    ray: RayRunner | None = None
 
 
 def embed(catalog: str | Path, out: str | Path, cfg: EmbedConfig | None = None) -> dict[str, Any]:
@@ -82,6 +88,53 @@ def embed(catalog: str | Path, out: str | Path, cfg: EmbedConfig | None = None) 
         if not root.is_dir():
             raise CatalogError(f"--image-root {root}: no such folder.")
         images = ImageSettings(root=root, cache_dir=out / "image_cache", allow_outside_root=cfg.allow_outside_root, max_bytes=cfg.url_max_bytes, timeout_s=cfg.url_timeout_s)
+    runner = executor = None
+    if cfg.ray is not None:
+        if dist.world > 1:
+            raise EclipError("--ray and torchrun are two ways to spread one job; use one of them.")
+        runner, executor = _ray_shards(cfg, cat, out, encoder, images), {"kind": "ray", **cfg.ray.describe()}
     # torchrun ranks write one directory together; a single process locks it against others
     with contextlib.nullcontext() if dist.world > 1 else locked(out):
-        return embed_catalog(encoder, cat, out, cfg.settings, images, cfg.overwrite, dist)
+        return embed_catalog(encoder, cat, out, cfg.settings, images, cfg.overwrite, dist, runner, executor)
+
+
+class _EmbedActor:
+    """A Ray actor of ``eclip embed --ray``: loads the model once, then embeds and writes the
+    shards it is handed (:func:`eclip.encoders.embed_shard`), skipping any already written."""
+
+    def __init__(self, model: str, device: str | None, runtime: str, runtime_dir: str, out: str, settings: EmbedSettings, images: ImageSettings | None, catalog: dict) -> None:
+        self.encoder = load_encoder(model, device=device, batch_size=settings.batch_size, runtime=runtime, cache_dir=Path(runtime_dir))
+        self.out, self.settings, self.images, self.catalog = Path(out), settings, images, catalog
+
+    def __call__(self, batch: Any) -> dict[str, list]:
+        item = batch.to_pylist()[0]
+        i, start, ids, texts = item["shard"], item["start"], item["ids"], item["texts"]
+        part = Catalog(
+            path=Path(self.catalog["path"]), table=pl.DataFrame({"id": ids}, schema={"id": pl.String}), id_col=self.catalog["id_col"], text_cols=tuple(self.catalog["text_cols"]), ids=ids, texts=texts,
+            empty_rows=[j for j, t in enumerate(texts) if not t], image_col=self.catalog["image_col"], images=item["images"] if self.catalog["image_col"] else None,
+        )
+        try:
+            embedded = embed_shard(self.encoder, part, self.out, self.settings, self.images, i, item["key"], start)
+        except Exception as exc:  # noqa: BLE001 - named for the driver's one-line message
+            raise RuntimeError(work_item(f"shard {i} (rows {start + 1:,}-{start + len(ids):,}): {type(exc).__name__}: {exc}")) from exc
+        return {"shard": [i], "rows": [len(ids)], "embedded": [embedded]}
+
+
+def _ray_shards(cfg: EmbedConfig, cat: Catalog, out: Path, encoder: Any, images: ImageSettings | None) -> Any:
+    """The ``runner`` of :func:`eclip.encoders.embed_catalog` for ``--ray``: the unfinished
+    shards, each with its own rows, through a Ray Data actor pool of :class:`_EmbedActor`."""
+    plan = shard_plan(cat, cfg.settings, encoder)
+    meta = {"path": str(cat.path), "id_col": cat.id_col, "text_cols": list(cat.text_cols), "image_col": cat.image_col}
+
+    def run(todo: list[int], keys: dict[int, str]) -> int:
+        items = [
+            {"shard": i, "start": plan[i][0], "key": keys[i], "ids": cat.ids[plan[i][0] : plan[i][1]], "texts": cat.texts[plan[i][0] : plan[i][1]],
+             "images": cat.images[plan[i][0] : plan[i][1]] if cat.images is not None else []}
+            for i in todo
+        ]
+        sizes = [plan[i][1] - plan[i][0] for i in todo]
+        ctor = {"model": cfg.model, "device": cfg.device, "runtime": cfg.runtime, "runtime_dir": str(out / "runtime"), "out": str(out), "settings": cfg.settings, "images": images, "catalog": meta}
+        cfg.ray.map_actors(_EmbedActor, items, sizes, f"embedding {sum(sizes):,} rows ({encoder.name})", ctor)
+        return sum(sizes)
+
+    return run

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +12,15 @@ import numpy as np
 import polars as pl
 
 from eclip.catalog import load_catalog, read_table
+from eclip.distributed import RayRunner
 from eclip.encoders import DEFAULT_MODEL, Embeddings, load_encoder
 from eclip.errors import CatalogError, EclipError, RunDirError
 from eclip.index import FLAT_MAX, build_index_dir, open_index_dir
+from eclip.index.autotune import choose_factory
 from eclip.jobs.embed import EmbedConfig
 from eclip.jobs.source import embeddings_dir, index_source
-from eclip.rundir import fingerprint, locked
+from eclip.progress import console
+from eclip.rundir import MANIFEST, fault_point, fingerprint, locked, read_json
 
 
 def read_groups(path: str | Path | None) -> pl.DataFrame | None:
@@ -46,6 +51,7 @@ def index_build(
     shard: str | None = None,
     groups: str | Path | None = None,
     embed_cfg: EmbedConfig | None = None,
+    ray: RayRunner | None = None,
 ) -> dict[str, Any]:
     """Build an index directory over one array of an embeddings directory (or one shard).
 
@@ -56,6 +62,9 @@ def index_build(
         shard: ``"i/N"``: build only slice i of N (see :func:`eclip.index.build_index_dir`);
             combine the N with :func:`index_merge`.
         groups: a dedupe run's ``groups.parquet``, kept for ``dedupe --against``.
+        ray: build on Ray (:func:`_build_on_ray`): train once here, add the shards' vectors
+            in Ray tasks, merge here. The catalog, when ``source`` is one, is embedded on Ray
+            too.
         Others: see :func:`eclip.index.build_index_dir`.
 
     Raises:
@@ -66,14 +75,62 @@ def index_build(
     from eclip.index.store import parse_shard
 
     # shards of one index are built side by side (one per machine): only a whole build locks
+    if ray is not None and shard:
+        raise EclipError("--ray and --shard are two ways to spread one build; use one of them.")
     with contextlib.nullcontext() if shard else locked(out):
-        embeddings = embeddings_dir(source, Path(out) / "embeddings", embed_cfg or EmbedConfig())
+        embed_cfg = embed_cfg or EmbedConfig()
+        if ray is not None:
+            embed_cfg = replace(embed_cfg, ray=ray)
+        embeddings = embeddings_dir(source, Path(out) / "embeddings", embed_cfg)
         emb, xb, ids, texts, extra = index_source(embeddings, vectors)
+        if ray is not None:
+            return _build_on_ray(ray, xb, ids, Path(out), emb, factory or choose_factory(len(xb), xb.shape[1], max_memory, flat_max, opq), target_recall, k, read_groups(groups), texts, extra)
         return build_index_dir(
             xb, ids, out, model=emb.manifest.get("model"), key=emb.key, factory=factory, max_memory=max_memory,
             target_recall=target_recall, k=k, opq=opq, flat_max=flat_max, shard=parse_shard(shard) if shard else None,
             groups=read_groups(groups), texts=texts, extra=extra,
         )
+
+
+#: Rows per Ray task of ``index build --ray`` (at least one task per worker).
+RAY_ADD_ROWS = 1_000_000
+
+
+def _add_shard_task(j: int, lo: int, hi: int, xb: np.ndarray, out: str, n_shards: int, key: str) -> dict[str, Any]:
+    """One Ray task of ``index build --ray``: rows ``[lo, hi)`` into shard ``j`` of ``n_shards``."""
+    from eclip.distributed.ray_runner import work_item
+    from eclip.index.store import build_shard
+
+    try:
+        return build_shard(out, xb[lo:hi], (j, n_shards), lo, key)
+    except Exception as exc:  # noqa: BLE001 - named for the driver's one-line message
+        raise RuntimeError(work_item(f"shard {j}/{n_shards} (rows {lo + 1:,}-{hi:,}): {type(exc).__name__}: {exc}")) from exc
+
+
+def _build_on_ray(
+    ray: RayRunner, xb: np.ndarray, ids: list[str], out: Path, emb: Embeddings, factory: str, target_recall: float, k: int,
+    groups: pl.DataFrame | None, texts: list[str] | None, extra: dict[str, Any],
+) -> dict[str, Any]:
+    """``index build --ray``: the trained index made once here (:func:`eclip.index.store.trained_index`),
+    each shard's vectors added by a Ray task (:func:`eclip.index.store.build_shard`, a GPU per
+    task when the cluster has them), the shards merged and nprobe tuned here
+    (:func:`eclip.index.store.merge_index_dir`): the sharded build's own code, run by Ray."""
+    from eclip.index.store import merge_index_dir, shard_metas, shard_rows, trained_index
+
+    done = read_json(out / MANIFEST)
+    if done.get("job") == "index" and (done.get("key"), done.get("factory"), done.get("n")) == (emb.key, factory, len(xb)) and not done.get("adds"):
+        console.print(f"{out}: already built from these embeddings ({factory}); nothing to do.")
+        return done
+    n_shards = max(ray.workers(), -(-len(xb) // RAY_ADD_ROWS))
+    for meta in shard_metas(out):  # shards of another split would not merge with these
+        if meta.get("shards") != n_shards:
+            shutil.rmtree(out / "shards" / f"{meta['shard']}-of-{meta['shards']}", ignore_errors=True)
+    trained_index(out, xb, factory, emb.key)
+    fault_point("index-trained")
+    blocks = [shard_rows(i, n_shards, len(xb)) for i in range(n_shards)]
+    ray.map_tasks(_add_shard_task, blocks, f"adding {len(xb):,} vectors", {"xb": xb, "out": str(out), "n_shards": n_shards, "key": emb.key}, use_gpu=True)
+    extra = {**extra, "executor": {"kind": "ray", **ray.describe()}}
+    return merge_index_dir(xb, ids, out, emb.manifest.get("model"), target_recall, k, groups=groups, texts=texts, extra=extra)
 
 
 def index_merge(index: str | Path, embeddings: str | Path | None = None, target_recall: float = 0.95, k: int = 10, groups: str | Path | None = None) -> dict[str, Any]:
