@@ -199,3 +199,13 @@ def test_a_brand_column_that_is_not_there_is_named(abt_subset, tmp_path):
     r = run("dedupe", abt_subset / "catalog.csv", "--out", tmp_path / "run", "--brand-col", "marque")
     assert isinstance(r.exception, EclipError)  # main() prints it as one red line, exit 2
     assert "catalog.csv: no brand column 'marque'" in str(r.exception) and "--brand-col" in str(r.exception)
+
+
+def test_ray_address_is_optional_on_the_command_line():
+    from eclip.cli.options import optional_ray_address
+
+    assert optional_ray_address(["dedupe", "c.csv", "--ray"]) == ["dedupe", "c.csv", "--ray", "local"]
+    assert optional_ray_address(["embed", "--ray", "c.csv", "--out", "o"]) == ["embed", "--ray", "local", "c.csv", "--out", "o"]
+    assert optional_ray_address(["embed", "--ray", "--ray-workers", "2"]) == ["embed", "--ray", "local", "--ray-workers", "2"]
+    assert optional_ray_address(["embed", "--ray", "auto"]) == ["embed", "--ray", "auto"]
+    assert optional_ray_address(["embed", "--ray", "10.0.0.5:6379", "c.csv"]) == ["embed", "--ray", "10.0.0.5:6379", "c.csv"]

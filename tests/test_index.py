@@ -7,7 +7,8 @@ import pytest
 
 from eclip.errors import RunDirError
 from eclip.index import add_to_index_dir, build_index_dir, knn_self_join, merge_index_dir, open_index_dir, recall_at_k
-from eclip.index.store import merge_into, parse_shard, shard_rows
+from eclip.index.shards import parse_shard, shard_rows
+from eclip.index.trained import merge_into
 
 
 def clustered(n=6000, d=32, seed=0):

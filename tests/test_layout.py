@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "eclip"
 MAX_LINES = 500
 
 #: Concept packages: each is one idea of the spine; none may call a job, the API or the CLI.
-CONCEPTS = ("catalog", "encoders", "index", "matcher", "cluster", "classify", "evaluation", "report", "train")
+CONCEPTS = ("catalog", "encoders", "index", "matcher", "cluster", "classify", "evaluation", "report", "train", "distributed")
 
 #: Every public name :mod:`eclip.api` had before the split into :mod:`eclip.jobs`.
 API_NAMES = (

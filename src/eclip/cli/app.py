@@ -8,10 +8,12 @@ command exits with status 2.
 from __future__ import annotations
 
 import os
+import sys
 
 import typer
 
 from eclip.cli import classify, cluster, dedupe, embed, evaluate, index, label, link, report, train
+from eclip.cli.options import optional_ray_address
 from eclip.errors import EclipError
 from eclip.progress import console
 
@@ -55,7 +57,7 @@ def main() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # eclip draws its own progress bars
     try:
-        app()
+        app(args=optional_ray_address(sys.argv[1:]))
     except EclipError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise SystemExit(2) from None

@@ -10,6 +10,9 @@ from rich.table import Table
 
 from eclip.cli.options import (
     AllowOutsideOpt,
+    RayOpt,
+    RayWorkersOpt,
+    ray_runner,
     BatchSizeOpt,
     CatalogArg,
     EncodingOpt,
@@ -59,6 +62,8 @@ def dedupe(
     price_col: Annotated[Optional[str], typer.Option(help="Price column for the price ratio in pairs.parquet. Default: price when present; '' for none.", metavar="COL", rich_help_panel="Signals")] = None,
     review: Annotated[Optional[Path], typer.Option(help="Filled-in review.csv from `eclip report`: 'same' rows are kept together (must-link), 'different' rows split out (cannot-link).", metavar="CSV", rich_help_panel="Grouping")] = None,
     match_model: Annotated[Optional[Path], typer.Option(help="Match model from `eclip learn`: it scores every candidate pair (--threshold is then a probability), and its labelled pairs are kept as must-link / cannot-link.", metavar="FILE", rich_help_panel="Grouping")] = None,
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = None,
 ) -> None:
     """Deduplicate a catalog: every row gets a match group (singletons included).
 
@@ -84,6 +89,7 @@ def dedupe(
         brand_col=brand_col,
         price_col=price_col,
         match_model=match_model,
+        ray=ray_runner(ray, ray_workers),
     )
     if calibration is not None:
         cfg.method, cfg.threshold = api.read_calibration(calibration)
@@ -97,6 +103,8 @@ def dedupe(
     if against is not None:
         if match_model is not None:
             raise api.EclipError("--match-model works on whole-catalog runs; drop --against, or drop --match-model.")
+        if ray is not None:
+            raise api.EclipError("--ray works on whole-catalog runs; drop --against, or drop --ray.")
         m = api.dedupe_against(catalog, against, out, cfg)
         c = m["counts"]
         table = Table(title=f"eclip dedupe {catalog} --against {against}", show_header=False)

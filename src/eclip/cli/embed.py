@@ -10,6 +10,9 @@ from rich.table import Table
 
 from eclip.cli.options import (
     AllowOutsideOpt,
+    RayOpt,
+    RayWorkersOpt,
+    ray_runner,
     BatchSizeOpt,
     CatalogArg,
     EncodingOpt,
@@ -47,8 +50,10 @@ def embed(
     url_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds before an image download is abandoned.", metavar="SEC", rich_help_panel="Images")] = 10.0,
     url_max_mb: Annotated[float, typer.Option(min=0.01, help="Largest image download accepted, MiB.", metavar="MIB", rich_help_panel="Images")] = 20.0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace embeddings of another model or settings in OUT.", metavar="", rich_help_panel="Output")] = False,
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = None,
 ) -> None:
-    """Embed titles and images into a sharded, resumable embeddings directory (torchrun-ready)."""
+    """Embed titles and images into a sharded, resumable embeddings directory (torchrun- and Ray-ready)."""
     from eclip import api
     from eclip.encoders import EmbedSettings
 
@@ -60,6 +65,7 @@ def embed(
         url_timeout_s=url_timeout,
         url_max_bytes=int(url_max_mb * 2**20),
         settings=EmbedSettings(shard_rows=shard_rows, image_weight=image_weight, phash=phash, batch_size=batch_size, workers=workers),
+        ray=ray_runner(ray, ray_workers),
     )
     manifest = api.embed(catalog, out, cfg)
     if "failures" not in manifest:  # a non-zero torchrun rank

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from eclip.cli.options import AllowOutsideOpt, IdColOpt, ImageColOpt, ImageRootOpt, ModelOpt, TextColsOpt, split_cols
+from eclip.cli.options import AllowOutsideOpt, IdColOpt, ImageColOpt, ImageRootOpt, ModelOpt, RayOpt, RayWorkersOpt, TextColsOpt, ray_runner, split_cols
 from eclip.progress import console
 
 
@@ -33,6 +33,8 @@ def index_build(
     flat_max: Annotated[int, typer.Option(min=0, help="Below this many rows the index is exact (Flat).", metavar="N", rich_help_panel="Index")] = 200_000,
     shard: Annotated[Optional[str], typer.Option(help="i/N: add only slice i of N to the shared trained index; then `eclip index merge`.", metavar="I/N", rich_help_panel="Index")] = None,
     groups: Annotated[Optional[Path], typer.Option(help="groups.parquet of a dedupe run over these rows, kept for `dedupe --against`.", metavar="FILE", rich_help_panel="Output")] = None,
+    ray: RayOpt = None,
+    ray_workers: RayWorkersOpt = None,
 ) -> None:
     """Build an index over an embeddings directory, tune nprobe to the recall target, and save it.
 
@@ -43,7 +45,7 @@ def index_build(
     ecfg = api.EmbedConfig(model=model, id_col=id_col, text_cols=split_cols(text_cols), image_col=image_col, image_root=image_root)
     m = api.index_build(
         source, out, vectors, factory, int(max_memory * 2**30) if max_memory else None, target_recall, k,
-        opq=opq, flat_max=flat_max, shard=shard, groups=groups, embed_cfg=ecfg,
+        opq=opq, flat_max=flat_max, shard=shard, groups=groups, embed_cfg=ecfg, ray=ray_runner(ray, ray_workers),
     )
     console.print_json(data=m)
 

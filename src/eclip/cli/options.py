@@ -73,6 +73,52 @@ def source_options(
     }
 
 
+SCALE_OUT = "Scale-out (Ray)"
+RayOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--ray", metavar="[ADDRESS]", rich_help_panel=SCALE_OUT,
+        help="Run on Ray (extra 'ray'). ADDRESS: auto or HOST:PORT of a running cluster; none: a local Ray instance.",
+    ),
+]
+RayWorkersOpt = Annotated[
+    Optional[int], typer.Option("--ray-workers", min=1, metavar="N", rich_help_panel=SCALE_OUT, help="Ray actors or tasks at once (default: one per GPU, else per CPU).")
+]
+
+
+def ray_runner(address: Optional[str], workers: Optional[int]) -> object | None:
+    """The :class:`eclip.distributed.RayRunner` of ``--ray`` / ``--ray-workers`` (``None``
+    without ``--ray``)."""
+    if address is None:
+        if workers is not None:
+            raise typer.BadParameter("only means something with --ray", param_hint="--ray-workers")
+        return None
+    from eclip.distributed import RayRunner
+
+    return RayRunner(address=None if address == LOCAL_RAY else address, num_workers=workers)
+
+
+#: What ``--ray`` without an address stands for (see :func:`optional_ray_address`).
+LOCAL_RAY = "local"
+
+
+def optional_ray_address(argv: list[str]) -> list[str]:
+    """``argv`` with ``local`` put after a bare ``--ray``, so that its address is optional.
+
+    The token after ``--ray`` is its address when it is ``auto``, ``local`` or holds a
+    ``:`` (``HOST:PORT``, ``ray://HOST:PORT``: Ray addresses always name a port); otherwise
+    (another option, the catalog, the end) ``--ray`` had no address.
+    """
+    out = []
+    for i, token in enumerate(argv):
+        out.append(token)
+        if token == "--ray":
+            nxt = argv[i + 1] if i + 1 < len(argv) else None
+            if nxt is None or not (nxt in ("auto", LOCAL_RAY) or (":" in nxt and not nxt.startswith("-"))):
+                out.append(LOCAL_RAY)
+    return out
+
+
 def parse_sep(sep: Optional[str]) -> Optional[str]:
     """``--sep`` as a one-character delimiter (``\\t`` and ``tab`` mean a tab).
 

@@ -19,8 +19,6 @@ Parameters come from :mod:`eclip.index.autotune`; GPUs are used through :mod:`ec
 
 from __future__ import annotations
 
-import hashlib
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,18 +33,16 @@ from eclip.index.autotune import (
     FLAT_MAX,
     choose_factory,
     exact_topk,
-    ivf_stage,
     refine_stage,
     set_nprobe,
-    training_size,
     tune_nprobe,
 )
-from eclip.index.gpu import gpu_quantizer, num_gpus, searchable
-from eclip.progress import console, progress_bar
+from eclip.index.gpu import num_gpus, searchable
+from eclip.index.shards import build_shard, shard_metas, shard_rows
+from eclip.index.trained import TRAINED, add_in_steps, file_digest, merge_into, trained_index
+from eclip.progress import console
 from eclip.rundir import MANIFEST, atomic_path, fault_point, read_json, write_json, write_parquet
 
-TRAINED = "trained.faiss"
-ADD_STEP = 65536
 
 
 @dataclass
@@ -93,90 +89,6 @@ class IndexDir:
         name = self.manifest.get("files", {}).get("groups")
         return pl.read_parquet(self.folder / name) if name else None
 
-
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
-def trained_index(
-    out: Path, xb: np.ndarray, factory: str, key: str = "", seed: int = 0
-) -> tuple[faiss.Index, dict[str, Any]]:
-    """The empty trained index of ``out``: read from ``trained.faiss`` when present, else
-    trained on a sample of ``xb`` (``(n, d)`` float32) and written exclusively (if another
-    process wins the race, its file is used), so all shards share one.
-
-    Returns:
-        ``(index, trained_meta)``; the meta holds the factory, key, dim, n, training size and
-        the file's digest.
-
-    Raises:
-        RunDirError: ``out`` holds a trained index for other embeddings or another factory.
-    """
-    n, d = xb.shape
-    path, meta_path = out / TRAINED, out / "trained.json"
-    want = {"factory": factory, "key": key, "dim": d, "n": n, "seed": seed}
-    if not path.exists():
-        out.mkdir(parents=True, exist_ok=True)
-        index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
-        n_train = 0
-        ivf = ivf_stage(index)
-        if ivf is not None and hasattr(faiss.downcast_index(ivf), "do_polysemous_training"):
-            faiss.downcast_index(ivf).do_polysemous_training = False  # 10x the training time, unused by search
-        if not index.is_trained:
-            n_train = training_size(ivf.nlist if ivf is not None else None, n)
-            sample = xb[np.sort(np.random.default_rng(seed).choice(n, n_train, replace=False))]
-            t0 = time.perf_counter()
-            with console.status(f"training {factory} on {n_train:,} vectors{' (GPU)' if num_gpus() else ''}"), gpu_quantizer(index):
-                index.train(np.ascontiguousarray(sample, dtype=np.float32))
-            want["train_seconds"] = round(time.perf_counter() - t0, 2)
-        want["train_vectors"] = n_train
-        write_json(want, meta_path)
-        tmp = path.with_name(f".{TRAINED}.{os.getpid()}")
-        faiss.write_index(index, str(tmp))
-        try:
-            os.link(tmp, path)  # exclusive create: the first writer wins
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    meta = read_json(meta_path)
-    if {k: meta.get(k) for k in ("factory", "key", "dim")} != {k: want[k] for k in ("factory", "key", "dim")}:
-        raise RunDirError(
-            f"{out} holds an index trained as {meta.get('factory')!r} for embeddings {meta.get('key')!r} (dim {meta.get('dim')}), "
-            f"not {factory!r} for {key!r} (dim {d}); refusing to mix them: remove that folder or choose another --out."
-        )
-    meta["digest"] = _digest(path)
-    return faiss.read_index(str(path)), meta
-
-
-def _add(index: faiss.Index, xb: np.ndarray, what: str) -> None:
-    n = len(xb)
-    with progress_bar(f"adding {n:,} {what}", n) as (bar, task), gpu_quantizer(index):
-        for s in range(0, n, ADD_STEP):
-            index.add(np.ascontiguousarray(xb[s : s + ADD_STEP], dtype=np.float32))
-            bar.advance(task, min(ADD_STEP, n - s))
-
-
-def merge_into(dst: faiss.Index, src: faiss.Index) -> None:
-    """Append every vector of ``src`` to ``dst`` (same trained index), keeping row numbers:
-    ``src``'s row ``i`` becomes ``dst.ntotal + i``. Works through OPQ and refine wrappers,
-    which faiss's ``merge_from`` does not (faiss contrib ``ondisk``/``merge_from`` pattern)."""
-    n0, n1 = dst.ntotal, src.ntotal
-    d, s = faiss.downcast_index(dst), faiss.downcast_index(src)
-    if isinstance(d, faiss.IndexRefine):
-        merge_into(d.base_index, s.base_index)
-        merge_into(d.refine_index, s.refine_index)
-    elif isinstance(d, faiss.IndexPreTransform):
-        merge_into(d.index, s.index)
-    elif isinstance(d, faiss.IndexIVF):
-        d.merge_from(s, n0)  # shift src's ids (0..n1) after dst's
-    else:
-        d.merge_from(s, 0)
-    d.ntotal = n0 + n1
 
 
 def _write_index_files(
@@ -251,25 +163,6 @@ def _finish(
     return manifest
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"i/N"`` -> ``(i, N)`` with ``0 <= i < N``.
-
-    Raises:
-        RunDirError: not of that form.
-    """
-    try:
-        i, n = (int(p) for p in text.split("/"))
-    except ValueError:
-        raise RunDirError(f"--shard {text!r}: write it as i/N, e.g. 0/4 for the first of 4 shards.") from None
-    if not 0 <= i < n:
-        raise RunDirError(f"--shard {text!r}: i must be in 0..{n - 1}.")
-    return i, n
-
-
-def shard_rows(i: int, n_shards: int, n: int) -> tuple[int, int]:
-    """Rows ``[start, stop)`` of shard ``i`` of ``n_shards`` over ``n`` rows (contiguous slices)."""
-    return i * n // n_shards, (i + 1) * n // n_shards
-
 
 def build_index_dir(
     vectors: np.ndarray,
@@ -331,55 +224,11 @@ def build_index_dir(
     index, trained = trained_index(out, xb, factory, key, seed)
     fault_point("index-trained")
     if shard is None:
-        _add(index, xb, "vectors")
+        add_in_steps(index, xb, "vectors")
         return _finish(out, index, xb, ids, trained, t0, model, target_recall, k, k_factor, tune_queries, seed, groups, extra, texts)
     start, stop = shard_rows(*shard, n)
     return build_shard(out, xb[start:stop], shard, start, key, extra, (index, trained))
 
-
-def build_shard(
-    out: str | Path, part: np.ndarray, shard: tuple[int, int], start: int, key: str = "", extra: dict[str, Any] | None = None,
-    trained: tuple[faiss.Index, dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """Add one shard's vectors to a copy of ``out``'s trained index (:func:`trained_index`
-    must have written it) and write ``out/shards/i-of-N`` (its index and ``shard.json``);
-    :func:`merge_index_dir` combines the shards. A shard already built on the same trained
-    index and embeddings is left as it is, so a rerun redoes only the missing ones.
-
-    Args:
-        part: ``(m, d)`` float32, L2-normalised: the shard's rows, catalog rows
-            ``start..start + m``.
-        shard: ``(i, N)``. key: the embeddings' key. trained: the trained index and its
-            meta, when the caller has them (else read from ``out``).
-
-    Returns:
-        The shard's ``shard.json``.
-
-    Raises:
-        RunDirError: ``out`` has no trained index, or one trained for other embeddings.
-    """
-    out = Path(out)
-    t0 = time.perf_counter()
-    if trained is None:
-        meta = read_json(out / "trained.json")
-        if not (out / TRAINED).exists() or not meta:
-            raise RunDirError(f"{out}: no trained index to add shard {shard[0]}/{shard[1]} to; train it first (eclip index build).")
-        trained = trained_index(out, part, meta["factory"], key, meta.get("seed", 0))
-    index, info = trained
-    i, n_shards = shard
-    folder = out / "shards" / f"{i}-of-{n_shards}"
-    old = read_json(folder / "shard.json")
-    if old.get("trained_digest") == info["digest"] and old.get("key") == key:
-        console.print(f"{out}: shard {i}/{n_shards} already built; nothing to do.")
-        return old
-    stop = start + len(part)
-    _add(index, part, f"vectors (shard {i}/{n_shards}, rows {start:,}-{stop:,})")
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_path(folder / "index.faiss") as tmp:
-        faiss.write_index(index, str(tmp))
-    meta = {"shard": i, "shards": n_shards, "start": start, "stop": stop, "trained_digest": info["digest"], "key": key, "seconds": round(time.perf_counter() - t0, 2), **(extra or {})}
-    write_json(meta, folder / "shard.json")
-    return meta
 
 
 def merge_index_dir(
@@ -418,7 +267,7 @@ def merge_index_dir(
     metas.sort(key=lambda m: m["shard"])
     xb = vectors if vectors.dtype == np.float32 else vectors.astype(np.float32)
     trained = read_json(out / "trained.json")
-    trained["digest"] = _digest(out / TRAINED)
+    trained["digest"] = file_digest(out / TRAINED)
     for m in metas:
         if m["trained_digest"] != trained["digest"] or m["key"] != trained["key"]:
             raise RunDirError(f"{out}: shard {m['shard']}/{n_shards} was built on another trained index or embeddings; rebuild it.")
@@ -431,10 +280,6 @@ def merge_index_dir(
     extra = {**(extra or {}), "merged_shards": n_shards}
     return _finish(out, index, xb, ids, trained, t0, model, target_recall, k, k_factor, tune_queries, seed, groups, extra, texts)
 
-
-def shard_metas(out: str | Path) -> list[dict[str, Any]]:
-    """The ``shard.json`` of every shard built under ``out``."""
-    return [read_json(p) for p in sorted((Path(out) / "shards").glob("*-of-*/shard.json"))]
 
 
 def add_to_index_dir(
@@ -474,7 +319,7 @@ def add_to_index_dir(
     t0 = time.perf_counter()
     if keep.any():
         new_ids = [i for i, kp in zip(ids, keep) if kp]
-        _add(idx.index, xb[keep], "new listings")
+        add_in_steps(idx.index, xb[keep], "new listings")
         old_groups = idx.groups()
         all_groups = None
         if old_groups is not None:

@@ -21,12 +21,12 @@ from eclip.encoders import (
     load_embeddings,
 )
 from eclip.encoders.lexical import extract_quantities
-from eclip.encoders.phash import hamming
 from eclip.errors import EclipError, RunDirError
 from eclip.index import FLAT_MAX, cached_self_join, open_index_dir
 from eclip.index.binary import hamming_knn
 from eclip.jobs.embed import embed
 from eclip.jobs.learn import labelled_constraints, model_summary
+from eclip.jobs.ray_steps import score_on_ray, self_join_on_ray
 from eclip.jobs.run import StageTimer, created, start_run, versions, write_manifest
 from eclip.jobs.source import CatalogSource
 from eclip.matcher import (
@@ -38,7 +38,6 @@ from eclip.matcher import (
     ScoreWeights,
     code_block_pairs,
     cohesion_summary,
-    combine_modalities,
     cosine_pairs,
     group,
     groups_frame,
@@ -51,9 +50,10 @@ from eclip.matcher import (
     size_bound,
     union_candidates,
 )
-from eclip.matcher.comparisons import normalise_brand, parse_price, price_ratio
+from eclip.matcher.comparisons import normalise_brand, parse_price
 from eclip.matcher.incremental import assign_incremental
 from eclip.matcher.mixture import learn_settings
+from eclip.matcher.pair_scoring import PairInputs, score_candidates
 from eclip.matcher.model import load_match_model, settings_from_model
 from eclip.progress import console
 from eclip.rundir import fingerprint, write_parquet
@@ -216,112 +216,10 @@ def _signals(emb: Embeddings, cfg: DedupeConfig) -> tuple[str, ...]:
 
 def _knn(vectors: np.ndarray, rows: np.ndarray, key: str, cfg: DedupeConfig, folder: Path) -> tuple[pl.DataFrame, dict]:
     """kNN pairs (catalog row positions) among ``rows`` of ``vectors`` (see :func:`_knn_table`)."""
-    join = partial(_self_join_on_ray, cfg.ray) if cfg.ray is not None else None
+    join = partial(self_join_on_ray, cfg.ray) if cfg.ray is not None else None
     _, nn, info = cached_self_join(vectors, rows, key, cfg.k, cfg.flat_max, folder, join)
     pairs = knn_pairs(nn)  # positions within `rows`; rows is sorted, so a < b still holds
     return pl.DataFrame({"a": rows[pairs["a"].to_numpy()], "b": rows[pairs["b"].to_numpy()], "rank": pairs["rank"]}), info
-
-
-@dataclass
-class PairInputs:
-    """What scoring a candidate pair reads, per catalog row (``n`` rows): the enabled
-    signals, the ``(n, d)`` float32 L2-normalised vectors (``None`` where absent), the
-    ``(n, 8)`` uint8 pHash codes, the ``(n,)`` bool presence masks, the fitted TF-IDF
-    matrix, model codes, quantities, brands, prices, and the weights and thresholds."""
-
-    signals_on: tuple[str, ...]
-    text: np.ndarray
-    image: np.ndarray | None
-    fused: np.ndarray
-    phash: np.ndarray | None
-    has_text: np.ndarray
-    has_image: np.ndarray
-    has_fused: np.ndarray
-    tfidf: Any
-    codes: list | None
-    quantities: list | None
-    brands: list | None
-    prices: np.ndarray | None
-    weights: ScoreWeights
-    thresholds: ModalityThresholds
-
-
-def score_candidates(a: np.ndarray, b: np.ndarray, x: PairInputs) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Every signal of the candidate pairs ``(a[i], b[i])`` (``(m,)`` int64 row positions)
-    and their combined score (:func:`eclip.matcher.combine_modalities`).
-
-    Returns:
-        ``(signals, score)``: signal name -> ``(m,)`` float32 (NaN where a row lacks the
-        signal), and the ``(m,)`` float32 final score. Each pair is scored on its own, so
-        scoring blocks of pairs separately gives the same numbers.
-    """
-    signals: dict[str, np.ndarray] = {}
-    if "text" in x.signals_on:
-        text = score_pairs(a, b, x.text, x.tfidf, x.codes, x.weights, quantities=x.quantities, brands=x.brands)
-        invalid = ~(x.has_text[a] & x.has_text[b])
-        for name, v in text.items():
-            v[invalid] = np.nan
-            signals["text_score" if name == "score" else name] = v
-    if "image" in x.signals_on:
-        signals["cos_image"] = cosine_pairs(x.image, a, b, x.has_image)
-    if "fused" in x.signals_on:
-        signals["cos_fused"] = cosine_pairs(x.fused, a, b, x.has_fused)
-    if "phash" in x.signals_on:
-        d = hamming(x.phash[a], x.phash[b]).astype(np.float32)
-        d[~(x.has_image[a] & x.has_image[b])] = np.nan
-        signals["phash_distance"] = d
-    if x.prices is not None:
-        signals["price_ratio"] = price_ratio(x.prices, a, b)
-    score = combine_modalities(signals, x.thresholds) if len(a) else np.zeros(0, np.float32)
-    return signals, score
-
-
-#: Query rows per Ray task of the kNN self-join, and candidate pairs per scoring task.
-RAY_QUERY_ROWS = 500_000
-RAY_PAIR_ROWS = 2_000_000
-
-
-def _blocks(n: int, per_block: int, ray: RayRunner) -> list[tuple[int, int]]:
-    """Row blocks for Ray tasks: at least one per worker, at most ``per_block`` rows each."""
-    from eclip.distributed.ray_runner import blocks_of
-
-    return blocks_of(n, min(per_block, max(1, -(-n // ray.workers()))))
-
-
-def _knn_task(j: int, lo: int, hi: int, xb: np.ndarray, folder: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """One Ray task of ``dedupe --ray``'s self-join: the index opened once, memory-mapped;
-    query rows ``[lo, hi)``."""
-    from eclip.distributed.ray_runner import work_item
-    from eclip.index.search import self_join_rows
-
-    try:
-        return self_join_rows(open_index_dir(folder, mmap=True), xb, lo, hi, k)
-    except Exception as exc:  # noqa: BLE001 - named for the driver's one-line message
-        raise RuntimeError(work_item(f"kNN block {j} (rows {lo + 1:,}-{hi:,}): {type(exc).__name__}: {exc}")) from exc
-
-
-def _self_join_on_ray(ray: RayRunner, folder: Path, xb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`eclip.index.knn_self_join` over the index directory ``folder``, one Ray task
-    per block of query rows."""
-    parts = ray.map_tasks(_knn_task, _blocks(len(xb), RAY_QUERY_ROWS, ray), f"searching {k} neighbours", {"xb": xb, "folder": str(folder), "k": k})
-    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-
-def _score_task(j: int, lo: int, hi: int, a: np.ndarray, b: np.ndarray, inputs: PairInputs) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """One Ray task of ``dedupe --ray``'s scoring: candidate pairs ``[lo, hi)``."""
-    from eclip.distributed.ray_runner import work_item
-
-    try:
-        return score_candidates(a[lo:hi], b[lo:hi], inputs)
-    except Exception as exc:  # noqa: BLE001 - named for the driver's one-line message
-        raise RuntimeError(work_item(f"pairs {lo + 1:,}-{hi:,}: {type(exc).__name__}: {exc}")) from exc
-
-
-def _score_on_ray(ray: RayRunner, a: np.ndarray, b: np.ndarray, inputs: PairInputs) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """:func:`score_candidates`, one Ray task per block of pairs, the blocks joined in order."""
-    parts = ray.map_tasks(_score_task, _blocks(len(a), RAY_PAIR_ROWS, ray), f"scoring {len(a):,} pairs", {"a": a, "b": b, "inputs": inputs})
-    signals = {name: np.concatenate([p[0][name] for p in parts]) for name in parts[0][0]}
-    return signals, np.concatenate([p[1] for p in parts])
 
 
 def _start_run(cfg: DedupeConfig | None, out: str | Path) -> tuple[DedupeConfig, Path, StageTimer]:
@@ -402,7 +300,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             CharNgramTfidf().fit_transform(cat.texts) if cfg.lexical and "text" in signals_on else None,
             codes, attrs.get("quantities"), attrs.get("brands"), attrs.get("prices"), cfg.weights, cfg.thresholds,
         )
-        signals, score = _score_on_ray(cfg.ray, a, b, inputs) if cfg.ray is not None and len(a) else score_candidates(a, b, inputs)
+        signals, score = score_on_ray(cfg.ray, a, b, inputs) if cfg.ray is not None and len(a) else score_candidates(a, b, inputs)
     constraints = read_review(cfg.review, cat.ids) if cfg.review else None
     labelled = labelled_constraints(model, cat.ids) if model is not None else None
     if labelled is not None:

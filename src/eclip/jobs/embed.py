@@ -92,7 +92,8 @@ def embed(catalog: str | Path, out: str | Path, cfg: EmbedConfig | None = None) 
     if cfg.ray is not None:
         if dist.world > 1:
             raise EclipError("--ray and torchrun are two ways to spread one job; use one of them.")
-        runner, executor = _ray_shards(cfg, cat, out, encoder, images), {"kind": "ray", **cfg.ray.describe()}
+        executor = {"kind": "ray", **cfg.ray.describe()}
+        runner = _ray_shards(cfg, cat, out, encoder, images, executor)
     # torchrun ranks write one directory together; a single process locks it against others
     with contextlib.nullcontext() if dist.world > 1 else locked(out):
         return embed_catalog(encoder, cat, out, cfg.settings, images, cfg.overwrite, dist, runner, executor)
@@ -103,8 +104,11 @@ class _EmbedActor:
     shards it is handed (:func:`eclip.encoders.embed_shard`), skipping any already written."""
 
     def __init__(self, model: str, device: str | None, runtime: str, runtime_dir: str, out: str, settings: EmbedSettings, images: ImageSettings | None, catalog: dict) -> None:
+        import ray
+
         self.encoder = load_encoder(model, device=device, batch_size=settings.batch_size, runtime=runtime, cache_dir=Path(runtime_dir))
         self.out, self.settings, self.images, self.catalog = Path(out), settings, images, catalog
+        self.restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)  # its process died once
 
     def __call__(self, batch: Any) -> dict[str, list]:
         item = batch.to_pylist()[0]
@@ -117,12 +121,14 @@ class _EmbedActor:
             embedded = embed_shard(self.encoder, part, self.out, self.settings, self.images, i, item["key"], start)
         except Exception as exc:  # noqa: BLE001 - named for the driver's one-line message
             raise RuntimeError(work_item(f"shard {i} (rows {start + 1:,}-{start + len(ids):,}): {type(exc).__name__}: {exc}")) from exc
-        return {"shard": [i], "rows": [len(ids)], "embedded": [embedded]}
+        return {"shard": [i], "rows": [len(ids)], "embedded": [embedded], "restarted": [self.restarted]}
 
 
-def _ray_shards(cfg: EmbedConfig, cat: Catalog, out: Path, encoder: Any, images: ImageSettings | None) -> Any:
+def _ray_shards(cfg: EmbedConfig, cat: Catalog, out: Path, encoder: Any, images: ImageSettings | None, executor: dict[str, Any]) -> Any:
     """The ``runner`` of :func:`eclip.encoders.embed_catalog` for ``--ray``: the unfinished
-    shards, each with its own rows, through a Ray Data actor pool of :class:`_EmbedActor`."""
+    shards, each with its own rows, through a Ray Data actor pool of :class:`_EmbedActor`.
+    ``executor`` (the manifest's) gains ``shards_on_restarted_actors``: shards finished by
+    an actor whose process had died and been restarted."""
     plan = shard_plan(cat, cfg.settings, encoder)
     meta = {"path": str(cat.path), "id_col": cat.id_col, "text_cols": list(cat.text_cols), "image_col": cat.image_col}
 
@@ -134,7 +140,8 @@ def _ray_shards(cfg: EmbedConfig, cat: Catalog, out: Path, encoder: Any, images:
         ]
         sizes = [plan[i][1] - plan[i][0] for i in todo]
         ctor = {"model": cfg.model, "device": cfg.device, "runtime": cfg.runtime, "runtime_dir": str(out / "runtime"), "out": str(out), "settings": cfg.settings, "images": images, "catalog": meta}
-        cfg.ray.map_actors(_EmbedActor, items, sizes, f"embedding {sum(sizes):,} rows ({encoder.name})", ctor)
+        rows = cfg.ray.map_actors(_EmbedActor, items, sizes, f"embedding {sum(sizes):,} rows ({encoder.name})", ctor)
+        executor["shards_on_restarted_actors"] = sum(bool(r["restarted"]) for r in rows)
         return sum(sizes)
 
     return run

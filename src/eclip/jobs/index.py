@@ -72,7 +72,7 @@ def index_build(
             holds an index of other embeddings.
         CatalogError: ``groups`` lacks ``id``/``group_id``.
     """
-    from eclip.index.store import parse_shard
+    from eclip.index.shards import parse_shard
 
     # shards of one index are built side by side (one per machine): only a whole build locks
     if ray is not None and shard:
@@ -99,7 +99,7 @@ RAY_ADD_ROWS = 1_000_000
 def _add_shard_task(j: int, lo: int, hi: int, xb: np.ndarray, out: str, n_shards: int, key: str) -> dict[str, Any]:
     """One Ray task of ``index build --ray``: rows ``[lo, hi)`` into shard ``j`` of ``n_shards``."""
     from eclip.distributed.ray_runner import work_item
-    from eclip.index.store import build_shard
+    from eclip.index.shards import build_shard
 
     try:
         return build_shard(out, xb[lo:hi], (j, n_shards), lo, key)
@@ -111,11 +111,13 @@ def _build_on_ray(
     ray: RayRunner, xb: np.ndarray, ids: list[str], out: Path, emb: Embeddings, factory: str, target_recall: float, k: int,
     groups: pl.DataFrame | None, texts: list[str] | None, extra: dict[str, Any],
 ) -> dict[str, Any]:
-    """``index build --ray``: the trained index made once here (:func:`eclip.index.store.trained_index`),
-    each shard's vectors added by a Ray task (:func:`eclip.index.store.build_shard`, a GPU per
+    """``index build --ray``: the trained index made once here (:func:`eclip.index.trained.trained_index`),
+    each shard's vectors added by a Ray task (:func:`eclip.index.shards.build_shard`, a GPU per
     task when the cluster has them), the shards merged and nprobe tuned here
     (:func:`eclip.index.store.merge_index_dir`): the sharded build's own code, run by Ray."""
-    from eclip.index.store import merge_index_dir, shard_metas, shard_rows, trained_index
+    from eclip.index.shards import shard_metas, shard_rows
+    from eclip.index.store import merge_index_dir
+    from eclip.index.trained import trained_index
 
     done = read_json(out / MANIFEST)
     if done.get("job") == "index" and (done.get("key"), done.get("factory"), done.get("n")) == (emb.key, factory, len(xb)) and not done.get("adds"):
@@ -144,7 +146,8 @@ def index_merge(index: str | Path, embeddings: str | Path | None = None, target_
         RunDirError: shards missing, foreign or not covering the embeddings; another
             process is writing ``index``.
     """
-    from eclip.index.store import merge_index_dir, shard_metas
+    from eclip.index.shards import shard_metas
+    from eclip.index.store import merge_index_dir
 
     metas = shard_metas(index)
     if not metas:

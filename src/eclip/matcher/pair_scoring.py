@@ -1,0 +1,68 @@
+"""Every signal of a block of candidate pairs, and their combined score: the scoring step of
+``eclip dedupe`` as one function of its inputs, so a block of pairs can be scored anywhere
+(in this process, or in a Ray task) with the same result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from eclip.encoders.phash import hamming
+from eclip.matcher.comparisons import price_ratio
+from eclip.matcher.signals import ModalityThresholds, ScoreWeights, combine_modalities, cosine_pairs, score_pairs
+
+
+@dataclass
+class PairInputs:
+    """What scoring a candidate pair reads, per catalog row (``n`` rows): the enabled
+    signals, the ``(n, d)`` float32 L2-normalised vectors (``None`` where absent), the
+    ``(n, 8)`` uint8 pHash codes, the ``(n,)`` bool presence masks, the fitted TF-IDF
+    matrix, model codes, quantities, brands, prices, and the weights and thresholds."""
+
+    signals_on: tuple[str, ...]
+    text: np.ndarray
+    image: np.ndarray | None
+    fused: np.ndarray
+    phash: np.ndarray | None
+    has_text: np.ndarray
+    has_image: np.ndarray
+    has_fused: np.ndarray
+    tfidf: Any
+    codes: list | None
+    quantities: list | None
+    brands: list | None
+    prices: np.ndarray | None
+    weights: ScoreWeights
+    thresholds: ModalityThresholds
+
+
+def score_candidates(a: np.ndarray, b: np.ndarray, x: PairInputs) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Every signal of the candidate pairs ``(a[i], b[i])`` (``(m,)`` int64 row positions)
+    and their combined score (:func:`eclip.matcher.combine_modalities`).
+
+    Returns:
+        ``(signals, score)``: signal name -> ``(m,)`` float32 (NaN where a row lacks the
+        signal), and the ``(m,)`` float32 final score. Each pair is scored on its own, so
+        scoring blocks of pairs separately gives the same numbers.
+    """
+    signals: dict[str, np.ndarray] = {}
+    if "text" in x.signals_on:
+        text = score_pairs(a, b, x.text, x.tfidf, x.codes, x.weights, quantities=x.quantities, brands=x.brands)
+        invalid = ~(x.has_text[a] & x.has_text[b])
+        for name, v in text.items():
+            v[invalid] = np.nan
+            signals["text_score" if name == "score" else name] = v
+    if "image" in x.signals_on:
+        signals["cos_image"] = cosine_pairs(x.image, a, b, x.has_image)
+    if "fused" in x.signals_on:
+        signals["cos_fused"] = cosine_pairs(x.fused, a, b, x.has_fused)
+    if "phash" in x.signals_on:
+        d = hamming(x.phash[a], x.phash[b]).astype(np.float32)
+        d[~(x.has_image[a] & x.has_image[b])] = np.nan
+        signals["phash_distance"] = d
+    if x.prices is not None:
+        signals["price_ratio"] = price_ratio(x.prices, a, b)
+    score = combine_modalities(signals, x.thresholds) if len(a) else np.zeros(0, np.float32)
+    return signals, score
