@@ -62,7 +62,6 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> Any:
         ray.init(address=None if local else address, num_cpus=num_cpus if local else None, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     except ConnectionError as exc:
         raise EclipError(f"--ray {address}: cannot reach a Ray cluster there ({exc}); start one with `ray start --head`, or pass --ray without an address for a local instance.") from None
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
     return ray
 
 
@@ -154,6 +153,7 @@ class RayRunner:
         self.start()
         import ray.data
 
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # after import: Ray Data sets its own levels then
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
