@@ -18,7 +18,7 @@ from eclip.catalog import load_catalog
 from eclip.encoders import EmbedSettings, embed_catalog, load_embeddings
 from eclip.encoders.phash import hamming, phash_bytes
 from eclip.errors import RunDirError
-from eclip.index.binary import hamming_knn
+from eclip.index.binary import hamming_pairs
 from eclip.matcher import ModalityThresholds, combine_modalities, union_candidates
 
 ECLIP = [sys.executable, "-c", "from eclip.cli import main; main()"]
@@ -103,19 +103,22 @@ def test_phash_survives_reencoding_and_resizing(tmp_path):
     assert hamming(a[None], other[None])[0] > 16
 
 
-def test_hamming_knn_matches_brute_force():
+def test_hamming_pairs_match_brute_force_and_keep_every_listing_of_a_photo():
     rng = np.random.default_rng(0)
-    codes = rng.integers(0, 256, (60, 8), dtype=np.uint8)
+    codes = rng.integers(0, 256, (80, 8), dtype=np.uint8)
     codes[10] = codes[3]
     codes[11] = codes[3] ^ np.array([1, 0, 0, 0, 0, 0, 0, 2], np.uint8)  # 2 bits away
-    dist, ids = hamming_knn(codes, k=3, max_distance=4)
-    assert set(ids[3][ids[3] >= 0]) == {10, 11}
-    assert dist[3][list(ids[3]).index(10)] == 0 and dist[3][list(ids[3]).index(11)] == 2
+    codes[20:35] = codes[40]  # one photo on 16 listings: more than k = 10 neighbours
+    near = hamming_pairs(codes, max_distance=4, max_block=50)
     full = np.unpackbits(codes[:, None, :] ^ codes[None, :, :], axis=2).sum(axis=2)
-    np.fill_diagonal(full, 99)
-    for r in range(60):
-        expect = sorted(np.flatnonzero(full[r] <= 4).tolist())
-        assert sorted(ids[r][ids[r] >= 0].tolist()) == expect[:3]
+    expect = {(i, j) for i in range(80) for j in range(i + 1, 80) if full[i, j] <= 4}
+    assert set(zip(near.a.tolist(), near.b.tolist())) == expect
+    assert len(expect) >= 16 * 15 // 2 and (near.a < near.b).all()
+    assert near.distance[list(zip(near.a, near.b)).index((3, 11))] == 2
+    placeholder = hamming_pairs(codes, max_distance=4, max_block=10)  # 16 rows sharing a photo: a placeholder
+    assert set(placeholder.crowded_rows.tolist()) == {*range(20, 35), 40}
+    assert not np.isin(placeholder.a, placeholder.crowded_rows).any() and not np.isin(placeholder.b, placeholder.crowded_rows).any()
+    assert {(3, 10), (3, 11), (10, 11)} <= set(zip(placeholder.a.tolist(), placeholder.b.tolist()))
 
 
 def test_union_keeps_best_rank_and_every_source():

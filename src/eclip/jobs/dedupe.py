@@ -23,7 +23,7 @@ from eclip.encoders import (
 from eclip.encoders.lexical import extract_quantities
 from eclip.errors import EclipError, RunDirError
 from eclip.index import FLAT_MAX, cached_self_join, open_index_dir
-from eclip.index.binary import hamming_knn
+from eclip.index.binary import MAX_PHOTO_BLOCK, hamming_pairs
 from eclip.jobs.embed import embed
 from eclip.jobs.learn import labelled_constraints, model_summary
 from eclip.jobs.ray_steps import score_on_ray, self_join_on_ray
@@ -285,12 +285,17 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             lists["code"] = code_block_pairs([c if has_text[i] else frozenset() for i, c in enumerate(codes)], cfg.max_code_block)
         if "phash" in signals_on:
             rows = np.flatnonzero(masks["phash"])
-            dist, nn = hamming_knn(emb.phash[rows], cfg.k, cfg.phash_max_distance)
-            nn = np.where(nn >= 0, rows[np.maximum(nn, 0)], -1)
-            full = np.full((n, cfg.k), -1, dtype=np.int64)
-            full[rows] = nn
-            lists["phash"] = knn_pairs(full)
-            index_info["phash"] = {"kind": "IndexBinaryFlat", "bits": 64, "max_distance": cfg.phash_max_distance, "rows": int(len(rows))}
+            near = hamming_pairs(emb.phash[rows], cfg.phash_max_distance)
+            lists["phash"] = pl.DataFrame({"a": rows[near.a], "b": rows[near.b]})
+            if len(near.crowded_rows):
+                console.print(
+                    f"[yellow]{len(near.crowded_rows):,} row(s) share their photo with more than {MAX_PHOTO_BLOCK} others (a placeholder image?), "
+                    f"e.g. {cat.ids[rows[near.crowded_rows[0]]]!r}; their photo is not used to propose matches.[/]"
+                )
+            index_info["phash"] = {
+                "kind": "IndexBinaryFlat range search", "bits": 64, "max_distance": cfg.phash_max_distance, "rows": int(len(rows)),
+                "pairs": int(len(near.a)), "placeholder_rows": int(len(near.crowded_rows)), "max_photo_block": MAX_PHOTO_BLOCK,
+            }
     with timer("candidates"):
         cand = union_candidates(lists)
     a, b = cand["a"].to_numpy(), cand["b"].to_numpy()
