@@ -238,3 +238,18 @@ def test_dedupe_on_phash_groups_reused_photos(tmp_path):
     pairs = pl.read_parquet(tmp_path / "run" / "pairs.parquet")
     assert "phash_distance" in pairs.columns and "cos_embedding" not in pairs.columns
     assert groups.filter(pl.col("id") == "c2")["status"].to_list() == ["matched"]  # no text, matched on its photo
+
+
+def test_torchrun_device_is_the_local_rank_gpu(monkeypatch):
+    import torch
+
+    from eclip.encoders import Dist
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    second_node = Dist(rank=5, world=8)  # global rank 5 is GPU 1 of the second 4-GPU node
+    assert second_node.device() == "cuda:1" and second_node.device("cuda") == "cuda:1"
+    assert second_node.device("cpu") == "cpu" and second_node.device("cuda:3") == "cuda:3"
+    assert Dist().device() is None and Dist().device("cuda") == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert second_node.device() == "cpu"

@@ -100,6 +100,19 @@ class Dist:
             return cls(dist.get_rank(), dist.get_world_size())
         return cls()
 
+    def device(self, asked: str | None = None) -> str | None:
+        """The torch device of this rank (``embed`` and ``train`` both ask here).
+
+        Under ``torchrun``, ``None`` or plain ``cuda`` becomes the GPU of this node named by
+        ``LOCAL_RANK`` (``cuda:LOCAL_RANK``: the global rank names the wrong GPU on the second
+        node), or ``cpu`` without CUDA; any other ``asked`` (``cpu``, ``cuda:3``) is kept. In a
+        single process ``asked`` is returned as it is (``None``: the loader's choice)."""
+        if self.world == 1 or (asked is not None and asked != "cuda"):
+            return asked
+        import torch
+
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', self.rank))}" if torch.cuda.is_available() else (asked or "cpu")
+
     def barrier(self) -> None:
         if self.world > 1:
             import torch.distributed as dist

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,11 +75,7 @@ def embed(catalog: str | Path, out: str | Path, cfg: EmbedConfig | None = None) 
     if cat.empty_rows and cat.images is None:
         console.print(f"[yellow]{len(cat.empty_rows)} row(s) have empty text; they are embedded but flagged has_text = false.[/]")
     dist = Dist.from_env()
-    device = cfg.device
-    if device is None and dist.world > 1:
-        import torch
-
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', dist.rank))}" if torch.cuda.is_available() else "cpu"
+    device = dist.device(cfg.device)
     encoder = load_encoder(cfg.model, device=device, batch_size=cfg.settings.batch_size, runtime=cfg.runtime, cache_dir=out / "runtime")
     images = None
     if cat.images is not None:

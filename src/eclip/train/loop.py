@@ -178,9 +178,7 @@ def train(cat: Catalog, images: ImageSettings, out: str | Path, cfg: TrainConfig
         raise EclipError(f"unknown loss {cfg.loss!r}; choose among {', '.join(LOSSES)}.")
     out = Path(out)
     dist = Dist.from_env()
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and dist.world > 1:
-        device = f"cuda:{dist.rank % torch.cuda.device_count()}"
+    device = dist.device(cfg.device) or ("cuda" if torch.cuda.is_available() else "cpu")
     if dist.rank == 0:  # one writer per run directory; rank 0 writes checkpoints and the model
         lock_dir(out)
     ckpts = _Checkpoints(out / "checkpoints")
