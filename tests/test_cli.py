@@ -209,3 +209,14 @@ def test_ray_address_is_optional_on_the_command_line():
     assert optional_ray_address(["embed", "--ray", "--ray-workers", "2"]) == ["embed", "--ray", "local", "--ray-workers", "2"]
     assert optional_ray_address(["embed", "--ray", "auto"]) == ["embed", "--ray", "auto"]
     assert optional_ray_address(["embed", "--ray", "10.0.0.5:6379", "c.csv"]) == ["embed", "--ray", "10.0.0.5:6379", "c.csv"]
+
+
+def test_version_option(capsys):
+    from importlib.metadata import version
+
+    from eclip.cli.app import app
+    from eclip.progress import console
+
+    with console.capture() as cap:
+        result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and f"eclip {version('eclip')}" in cap.get() + result.output
