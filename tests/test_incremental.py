@@ -5,6 +5,7 @@ import polars as pl
 import pytest
 from test_cli import abt_subset, run  # noqa: F401  (fixture)
 
+from eclip.errors import EclipError
 from eclip.matcher.incremental import assign_incremental
 
 
@@ -20,7 +21,8 @@ def test_assign_joins_best_existing_group_and_numbers_new_groups_after_the_last(
     assert r.joined.tolist() == [True, True, False, False, False, False]
     assert r.also_matches[0] == [12] and r.also_matches[1] == [12]  # reported, not merged
     assert r.partner_old.tolist() == [-1, 2, -1, -1, -1, -1]
-    assert r.partner_new.tolist()[:4] == [1, -1, 3, 2]  # row 1: its best match is in the index and r.new_sizes.tolist() == [2, 2, 2, 2, 1, 1]
+    assert r.partner_new.tolist()[:4] == [1, -1, 3, 2]  # row 1: its best match is in the index
+    assert r.new_sizes.tolist() == [2, 2, 2, 2, 1, 1]
 
 
 def test_mutual_joins_only_index_rows_still_alone():
@@ -77,6 +79,19 @@ def test_dedupe_against_index_keeps_group_ids_stable(abt_subset, tmp_path):  # n
     assert r.exit_code == 0, r.output
     r2 = pl.read_parquet(tmp_path / "r2" / "groups.parquet").join(r1.select("id", "group_id"), on="id", suffix="_1")
     assert (r2["status"] == "already_indexed").all() and (r2["group_id"] == r2["group_id_1"]).all()
+
+    # options --against cannot honour are refused, not ignored (issue 22 item 5, issue 23 row 12)
+    review = tmp_path / "review.csv"
+    review.write_text("group_id,id,decision\n1,x,same\n")
+    for extra, words in (
+        (["--review", review], "does not use --review"),
+        (["--signals", "text", "--phash-max-distance", "3"], "does not use --signals, --phash-max-distance"),
+        (["--model", "minilm-static"], "was built with all-MiniLM-L6-v2, not minilm-static"),
+    ):
+        r = run("dedupe", tmp_path / "day1.csv", "--against", tmp_path / "idx", "--out", tmp_path / "r3", *extra)
+        assert isinstance(r.exception, EclipError), (extra, r.output)
+        assert words in " ".join(str(r.exception).split()), (extra, str(r.exception))
+        assert not (tmp_path / "r3" / "groups.parquet").exists()
 
 
 @pytest.mark.parametrize("bad", ["no-index"])

@@ -101,10 +101,6 @@ def dedupe(
     if threshold is not None:
         cfg.threshold = threshold
     if against is not None:
-        if match_model is not None:
-            raise api.EclipError("--match-model works on whole-catalog runs; drop --against, or drop --match-model.")
-        if ray is not None:
-            raise api.EclipError("--ray works on whole-catalog runs; drop --against, or drop --ray.")
         m = api.dedupe_against(catalog, against, out, cfg)
         c = m["counts"]
         table = Table(title=f"eclip dedupe {catalog} --against {against}", show_header=False)

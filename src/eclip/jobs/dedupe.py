@@ -56,7 +56,7 @@ from eclip.matcher.mixture import learn_settings
 from eclip.matcher.pair_scoring import PairInputs, score_candidates
 from eclip.matcher.model import load_match_model, settings_from_model
 from eclip.progress import console
-from eclip.rundir import fingerprint, write_parquet
+from eclip.rundir import MANIFEST, fingerprint, read_json, write_parquet
 
 
 @dataclass
@@ -399,6 +399,39 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
     return write_manifest(manifest, out)
 
 
+def _refuse_ignored_against_options(cfg: DedupeConfig, index: str | Path) -> None:
+    """Refuse the settings :func:`dedupe_against` cannot honour, rather than ignore them.
+
+    Raises:
+        EclipError: one of them is set; the message names it and what to do instead.
+    """
+    default = DedupeConfig()
+    ignored = {
+        "--review": cfg.review is not None,
+        "--signals": cfg.signals is not None,
+        "--phash-max-distance": cfg.phash_max_distance != default.phash_max_distance,
+        "--match-model": cfg.match_model is not None,
+        "--ray": cfg.ray is not None,
+        "--embeddings": cfg.embeddings is not None,
+    }
+    named = [flag for flag, is_set in ignored.items() if is_set]
+    if named:
+        raise EclipError(
+            f"--against matches new rows on the index's own vectors and does not use {', '.join(named)}; "
+            "drop them, or run `eclip dedupe` on the whole catalog instead."
+        )
+    built_with = read_json(Path(index) / MANIFEST).get("model") or {}
+    if cfg.model != default.model and built_with:
+        from eclip.encoders import load_encoder
+
+        asked = load_encoder(cfg.model, runtime=cfg.runtime).describe()
+        if (asked.get("name"), asked.get("weights")) != (built_with.get("name"), built_with.get("weights")):
+            raise EclipError(
+                f"{index} was built with {built_with.get('name')}, not {cfg.model} ({asked.get('name')}); "
+                "drop --model (the index's own model is used) or rebuild the index with that model."
+            )
+
+
 def dedupe_against(catalog: str | Path, index: str | Path, out: str | Path, cfg: DedupeConfig | None = None) -> dict[str, Any]:
     """Match only a catalog's new listings against an index directory and its match groups.
 
@@ -418,7 +451,9 @@ def dedupe_against(catalog: str | Path, index: str | Path, out: str | Path, cfg:
     Raises:
         RunDirError: not an index directory, or the embeddings are of another model.
         CatalogError, ModelError: bad input.
+        EclipError: an option it cannot honour (:func:`_refuse_ignored_against_options`).
     """
+    _refuse_ignored_against_options(cfg or DedupeConfig(), index)
     cfg, out, timer = _start_run(cfg, out)
     idx = open_index_dir(index)
     vectors = idx.manifest.get("vectors", "text")
