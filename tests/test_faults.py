@@ -286,3 +286,46 @@ def test_cluster_killed_at_each_stage_reruns_to_the_same_output(small_catalog, t
         assert again.returncode == 0, (stage, again.stderr[-500:])
         for name in ("clusters.parquet", "cluster_summary.parquet"):
             assert _same_parquet(out / name, base / name), (stage, name)
+
+
+def test_index_query_reads_images_safely_and_names_catalog_columns(tmp_path):
+    """Issue 22, items 1 and 6: --image goes through the catalog's image reader (the bomb is
+    refused in one line), a text index refuses image queries, --catalog takes its columns."""
+    import polars as pl
+    from typer.testing import CliRunner
+
+    from eclip.cli.app import app
+    from eclip.errors import EclipError
+
+    pl.DataFrame({"sku": ["a1", "a2", "a3"], "product": ["Sony Bravia 40 inch TV", "Philips kettle 1.7 l", "Canon EOS 90D camera"]}).write_csv(tmp_path / "c.csv")
+    run = CliRunner().invoke
+    r = run(app, ["index", "build", str(tmp_path / "c.csv"), "--out", str(tmp_path / "idx"), "--id-col", "sku", "--text-cols", "product"])
+    assert r.exit_code == 0, r.output
+    r = run(app, ["index", "query", str(tmp_path / "idx"), "--catalog", str(tmp_path / "c.csv"), "--id-col", "sku", "--text-cols", "product", "--k", "1", "--out", str(tmp_path / "q.csv")])
+    assert r.exit_code == 0, r.output
+    q = pl.read_csv(tmp_path / "q.csv")
+    assert q["query"].to_list() == q["id"].to_list() == ["a1", "a2", "a3"]  # each row finds itself first
+    r = run(app, ["index", "query", str(tmp_path / "idx"), "--image", str(BAD / "bomb.png")])
+    assert isinstance(r.exception, EclipError) and "a text model: it cannot embed --image queries" in str(r.exception)
+
+
+def test_index_query_image_bomb_is_one_line(tiny_clip_dir, tmp_path):
+    import polars as pl
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from eclip.cli.app import app
+    from eclip.errors import EclipError
+
+    for i, colour in enumerate(["red", "green", "blue"]):
+        Image.new("RGB", (32, 32), colour).save(tmp_path / f"{i}.png")
+    pl.DataFrame({"id": ["1", "2", "3"], "title": ["red", "green", "blue"], "image": ["0.png", "1.png", "2.png"]}).write_csv(tmp_path / "c.csv")
+    run = CliRunner().invoke
+    r = run(app, ["index", "build", str(tmp_path / "c.csv"), "--out", str(tmp_path / "idx"), "--model", str(tiny_clip_dir), "--image-col", "image", "--vectors", "image"])
+    assert r.exit_code == 0, r.output
+    r = run(app, ["index", "query", str(tmp_path / "idx"), "--image", str(tmp_path / "1.png"), "--k", "1", "--out", str(tmp_path / "q.csv")])
+    assert r.exit_code == 0, r.output
+    assert pl.read_csv(tmp_path / "q.csv", infer_schema=False)["id"].to_list() == ["2"]
+    r = run(app, ["index", "query", str(tmp_path / "idx"), "--image", str(BAD / "bomb.png")])
+    assert isinstance(r.exception, EclipError)
+    assert f"--image {BAD / 'bomb.png'}: too_large:" in str(r.exception) and "\n" not in str(r.exception)

@@ -93,17 +93,23 @@ def index_info(index: Annotated[Path, typer.Argument(metavar="INDEX", help="Inde
 def index_query(
     index: Annotated[Path, typer.Argument(metavar="INDEX", help="Index directory.")],
     text: Annotated[Optional[list[str]], typer.Option(help="A title to look up; repeatable.", metavar="TITLE", rich_help_panel="Queries")] = None,
-    image: Annotated[Optional[list[Path]], typer.Option(help="An image file to look up; repeatable.", metavar="FILE", rich_help_panel="Queries")] = None,
+    image: Annotated[Optional[list[str]], typer.Option(help="An image file or http(s) URL to look up; repeatable.", metavar="FILE", rich_help_panel="Queries")] = None,
     catalog: Annotated[Optional[Path], typer.Option(help="Look up every row of this catalog.", metavar="FILE", rich_help_panel="Queries")] = None,
     k: Annotated[int, typer.Option(min=1, metavar="K")] = 10,
     mmap: Annotated[bool, typer.Option("--mmap", help="Memory-map the index instead of reading it.", metavar="")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Write the neighbours here (.parquet or .csv) instead of printing.", metavar="FILE")] = None,
+    id_col: IdColOpt = "id",
+    text_cols: TextColsOpt = None,
+    image_col: ImageColOpt = None,
+    image_root: ImageRootOpt = None,
+    allow_outside_root: AllowOutsideOpt = False,
 ) -> None:
-    """Top-k neighbours with scores, embedded with the index's own model."""
+    """Top-k neighbours with scores, embedded with the index's own model (and vectors)."""
     from eclip import api
     from eclip.rundir import write_csv, write_parquet
 
-    res = api.index_query(index, texts=text, images=[str(p) for p in image or []], catalog=catalog, k=k, mmap=mmap)
+    catalog_args = {"id_col": id_col, "text_cols": split_cols(text_cols), "image_col": image_col, "image_root": image_root, "allow_outside_root": allow_outside_root}
+    res = api.index_query(index, texts=text, images=[str(p) for p in image or []], catalog=catalog, k=k, mmap=mmap, **(catalog_args if catalog is not None else {}))
     if out is not None:
         (write_csv if out.suffix == ".csv" else write_parquet)(res, out)
         console.print(f"{len(res):,} neighbours written to {out}")

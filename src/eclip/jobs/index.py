@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from eclip.catalog import load_catalog, read_table
+from eclip.catalog import read_table
 from eclip.distributed import RayRunner
 from eclip.encoders import DEFAULT_MODEL, Embeddings, load_encoder
 from eclip.errors import CatalogError, EclipError, RunDirError
@@ -203,37 +203,64 @@ def index_query(
     """Top-k neighbours in an index directory of titles, image files or a whole catalog.
 
     The queries are embedded with the model recorded in the index's manifest (the same model
-    is the only one accepted). Returns columns ``query, rank, id, score``.
+    is the only one accepted). Image files are read like catalog images
+    (:func:`eclip.catalog.images.open_image`: decompression-bomb guard, size-bounded URLs),
+    relative to the working directory. A catalog is embedded like ``index add`` does (into
+    ``INDEX/queries/``, resumably) and queried with the index's own vectors (``text``,
+    ``image`` or ``fused``), so an image index is searched with the catalog's images.
+
+    Args:
+        catalog_args: ``id_col``, ``text_cols``, ``image_col``, ``image_root``,
+            ``allow_outside_root`` of the catalog.
+
+    Returns:
+        Columns ``query, rank, id, score``.
 
     Raises:
         RunDirError: not an index directory, or vectors of another model or dimension.
         ModelError: the index's model cannot be loaded.
+        EclipError: no query; image queries to a model without an image tower; an image
+            that cannot be read (the message names it and why).
     """
+    from eclip.catalog.images import ImageFailure, ImageSettings, open_image
     from eclip.index.store import open_index_dir
 
     idx = open_index_dir(index, mmap=mmap)
     model = idx.manifest.get("model") or {}
-    encoder = load_encoder(model.get("name", DEFAULT_MODEL), device=None, runtime=model.get("runtime", "torch"))  # a few queries: torch needs no export
+    if not (texts or images or catalog is not None):
+        raise EclipError("give --text, --image or --catalog to query the index.")
     labels: list[str] = []
     parts = []
-    if texts:
-        parts.append(encoder.encode(list(texts)))
-        labels += list(texts)
-    if images:
-        import torch
-        from PIL import Image
+    if texts or images:
+        encoder = load_encoder(model.get("name", DEFAULT_MODEL), device=None, runtime=model.get("runtime", "torch"))  # a few queries: torch needs no export
+        if texts:
+            parts.append(encoder.encode(list(texts)))
+            labels += list(texts)
+        if images:
+            if not encoder.has_images:
+                raise EclipError(f"{index} was built with {model.get('name')}, a text model: it cannot embed --image queries; query it with --text or --catalog.")
+            import tempfile
 
-        pix = [encoder.image_transform(Image.open(p).convert("RGB")) for p in images]
-        parts.append(encoder.encode_images(torch.stack(pix)))
-        labels += list(images)
+            import torch
+
+            pix = []
+            with tempfile.TemporaryDirectory(prefix="eclip-query-") as cache:
+                settings = ImageSettings(root=Path.cwd(), cache_dir=Path(cache), allow_outside_root=True)  # files the user named
+                for ref in images:
+                    try:
+                        pix.append(encoder.image_transform(open_image(ref, settings)))
+                    except ImageFailure as exc:
+                        raise EclipError(f"--image {ref}: {exc}") from None
+            parts.append(encoder.encode_images(torch.stack(pix)))
+            labels += list(images)
+        idx.check_compatible(encoder.describe(), parts[0].shape[1])
     if catalog is not None:
-        cat = load_catalog(catalog, **catalog_args)
-        parts.append(encoder.encode(cat.texts))
-        labels += cat.ids
-    if not parts:
-        raise EclipError("give --text, --image or --catalog to query the index.")
+        work = Path(index) / "queries" / f"{Path(catalog).stem}-{fingerprint(str(Path(catalog).resolve()), sorted(catalog_args.items(), key=str))[:8]}"
+        _, xq, ids, _ = _embed_for_index(idx, catalog, work, catalog_args)
+        parts.append(xq)
+        labels += ids
     q = np.concatenate(parts)
-    scores, rows = idx.search(q, k, encoder.describe())
+    scores, rows = idx.search(q, k)
     out = []
     for qi, (sc, rw) in enumerate(zip(scores, rows)):
         for r, (s_, row) in enumerate(zip(sc, rw)):
