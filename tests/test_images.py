@@ -98,6 +98,13 @@ class _Handler(BaseHTTPRequestHandler):
             elif path.startswith("/slow"):
                 time.sleep(SLOW_S)
                 self._send(self.png)
+            elif path.startswith("/flaky"):  # fails twice, then answers
+                if type(self).hits[path] <= 2:
+                    self.send_error(503, "busy")
+                else:
+                    self._send(self.png)
+            elif path.startswith("/down"):
+                self.send_error(503, "down")
             elif path == "/big-with-length":
                 self._send(b"\x89PNG" + b"\0" * BIG)
             elif path == "/big-no-length":
@@ -215,7 +222,7 @@ def test_url_is_fetched_once_and_cached(tmp_path, server):
 
 def test_url_timeout(tmp_path, server):
     base, _ = server
-    s = _settings(tmp_path / "root", timeout_s=0.5)
+    s = _settings(tmp_path / "root", timeout_s=0.5, retries=0)
     t0 = time.perf_counter()
     with pytest.raises(ImageFailure) as info:
         fetch_url(f"{base}/slow-timeout.png", s)
@@ -234,14 +241,48 @@ def test_url_404_is_http_error(tmp_path, server):
     assert _reason(f"{base}/no-such-image.png", s) == "http_error"
 
 
-def test_connection_refused_is_http_error(tmp_path):
+def test_transient_failures_are_retried_with_backoff(tmp_path, server):
+    """Issue 22, item 2: a server that fails twice and then answers gives the image; one that
+    keeps failing is ``unavailable`` (retryable), not a permanent ``http_error``."""
+    base, hits = server
+    s = _settings(tmp_path / "root", timeout_s=5, retries=2, backoff_s=0.05)
+    assert fetch_url(f"{base}/flaky-1.png", s).read_bytes() == _Handler.png
+    assert hits["/flaky-1.png"] == 3
+    with pytest.raises(ImageFailure) as info:
+        fetch_url(f"{base}/down-1.png", s)
+    assert info.value.reason == "unavailable" and "503" in str(info.value) and hits["/down-1.png"] == 3
+    with pytest.raises(ImageFailure) as info:  # without retries the flaky server's first answer stands
+        fetch_url(f"{base}/flaky-2.png", _settings(tmp_path / "other", timeout_s=5, retries=0))
+    assert info.value.reason == "unavailable"
+
+
+def test_a_shard_with_a_transient_failure_is_redone_by_a_rerun(tmp_path, server, hash_encoder):
+    from eclip.catalog import load_catalog
+    from eclip.encoders import EmbedSettings, embed_catalog, load_embeddings
+
+    base, hits = server
+    pl.DataFrame({"id": ["1", "2"], "title": ["blue photo", "busy server"], "image": [f"{base}/good-shard.png", f"{base}/flaky-shard.png"]}).write_csv(tmp_path / "c.csv")
+    cat = load_catalog(tmp_path / "c.csv", image_col="image")
+    images = ImageSettings(root=tmp_path, cache_dir=tmp_path / "cache", timeout_s=5, retries=0)  # the first 503 stands
+    first = embed_catalog(hash_encoder, cat, tmp_path / "e", EmbedSettings(shard_rows=2, workers=0), images)
+    assert first["failures"] == {"unavailable": 1} and not load_embeddings(tmp_path / "e").has_image[1]
+    second = embed_catalog(hash_encoder, cat, tmp_path / "e", EmbedSettings(shard_rows=2, workers=0), images)
+    assert second["reused_rows"] == 0 and second["failures"] == {"unavailable": 1}  # not finished: redone (503 again)
+    third = embed_catalog(hash_encoder, cat, tmp_path / "e", EmbedSettings(shard_rows=2, workers=0), images)
+    assert third["failures"] == {} and load_embeddings(tmp_path / "e").has_image.all()  # the server answers now
+    assert hits["/good-shard.png"] == 1  # the good image came from the cache on every rerun
+    fourth = embed_catalog(hash_encoder, cat, tmp_path / "e", EmbedSettings(shard_rows=2, workers=0), images)
+    assert fourth["reused_rows"] == 2  # finished for good
+
+
+def test_connection_refused_is_unavailable(tmp_path):
     import socket
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()  # nothing listens there now
-    assert _reason(f"http://127.0.0.1:{port}/x.png", _settings(tmp_path, timeout_s=2)) == "http_error"
+    assert _reason(f"http://127.0.0.1:{port}/x.png", _settings(tmp_path, timeout_s=2, backoff_s=0.01)) == "unavailable"
 
 
 @pytest.mark.parametrize("path", ["/big-with-length", "/big-no-length"])

@@ -1,8 +1,9 @@
 """Catalog images: local files under the catalog's root, or http(s) URLs fetched into a cache.
 
 Every failure is an :class:`ImageFailure` with a short machine-readable ``reason`` (``missing``,
-``outside_root``, ``corrupt``, ``timeout``, ``http_error``, ``too_large``, ``no_image``) and a
-human-readable detail. Callers record failures (``failures.parquet``) and fall back to text;
+``outside_root``, ``corrupt``, ``timeout``, ``unavailable``, ``http_error``, ``too_large``,
+``no_image``) and a human-readable detail; ``timeout`` and ``unavailable`` may pass on their own
+(:data:`RETRYABLE`). Callers record failures (``failures.parquet``) and fall back to text;
 one bad image never stops a run.
 
 Security (developers' guide): a path that resolves outside the catalog's root (``..``, an
@@ -13,11 +14,9 @@ downloads are bounded in bytes and seconds.
 from __future__ import annotations
 
 import hashlib
-import socket
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
@@ -28,6 +27,15 @@ MAX_IMAGE_BYTES = 20 * 2**20
 URL_TIMEOUT_S = 10.0
 #: Pillow's decompression-bomb guard, set explicitly (pixels).
 MAX_IMAGE_PIXELS = 89_478_485
+
+#: Retries of a download that timed out, was refused, or got HTTP 429 / 5xx, with
+#: exponential backoff (``urllib3.util.Retry``: 0.5 s, 1 s, 2 s ...; a ``Retry-After``
+#: header is honoured).
+URL_RETRIES = 2
+URL_BACKOFF_S = 0.5
+#: Failure reasons that may pass on their own: a shard holding one is not finished, so a
+#: rerun of ``eclip embed`` tries those images again.
+RETRYABLE = frozenset({"timeout", "unavailable"})
 
 
 class ImageFailure(Exception):
@@ -48,7 +56,9 @@ class ImageSettings:
         cache_dir: where URL images are stored, one file per URL (SHA-256 of the URL).
         allow_outside_root: follow paths that leave ``root``.
         max_bytes: largest download accepted, bytes.
-        timeout_s: connect and read timeout per download, seconds.
+        timeout_s: connect and read timeout per try, seconds.
+        retries: retries after a timeout, a refused connection or HTTP 429 / 5xx.
+        backoff_s: the first retry's wait, seconds (doubling after each).
     """
 
     root: Path
@@ -56,6 +66,8 @@ class ImageSettings:
     allow_outside_root: bool = False
     max_bytes: int = MAX_IMAGE_BYTES
     timeout_s: float = URL_TIMEOUT_S
+    retries: int = URL_RETRIES
+    backoff_s: float = URL_BACKOFF_S
 
 
 def is_url(ref: str) -> bool:
@@ -79,36 +91,66 @@ def resolve_local(ref: str, settings: ImageSettings) -> Path:
     return path
 
 
+def _pool() -> Any:
+    import urllib3
+
+    global _POOL
+    if _POOL is None:
+        _POOL = urllib3.PoolManager(num_pools=64, maxsize=8)
+    return _POOL
+
+
+_POOL: Any = None
+
+
 def fetch_url(url: str, settings: ImageSettings) -> Path:
     """Download ``url`` into the cache (once) and return the cached file.
 
-    The download is refused past ``settings.max_bytes`` and abandoned after
-    ``settings.timeout_s`` without data. The cache file is written atomically.
+    The download is retried ``settings.retries`` times with exponential backoff after a
+    timeout, a refused connection or HTTP 429 / 5xx (``urllib3.util.Retry``); it is refused
+    past ``settings.max_bytes`` and abandoned after ``settings.timeout_s`` without data per
+    try. The cache file is written atomically.
 
     Raises:
-        ImageFailure: ``timeout``, ``http_error`` or ``too_large``.
+        ImageFailure: ``timeout`` or ``unavailable`` (429, 5xx, no connection: may pass, see
+            :data:`RETRYABLE`), ``http_error`` (any other HTTP error) or ``too_large``.
     """
+    import urllib3
+    from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError, ProtocolError, TimeoutError as Urllib3Timeout
+
     target = settings.cache_dir / hashlib.sha256(url.encode("utf-8")).hexdigest()[:32]
     if target.is_file():
         return target
+    retry = urllib3.Retry(
+        total=settings.retries, connect=settings.retries, read=settings.retries, status=settings.retries, backoff_factor=settings.backoff_s,
+        status_forcelist=(429, 500, 502, 503, 504), allowed_methods=frozenset({"GET"}), raise_on_status=False, respect_retry_after_header=True,
+    )
+    timeout = urllib3.Timeout(connect=settings.timeout_s, read=settings.timeout_s)
     try:
-        with urllib.request.urlopen(url, timeout=settings.timeout_s) as resp:  # noqa: S310 - http(s) only, checked by is_url
+        resp = _pool().request("GET", url, retries=retry, timeout=timeout, preload_content=False, redirect=True)
+        try:
+            if resp.status == 429 or resp.status >= 500:
+                raise ImageFailure("unavailable", f"{url} answered HTTP {resp.status} after {settings.retries} retries")
+            if resp.status >= 400:
+                raise ImageFailure("http_error", f"{url} answered HTTP {resp.status}")
             declared = resp.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > settings.max_bytes:
                 raise ImageFailure("too_large", f"{url} declares {int(declared):,} bytes; the limit is {settings.max_bytes:,}")
             data = resp.read(settings.max_bytes + 1)
+        finally:
+            resp.release_conn()
     except ImageFailure:
         raise
-    except urllib.error.HTTPError as exc:
-        raise ImageFailure("http_error", f"{url} answered HTTP {exc.code}") from None
-    except (TimeoutError, socket.timeout) as exc:
-        raise ImageFailure("timeout", f"{url} sent nothing for {settings.timeout_s:g} s ({exc})") from None
-    except urllib.error.URLError as exc:
-        if isinstance(exc.reason, (TimeoutError, socket.timeout)):
-            raise ImageFailure("timeout", f"{url} did not answer within {settings.timeout_s:g} s") from None
-        raise ImageFailure("http_error", f"{url}: {exc.reason}") from None
-    except OSError as exc:
-        raise ImageFailure("http_error", f"{url}: {exc}") from None
+    except MaxRetryError as exc:
+        if isinstance(exc.reason, NewConnectionError):  # before timeouts: urllib3 derives it from ConnectTimeoutError
+            raise ImageFailure("unavailable", f"{url}: no connection after {settings.retries} retries ({exc.reason})") from None
+        if isinstance(exc.reason, Urllib3Timeout):
+            raise ImageFailure("timeout", f"{url} did not answer within {settings.timeout_s:g} s ({settings.retries} retries)") from None
+        raise ImageFailure("unavailable", f"{url}: {exc.reason}") from None
+    except Urllib3Timeout:
+        raise ImageFailure("timeout", f"{url} sent nothing for {settings.timeout_s:g} s") from None
+    except (ProtocolError, HTTPError, OSError) as exc:
+        raise ImageFailure("unavailable", f"{url}: {exc}") from None
     if len(data) > settings.max_bytes:
         raise ImageFailure("too_large", f"{url} is larger than {settings.max_bytes:,} bytes")
     with atomic_path(target) as tmp:

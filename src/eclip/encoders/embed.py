@@ -19,7 +19,8 @@ without a usable image gets its text embedding, a row without text its image emb
 row with neither a zero vector (``has_text`` and ``has_image`` both false).
 
 **Resuming.** A shard is written into a temporary folder and renamed into place, so it is
-either complete or absent. A shard's key digests the model, the settings and the shard's ids,
+either complete or absent; one holding an image failure that may pass (a timeout, HTTP 429 or
+5xx) counts as unfinished, so a rerun tries those images again. A shard's key digests the model, the settings and the shard's ids,
 texts and image references; a rerun skips every shard whose key matches and embeds the rest.
 A killed run, rerun with the same command, therefore redoes only the unfinished shard.
 
@@ -46,7 +47,7 @@ import numpy as np
 import polars as pl
 
 from eclip.catalog import Catalog
-from eclip.catalog.images import ImageFailure, ImageSettings, open_image
+from eclip.catalog.images import RETRYABLE, ImageFailure, ImageSettings, open_image
 from eclip.encoders.base import Encoder
 from eclip.encoders.phash import PHASH_BYTES, phash_bytes
 from eclip.encoders.store import FAILURE_SCHEMA, FAILURES, SHARDS, read_failures
@@ -151,7 +152,11 @@ def _shard_key(run_key: str, cat: Catalog, lo: int, hi: int) -> str:
 
 
 def _shard_done(folder: Path, key: str) -> bool:
-    return read_json(folder / "shard.json").get("key") == key
+    """Whether the shard is written with this content key and holds no image failure that
+    may pass on its own (a timeout, HTTP 429 / 5xx: :data:`eclip.catalog.images.RETRYABLE`),
+    which a rerun tries again."""
+    meta = read_json(folder / "shard.json")
+    return meta.get("key") == key and not meta.get("retryable_failures", 0)
 
 
 def run_key(encoder: Encoder, cat: Catalog, settings: EmbedSettings) -> str:
@@ -194,7 +199,8 @@ class _ShardWriter:
             for name, arr in arrays.items():
                 np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
             pl.DataFrame(self.failures, schema=FAILURE_SCHEMA).write_parquet(tmp / FAILURES)
-            write_json({"key": self.key, "index": self.index, "start": self.start, "rows": self.hi - self.lo, "rank": rank}, tmp / "shard.json")
+            retryable = sum(f["reason"] in RETRYABLE for f in self.failures)
+            write_json({"key": self.key, "index": self.index, "start": self.start, "rows": self.hi - self.lo, "rank": rank, "retryable_failures": retryable}, tmp / "shard.json")
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)

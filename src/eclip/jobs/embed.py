@@ -10,7 +10,7 @@ from typing import Any
 import polars as pl
 
 from eclip.catalog import Catalog, load_catalog
-from eclip.catalog.images import MAX_IMAGE_BYTES, URL_TIMEOUT_S, ImageSettings
+from eclip.catalog.images import MAX_IMAGE_BYTES, URL_RETRIES, URL_TIMEOUT_S, ImageSettings
 from eclip.distributed import RayRunner
 from eclip.distributed.ray_runner import work_item
 from eclip.encoders import DEFAULT_MODEL, Dist, EmbedSettings, embed_catalog, embed_shard, load_encoder, shard_plan
@@ -34,7 +34,8 @@ class EmbedConfig:
         runtime: how a sentence-transformers tower runs (:data:`eclip.encoders.onnx.RUNTIMES`);
             ONNX exports are cached in ``<out>/runtime``.
         overwrite: replace embeddings of another model or settings in ``out``.
-        url_timeout_s, url_max_bytes: limits of each image download.
+        url_timeout_s, url_max_bytes: limits of each image download; url_retries: retries
+            (with backoff) after a timeout, a refused connection or HTTP 429 / 5xx.
         settings: shard size, fusion weight, pHash, batch size, workers.
         ray: run the shards on a Ray actor pool (``--ray``) instead of in this process.
     """
@@ -52,6 +53,7 @@ class EmbedConfig:
     overwrite: bool = False
     url_timeout_s: float = URL_TIMEOUT_S
     url_max_bytes: int = MAX_IMAGE_BYTES
+    url_retries: int = URL_RETRIES
     settings: EmbedSettings = field(default_factory=EmbedSettings)
     ray: RayRunner | None = None
 
@@ -82,7 +84,7 @@ def embed(catalog: str | Path, out: str | Path, cfg: EmbedConfig | None = None) 
         root = Path(cfg.image_root) if cfg.image_root else cat.root
         if not root.is_dir():
             raise CatalogError(f"--image-root {root}: no such folder.")
-        images = ImageSettings(root=root, cache_dir=out / "image_cache", allow_outside_root=cfg.allow_outside_root, max_bytes=cfg.url_max_bytes, timeout_s=cfg.url_timeout_s)
+        images = ImageSettings(root=root, cache_dir=out / "image_cache", allow_outside_root=cfg.allow_outside_root, max_bytes=cfg.url_max_bytes, timeout_s=cfg.url_timeout_s, retries=cfg.url_retries)
     runner = executor = None
     if cfg.ray is not None:
         if dist.world > 1:
