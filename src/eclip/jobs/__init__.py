@@ -11,7 +11,8 @@ vectors. :mod:`eclip.api` re-exports the public names, and :mod:`eclip.cli` wrap
 from eclip.jobs.adult import AdultFilterConfig, filter_adult
 from eclip.jobs.classify import ClassifyConfig, classify
 from eclip.jobs.cluster import ClusterConfig, cluster
-from eclip.jobs.dedupe import DedupeConfig, dedupe, dedupe_against
+from eclip.jobs.dedupe import DedupeConfig, dedupe
+from eclip.jobs.dedupe_against import dedupe_against
 from eclip.jobs.embed import EmbedConfig, embed
 from eclip.jobs.evaluate import evaluate, evaluate_links, evaluate_predictions
 from eclip.jobs.index import index_add, index_build, index_merge, index_query
