@@ -10,7 +10,8 @@ def knn_pairs(ids: np.ndarray) -> pl.DataFrame:
     """Undirected pairs from a kNN table.
 
     Args:
-        ids: ``(n, k)`` int64 neighbour row positions, best first, ``-1`` for none.
+        ids: ``(n, k)`` int64 neighbour row positions, best first, ``-1`` for none (a row
+            listing itself is skipped).
 
     Returns:
         Columns ``a`` < ``b`` (int64 row positions) and ``rank`` (uint32): the best 1-based rank
@@ -20,7 +21,7 @@ def knn_pairs(ids: np.ndarray) -> pl.DataFrame:
     a = np.repeat(np.arange(n, dtype=np.int64), k)
     b = ids.reshape(-1)
     rank = np.tile(np.arange(1, k + 1, dtype=np.uint32), n)
-    keep = b >= 0
+    keep = (b >= 0) & (b != a)  # a row listed as its own neighbour is no pair
     a, b, rank = a[keep], b[keep], rank[keep]
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     return (
