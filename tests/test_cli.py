@@ -1,6 +1,7 @@
 """The CLI end to end on a subset of ../shared/data, with the bundled MiniLM (offline)."""
 
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -220,3 +221,12 @@ def test_version_option(capsys):
     with console.capture() as cap:
         result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and f"eclip {version('eclip')}" in cap.get() + result.output
+
+
+def test_jobs_without_out_get_a_directory_named_after_the_catalog(tmp_path):
+    from eclip.cli.options import default_out
+
+    a = default_out("embeddings", tmp_path / "abt_buy" / "catalog.csv")
+    b = default_out("embeddings", tmp_path / "fashion" / "catalog.csv")
+    assert a == Path("runs/embeddings/abt_buy-catalog") and b != a  # two catalogs never share one
+    assert default_out("train", tmp_path / "x" / "dump.csv.gz") == Path("runs/train/x-dump")

@@ -12,6 +12,7 @@ from eclip.cli.options import (
     AllowOutsideOpt,
     RayOpt,
     RayWorkersOpt,
+    default_out,
     ray_runner,
     BatchSizeOpt,
     CatalogArg,
@@ -31,7 +32,7 @@ from eclip.progress import console
 
 def embed(
     catalog: CatalogArg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Embeddings directory (sharded .npy + manifest.json). Rerun the same command to resume.", metavar="DIR", rich_help_panel="Output")] = Path("runs/embeddings"),
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Embeddings directory (sharded .npy + manifest.json); default runs/embeddings/FOLDER-NAME of the catalog. Rerun the same command to resume.", metavar="DIR", rich_help_panel="Output")] = None,
     model: ModelOpt = "minilm",
     runtime: RuntimeOpt = "auto",
     id_col: IdColOpt = "id",
@@ -69,6 +70,7 @@ def embed(
         settings=EmbedSettings(shard_rows=shard_rows, image_weight=image_weight, phash=phash, batch_size=batch_size, workers=workers),
         ray=ray_runner(ray, ray_workers),
     )
+    out = out or default_out("embeddings", catalog)
     manifest = api.embed(catalog, out, cfg)
     if "failures" not in manifest:  # a non-zero torchrun rank
         return

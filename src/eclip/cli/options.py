@@ -58,6 +58,13 @@ LogitScaleOpt = Annotated[
 ]
 
 
+def default_out(kind: str, catalog: Path) -> Path:
+    """``runs/KIND/FOLDER-NAME`` for a job given no ``--out``: named after the catalog (its
+    folder and file name), so two catalogs never share one directory."""
+    resolved = Path(catalog).resolve()
+    return Path("runs") / kind / f"{resolved.parent.name}-{resolved.name.split('.')[0]}"
+
+
 def split_cols(cols: Optional[str]) -> Optional[list[str]]:
     """``"a, b,c"`` -> ``["a", "b", "c"]``; ``None`` or empty -> ``None``."""
     return [c.strip() for c in cols.split(",") if c.strip()] if cols else None

@@ -8,15 +8,15 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from eclip.cli.options import AllowOutsideOpt, CatalogArg, IdColOpt, ImageColOpt, ImageRootOpt, WorkersOpt, split_cols
+from eclip.cli.options import AllowOutsideOpt, CatalogArg, IdColOpt, ImageColOpt, ImageRootOpt, WorkersOpt, default_out, split_cols
 from eclip.progress import console
 
 
 def train(
     catalog: CatalogArg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory: checkpoints, metrics.jsonl, cache, and the trained model in OUT/model.", metavar="DIR", rich_help_panel="Output")] = Path("runs/train"),
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory: checkpoints, metrics.jsonl, cache, and the trained model in OUT/model; default runs/train/FOLDER-NAME of the catalog.", metavar="DIR", rich_help_panel="Output")] = None,
     image_col: ImageColOpt = "image",
-    text_col: Annotated[Optional[str], typer.Option(help="Title column(s), comma-separated. Default: title-like column, then brand.", metavar="COLS")] = None,
+    text_cols: Annotated[Optional[str], typer.Option("--text-cols", "--text-col", help="Comma-separated columns joined into the title text (--text-col: the old name). Default: title-like column, then brand.", metavar="COLS")] = None,
     id_col: IdColOpt = "id",
     image_root: ImageRootOpt = None,
     allow_outside_root: AllowOutsideOpt = False,
@@ -54,7 +54,8 @@ def train(
         warmup_steps=warmup_steps, val_fraction=val_fraction, zeroshot_col=zeroshot_col, checkpoint_every=checkpoint_every,
         seed=seed, grad_checkpointing=grad_checkpointing, workers=workers, device=device, max_steps=max_steps,
     )
-    card = api.train(catalog, out, cfg, id_col=id_col, text_cols=split_cols(text_col), image_col=image_col, image_root=image_root, allow_outside_root=allow_outside_root, resume=resume)
+    out = out or default_out("train", catalog)
+    card = api.train(catalog, out, cfg, id_col=id_col, text_cols=split_cols(text_cols), image_col=image_col, image_root=image_root, allow_outside_root=allow_outside_root, resume=resume)
     if not card:
         return
     last = card["eval"][-1] if card["eval"] else {}
