@@ -103,3 +103,15 @@ def tiny_sentence_dir(tmp_path_factory) -> Path:
     st = SentenceTransformer(modules=[word, models.Pooling(32, "mean"), models.Normalize()], device="cpu")
     st.save(str(root / "tiny-st"))
     return root / "tiny-st"
+
+
+def abt_head(tmp_path_factory, rows: int, name: str) -> Path:
+    """The first ``rows`` rows of Abt-Buy's catalog as ``catalog.csv`` in a fresh temporary
+    folder (skips the test without the shared data)."""
+    import polars as pl
+
+    if not SHARED.exists():
+        pytest.skip(f"shared data not found at {SHARED}")
+    folder = tmp_path_factory.mktemp(name)
+    pl.read_csv(SHARED / "abt_buy" / "catalog.csv", infer_schema=False).head(rows).write_csv(folder / "catalog.csv")
+    return folder / "catalog.csv"

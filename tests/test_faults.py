@@ -202,15 +202,9 @@ def test_pickled_checkpoint_is_one_line(tmp_path):
 
 @pytest.fixture(scope="module")
 def small_catalog(tmp_path_factory):
-    from conftest import SHARED
+    from conftest import abt_head
 
-    if not SHARED.exists():
-        pytest.skip(f"shared data not found at {SHARED}")
-    import polars as pl
-
-    folder = tmp_path_factory.mktemp("faults")
-    pl.read_csv(SHARED / "abt_buy" / "catalog.csv", infer_schema=False).head(90).write_csv(folder / "catalog.csv")
-    return folder / "catalog.csv"
+    return abt_head(tmp_path_factory, 90, "faults")
 
 
 def _eclip(args, fault=None, timeout=300):

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from conftest import SHARED
+from conftest import abt_head
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -28,11 +28,7 @@ def runner():
 
 @pytest.fixture(scope="module")
 def subset(tmp_path_factory):
-    if not SHARED.exists():
-        pytest.skip(f"shared data not found at {SHARED}")
-    folder = tmp_path_factory.mktemp("ray")
-    pl.read_csv(SHARED / "abt_buy" / "catalog.csv", infer_schema=False).head(300).write_csv(folder / "catalog.csv")
-    return folder / "catalog.csv"
+    return abt_head(tmp_path_factory, 300, "ray")
 
 
 def _embed_cfg(model, ray=None):
