@@ -324,3 +324,23 @@ def test_index_query_image_bomb_is_one_line(tiny_clip_dir, tmp_path):
     r = run(app, ["index", "query", str(tmp_path / "idx"), "--image", str(BAD / "bomb.png")])
     assert isinstance(r.exception, EclipError)
     assert f"--image {BAD / 'bomb.png'}: too_large:" in str(r.exception) and "\n" not in str(r.exception)
+
+
+def test_resume_from_a_pickled_checkpoint_is_one_line(tmp_path):
+    """Issue 23, row 9: ``train --resume`` refuses pickled code like ``--model`` does."""
+    import torch
+
+    from eclip.errors import ModelError
+    from eclip.train.loop import read_checkpoint
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    torch.save({"model": Evil()}, tmp_path / "step-0000010.pt")
+    with pytest.raises(ModelError) as info:
+        read_checkpoint(tmp_path / "step-0000010.pt")
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'step-0000010.pt'}: holds pickled code") and "weights_only" not in message and "\n" not in message
+    torch.save({"step": torch.tensor(3)}, tmp_path / "plain.pt")
+    assert int(read_checkpoint(tmp_path / "plain.pt")["step"]) == 3

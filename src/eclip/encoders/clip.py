@@ -47,11 +47,22 @@ def _file_digest(path: Path, block: int = 1 << 20) -> str:
     return h.hexdigest()[:16]
 
 
+def is_pickled_code_error(exc: BaseException) -> bool:
+    """Whether ``torch.load(..., weights_only=True)`` refused ``exc``'s file for holding
+    pickled objects other than tensors."""
+    return isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in str(exc)
+
+
+def pickled_code_error(where: object) -> ModelError:
+    """The one-line refusal of a checkpoint holding pickled code (never advice to turn
+    ``weights_only`` off)."""
+    return ModelError(f"{where}: holds pickled code; eclip loads only plain tensors (a state_dict saved with torch.save) or safetensors. Save the weights as a state_dict or in .safetensors.")
+
+
 def _explain_load_error(spec: ModelSpec, exc: Exception) -> ModelError:
     text = str(exc)
-    if isinstance(exc, pickle.UnpicklingError) or "Weights only load failed" in text:
-        where = spec.pretrained or spec.location or spec.raw
-        return ModelError(f"{where}: holds pickled code; eclip loads only plain tensors (a state_dict saved with torch.save) or safetensors. Save the weights as a state_dict or in .safetensors.")
+    if is_pickled_code_error(exc):
+        return pickled_code_error(spec.pretrained or spec.location or spec.raw)
     if any(m in text for m in ("size mismatch", "Missing key", "Unexpected key", "pos_embed width changed")):
         first = next((ln.strip() for ln in text.splitlines() if "size mismatch" in ln or "key" in ln.lower()), text[:200])
         return ModelError(

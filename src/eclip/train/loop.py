@@ -40,7 +40,7 @@ import torch
 
 from eclip.catalog import Catalog
 from eclip.catalog.images import ImageSettings
-from eclip.encoders.clip import save_model_dir
+from eclip.encoders.clip import is_pickled_code_error, pickled_code_error, save_model_dir
 from eclip.encoders.embed import Dist
 from eclip.errors import EclipError, RunDirError
 from eclip.progress import console, progress_bar
@@ -106,6 +106,21 @@ class TrainConfig:
     device: str | None = None
     max_steps: int | None = None
     extra: dict = field(default_factory=dict)
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A training checkpoint (``step-NNNNNNN.pt``), loaded as plain tensors only
+    (``torch.load(weights_only=True)``).
+
+    Raises:
+        ModelError: the file holds pickled code, in one line.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        if is_pickled_code_error(exc):
+            raise pickled_code_error(path) from None
+        raise
 
 
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
@@ -239,7 +254,7 @@ def train(cat: Catalog, images: ImageSettings, out: str | Path, cfg: TrainConfig
         path = ckpts.latest() if resume == "latest" else Path(resume)
         if path is None or not path.exists():
             raise RunDirError(f"no checkpoint to resume from in {out / 'checkpoints'} ({resume}).")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_checkpoint(path)
         if state.get("run_key") != run_key:
             raise RunDirError(f"{path} belongs to a run with other settings or data; use the same command, or another --out.")
         model.load_state_dict(state["model"])
