@@ -94,6 +94,21 @@ def locked(folder: str | os.PathLike[str]) -> Iterator[Path]:
         unlock_dir(path)
 
 
+def current_umask() -> int:
+    """This process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def umask_mode(path: str | os.PathLike[str]) -> None:
+    """Give ``path`` the mode a plain ``open`` / ``mkdir`` would have (``0o666`` / ``0o777``
+    less the umask): ``tempfile`` makes files 0600 and folders 0700, which an atomic rename
+    would otherwise hand on to every output, unreadable to colleagues on a shared machine."""
+    p = Path(path)
+    os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~current_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
@@ -107,6 +122,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        umask_mode(tmp_path)
         os.replace(tmp_path, target)
     finally:
         tmp_path.unlink(missing_ok=True)

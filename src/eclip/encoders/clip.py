@@ -23,6 +23,7 @@ import numpy as np
 
 from eclip.encoders.spec import ModelSpec, bundled_minilm_path
 from eclip.errors import ModelError
+from eclip.rundir import umask_mode
 
 CONFIG_FILE = "open_clip_config.json"
 WEIGHTS_FILE = "open_clip_model.safetensors"
@@ -261,6 +262,7 @@ def save_model_dir(model: Any, model_cfg: dict, folder: str | Path, preprocess_c
         save_model(model, str(tmp / WEIGHTS_FILE))
         if target.exists():
             shutil.rmtree(target)
+        umask_mode(tmp)
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

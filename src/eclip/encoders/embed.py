@@ -53,7 +53,7 @@ from eclip.encoders.phash import PHASH_BYTES, phash_bytes
 from eclip.encoders.store import FAILURE_SCHEMA, FAILURES, SHARDS, read_failures
 from eclip.errors import RunDirError
 from eclip.progress import console, progress_bar
-from eclip.rundir import MANIFEST, fault_point, fingerprint, read_json, texts_digest, write_json, write_parquet
+from eclip.rundir import MANIFEST, fault_point, fingerprint, read_json, texts_digest, umask_mode, write_json, write_parquet
 
 
 def default_workers() -> int:
@@ -203,6 +203,7 @@ class _ShardWriter:
             write_json({"key": self.key, "index": self.index, "start": self.start, "rows": self.hi - self.lo, "rank": rank, "retryable_failures": retryable}, tmp / "shard.json")
             if final.exists():
                 shutil.rmtree(final)
+            umask_mode(tmp)
             os.replace(tmp, final)
             fault_point(f"embed-shard-{self.index}")
         finally:

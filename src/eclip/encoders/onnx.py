@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from eclip.errors import ModelError
+from eclip.rundir import umask_mode
 
 #: Runtimes of a sentence-transformers text tower (``auto``: ``onnx`` on a CPU when ONNX
 #: Runtime is installed, else ``torch``).
@@ -135,6 +136,7 @@ def export_onnx(model: Any, path: Path) -> Path:
                 opset_version=OPSET,
                 dynamo=False,
             )
+        umask_mode(tmp)
         os.replace(tmp, path)
     except Exception as exc:  # noqa: BLE001 - any exporter failure becomes one message
         raise ModelError(f"cannot export the text tower to ONNX ({exc}); use --runtime torch.") from exc
@@ -157,6 +159,7 @@ def quantize_int8(fp32: Path, path: Path) -> Path:
             quantize_dynamic(str(fp32), tmp, weight_type=QuantType.QInt8, per_channel=True)
         finally:
             quiet.setLevel(level)
+        umask_mode(tmp)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -25,6 +25,7 @@ from eclip.encoders.sentence import weights_digest
 from eclip.encoders.spec import is_static_folder
 from eclip.errors import ModelError
 from eclip.progress import console
+from eclip.rundir import umask_mode
 
 #: PCA dimensions of a distilled model (model2vec's default).
 STATIC_DIMS = 256
@@ -48,6 +49,7 @@ def distill_static(teacher: Path, out: Path, pca_dims: int = STATIC_DIMS) -> Pat
         model.save_pretrained(str(tmp))
         if out.exists():
             shutil.rmtree(out)
+        umask_mode(tmp)
         os.replace(tmp, out)
     except Exception as exc:  # noqa: BLE001 - any distillation failure becomes one message
         raise ModelError(f"cannot distil a static model from {teacher}: {exc}") from exc
