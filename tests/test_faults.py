@@ -344,3 +344,22 @@ def test_resume_from_a_pickled_checkpoint_is_one_line(tmp_path):
     assert message.startswith(f"{tmp_path / 'step-0000010.pt'}: holds pickled code") and "weights_only" not in message and "\n" not in message
     torch.save({"step": torch.tensor(3)}, tmp_path / "plain.pt")
     assert int(read_checkpoint(tmp_path / "plain.pt")["step"]) == 3
+
+
+def test_eval_given_a_csv_as_predictions_is_one_line(tmp_path):
+    """Issue 23, row 8."""
+    from eclip.errors import RunDirError
+    from eclip.jobs.evaluate import evaluate
+
+    (tmp_path / "groups.csv").write_text("id,group_id\n1,0\n2,0\n")
+    with pytest.raises(RunDirError) as info:
+        evaluate(tmp_path / "groups.csv", BAD / "semicolon.csv")
+    message = str(info.value)
+    assert "groups.csv: not a Parquet groups file" in message and "groups.parquet that `eclip dedupe` wrote" in message and "\n" not in message
+    from typer.testing import CliRunner
+
+    from eclip.cli.app import app
+    from eclip.errors import EclipError
+
+    r = CliRunner().invoke(app, ["eval", str(tmp_path / "groups.csv"), "--gold", str(BAD / "semicolon.csv")])
+    assert isinstance(r.exception, EclipError) and "groups.csv: not a Parquet file" in str(r.exception) and "groups.parquet, links.parquet" in str(r.exception)

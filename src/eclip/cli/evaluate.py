@@ -28,10 +28,11 @@ def eval_(
     from eclip import api
 
     groups = _run_file(groups)
-    if groups.exists() and {"left_id", "right_id"} <= set(pl.read_parquet_schema(groups)):
+    columns = _columns(groups)
+    if {"left_id", "right_id"} <= columns:
         _eval_links(api.evaluate_links(groups, gold))
         return
-    if groups.exists() and not {"id", "group_id"} <= set(pl.read_parquet_schema(groups)):
+    if columns and not {"id", "group_id"} <= columns:
         _eval_labels(api.evaluate_predictions(groups, gold, gold_id_col=gold_id_col, gold_col=gold_col, positive=positive, precision_target=at_precision), at_precision)
         return
 
@@ -87,6 +88,26 @@ def _run_file(path: Path) -> Path:
         if (path / name).is_file():
             return path / name
     raise typer.BadParameter(f"{path} is a directory without {', '.join(RUN_FILES)}: pass a run directory of eclip dedupe, link, classify or filter-adult, or one of those files", param_hint="FILE")
+
+
+def _columns(path: Path) -> set[str]:
+    """The columns of the Parquet run file ``path`` (empty when it does not exist: the job
+    says so).
+
+    Raises:
+        EclipError: ``path`` is not Parquet (e.g. a CSV), in one line naming the files eval reads.
+    """
+    from eclip.errors import EclipError
+
+    if not path.exists():
+        return set()
+    try:
+        return set(pl.read_parquet_schema(path))
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise EclipError(
+            f"{path}: not a Parquet file ({str(exc).splitlines()[0][:100]}); eclip eval reads the {', '.join(RUN_FILES)} "
+            "that eclip dedupe, link, classify or filter-adult wrote, or their run directory."
+        ) from None
 
 
 def _eval_links(result: dict) -> None:

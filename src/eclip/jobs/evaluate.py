@@ -106,7 +106,10 @@ def evaluate(
     gp = Path(groups_path)
     if not gp.exists():
         raise RunDirError(f"{gp}: no such groups file; run `eclip dedupe CATALOG --out DIR` first.")
-    groups = pl.read_parquet(gp)
+    try:
+        groups = pl.read_parquet(gp)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise RunDirError(f"{gp}: not a Parquet groups file ({str(exc).splitlines()[0][:120]}); pass the groups.parquet that `eclip dedupe` wrote, or its run directory.") from None
     if not {"id", "group_id"} <= set(groups.columns):
         raise RunDirError(f"{gp}: not a groups file (needs columns id, group_id).")
     ids = groups["id"].cast(pl.String).to_list()
