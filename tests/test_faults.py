@@ -363,3 +363,24 @@ def test_eval_given_a_csv_as_predictions_is_one_line(tmp_path):
 
     r = CliRunner().invoke(app, ["eval", str(tmp_path / "groups.csv"), "--gold", str(BAD / "semicolon.csv")])
     assert isinstance(r.exception, EclipError) and "groups.csv: not a Parquet file" in str(r.exception) and "groups.parquet, links.parquet" in str(r.exception)
+
+
+def test_classify_and_filter_adult_refuse_useless_labels_before_embedding(tmp_path, monkeypatch):
+    """Issue 23, rows 10 and 11: one zero-shot label, or calibration labels without a positive,
+    are refused before any embedding starts."""
+    import eclip.jobs.source as source
+    from eclip.errors import EclipError
+    from eclip.jobs.adult import AdultFilterConfig, filter_adult
+    from eclip.jobs.classify import ClassifyConfig, classify
+
+    def no_embedding(*args, **kwargs):
+        raise AssertionError("embedding started")
+
+    monkeypatch.setattr(source, "embeddings_dir", no_embedding)
+    (tmp_path / "labels.txt").write_text("Shoes\n")
+    with pytest.raises(EclipError, match=r"has one label \('Shoes'\).*--min-score"):
+        classify(BAD / "semicolon.csv", tmp_path / "c", ClassifyConfig(labels=tmp_path / "labels.txt"))
+    (tmp_path / "gold.csv").write_text("id,category\n1,Fitness\n2,Sexual Wellness\n")
+    cfg = AdultFilterConfig(calibrate=tmp_path / "gold.csv", label_col="category", positive="NoSuchValue")
+    with pytest.raises(EclipError, match=r"no row of column 'category' means adult under --positive 'NoSuchValue'; its values are 'Fitness', 'Sexual Wellness'"):
+        filter_adult(BAD / "semicolon.csv", tmp_path / "a", cfg)

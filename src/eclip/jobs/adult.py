@@ -23,6 +23,7 @@ from eclip.classify import (
 )
 from eclip.errors import EclipError, RunDirError
 from eclip.evaluation import at_threshold, binary_gold, binary_metrics, load_class_labels, threshold_for_precision
+from eclip.evaluation.gold import TRUE_VALUES
 from eclip.jobs.run import created, start_run, versions, write_manifest
 from eclip.jobs.source import CatalogSource, label_encoder, row_vectors
 from eclip.progress import console
@@ -67,6 +68,22 @@ class AdultFilterConfig(CatalogSource):
     templates: tuple[str, ...] = DEFAULT_TEMPLATES
 
 
+def _check_calibration_labels(labels: dict[str, str], cfg: AdultFilterConfig) -> None:
+    """Refuse calibration labels with no positive or no negative row.
+
+    Raises:
+        EclipError: naming the values the column does hold.
+    """
+    values = sorted(set(labels.values()))
+    is_positive = [(v == cfg.positive) if cfg.positive is not None else v.lower() in TRUE_VALUES for v in labels.values()]
+    meaning = f"--positive {cfg.positive!r}" if cfg.positive is not None else "true/1/yes (pass --positive VALUE)"
+    shown = ", ".join(repr(v) for v in values[:10]) + (" ..." if len(values) > 10 else "")
+    if not any(is_positive):
+        raise EclipError(f"{cfg.calibrate}: no row of column {cfg.label_col!r} means adult under {meaning}; its values are {shown}.")
+    if all(is_positive):
+        raise EclipError(f"{cfg.calibrate}: every row of column {cfg.label_col!r} means adult under {meaning}; calibration needs negative rows too.")
+
+
 def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | None = None) -> dict[str, Any]:
     """Score every row for adult / sexual-wellness content and flag it
     (:mod:`eclip.classify.adult`).
@@ -91,6 +108,8 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
         raise EclipError("--fit-probe fits on the labelled rows of --calibrate (and replaces --probe); give --calibrate, not --probe.")
     if not 0.0 <= cfg.holdout < 1.0 or not 0.0 < cfg.target_precision <= 1.0:
         raise EclipError("--holdout must be in [0, 1) and --target-precision in (0, 1].")
+    if cfg.calibrate is not None:  # a label file without positives fails before embedding, not after
+        _check_calibration_labels(load_class_labels(cfg.calibrate, cfg.id_col, cfg.label_col), cfg)
     out, timer = start_run(out)
     emb_dir, emb, modality, x_all, present = row_vectors(source, out, cfg, cfg.vectors, timer)
     encoder = label_encoder(emb, emb_dir, cfg.model)

@@ -147,6 +147,12 @@ def classify(source: str | Path, out: str | Path, cfg: ClassifyConfig | None = N
     if not 0.0 <= cfg.prior_weight <= 1.0 or not 0.0 < cfg.train_fraction <= 1.0:
         raise EclipError("--prior-weight must be in [0, 1] and --train-fraction in (0, 1].")
     taxonomy = parse_labels(cfg.labels) if cfg.labels is not None else None  # fail before embedding
+    if taxonomy is not None and cfg.train is None and cfg.probe is None and len(taxonomy.leaves) < 2 and cfg.min_score is None:
+        only = " > ".join(taxonomy.leaves[0]) if taxonomy.leaves else "(none)"
+        raise EclipError(
+            f"{cfg.labels} has one label ({only!r}): zero-shot classification picks among labels, so every row would get it "
+            "with probability 1.0. Add the other labels (or an 'other' label), or pass --min-score to mark rows far from it unknown."
+        )
     out, timer = start_run(out)
     emb_dir, emb, modality, x_all, present = row_vectors(source, out, cfg, cfg.vectors, timer)
     x = np.ascontiguousarray(x_all[present])
