@@ -48,6 +48,7 @@ def _truncated_jpeg(path: Path) -> Path:
 
 
 def _settings(root: Path, **kw) -> ImageSettings:
+    kw.setdefault("allow_private_urls", True)  # the test server listens on 127.0.0.1
     return ImageSettings(root=root, cache_dir=root.parent / f"{root.name}-cache", **kw)
 
 
@@ -263,7 +264,7 @@ def test_a_shard_with_a_transient_failure_is_redone_by_a_rerun(tmp_path, server,
     base, hits = server
     pl.DataFrame({"id": ["1", "2"], "title": ["blue photo", "busy server"], "image": [f"{base}/good-shard.png", f"{base}/flaky-shard.png"]}).write_csv(tmp_path / "c.csv")
     cat = load_catalog(tmp_path / "c.csv", image_col="image")
-    images = ImageSettings(root=tmp_path, cache_dir=tmp_path / "cache", timeout_s=5, retries=0)  # the first 503 stands
+    images = ImageSettings(root=tmp_path, cache_dir=tmp_path / "cache", timeout_s=5, retries=0, allow_private_urls=True)  # the first 503 stands
     first = embed_catalog(hash_encoder, cat, tmp_path / "e", EmbedSettings(shard_rows=2, workers=0), images)
     assert first["failures"] == {"unavailable": 1} and not load_embeddings(tmp_path / "e").has_image[1]
     second = embed_catalog(hash_encoder, cat, tmp_path / "e", EmbedSettings(shard_rows=2, workers=0), images)
@@ -273,6 +274,19 @@ def test_a_shard_with_a_transient_failure_is_redone_by_a_rerun(tmp_path, server,
     assert hits["/good-shard.png"] == 1  # the good image came from the cache on every rerun
     fourth = embed_catalog(hash_encoder, cat, tmp_path / "e", EmbedSettings(shard_rows=2, workers=0), images)
     assert fourth["reused_rows"] == 2  # finished for good
+
+
+def test_local_and_private_urls_are_refused_unless_allowed(tmp_path, server):
+    """Issue 23, row 6: a catalog cannot make eclip fetch from loopback, private or
+    link-local addresses (nor redirect there) unless --allow-private-urls."""
+    base, hits = server
+    strict = _settings(tmp_path / "root", timeout_s=2, allow_private_urls=False)
+    for url in (f"{base}/good-private.png", "http://10.1.2.3/x.png", "http://169.254.169.254/latest/meta-data/", "http://[::1]:9/x.png"):
+        with pytest.raises(ImageFailure) as info:
+            fetch_url(url, strict)
+        assert info.value.reason == "private_url" and "--allow-private-urls" in str(info.value), url
+    assert "/good-private.png" not in hits  # refused before any connection
+    assert fetch_url(f"{base}/good-private.png", _settings(tmp_path / "root", timeout_s=5)).is_file()
 
 
 def test_connection_refused_is_unavailable(tmp_path):
@@ -354,10 +368,10 @@ def embed_runs(image_catalog, tiny_clip_dir, tmp_path_factory):
     d0, d2 = out / "w0", out / "w2"
     r = _run_cli(
         "embed", image_catalog, "--model", tiny_clip_dir, "--image-col", "image", "--out", d0,
-        "--workers", 0, "--shard-rows", 4, "--url-timeout", 0.5, "--device", "cpu",
+        "--workers", 0, "--shard-rows", 4, "--url-timeout", 0.5, "--device", "cpu", "--allow-private-urls",
     )
     cfg = api.EmbedConfig(
-        model=str(tiny_clip_dir), image_col="image", device="cpu", url_timeout_s=0.5,
+        model=str(tiny_clip_dir), image_col="image", device="cpu", url_timeout_s=0.5, allow_private_urls=True,
         settings=EmbedSettings(shard_rows=4, workers=2),
     )
     manifest2 = api.embed(image_catalog, d2, cfg)

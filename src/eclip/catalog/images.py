@@ -2,7 +2,7 @@
 
 Every failure is an :class:`ImageFailure` with a short machine-readable ``reason`` (``missing``,
 ``outside_root``, ``corrupt``, ``timeout``, ``unavailable``, ``http_error``, ``too_large``,
-``no_image``) and a human-readable detail; ``timeout`` and ``unavailable`` may pass on their own
+``private_url``, ``no_image``) and a human-readable detail; ``timeout`` and ``unavailable`` may pass on their own
 (:data:`RETRYABLE`). Callers record failures (``failures.parquet``) and fall back to text;
 one bad image never stops a run.
 
@@ -59,6 +59,8 @@ class ImageSettings:
         timeout_s: connect and read timeout per try, seconds.
         retries: retries after a timeout, a refused connection or HTTP 429 / 5xx.
         backoff_s: the first retry's wait, seconds (doubling after each).
+        allow_private_urls: fetch URLs whose host is a loopback, private or link-local
+            address (refused by default, see :func:`check_public`).
     """
 
     root: Path
@@ -68,6 +70,7 @@ class ImageSettings:
     timeout_s: float = URL_TIMEOUT_S
     retries: int = URL_RETRIES
     backoff_s: float = URL_BACKOFF_S
+    allow_private_urls: bool = False
 
 
 def is_url(ref: str) -> bool:
@@ -103,6 +106,55 @@ def _pool() -> Any:
 _POOL: Any = None
 
 
+#: Redirects followed per download (each hop is checked like the first URL).
+MAX_REDIRECTS = 5
+
+
+def check_public(url: str, settings: ImageSettings) -> None:
+    """Refuse a URL whose host resolves to a loopback, private, link-local, multicast or
+    reserved address (Python's ``ipaddress`` classes), unless ``settings.allow_private_urls``:
+    a catalog must not make eclip fetch from the machine's own network (OWASP, Server-Side
+    Request Forgery Prevention Cheat Sheet).
+
+    Raises:
+        ImageFailure: ``private_url``, or ``http_error`` when the host does not resolve.
+    """
+    if settings.allow_private_urls:
+        return
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname
+    if not host:
+        raise ImageFailure("http_error", f"{url}: no host in the URL")
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError as exc:
+        raise ImageFailure("unavailable", f"{url}: host {host} does not resolve ({exc})") from None
+    for info in infos:
+        ip = ipaddress.ip_address(info[4][0].split("%")[0])
+        if ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified:
+            raise ImageFailure("private_url", f"{url}: {host} is {ip}, a local or private address; pass --allow-private-urls to fetch from it")
+
+
+def _get_public(url: str, settings: ImageSettings, retry: Any, timeout: Any) -> Any:
+    """GET ``url``, following at most :data:`MAX_REDIRECTS` redirects, each hop checked by
+    :func:`check_public` (a public URL must not redirect into the local network)."""
+    from urllib.parse import urljoin
+
+    for _ in range(MAX_REDIRECTS + 1):
+        check_public(url, settings)
+        resp = _pool().request("GET", url, retries=retry, timeout=timeout, preload_content=False, redirect=False)
+        location = resp.headers.get("Location")
+        if resp.status in (301, 302, 303, 307, 308) and location:
+            resp.release_conn()
+            url = urljoin(url, location)
+            continue
+        return resp
+    raise ImageFailure("http_error", f"{url}: more than {MAX_REDIRECTS} redirects")
+
+
 def fetch_url(url: str, settings: ImageSettings) -> Path:
     """Download ``url`` into the cache (once) and return the cached file.
 
@@ -113,7 +165,8 @@ def fetch_url(url: str, settings: ImageSettings) -> Path:
 
     Raises:
         ImageFailure: ``timeout`` or ``unavailable`` (429, 5xx, no connection: may pass, see
-            :data:`RETRYABLE`), ``http_error`` (any other HTTP error) or ``too_large``.
+            :data:`RETRYABLE`), ``http_error`` (any other HTTP error), ``too_large``, or
+            ``private_url`` (:func:`check_public`).
     """
     import urllib3
     from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError, ProtocolError, TimeoutError as Urllib3Timeout
@@ -127,7 +180,7 @@ def fetch_url(url: str, settings: ImageSettings) -> Path:
     )
     timeout = urllib3.Timeout(connect=settings.timeout_s, read=settings.timeout_s)
     try:
-        resp = _pool().request("GET", url, retries=retry, timeout=timeout, preload_content=False, redirect=True)
+        resp = _get_public(url, settings, retry, timeout)
         try:
             if resp.status == 429 or resp.status >= 500:
                 raise ImageFailure("unavailable", f"{url} answered HTTP {resp.status} after {settings.retries} retries")

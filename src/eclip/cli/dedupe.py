@@ -10,6 +10,7 @@ from rich.table import Table
 
 from eclip.cli.options import (
     AllowOutsideOpt,
+    AllowPrivateOpt,
     RayOpt,
     RayWorkersOpt,
     ray_runner,
@@ -44,6 +45,7 @@ def dedupe(
     image_col: ImageColOpt = None,
     image_root: ImageRootOpt = None,
     allow_outside_root: AllowOutsideOpt = False,
+    allow_private_urls: AllowPrivateOpt = False,
     signals: Annotated[Optional[str], typer.Option(help="Comma-separated signals among text, image, fused, phash. Default: all the embeddings have.", metavar="LIST", rich_help_panel="Signals")] = None,
     image_threshold: Annotated[float, typer.Option(help="Minimum image-embedding cosine of a match.", metavar="COS", rich_help_panel="Signals")] = 0.9,
     fused_threshold: Annotated[float, typer.Option(help="Minimum fused-embedding cosine of a match.", metavar="COS", rich_help_panel="Signals")] = 0.85,
@@ -72,7 +74,7 @@ def dedupe(
     from eclip import api
 
     cfg = api.DedupeConfig(
-        **source_options(id_col, text_cols, image_col, image_root, allow_outside_root, model, sep, encoding),
+        **source_options(id_col, text_cols, image_col, image_root, allow_outside_root, model, sep, encoding, allow_private_urls),
         runtime=runtime,
         embeddings=embeddings,
         signals=tuple(split_cols(signals) or ()) if signals is not None else None,

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from eclip.cli.options import (
     AllowOutsideOpt,
+    AllowPrivateOpt,
     RayOpt,
     RayWorkersOpt,
     default_out,
@@ -42,6 +43,7 @@ def embed(
     image_col: ImageColOpt = None,
     image_root: ImageRootOpt = None,
     allow_outside_root: AllowOutsideOpt = False,
+    allow_private_urls: AllowPrivateOpt = False,
     device: Annotated[Optional[str], typer.Option(help="torch device, e.g. cpu, cuda, cuda:1. Default: CUDA when available (bf16 autocast).", metavar="DEV", rich_help_panel="Model")] = None,
     batch_size: BatchSizeOpt = 64,
     workers: WorkersOpt = -1,
@@ -60,7 +62,7 @@ def embed(
     from eclip.encoders import EmbedSettings
 
     cfg = api.EmbedConfig(
-        **source_options(id_col, text_cols, image_col, image_root, allow_outside_root, model, sep, encoding),
+        **source_options(id_col, text_cols, image_col, image_root, allow_outside_root, model, sep, encoding, allow_private_urls),
         device=device,
         runtime=runtime,
         overwrite=overwrite,

@@ -44,6 +44,7 @@ ImageRootOpt = Annotated[
     Optional[Path],
     typer.Option(metavar="DIR", rich_help_panel=INPUT, help="Folder image paths are relative to, and may not leave. Default: the catalog file's folder."),
 ]
+AllowPrivateOpt = Annotated[bool, typer.Option("--allow-private-urls", metavar="", rich_help_panel=INPUT, help="Fetch image URLs on loopback, private or link-local addresses.")]
 AllowOutsideOpt = Annotated[bool, typer.Option("--allow-outside-root", metavar="", rich_help_panel=INPUT, help="Follow image paths that leave the image root.")]
 WorkersOpt = Annotated[int, typer.Option(min=-1, metavar="N", rich_help_panel=PERFORMANCE, help="DataLoader workers decoding images (-1: one per spare core).")]
 SepOpt = Annotated[Optional[str], typer.Option(metavar="CHAR", rich_help_panel=INPUT, help="CSV delimiter (default: sniffed among , ; tab |).")]
@@ -71,11 +72,12 @@ def split_cols(cols: Optional[str]) -> Optional[list[str]]:
 
 
 def source_options(
-    id_col: str, text_cols: Optional[str], image_col: Optional[str], image_root: Optional[Path], allow_outside_root: bool, model: str, sep: Optional[str] = None, encoding: Optional[str] = None
+    id_col: str, text_cols: Optional[str], image_col: Optional[str], image_root: Optional[Path], allow_outside_root: bool, model: str, sep: Optional[str] = None, encoding: Optional[str] = None,
+    allow_private_urls: bool = False,
 ) -> dict:
     """The shared catalog options as keyword arguments of :class:`eclip.api.CatalogSource`."""
     return {
-        "id_col": id_col, "text_cols": split_cols(text_cols), "image_col": image_col, "image_root": image_root, "allow_outside_root": allow_outside_root, "model": model,
+        "id_col": id_col, "text_cols": split_cols(text_cols), "image_col": image_col, "image_root": image_root, "allow_outside_root": allow_outside_root, "allow_private_urls": allow_private_urls, "model": model,
         "sep": parse_sep(sep), "encoding": encoding,
     }
 

@@ -30,6 +30,8 @@ class EmbedConfig:
         image_root: the folder image paths are relative to, and may not leave (default: the
             catalog file's folder).
         allow_outside_root: follow image paths that leave the catalog's folder.
+        allow_private_urls: fetch image URLs whose host is a loopback, private or link-local
+            address (refused by default: :func:`eclip.catalog.images.check_public`).
         device: torch device (``None``: CUDA when available).
         runtime: how a sentence-transformers tower runs (:data:`eclip.encoders.onnx.RUNTIMES`);
             ONNX exports are cached in ``<out>/runtime``.
@@ -48,6 +50,7 @@ class EmbedConfig:
     image_col: str | None = None
     image_root: Path | None = None
     allow_outside_root: bool = False
+    allow_private_urls: bool = False
     device: str | None = None
     runtime: str = "auto"
     overwrite: bool = False
@@ -84,7 +87,9 @@ def embed(catalog: str | Path, out: str | Path, cfg: EmbedConfig | None = None) 
         root = Path(cfg.image_root) if cfg.image_root else cat.root
         if not root.is_dir():
             raise CatalogError(f"--image-root {root}: no such folder.")
-        images = ImageSettings(root=root, cache_dir=out / "image_cache", allow_outside_root=cfg.allow_outside_root, max_bytes=cfg.url_max_bytes, timeout_s=cfg.url_timeout_s, retries=cfg.url_retries)
+        images = ImageSettings(root=root, cache_dir=out / "image_cache", allow_outside_root=cfg.allow_outside_root, max_bytes=cfg.url_max_bytes, timeout_s=cfg.url_timeout_s, retries=cfg.url_retries,
+            allow_private_urls=cfg.allow_private_urls,
+        )
     runner = executor = None
     if cfg.ray is not None:
         if dist.world > 1:

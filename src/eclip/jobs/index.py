@@ -245,7 +245,7 @@ def index_query(
 
             pix = []
             with tempfile.TemporaryDirectory(prefix="eclip-query-") as cache:
-                settings = ImageSettings(root=Path.cwd(), cache_dir=Path(cache), allow_outside_root=True)  # files the user named
+                settings = ImageSettings(root=Path.cwd(), cache_dir=Path(cache), allow_outside_root=True, allow_private_urls=True)  # what the user named
                 for ref in images:
                     try:
                         pix.append(encoder.image_transform(open_image(ref, settings)))

@@ -27,6 +27,7 @@ class CatalogSource:
     image_col: str | None = None
     image_root: Path | None = None
     allow_outside_root: bool = False
+    allow_private_urls: bool = False
     model: str = DEFAULT_MODEL
     runtime: str = "auto"
     sep: str | None = None
@@ -37,7 +38,7 @@ class CatalogSource:
         configured columns; ``settings`` are further :class:`EmbedConfig` fields)."""
         return EmbedConfig(
             model=self.model, id_col=self.id_col, text_cols=text_cols if text_cols is not None else self.text_cols,
-            image_col=self.image_col, image_root=self.image_root, allow_outside_root=self.allow_outside_root, runtime=self.runtime, sep=self.sep, encoding=self.encoding, **settings,
+            image_col=self.image_col, image_root=self.image_root, allow_outside_root=self.allow_outside_root, allow_private_urls=self.allow_private_urls, runtime=self.runtime, sep=self.sep, encoding=self.encoding, **settings,
         )
 
     def inputs(self, source: str | Path, emb: Embeddings) -> dict[str, Any]:
