@@ -384,3 +384,21 @@ def test_classify_and_filter_adult_refuse_useless_labels_before_embedding(tmp_pa
     cfg = AdultFilterConfig(calibrate=tmp_path / "gold.csv", label_col="category", positive="NoSuchValue")
     with pytest.raises(EclipError, match=r"no row of column 'category' means adult under --positive 'NoSuchValue'; its values are 'Fitness', 'Sexual Wellness'"):
         filter_adult(BAD / "semicolon.csv", tmp_path / "a", cfg)
+
+
+def test_images_past_the_pixel_bound_are_refused_before_decoding(tmp_path):
+    """Issue 23, row 7: between Pillow's warning and its error (89 M - 179 M pixels) Pillow
+    decodes; eclip's own bound refuses earlier."""
+    from PIL import Image
+
+    from eclip.catalog.images import DEFAULT_MAX_PIXELS, ImageFailure, ImageSettings, open_image
+
+    Image.new("1", (9_500, 9_500)).save(tmp_path / "big.png", optimize=True)  # 90 M pixels, a few KB
+    settings = ImageSettings(root=tmp_path, cache_dir=tmp_path / "cache")
+    with pytest.raises(ImageFailure) as info:
+        open_image("big.png", settings)
+    assert info.value.reason == "too_large" and f"9500 x 9500 = 90,250,000 pixels; the limit is {DEFAULT_MAX_PIXELS:,}" in str(info.value)
+    Image.new("RGB", (64, 48)).save(tmp_path / "small.png")
+    assert open_image("small.png", settings).size == (64, 48)
+    with pytest.raises(ImageFailure, match="the limit is 1,000"):
+        open_image("small.png", ImageSettings(root=tmp_path, cache_dir=tmp_path / "cache", max_pixels=1000))

@@ -27,6 +27,9 @@ MAX_IMAGE_BYTES = 20 * 2**20
 URL_TIMEOUT_S = 10.0
 #: Pillow's decompression-bomb guard, set explicitly (pixels).
 MAX_IMAGE_PIXELS = 89_478_485
+#: eclip's own bound, well below Pillow's: a product photo has far fewer pixels, and an image
+#: of 40 million takes about 120 MB decoded (``--max-image-pixels``).
+DEFAULT_MAX_PIXELS = 40_000_000
 
 #: Retries of a download that timed out, was refused, or got HTTP 429 / 5xx, with
 #: exponential backoff (``urllib3.util.Retry``: 0.5 s, 1 s, 2 s ...; a ``Retry-After``
@@ -61,6 +64,8 @@ class ImageSettings:
         backoff_s: the first retry's wait, seconds (doubling after each).
         allow_private_urls: fetch URLs whose host is a loopback, private or link-local
             address (refused by default, see :func:`check_public`).
+        max_pixels: an image with more pixels is refused as ``too_large`` before it is
+            decoded.
     """
 
     root: Path
@@ -71,6 +76,7 @@ class ImageSettings:
     retries: int = URL_RETRIES
     backoff_s: float = URL_BACKOFF_S
     allow_private_urls: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
 
 def is_url(ref: str) -> bool:
@@ -227,8 +233,13 @@ def open_image(ref: str | None, settings: ImageSettings) -> Image.Image:
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     try:
         with Image.open(path) as im:
+            width, height = im.size  # read from the header: nothing is decoded yet
+            if width * height > settings.max_pixels:
+                raise ImageFailure("too_large", f"{ref}: {width} x {height} = {width * height:,} pixels; the limit is {settings.max_pixels:,} (--max-image-pixels)")
             im.load()
             return im.convert("RGB")
+    except ImageFailure:
+        raise
     except Image.DecompressionBombError as exc:
         raise ImageFailure("too_large", f"{ref}: {exc}") from None
     except UnidentifiedImageError:

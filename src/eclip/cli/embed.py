@@ -52,6 +52,7 @@ def embed(
     phash: Annotated[bool, typer.Option("--phash/--no-phash", help="Store the 64-bit perceptual hash of every image.", metavar="", rich_help_panel="Output")] = True,
     url_timeout: Annotated[float, typer.Option(min=0.1, help="Seconds before an image download is abandoned.", metavar="SEC", rich_help_panel="Images")] = 10.0,
     url_max_mb: Annotated[float, typer.Option(min=0.01, help="Largest image download accepted, MiB.", metavar="MIB", rich_help_panel="Images")] = 20.0,
+    max_image_pixels: Annotated[int, typer.Option(min=1, help="Images with more pixels are refused (too_large) before decoding.", metavar="N", rich_help_panel="Images")] = 40_000_000,
     url_retries: Annotated[int, typer.Option(min=0, help="Retries (with backoff) of a download that timed out or got HTTP 429/5xx; a rerun retries what still failed.", metavar="N", rich_help_panel="Images")] = 2,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace embeddings of another model or settings in OUT.", metavar="", rich_help_panel="Output")] = False,
     ray: RayOpt = None,
@@ -69,6 +70,7 @@ def embed(
         url_timeout_s=url_timeout,
         url_max_bytes=int(url_max_mb * 2**20),
         url_retries=url_retries,
+        max_image_pixels=max_image_pixels,
         settings=EmbedSettings(shard_rows=shard_rows, image_weight=image_weight, phash=phash, batch_size=batch_size, workers=workers),
         ray=ray_runner(ray, ray_workers),
     )

@@ -10,7 +10,7 @@ from typing import Any
 import polars as pl
 
 from eclip.catalog import Catalog, load_catalog
-from eclip.catalog.images import MAX_IMAGE_BYTES, URL_RETRIES, URL_TIMEOUT_S, ImageSettings
+from eclip.catalog.images import DEFAULT_MAX_PIXELS, MAX_IMAGE_BYTES, URL_RETRIES, URL_TIMEOUT_S, ImageSettings
 from eclip.distributed import RayRunner
 from eclip.distributed.ray_runner import work_item
 from eclip.encoders import DEFAULT_MODEL, Dist, EmbedSettings, embed_catalog, embed_shard, load_encoder, shard_plan
@@ -37,7 +37,8 @@ class EmbedConfig:
             ONNX exports are cached in ``<out>/runtime``.
         overwrite: replace embeddings of another model or settings in ``out``.
         url_timeout_s, url_max_bytes: limits of each image download; url_retries: retries
-            (with backoff) after a timeout, a refused connection or HTTP 429 / 5xx.
+            (with backoff) after a timeout, a refused connection or HTTP 429 / 5xx;
+            max_image_pixels: larger images are refused (``too_large``) before decoding.
         settings: shard size, fusion weight, pHash, batch size, workers.
         ray: run the shards on a Ray actor pool (``--ray``) instead of in this process.
     """
@@ -57,6 +58,7 @@ class EmbedConfig:
     url_timeout_s: float = URL_TIMEOUT_S
     url_max_bytes: int = MAX_IMAGE_BYTES
     url_retries: int = URL_RETRIES
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
     settings: EmbedSettings = field(default_factory=EmbedSettings)
     ray: RayRunner | None = None
 
@@ -88,7 +90,7 @@ def embed(catalog: str | Path, out: str | Path, cfg: EmbedConfig | None = None) 
         if not root.is_dir():
             raise CatalogError(f"--image-root {root}: no such folder.")
         images = ImageSettings(root=root, cache_dir=out / "image_cache", allow_outside_root=cfg.allow_outside_root, max_bytes=cfg.url_max_bytes, timeout_s=cfg.url_timeout_s, retries=cfg.url_retries,
-            allow_private_urls=cfg.allow_private_urls,
+            allow_private_urls=cfg.allow_private_urls, max_pixels=cfg.max_image_pixels,
         )
     runner = executor = None
     if cfg.ray is not None:
