@@ -402,3 +402,31 @@ def test_images_past_the_pixel_bound_are_refused_before_decoding(tmp_path):
     assert open_image("small.png", settings).size == (64, 48)
     with pytest.raises(ImageFailure, match="the limit is 1,000"):
         open_image("small.png", ImageSettings(root=tmp_path, cache_dir=tmp_path / "cache", max_pixels=1000))
+
+
+def test_csv_files_for_people_hold_no_formula_cells(tmp_path):
+    """Issue 23, row 4: review.csv (and every CSV written for people) neutralises cells that
+    a spreadsheet would run as formulas; eclip reads its own files back unchanged."""
+    import csv
+
+    import polars as pl
+    from typer.testing import CliRunner
+
+    from eclip.cli.app import app
+    from eclip.matcher.constraints import read_review
+    from eclip.rundir import FORMULA_START
+
+    titles = ['=HYPERLINK("http://evil.example","click") Sony TV 40', "+SUM(A1) Sony TV 40 inch", "@cmd kettle 1.7 l steel", "-2+3 kettle 1.7 l steel"]
+    ids = ["-5", "=1", "+7", "@x"]
+    pl.DataFrame({"id": ids, "name": titles}).write_csv(tmp_path / "c.csv")
+    run = CliRunner().invoke
+    r = run(app, ["dedupe", str(tmp_path / "c.csv"), "--out", str(tmp_path / "run"), "--model", "minilm-static", "--threshold", "0.3"])
+    assert r.exit_code == 0, r.output
+    r = run(app, ["report", str(tmp_path / "run")])
+    assert r.exit_code == 0, r.output
+    with open(tmp_path / "run" / "review.csv", newline="") as fh:
+        cells = [cell for row in csv.reader(fh) for cell in row]
+    assert len(cells) > 8 and not [c for c in cells if c.startswith(FORMULA_START)]
+    assert "'@cmd kettle 1.7 l steel" in cells and "'+7" in cells  # kept, as text
+    constraints = read_review(tmp_path / "run" / "review.csv", ids)  # the ids read back as they were
+    assert len(constraints.must_a) == 0

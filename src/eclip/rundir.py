@@ -135,8 +135,31 @@ def write_parquet(df: pl.DataFrame, path: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
-def write_csv(df: pl.DataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write ``df`` to ``path`` atomically as CSV with a header."""
+#: Leading characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(text: str) -> str:
+    """``text`` safe to open in a spreadsheet: a leading formula character gets a ``'``
+    (idempotent; :func:`restore` undoes it)."""
+    return "'" + text if text.startswith(FORMULA_START) else text
+
+
+def restore(text: str) -> str:
+    """``text`` as it was before :func:`neutralise`."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_START) else text
+
+
+def write_csv(df: pl.DataFrame, path: str | os.PathLike[str], for_people: bool = False) -> Path:
+    """Write ``df`` to ``path`` atomically as CSV with a header.
+
+    Args:
+        for_people: a file people open in a spreadsheet (review and label files, query
+            results): every text cell that would start a formula is neutralised
+            (:func:`neutralise`); eclip's readers of such files :func:`restore` them.
+    """
+    if for_people:
+        df = df.with_columns(pl.col(pl.String).map_elements(neutralise, return_dtype=pl.String))
     with atomic_path(path) as tmp:
         df.write_csv(tmp)
     return Path(path)

@@ -111,7 +111,7 @@ def index_query(
     catalog_args = {"id_col": id_col, "text_cols": split_cols(text_cols), "image_col": image_col, "image_root": image_root, "allow_outside_root": allow_outside_root}
     res = api.index_query(index, texts=text, images=[str(p) for p in image or []], catalog=catalog, k=k, mmap=mmap, **(catalog_args if catalog is not None else {}))
     if out is not None:
-        (write_csv if out.suffix == ".csv" else write_parquet)(res, out)
+        write_csv(res, out, for_people=True) if out.suffix == ".csv" else write_parquet(res, out)
         console.print(f"{len(res):,} neighbours written to {out}")
         return
     table = Table(title=f"eclip index query: {index}")

@@ -224,7 +224,7 @@ def as_text(frame: pl.DataFrame) -> pl.DataFrame:
 
 def write_labels(frame: pl.DataFrame, path: str | Path) -> Path:
     """Write a label file atomically, every column as text (the decision column editable)."""
-    return write_csv(as_text(frame), path)
+    return write_csv(as_text(frame), path, for_people=True)
 
 
 def existing_labels(run: RunPairs, path: Path) -> tuple[pl.DataFrame, Labels | None]:

@@ -21,6 +21,7 @@ import polars as pl
 from scipy.cluster.hierarchy import DisjointSet
 
 from eclip.errors import CatalogError
+from eclip.rundir import restore
 
 DECISIONS = ("same", "different", "")
 
@@ -61,7 +62,7 @@ def read_decisions_csv(path: Path, columns: tuple[str, ...], what: str, made_by:
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise CatalogError(f"{path}: missing column(s) {', '.join(missing)}; a {what} has {', '.join(columns)} ({made_by}).")
-    return df
+    return df.with_columns(pl.col(pl.String).map_elements(restore, return_dtype=pl.String))  # undo eclip's formula guard
 
 
 def read_review(path: str | Path, ids: list[str]) -> Constraints:

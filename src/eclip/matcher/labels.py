@@ -22,6 +22,7 @@ import polars as pl
 
 from eclip.errors import CatalogError
 from eclip.matcher.constraints import Constraints, read_decisions_csv
+from eclip.rundir import FORMULA_START, neutralise  # noqa: F401 - re-exported
 
 DECISIONS = ("same", "different", "unsure")
 #: Keys of the interactive loop, and the decision each stands for.
@@ -29,15 +30,6 @@ KEYS = {"y": "same", "n": "different", "u": "unsure"}
 LABEL_COLUMNS = ("id_a", "id_b", "title_a", "title_b", "decision", "chosen_by", "match_probability")
 #: Share of each batch drawn at random from the candidate pairs.
 RANDOM_SHARE = 0.25
-#: Leading characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise(text: str) -> str:
-    """``text`` safe to open in a spreadsheet: a leading formula character gets a ``'``."""
-    return "'" + text if text.startswith(FORMULA_START) else text
-
-
 def pair_key(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``(p,)`` int64 order-free key of the row-position pairs ``(a, b)``."""
     lo, hi = np.minimum(a, b).astype(np.int64), np.maximum(a, b).astype(np.int64)

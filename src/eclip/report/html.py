@@ -160,5 +160,5 @@ def write_report(
     )
     with atomic_path(out) as tmp:
         tmp.write_text(html, encoding="utf-8")
-    write_csv(review_frame(c, run), review_out)
+    write_csv(review_frame(c, run), review_out, for_people=True)
     return {"html": str(out), "review": str(review_out), "groups": len(c.groups), "thumbnails": len(c.thumbs), "bytes": out.stat().st_size}
