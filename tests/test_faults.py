@@ -430,3 +430,21 @@ def test_csv_files_for_people_hold_no_formula_cells(tmp_path):
     assert "'@cmd kettle 1.7 l steel" in cells and "'+7" in cells  # kept, as text
     constraints = read_review(tmp_path / "run" / "review.csv", ids)  # the ids read back as they were
     assert len(constraints.must_a) == 0
+
+
+def test_latin1_ids_round_trip_through_groups_parquet(tmp_path):
+    """Issue 23, rows 1 and 2: a cp1252 catalog is read as cp1252 (recorded in the
+    manifest) and its accented ids come out of dedupe byte for byte."""
+    import json
+
+    import polars as pl
+    from typer.testing import CliRunner
+
+    from eclip.cli.app import app
+
+    r = CliRunner().invoke(app, ["dedupe", str(BAD / "latin1.csv"), "--out", str(tmp_path / "run"), "--model", "minilm-static"])
+    assert r.exit_code == 0, r.output
+    groups = pl.read_parquet(tmp_path / "run" / "groups.parquet")
+    assert sorted(groups["id"].to_list()) == ["SKU-È", "SKU-É"]
+    dialect = json.loads((tmp_path / "run" / "manifest.json").read_text())["inputs"]["dialect"]
+    assert dialect["encoding"] == "cp1252" and dialect["detected"]
