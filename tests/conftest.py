@@ -1,4 +1,5 @@
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +116,21 @@ def abt_head(tmp_path_factory, rows: int, name: str) -> Path:
     folder = tmp_path_factory.mktemp(name)
     pl.read_csv(SHARED / "abt_buy" / "catalog.csv", infer_schema=False).head(rows).write_csv(folder / "catalog.csv")
     return folder / "catalog.csv"
+
+
+def run_main(*args) -> tuple[int, str]:
+    """Run like the console script (an EclipError is one line and exit status 2):
+    ``(exit status, what was printed, whitespace-collapsed)``."""
+    from eclip.cli.app import main
+    from eclip.progress import console
+
+    argv, sys.argv = sys.argv, ["eclip", *map(str, args)]
+    code = 0
+    with console.capture() as cap:
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code or 0
+        finally:
+            sys.argv = argv
+    return code, " ".join(cap.get().replace("│", " ").split())

@@ -10,36 +10,25 @@ import time
 import numpy as np
 import polars as pl
 import pytest
+from conftest import run_main as cli
 from typer.testing import CliRunner
 
 from eclip.cli import app
 from eclip.errors import CatalogError
 from eclip.matcher.labels import choose_pairs, neutralise, read_labels
-from eclip.matcher.model import MatchModelError, expected_f1_threshold, fit_match_model, load_match_model, pair_features
+from eclip.matcher.model import (
+    MatchModelError,
+    expected_f1_threshold,
+    fit_match_model,
+    load_match_model,
+    pair_features,
+)
 
 runner = CliRunner()
 
 
 def run(*args):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def cli(*args) -> tuple[int, str]:
-    """Run like the console script (an EclipError is one line and exit status 2):
-    ``(exit status, what was printed, whitespace-collapsed)``."""
-    from eclip.cli.app import main
-    from eclip.progress import console
-
-    argv, sys.argv = sys.argv, ["eclip", *map(str, args)]
-    code = 0
-    with console.capture() as cap:
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code or 0
-        finally:
-            sys.argv = argv
-    return code, " ".join(cap.get().replace("│", " ").split())
 
 
 def decided(table: pl.DataFrame) -> list[str]:
@@ -238,6 +227,7 @@ def test_read_labels_needs_its_columns(tmp_path):
         read_labels(path, ["1", "2"])
 
 
+@pytest.mark.slow  # SIGKILL mid-session: run by .ci/run after the main suite
 def test_interactive_answers_survive_sigkill(abt_run, tmp_path):
     labels = tmp_path / "label.csv"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}

@@ -129,22 +129,14 @@ def test_components_method_and_no_lexical(abt_subset, tmp_path):
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path, content, name, args, message):
-    import subprocess
-    import sys
+    """In process, as the console script runs (tests/test_faults.py keeps a subprocess case)."""
+    from conftest import run_main
 
     f = tmp_path / name
     if content is not None:
         f.write_text(content)
-    proc = subprocess.run(
-        [sys.executable, "-c", "from eclip.cli import main; main()", "dedupe", str(f), "--out", str(tmp_path / "o"), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 2
-    flat = " ".join(proc.stderr.split())
-    assert message in flat
-    assert "Traceback" not in proc.stderr
+    code, said = run_main("dedupe", f, "--out", tmp_path / "o", *args)
+    assert code == 2 and message in said and "Traceback" not in said
 
 
 def test_eval_rejects_unknown_gold_ids(abt_subset, tmp_path):
@@ -173,6 +165,7 @@ def test_eval_says_when_pairwise_and_bcubed_disagree(abt_subset, tmp_path):
     assert "note: pairwise F1 0.0000 and B-cubed F1" in r.output and "disagree" in r.output
 
 
+@pytest.mark.slow  # a whole dedupe in a subprocess: run by .ci/run after the main suite
 def test_a_redirected_run_logs_plain_progress_lines(abt_subset, tmp_path):
     import os
     import subprocess

@@ -163,6 +163,7 @@ def _env():
     return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow  # SIGKILL and resume, about 80 s: run by .ci/run after the main suite
 def test_killed_run_resumes_to_the_same_embeddings(fashion_subset, tiny_clip_dir, tmp_path):
     catalog, root = fashion_subset
     clean = subprocess.run(_embed_cmd(catalog, root, tiny_clip_dir, tmp_path / "clean", "--workers", "0"), env=_env(), capture_output=True, text=True, timeout=300)
@@ -192,6 +193,7 @@ def test_killed_run_resumes_to_the_same_embeddings(fashion_subset, tiny_clip_dir
         assert np.allclose(getattr(a, name), getattr(b, name), atol=1e-6), name
 
 
+@pytest.mark.slow  # torchrun, about 80 s: run by .ci/run after the main suite
 def test_torchrun_two_ranks_read_as_one(fashion_subset, tiny_clip_dir, tmp_path):
     catalog, root = fashion_subset
     single = subprocess.run(_embed_cmd(catalog, root, tiny_clip_dir, tmp_path / "one", "--workers", "0"), env=_env(), capture_output=True, text=True, timeout=300)

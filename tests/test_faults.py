@@ -448,3 +448,45 @@ def test_latin1_ids_round_trip_through_groups_parquet(tmp_path):
     assert sorted(groups["id"].to_list()) == ["SKU-È", "SKU-É"]
     dialect = json.loads((tmp_path / "run" / "manifest.json").read_text())["inputs"]["dialect"]
     assert dialect["encoding"] == "cp1252" and dialect["detected"]
+
+
+def test_a_stale_or_edited_review_file_is_refused(tmp_path):
+    """Issue 23, row 3: review.csv names the run it was written for; a group id this run
+    does not have (a typo, a file from another run) is refused instead of merging rows."""
+    import polars as pl
+    from typer.testing import CliRunner
+
+    from conftest import abt_head
+    from eclip.cli.app import app
+    from eclip.errors import CatalogError
+
+    class Factory:  # abt_head wants a tmp_path_factory
+        def mktemp(self, name):
+            (tmp_path / name).mkdir()
+            return tmp_path / name
+
+    catalog = abt_head(Factory(), 120, "cat")
+    run = CliRunner().invoke
+    args = ["--model", "minilm-static"]
+    assert run(app, ["dedupe", str(catalog), "--out", str(tmp_path / "run"), *args]).exit_code == 0
+    assert run(app, ["report", str(tmp_path / "run")]).exit_code == 0
+    review = pl.read_csv(tmp_path / "run" / "review.csv", infer_schema=False)
+    assert review["run"].n_unique() == 1 and review.height >= 2
+
+    typo = review.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("999999")).otherwise(pl.col("group_id")).alias("group_id"))
+    typo.write_csv(tmp_path / "typo.csv")
+    r = run(app, ["dedupe", str(catalog), "--out", str(tmp_path / "run"), *args, "--review", str(tmp_path / "typo.csv")])
+    assert isinstance(r.exception, CatalogError) and "typo.csv, row 1: group 999999 is not in that run" in str(r.exception)
+
+    other = review.with_columns(pl.lit("0123456789abcdef").alias("run"))  # written for another run
+    other.write_csv(tmp_path / "other.csv")
+    r = run(app, ["dedupe", str(catalog), "--out", str(tmp_path / "run"), *args, "--review", str(tmp_path / "other.csv")])
+    assert isinstance(r.exception, CatalogError) and "was written for run 0123456789abcdef" in str(r.exception)
+
+    # the real file: accepted, and again after the run's groups changed (kept in reviewed/)
+    filled = review.with_columns(pl.lit("same").alias("decision"))
+    filled.write_csv(tmp_path / "run" / "review.csv")
+    for _ in range(2):
+        r = run(app, ["dedupe", str(catalog), "--out", str(tmp_path / "run"), *args, "--review", str(tmp_path / "run" / "review.csv"), "--threshold", "0.95"])
+        assert r.exit_code == 0, (r.output, r.exception)
+    assert len(list((tmp_path / "run" / "reviewed").glob("*.parquet"))) == 1

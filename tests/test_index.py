@@ -53,7 +53,7 @@ def test_parse_shard_and_rows():
     assert cuts == [(0, 3), (3, 6), (6, 10)]
 
 
-@pytest.mark.parametrize("factory", ["IVF64,PQ8x8,Refine(SQ8)", "OPQ8_32,IVF64,PQ8x8", "Flat"])
+@pytest.mark.parametrize("factory", ["IVF64,PQ8x8,Refine(SQ8)", pytest.param("OPQ8_32,IVF64,PQ8x8", marks=pytest.mark.slow), "Flat"])
 def test_two_shards_merged_equal_a_single_build(tmp_path, factory):
     x = clustered(12000)
     ids = ids_of(len(x))
@@ -84,6 +84,7 @@ def test_merge_refuses_missing_or_foreign_shards(tmp_path):
         merge_index_dir(x[:2000], ids_of(2000), tmp_path)
 
 
+@pytest.mark.slow  # about 35 s of index training: run by .ci/run after the main suite
 def test_merge_into_keeps_row_numbers_through_wrappers():
     x = clustered(12000)[:4000]
     base = faiss.index_factory(32, "OPQ8_32,IVF32,PQ8x8,Refine(SQ8)", faiss.METRIC_INNER_PRODUCT)

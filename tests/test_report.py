@@ -143,6 +143,7 @@ def _chromium():
     pytest.skip("chromium not installed (Debian package `chromium`)")
 
 
+@pytest.mark.slow  # Chromium: run by .ci/run after the main suite
 def test_report_renders_in_headless_chromium(cluster_run, tmp_path):
     exe = _chromium()
     url = (cluster_run / "report.html").resolve().as_uri()

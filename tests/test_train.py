@@ -236,6 +236,7 @@ def test_minilm_init_folder_loads_offline(tiny_catalog, tmp_path):
     assert np.allclose(enc.encode(["blue shoe"]), minilm.encode(["blue shoe"]), atol=1e-5)  # locked text tower = MiniLM
 
 
+@pytest.mark.slow  # torchrun, about 40 s: run by .ci/run after the main suite
 def test_torchrun_two_ranks_train_one_model(tiny_catalog, tiny_clip_dir, tmp_path):
     from pathlib import Path
 

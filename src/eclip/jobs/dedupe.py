@@ -47,6 +47,7 @@ from eclip.matcher import (
     union_candidates,
 )
 from eclip.matcher.comparisons import normalise_brand, parse_price
+from eclip.matcher.constraints import check_review_run, groups_fingerprint
 from eclip.matcher.mixture import learn_settings
 from eclip.matcher.pair_scoring import PairInputs, score_candidates
 from eclip.matcher.model import load_match_model, settings_from_model
@@ -217,6 +218,21 @@ def knn_candidates(vectors: np.ndarray, rows: np.ndarray, key: str, cfg: DedupeC
     return pl.DataFrame({"a": rows[pairs["a"].to_numpy()], "b": rows[pairs["b"].to_numpy()], "rank": pairs["rank"]}), info
 
 
+def _keep_reviewed_groups(review: Path, out: Path) -> None:
+    """Check a review file against the run it was written for (beside it, this run's last
+    groups, or groups kept by an earlier review run) and keep those groups in
+    ``out/reviewed/`` so that rerunning with the same review still finds them.
+
+    Raises:
+        CatalogError: a stale or edited review (:func:`eclip.matcher.constraints.check_review_run`).
+    """
+    kept = sorted((out / "reviewed").glob("*.parquet"))
+    found = check_review_run(review, [review.parent / "groups.parquet", out / "groups.parquet", *kept])
+    if found is not None and found.parent != out / "reviewed":
+        groups = pl.read_parquet(found, columns=["id", "group_id"])
+        write_parquet(groups, out / "reviewed" / f"{groups_fingerprint(groups)}.parquet")
+
+
 def start_dedupe_run(cfg: DedupeConfig | None, out: str | Path) -> tuple[DedupeConfig, Path, StageTimer]:
     """Check the config, create the run directory, start the clock."""
     cfg = cfg or DedupeConfig()
@@ -301,6 +317,8 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             codes, attrs.get("quantities"), attrs.get("brands"), attrs.get("prices"), cfg.weights, cfg.thresholds,
         )
         signals, score = score_on_ray(cfg.ray, a, b, inputs) if cfg.ray is not None and len(a) else score_candidates(a, b, inputs)
+    if cfg.review:
+        _keep_reviewed_groups(Path(cfg.review), out)
     constraints = read_review(cfg.review, cat.ids) if cfg.review else None
     labelled = labelled_constraints(model, cat.ids) if model is not None else None
     if labelled is not None:

@@ -65,6 +65,61 @@ def read_decisions_csv(path: Path, columns: tuple[str, ...], what: str, made_by:
     return df.with_columns(pl.col(pl.String).map_elements(restore, return_dtype=pl.String))  # undo eclip's formula guard
 
 
+#: The review file's column naming the run it was written for (:func:`groups_fingerprint`).
+RUN_COLUMN = "run"
+
+
+def groups_fingerprint(groups: pl.DataFrame) -> str:
+    """16 hex digits naming a run's match groups: a SHA-256 of its ``(id, group_id)`` rows in
+    id order (the same groups, the same fingerprint)."""
+    import hashlib
+
+    rows = groups.select(pl.col("id").cast(pl.String), pl.col("group_id").cast(pl.Int64)).sort("id")
+    h = hashlib.sha256()
+    for i, g in rows.iter_rows():
+        h.update(f"{i}\x1f{g}\x1e".encode())
+    return h.hexdigest()[:16]
+
+
+def check_review_run(path: str | Path, candidates: list[Path]) -> Path | None:
+    """The groups file a review was written for, after checking every reviewed row against it.
+
+    A review file from ``eclip report`` names its run's fingerprint (column ``run``); the
+    groups with that fingerprint are looked for among ``candidates`` (``groups.parquet``
+    files). A review without the column (written by hand) is not checked (``None``).
+
+    Raises:
+        CatalogError: no candidate is the run the review was written for (a stale file), or
+            a row's group does not hold its id there (a typo), naming the row.
+    """
+    p = Path(path)
+    df = read_decisions_csv(p, ("group_id", "id", "decision"), "review file", "eclip report writes review.csv beside the report")
+    if RUN_COLUMN not in df.columns:
+        return None
+    wanted = {v for v in df[RUN_COLUMN].to_list() if v}
+    if len(wanted) != 1:
+        raise CatalogError(f"{p}: column {RUN_COLUMN} names {len(wanted)} runs; a review file is written for one run (rerun eclip report).")
+    fp = wanted.pop()
+    for cand in candidates:
+        if not cand.is_file():
+            continue
+        groups = pl.read_parquet(cand, columns=["id", "group_id"])
+        if groups_fingerprint(groups) != fp:
+            continue
+        group_of = dict(zip(groups["id"].cast(pl.String).to_list(), groups["group_id"].to_list()))
+        for r, (g, i) in enumerate(zip(df["group_id"].to_list(), df["id"].to_list()), start=1):
+            if g is None or not g.strip().lstrip("-").isdigit() or group_of.get(i) != int(g):
+                have = sorted(set(group_of.values()))
+                where = f"{i!r} is in group {group_of[i]} there" if i in group_of else f"{i!r} is not in it"
+                what = f"group {g} is not in that run" if g is None or not g.strip().lstrip("-").isdigit() or int(g) not in set(have) else f"group {g} does not hold this id"
+                raise CatalogError(f"{p}, row {r}: {what} ({where}); the file was edited or written for another run. Rerun eclip report on the run and review again.")
+        return cand
+    raise CatalogError(
+        f"{p} was written for run {fp}, which is not {' nor '.join(str(c) for c in candidates if c.is_file()) or 'here'}; "
+        "it is stale or belongs to another run. Rerun eclip report on this run and review again."
+    )
+
+
 def read_review(path: str | Path, ids: list[str]) -> Constraints:
     """Constraints from a filled-in review CSV.
 

@@ -18,6 +18,7 @@ import polars as pl
 
 from eclip.report import plots
 from eclip.report.content import ReportContent, build_content
+from eclip.matcher.constraints import RUN_COLUMN, groups_fingerprint
 from eclip.rundir import atomic_path, write_csv
 
 #: Columns of the review file that ``eclip dedupe --review`` reads.
@@ -107,7 +108,10 @@ def review_frame(c: ReportContent, run: Path) -> pl.DataFrame:
         clusters = pl.read_parquet(run / "clusters.parquet").filter(pl.col("cluster_id").is_in(list(keep)))
         titles = {m[1]: m[2] for g in c.groups for m in g["members"]}
         rows = [(cid, i, "", titles.get(i, "")) for i, cid in zip(clusters["id"].to_list(), clusters["cluster_id"].to_list())]
-    return pl.DataFrame(rows, schema={"group_id": pl.Int64, "id": pl.String, "decision": pl.String, "title": pl.String}, orient="row")
+    frame = pl.DataFrame(rows, schema={"group_id": pl.Int64, "id": pl.String, "decision": pl.String, "title": pl.String}, orient="row")
+    if c.job == "dedupe":  # the run the review is for: dedupe --review checks it (a stale file is refused)
+        frame = frame.with_columns(pl.lit(groups_fingerprint(pl.read_parquet(run / "groups.parquet", columns=["id", "group_id"]))).alias(RUN_COLUMN))
+    return frame
 
 
 def write_report(
