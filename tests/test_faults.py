@@ -478,6 +478,7 @@ def test_a_stale_or_edited_review_file_is_refused(tmp_path):
     r = run(app, ["dedupe", str(catalog), "--out", str(tmp_path / "run"), *args, "--review", str(tmp_path / "typo.csv")])
     assert isinstance(r.exception, CatalogError) and "typo.csv, row 1: group 999999 is not in that run" in str(r.exception)
 
+    assert review["run_dir"].to_list()[0] == str((tmp_path / "run").resolve())
     other = review.with_columns(pl.lit("0123456789abcdef").alias("run"))  # written for another run
     other.write_csv(tmp_path / "other.csv")
     r = run(app, ["dedupe", str(catalog), "--out", str(tmp_path / "run"), *args, "--review", str(tmp_path / "other.csv")])

@@ -65,8 +65,10 @@ def read_decisions_csv(path: Path, columns: tuple[str, ...], what: str, made_by:
     return df.with_columns(pl.col(pl.String).map_elements(restore, return_dtype=pl.String))  # undo eclip's formula guard
 
 
-#: The review file's column naming the run it was written for (:func:`groups_fingerprint`).
+#: The review file's columns naming the run it was written for: its groups' fingerprint
+#: (:func:`groups_fingerprint`) and its directory.
 RUN_COLUMN = "run"
+RUN_DIR_COLUMN = "run_dir"
 
 
 def groups_fingerprint(groups: pl.DataFrame) -> str:
@@ -84,9 +86,10 @@ def groups_fingerprint(groups: pl.DataFrame) -> str:
 def check_review_run(path: str | Path, candidates: list[Path]) -> Path | None:
     """The groups file a review was written for, after checking every reviewed row against it.
 
-    A review file from ``eclip report`` names its run's fingerprint (column ``run``); the
-    groups with that fingerprint are looked for among ``candidates`` (``groups.parquet``
-    files). A review without the column (written by hand) is not checked (``None``).
+    A review file from ``eclip report`` names its run's fingerprint (column ``run``) and
+    directory (``run_dir``); the groups with that fingerprint are looked for in that
+    directory (``groups.parquet``, ``reviewed/*.parquet``) and among ``candidates``. A review
+    without the ``run`` column (written by hand) is not checked (``None``).
 
     Raises:
         CatalogError: no candidate is the run the review was written for (a stale file), or
@@ -100,6 +103,9 @@ def check_review_run(path: str | Path, candidates: list[Path]) -> Path | None:
     if len(wanted) != 1:
         raise CatalogError(f"{p}: column {RUN_COLUMN} names {len(wanted)} runs; a review file is written for one run (rerun eclip report).")
     fp = wanted.pop()
+    if RUN_DIR_COLUMN in df.columns:
+        for folder in {v for v in df[RUN_DIR_COLUMN].to_list() if v}:
+            candidates = [Path(folder) / "groups.parquet", *sorted((Path(folder) / "reviewed").glob("*.parquet")), *candidates]
     for cand in candidates:
         if not cand.is_file():
             continue
@@ -116,7 +122,7 @@ def check_review_run(path: str | Path, candidates: list[Path]) -> Path | None:
         return cand
     raise CatalogError(
         f"{p} was written for run {fp}, which is not {' nor '.join(str(c) for c in candidates if c.is_file()) or 'here'}; "
-        "it is stale or belongs to another run. Rerun eclip report on this run and review again."
+        f"it is stale or belongs to another run. Rerun eclip report on this run and review again (or delete its {RUN_COLUMN} column to use it unchecked)."
     )
 
 

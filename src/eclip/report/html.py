@@ -18,7 +18,7 @@ import polars as pl
 
 from eclip.report import plots
 from eclip.report.content import ReportContent, build_content
-from eclip.matcher.constraints import RUN_COLUMN, groups_fingerprint
+from eclip.matcher.constraints import RUN_COLUMN, RUN_DIR_COLUMN, groups_fingerprint
 from eclip.rundir import atomic_path, write_csv
 
 #: Columns of the review file that ``eclip dedupe --review`` reads.
@@ -110,7 +110,10 @@ def review_frame(c: ReportContent, run: Path) -> pl.DataFrame:
         rows = [(cid, i, "", titles.get(i, "")) for i, cid in zip(clusters["id"].to_list(), clusters["cluster_id"].to_list())]
     frame = pl.DataFrame(rows, schema={"group_id": pl.Int64, "id": pl.String, "decision": pl.String, "title": pl.String}, orient="row")
     if c.job == "dedupe":  # the run the review is for: dedupe --review checks it (a stale file is refused)
-        frame = frame.with_columns(pl.lit(groups_fingerprint(pl.read_parquet(run / "groups.parquet", columns=["id", "group_id"]))).alias(RUN_COLUMN))
+        frame = frame.with_columns(
+            pl.lit(groups_fingerprint(pl.read_parquet(run / "groups.parquet", columns=["id", "group_id"]))).alias(RUN_COLUMN),
+            pl.lit(str(Path(run).resolve())).alias(RUN_DIR_COLUMN),
+        )
     return frame
 
 
