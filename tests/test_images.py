@@ -378,6 +378,7 @@ def embed_runs(image_catalog, tiny_clip_dir, tmp_path_factory):
     return {0: (r, d0), 2: (manifest2, d2)}
 
 
+@pytest.mark.slow  # an embed subprocess plus one with 2 decoding workers, about 35 s: run by .ci/run after the main suite
 def test_embed_cli_records_image_failures_and_falls_back_to_text(embed_runs, image_catalog):
     from eclip.encoders import load_embeddings
 
@@ -424,6 +425,7 @@ def test_embed_cli_records_image_failures_and_falls_back_to_text(embed_runs, ima
     assert (sims[~np.eye(len(good_rows), dtype=bool)] < 0.9999).all()
 
 
+@pytest.mark.slow  # shares those two embedding runs: run by .ci/run after the main suite
 def test_embed_with_workers_matches_in_process_decoding(embed_runs):
     from eclip.encoders import load_embeddings
 

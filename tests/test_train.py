@@ -83,6 +83,7 @@ def _worker(rank, world, init_file, img, txt, keys, w_img, w_txt, q):
     # gloo teardown aborts (SIGABRT) now and then on a loaded machine after the work is done
 
 
+@pytest.mark.slow  # two gloo processes, about 14 s: run by .ci/run after the main suite
 def test_gather_with_grad_two_ranks_equal_one_rank(tmp_path):
     import torch.multiprocessing as mp
 
