@@ -239,18 +239,18 @@ def test_dedupe_killed_at_each_stage_reruns_to_the_same_output(small_catalog, tm
 
 
 @pytest.mark.slow  # run by .ci/run after the main suite
-def test_embed_and_index_build_killed_midway_rerun_to_the_same_output(small_catalog, tiny_sentence_dir, tmp_path):
+def test_embed_and_index_build_killed_midway_rerun_to_the_same_output(small_catalog, tmp_path):
     import numpy as np
 
     from eclip.encoders import load_embeddings
 
     base, out = tmp_path / "base", tmp_path / "killed"
-    assert _eclip(["embed", small_catalog, "--model", tiny_sentence_dir, "--out", base, "--shard-rows", "30"]).returncode == 0
-    killed = _eclip(["embed", small_catalog, "--model", tiny_sentence_dir, "--out", out, "--shard-rows", "30"], fault="embed-shard-1")
+    assert _eclip(["embed", small_catalog, "--model", "minilm-static", "--out", base, "--shard-rows", "30"]).returncode == 0
+    killed = _eclip(["embed", small_catalog, "--model", "minilm-static", "--out", out, "--shard-rows", "30"], fault="embed-shard-1")
     assert killed.returncode == -signal.SIGKILL
     done = sorted(p.name for p in (out / "shards").iterdir() if p.is_dir() and p.name.isdigit())
     assert done == ["00000", "00001"]  # two of three shards were finished before the kill
-    again = _eclip(["embed", small_catalog, "--model", tiny_sentence_dir, "--out", out, "--shard-rows", "30"])
+    again = _eclip(["embed", small_catalog, "--model", "minilm-static", "--out", out, "--shard-rows", "30"])
     assert again.returncode == 0, again.stderr[-500:]
     manifest = __import__("json").loads((out / "manifest.json").read_text())
     assert manifest["reused_rows"] == 60 and manifest["embedded_rows"] == 30  # only the missing shard was redone
