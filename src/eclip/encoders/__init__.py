@@ -1,7 +1,7 @@
 """Encoders: turn catalog rows into vectors (titles, images, pHash, sparse TF-IDF)."""
 
 from eclip.encoders.base import Encoder, TextEncoder
-from eclip.encoders.embed import Dist, EmbedSettings, embed_catalog, embed_shard, shard_plan
+from eclip.encoders.embed import Dist, EmbedSettings, embed_catalog, embed_shard, shard_bounds
 from eclip.encoders.factory import DEFAULT_TEXT_MODEL, load_encoder, load_text_encoder
 from eclip.encoders.lexical import CharNgramTfidf, extract_codes, extract_quantities
 from eclip.encoders.spec import DEFAULT_MODEL, ModelSpec, parse_model_spec
@@ -19,7 +19,7 @@ __all__ = [
     "TextEncoder",
     "embed_catalog",
     "embed_shard",
-    "shard_plan",
+    "shard_bounds",
     "extract_codes",
     "extract_quantities",
     "load_embeddings",

@@ -250,7 +250,8 @@ def embed_catalog(
     (out / SHARDS).mkdir(parents=True, exist_ok=True)
     key = run_key(encoder, cat, settings)
     n = len(cat)
-    n_shards = max(1, -(-n // settings.shard_rows))
+    bounds = shard_bounds(n, settings.shard_rows)
+    n_shards = len(bounds)
     with_images = cat.images is not None
     if with_images and images is None:
         images = ImageSettings(root=cat.root, cache_dir=out / "image_cache")
@@ -286,10 +287,9 @@ def embed_catalog(
 
     t0 = time.perf_counter()
     mine = [i for i in range(n_shards) if i % dist.world == dist.rank]
-    plan = shard_plan(cat, settings, encoder)
-    keys = {i: plan[i][2] for i in mine}
+    keys = {i: _shard_key(key, cat, *bounds[i]) for i in mine}
     todo = [i for i in mine if not _shard_done(out / SHARDS / f"{i:05d}", keys[i])]
-    reused_rows = sum(min(n, (i + 1) * settings.shard_rows) - i * settings.shard_rows for i in mine if i not in todo)
+    reused_rows = sum(bounds[i][1] - bounds[i][0] for i in mine if i not in todo)
     if reused_rows:
         console.print(f"[green]rank {dist.rank}: {len(mine) - len(todo)} shard(s) ({reused_rows:,} rows) already done; reusing them.[/]")
     embedded_rows = runner(todo, keys) if runner is not None and todo else _run_shards(encoder, cat, out, settings, images, todo, keys, dist.rank)
@@ -325,8 +325,7 @@ def _run_shards(
     shard's rows ``[lo, hi)`` in ``cat`` (default: shard ``i`` is rows ``i * shard_rows``
     onwards); ``offset``: the catalog row of ``cat``'s first row (``cat`` is one shard's
     slice on a Ray actor)."""
-    n, s = len(cat), settings.shard_rows
-    bounds = bounds or {i: (i * s, min(n, (i + 1) * s)) for i in todo}
+    bounds = bounds or shard_bounds(len(cat), settings.shard_rows)
     batches: list[list[int]] = []
     batch_shard: list[int] = []
     with_images = cat.images is not None
@@ -338,7 +337,7 @@ def _run_shards(
         for b in range(lo, hi, step):
             batches.append(list(range(b, min(hi, b + step))))
             batch_shard.append(i)
-    total = sum(hi - lo for lo, hi in bounds.values())
+    total = sum(bounds[i][1] - bounds[i][0] for i in todo)
     if not total:
         return 0
     with_image_emb = with_images and encoder.has_images
@@ -390,11 +389,10 @@ def _run_shards(
     return total
 
 
-def shard_plan(cat: Catalog, settings: EmbedSettings, encoder: Encoder) -> dict[int, tuple[int, int, str]]:
-    """Every shard of ``cat``: shard number -> ``(first row, end row, content key)``."""
-    n, s = len(cat), settings.shard_rows
-    key = run_key(encoder, cat, settings)
-    return {i: (i * s, min(n, (i + 1) * s), _shard_key(key, cat, i * s, min(n, (i + 1) * s))) for i in range(max(1, -(-n // s)))}
+def shard_bounds(n: int, shard_rows: int) -> dict[int, tuple[int, int]]:
+    """Every shard of ``n`` rows: shard number -> its rows ``[first, end)`` (one empty shard
+    when ``n`` is 0)."""
+    return {i: (i * shard_rows, min(n, (i + 1) * shard_rows)) for i in range(max(1, -(-n // shard_rows)))}
 
 
 def embed_shard(encoder: Encoder, part: Catalog, out: str | Path, settings: EmbedSettings, images: ImageSettings | None, index: int, key: str, start: int) -> int:
@@ -402,8 +400,8 @@ def embed_shard(encoder: Encoder, part: Catalog, out: str | Path, settings: Embe
 
     Args:
         part: the shard's rows only (ids, texts, image references), in catalog order.
-        index, key, start: the shard's number, content key (:func:`shard_plan`) and first
-            catalog row.
+        index, key, start: the shard's number, content key (the ``keys`` an
+            :func:`embed_catalog` runner is given) and first catalog row.
 
     Returns:
         Rows embedded: 0 when the shard is already written with this key (a retried item).

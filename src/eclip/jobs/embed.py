@@ -13,7 +13,7 @@ from eclip.catalog import Catalog, load_catalog
 from eclip.catalog.images import DEFAULT_MAX_PIXELS, MAX_IMAGE_BYTES, URL_RETRIES, URL_TIMEOUT_S, ImageSettings
 from eclip.distributed import RayRunner
 from eclip.distributed.ray_runner import work_item
-from eclip.encoders import DEFAULT_MODEL, Dist, EmbedSettings, embed_catalog, embed_shard, load_encoder, shard_plan
+from eclip.encoders import DEFAULT_MODEL, Dist, EmbedSettings, embed_catalog, embed_shard, load_encoder, shard_bounds
 from eclip.errors import CatalogError, EclipError
 from eclip.progress import console
 from eclip.rundir import locked
@@ -133,7 +133,7 @@ def _ray_shards(cfg: EmbedConfig, cat: Catalog, out: Path, encoder: Any, images:
     shards, each with its own rows, through a Ray Data actor pool of :class:`_EmbedActor`.
     ``executor`` (the manifest's) gains ``shards_on_restarted_actors``: shards finished by
     an actor whose process had died and been restarted."""
-    plan = shard_plan(cat, cfg.settings, encoder)
+    plan = shard_bounds(len(cat), cfg.settings.shard_rows)
     meta = {"path": str(cat.path), "id_col": cat.id_col, "text_cols": list(cat.text_cols), "image_col": cat.image_col}
 
     def run(todo: list[int], keys: dict[int, str]) -> int:
