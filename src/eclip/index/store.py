@@ -44,7 +44,6 @@ from eclip.progress import console
 from eclip.rundir import MANIFEST, atomic_path, fault_point, read_json, write_json, write_parquet
 
 
-
 @dataclass
 class IndexDir:
     """An opened index directory: the faiss index (CPU), row ids and manifest."""
@@ -164,6 +163,16 @@ def _finish(
 
 
 
+def finished_build(out: Path, key: str, factory: str, n: int) -> dict[str, Any] | None:
+    """The manifest of an index already built in ``out`` from these embeddings (``key``, ``n``
+    rows) with ``factory`` and never added to since (said on screen), else ``None``."""
+    done = read_json(out / MANIFEST)
+    if done.get("job") == "index" and (done.get("key"), done.get("factory"), done.get("n")) == (key, factory, n) and not done.get("adds"):
+        console.print(f"{out}: already built from these embeddings ({factory}); nothing to do.")
+        return done
+    return None
+
+
 def build_index_dir(
     vectors: np.ndarray,
     ids: list[str],
@@ -217,9 +226,8 @@ def build_index_dir(
     out = Path(out)
     t0 = time.perf_counter()
     factory = factory or choose_factory(n, d, max_memory, flat_max, opq)
-    done = read_json(out / MANIFEST)
-    if shard is None and done.get("job") == "index" and (done.get("key"), done.get("factory"), done.get("n")) == (key, factory, n) and not done.get("adds"):
-        console.print(f"{out}: already built from these embeddings ({factory}); nothing to do.")
+    done = finished_build(out, key, factory, n) if shard is None else None
+    if done is not None:
         return done
     index, trained = trained_index(out, xb, factory, key, seed)
     fault_point("index-trained")

@@ -19,8 +19,7 @@ from eclip.index import FLAT_MAX, build_index_dir, open_index_dir
 from eclip.index.autotune import choose_factory
 from eclip.jobs.embed import EmbedConfig
 from eclip.jobs.source import embeddings_dir, index_source
-from eclip.progress import console
-from eclip.rundir import MANIFEST, fault_point, fingerprint, locked, read_json
+from eclip.rundir import fault_point, fingerprint, locked
 
 
 def read_groups(path: str | Path | None) -> pl.DataFrame | None:
@@ -116,12 +115,11 @@ def _build_on_ray(
     task when the cluster has them), the shards merged and nprobe tuned here
     (:func:`eclip.index.store.merge_index_dir`): the sharded build's own code, run by Ray."""
     from eclip.index.shards import shard_metas, shard_rows
-    from eclip.index.store import merge_index_dir
+    from eclip.index.store import finished_build, merge_index_dir
     from eclip.index.trained import trained_index
 
-    done = read_json(out / MANIFEST)
-    if done.get("job") == "index" and (done.get("key"), done.get("factory"), done.get("n")) == (emb.key, factory, len(xb)) and not done.get("adds"):
-        console.print(f"{out}: already built from these embeddings ({factory}); nothing to do.")
+    done = finished_build(out, emb.key, factory, len(xb))
+    if done is not None:
         return done
     n_shards = max(ray.workers(), -(-len(xb) // RAY_ADD_ROWS))
     for meta in shard_metas(out):  # shards of another split would not merge with these
