@@ -18,10 +18,11 @@ sees (NFS, a mounted bucket), as with ``torchrun`` and ``index build --shard``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +32,8 @@ from eclip.progress import progress_bar
 #: Environment variables forwarded to Ray workers (the fault-injection hook of the tests).
 FORWARDED_ENV = ("ECLIP_FAULT_AT", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 #: The marker work functions put in front of a failure so the driver can name the rows.
-_WHERE = re.compile(r"eclip-work-item: ([^\n]*)")
+_MARK = "eclip-work-item: "
+_WHERE = re.compile(re.escape(_MARK) + r"([^\n]*)")
 
 
 def _ray() -> Any:
@@ -71,10 +73,15 @@ def _runtime_env() -> dict[str, Any] | None:
     return {"env_vars": env} if env else None
 
 
-def work_item(text: str) -> str:
-    """The prefix a work function puts on the error it raises, naming its rows (``shard 3,
-    rows 12,289-16,384``); :class:`RayRunner` finds it in Ray's wrapped error."""
-    return f"eclip-work-item: {text}"
+@contextlib.contextmanager
+def named_work(what: str) -> Iterator[None]:
+    """Run a work function's body so that any error leaves it as one ``RuntimeError`` naming
+    the work item (``shard 3 (rows 12,289-16,384)``) and the reason, marked so that
+    :class:`RayRunner` finds it inside Ray's wrapped error."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - named for the driver's one-line message
+        raise RuntimeError(f"{_MARK}{what}: {type(exc).__name__}: {exc}") from exc
 
 
 def _reason(exc: BaseException, fallback: str) -> str:

@@ -12,7 +12,7 @@ import polars as pl
 from eclip.catalog import Catalog, load_catalog
 from eclip.catalog.images import DEFAULT_MAX_PIXELS, MAX_IMAGE_BYTES, URL_RETRIES, URL_TIMEOUT_S, ImageSettings
 from eclip.distributed import RayRunner
-from eclip.distributed.ray_runner import work_item
+from eclip.distributed.ray_runner import named_work
 from eclip.encoders import DEFAULT_MODEL, Dist, EmbedSettings, embed_catalog, embed_shard, load_encoder, shard_bounds
 from eclip.errors import CatalogError, EclipError
 from eclip.progress import console
@@ -121,10 +121,8 @@ class _EmbedActor:
             path=Path(self.catalog["path"]), table=pl.DataFrame({"id": ids}, schema={"id": pl.String}), id_col=self.catalog["id_col"], text_cols=tuple(self.catalog["text_cols"]), ids=ids, texts=texts,
             empty_rows=[j for j, t in enumerate(texts) if not t], image_col=self.catalog["image_col"], images=item["images"] if self.catalog["image_col"] else None,
         )
-        try:
+        with named_work(f"shard {i} (rows {start + 1:,}-{start + len(ids):,})"):
             embedded = embed_shard(self.encoder, part, self.out, self.settings, self.images, i, item["key"], start)
-        except Exception as exc:  # noqa: BLE001 - named for the driver's one-line message
-            raise RuntimeError(work_item(f"shard {i} (rows {start + 1:,}-{start + len(ids):,}): {type(exc).__name__}: {exc}")) from exc
         return {"shard": [i], "rows": [len(ids)], "embedded": [embedded], "restarted": [self.restarted]}
 
 

@@ -97,13 +97,11 @@ RAY_ADD_ROWS = 1_000_000
 
 def _add_shard_task(j: int, lo: int, hi: int, xb: np.ndarray, out: str, n_shards: int, key: str) -> dict[str, Any]:
     """One Ray task of ``index build --ray``: rows ``[lo, hi)`` into shard ``j`` of ``n_shards``."""
-    from eclip.distributed.ray_runner import work_item
+    from eclip.distributed.ray_runner import named_work
     from eclip.index.shards import build_shard
 
-    try:
+    with named_work(f"shard {j}/{n_shards} (rows {lo + 1:,}-{hi:,})"):
         return build_shard(out, xb[lo:hi], (j, n_shards), lo, key)
-    except Exception as exc:  # noqa: BLE001 - named for the driver's one-line message
-        raise RuntimeError(work_item(f"shard {j}/{n_shards} (rows {lo + 1:,}-{hi:,}): {type(exc).__name__}: {exc}")) from exc
 
 
 def _build_on_ray(

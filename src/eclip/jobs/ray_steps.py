@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from eclip.distributed import RayRunner
-from eclip.distributed.ray_runner import blocks_of, work_item
+from eclip.distributed.ray_runner import blocks_of, named_work
 from eclip.index import open_index_dir
 from eclip.index.search import self_join_rows
 from eclip.matcher.pair_scoring import PairInputs, score_candidates
@@ -29,10 +29,8 @@ def _blocks(n: int, per_block: int, ray: RayRunner) -> list[tuple[int, int]]:
 def knn_task(j: int, lo: int, hi: int, xb: np.ndarray, folder: str, k: int) -> tuple[np.ndarray, np.ndarray]:
     """One Ray task of ``dedupe --ray``'s self-join: the index opened once, memory-mapped;
     query rows ``[lo, hi)``."""
-    try:
+    with named_work(f"kNN block {j} (rows {lo + 1:,}-{hi:,})"):
         return self_join_rows(open_index_dir(folder, mmap=True), xb, lo, hi, k)
-    except Exception as exc:  # noqa: BLE001 - named for the driver's one-line message
-        raise RuntimeError(work_item(f"kNN block {j} (rows {lo + 1:,}-{hi:,}): {type(exc).__name__}: {exc}")) from exc
 
 
 def self_join_on_ray(ray: RayRunner, folder: Path, xb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -44,10 +42,8 @@ def self_join_on_ray(ray: RayRunner, folder: Path, xb: np.ndarray, k: int) -> tu
 
 def score_task(j: int, lo: int, hi: int, a: np.ndarray, b: np.ndarray, inputs: PairInputs) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """One Ray task of ``dedupe --ray``'s scoring: candidate pairs ``[lo, hi)``."""
-    try:
+    with named_work(f"pairs {lo + 1:,}-{hi:,}"):
         return score_candidates(a[lo:hi], b[lo:hi], inputs)
-    except Exception as exc:  # noqa: BLE001 - named for the driver's one-line message
-        raise RuntimeError(work_item(f"pairs {lo + 1:,}-{hi:,}: {type(exc).__name__}: {exc}")) from exc
 
 
 def score_on_ray(ray: RayRunner, a: np.ndarray, b: np.ndarray, inputs: PairInputs) -> tuple[dict[str, np.ndarray], np.ndarray]:
