@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from eclip.cli import app
 from eclip.errors import CatalogError
-from eclip.matcher.labels import choose_pairs, neutralise, read_labels
+from eclip.matcher.labels import choose_pairs, read_labels
 from eclip.matcher.model import (
     MatchModelError,
     expected_f1_threshold,
@@ -23,6 +23,7 @@ from eclip.matcher.model import (
     load_match_model,
     pair_features,
 )
+from eclip.rundir import neutralise, neutralise_text_columns, restore_text_columns
 
 runner = CliRunner()
 
@@ -122,6 +123,11 @@ def test_expected_f1_threshold_prefers_the_grouping_the_probabilities_support():
 def test_neutralise_formula_cells():
     assert neutralise("=HYPERLINK(\"x\")") == "'=HYPERLINK(\"x\")"
     assert neutralise("@SUM(A1)").startswith("'") and neutralise("Sony TV") == "Sony TV"
+    cells = ["=1", "+2", "-3", "@x", "\tx", "\rx", "Sony TV", "'plain"]
+    frame = pl.DataFrame({"c": cells, "n": list(range(len(cells)))})
+    guarded = neutralise_text_columns(frame)
+    assert guarded["c"].to_list() == [neutralise(c) for c in cells] and guarded["n"].to_list() == frame["n"].to_list()
+    assert restore_text_columns(guarded)["c"].to_list() == cells  # the file reads back as written
 
 
 # ---------------------------------------------------------------- the commands on real data

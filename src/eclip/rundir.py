@@ -137,17 +137,29 @@ def write_parquet(df: pl.DataFrame, path: str | os.PathLike[str]) -> Path:
 
 #: Leading characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA = "[=+\\-@\t\r]"  # FORMULA_START as a regex class, for polars' vectorised string tests
 
 
 def neutralise(text: str) -> str:
     """``text`` safe to open in a spreadsheet: a leading formula character gets a ``'``
-    (idempotent; :func:`restore` undoes it)."""
+    (idempotent; :func:`restore_text_columns` undoes it)."""
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
-def restore(text: str) -> str:
-    """``text`` as it was before :func:`neutralise`."""
-    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_START) else text
+def neutralise_text_columns(df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` with :func:`neutralise` applied to every text cell (vectorised)."""
+    return df.with_columns(
+        pl.when(pl.col(c).str.contains(f"^{_FORMULA}")).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
+        for c, dtype in df.schema.items() if dtype == pl.String
+    )
+
+
+def restore_text_columns(df: pl.DataFrame) -> pl.DataFrame:
+    """``df`` with every text cell as it was before :func:`neutralise_text_columns`."""
+    return df.with_columns(
+        pl.when(pl.col(c).str.contains(f"^'{_FORMULA}")).then(pl.col(c).str.slice(1)).otherwise(pl.col(c)).alias(c)
+        for c, dtype in df.schema.items() if dtype == pl.String
+    )
 
 
 def write_csv(df: pl.DataFrame, path: str | os.PathLike[str], for_people: bool = False) -> Path:
@@ -156,10 +168,11 @@ def write_csv(df: pl.DataFrame, path: str | os.PathLike[str], for_people: bool =
     Args:
         for_people: a file people open in a spreadsheet (review and label files, query
             results): every text cell that would start a formula is neutralised
-            (:func:`neutralise`); eclip's readers of such files :func:`restore` them.
+            (:func:`neutralise_text_columns`); eclip's readers of such files restore them
+            (:func:`restore_text_columns`).
     """
     if for_people:
-        df = df.with_columns(pl.col(pl.String).map_elements(neutralise, return_dtype=pl.String))
+        df = neutralise_text_columns(df)
     with atomic_path(path) as tmp:
         df.write_csv(tmp)
     return Path(path)

@@ -17,7 +17,7 @@ import polars as pl
 from eclip.catalog import Catalog, given_dialect, load_catalog
 from eclip.errors import RunDirError
 from eclip.jobs.run import created, versions
-from eclip.matcher.labels import LABEL_COLUMNS, RANDOM_SHARE, Labels, choose_pairs, neutralise, pair_key, read_labels
+from eclip.matcher.labels import LABEL_COLUMNS, RANDOM_SHARE, Labels, choose_pairs, pair_key, read_labels
 from eclip.matcher.model import MatchModel, fit_match_model, model_constraints, pair_features
 from eclip.progress import console
 from eclip.rundir import MANIFEST, fingerprint, read_json, write_csv
@@ -207,8 +207,8 @@ def label_rows(run: RunPairs, cat: Catalog, idx: np.ndarray, why: list[str], pro
         {
             "id_a": sub["id_a"].cast(pl.String),
             "id_b": sub["id_b"].cast(pl.String),
-            "title_a": [neutralise(cat.texts[i]) for i in run.a[idx].tolist()],
-            "title_b": [neutralise(cat.texts[i]) for i in run.b[idx].tolist()],
+            "title_a": [cat.texts[i] for i in run.a[idx].tolist()],  # neutralised when written (write_labels)
+            "title_b": [cat.texts[i] for i in run.b[idx].tolist()],
             "decision": [""] * len(idx),
             "chosen_by": why,
             "match_probability": np.round(probability[idx].astype(np.float64), 4),

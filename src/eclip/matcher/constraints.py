@@ -21,7 +21,7 @@ import polars as pl
 from scipy.cluster.hierarchy import DisjointSet
 
 from eclip.errors import CatalogError
-from eclip.rundir import restore
+from eclip.rundir import restore_text_columns
 
 DECISIONS = ("same", "different", "")
 
@@ -62,7 +62,7 @@ def read_decisions_csv(path: Path, columns: tuple[str, ...], what: str, made_by:
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise CatalogError(f"{path}: missing column(s) {', '.join(missing)}; a {what} has {', '.join(columns)} ({made_by}).")
-    return df.with_columns(pl.col(pl.String).map_elements(restore, return_dtype=pl.String))  # undo eclip's formula guard
+    return restore_text_columns(df)  # undo eclip's formula guard
 
 
 #: The review file's columns naming the run it was written for: its groups' fingerprint

@@ -22,7 +22,6 @@ import polars as pl
 
 from eclip.errors import CatalogError
 from eclip.matcher.constraints import Constraints, read_decisions_csv
-from eclip.rundir import FORMULA_START, neutralise  # noqa: F401 - re-exported
 
 DECISIONS = ("same", "different", "unsure")
 #: Keys of the interactive loop, and the decision each stands for.
