@@ -2,8 +2,8 @@
 
 Every failure is an :class:`ImageFailure` with a short machine-readable ``reason`` (``missing``,
 ``outside_root``, ``corrupt``, ``timeout``, ``unavailable``, ``http_error``, ``too_large``,
-``private_url``, ``no_image``) and a human-readable detail; ``timeout`` and ``unavailable`` may pass on their own
-(:data:`RETRYABLE`). Callers record failures (``failures.parquet``) and fall back to text;
+``private_url``, ``no_image``) and a human-readable detail; ``timeout`` and ``unavailable``
+may pass on their own (:data:`RETRYABLE`). Callers record failures (``failures.parquet``) and fall back to text;
 one bad image never stops a run.
 
 Security (developers' guide): a path that resolves outside the catalog's root (``..``, an
@@ -123,7 +123,8 @@ def check_public(url: str, settings: ImageSettings) -> None:
     Request Forgery Prevention Cheat Sheet).
 
     Raises:
-        ImageFailure: ``private_url``, or ``http_error`` when the host does not resolve.
+        ImageFailure: ``private_url``; ``http_error`` when the URL has no host;
+            ``unavailable`` when the host does not resolve (DNS may come back).
     """
     if settings.allow_private_urls:
         return

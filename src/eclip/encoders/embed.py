@@ -20,8 +20,8 @@ row with neither a zero vector (``has_text`` and ``has_image`` both false).
 
 **Resuming.** A shard is written into a temporary folder and renamed into place, so it is
 either complete or absent; one holding an image failure that may pass (a timeout, HTTP 429 or
-5xx) counts as unfinished, so a rerun tries those images again. A shard's key digests the model, the settings and the shard's ids,
-texts and image references; a rerun skips every shard whose key matches and embeds the rest.
+5xx) counts as unfinished, so a rerun tries those images again. A shard's key digests the
+model, the settings and the shard's ids, texts and image references; a rerun skips every shard whose key matches and embeds the rest.
 A killed run, rerun with the same command, therefore redoes only the unfinished shard.
 
 **Distributed.** Under ``torchrun --nproc-per-node N`` (``WORLD_SIZE`` > 1) shard ``i`` belongs
