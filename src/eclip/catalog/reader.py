@@ -116,6 +116,11 @@ def sniff_delimiter(sample: str, default: str = ",") -> str:
         return best if counts[best] > 0 else default
 
 
+def _delimiter(sep: str | None, fmt: str, sample: str) -> str:
+    """The delimiter to read with: the one given, a tab for TSV, else sniffed from ``sample``."""
+    return sep or ("\t" if fmt == "tsv" else sniff_delimiter(sample))
+
+
 def _read_csv(p: Path, fmt: str, sep: str | None, encoding: str | None) -> tuple[pl.DataFrame, Dialect]:
     """Read a CSV/TSV: the encoding from its byte-order mark, else UTF-8 (checked by polars
     as it reads, so a UTF-8 file is read once), else the first fallback that decodes it."""
@@ -133,11 +138,8 @@ def _read_csv(p: Path, fmt: str, sep: str | None, encoding: str | None) -> tuple
     except LookupError:
         raise CatalogError(f"{p}: unknown encoding {enc!r}; pass a Python codec name such as utf-8, cp1252, latin-1 or utf-16 to --encoding.") from None
 
-    def delimiter(sample: str) -> str:
-        return sep or ("\t" if fmt == "tsv" else sniff_delimiter(sample))
-
     if codec in ("utf-8", "utf-8-sig"):
-        sep = delimiter(head.decode("utf-8", errors="ignore"))
+        sep = _delimiter(sep, fmt, head.decode("utf-8", errors="ignore"))
         try:
             return pl.read_csv(p, separator=sep, infer_schema=False, quote_char='"', encoding="utf8"), Dialect(fmt, sep, enc, detected)
         except pl.exceptions.ComputeError as exc:
@@ -151,7 +153,7 @@ def _read_csv(p: Path, fmt: str, sep: str | None, encoding: str | None) -> tuple
             text = p.read_bytes().decode(enc)
         except UnicodeDecodeError as exc:
             raise CatalogError(f"{p}: does not decode as {enc} (byte {exc.start}); pass the file's encoding with --encoding.") from None
-        sep = delimiter(text[:SNIFF_BYTES])
+        sep = _delimiter(sep, fmt, text[:SNIFF_BYTES])
     df = pl.read_csv(io.BytesIO(text.encode("utf-8")), separator=sep, infer_schema=False, quote_char='"')
     return df, Dialect(fmt, sep, enc, detected)
 
@@ -179,7 +181,7 @@ def _locate_problem(p: Path, fmt: str, sep: str | None, encoding: str | None) ->
             if not isinstance(value, dict):
                 return f"line {number} is a JSON {type(value).__name__}, not an object; each line must be one product as {{\"column\": value, ...}}."
         return None
-    sep = sep or ("\t" if fmt == "tsv" else sniff_delimiter(text[:SNIFF_BYTES]))
+    sep = _delimiter(sep, fmt, text[:SNIFF_BYTES])
     reader = csv.reader(io.StringIO(text), delimiter=sep, quotechar='"')
     try:
         header = next(reader)
