@@ -16,9 +16,13 @@ from eclip.catalog.reader import Dialect, read_table_with_dialect
 from eclip.errors import CatalogError
 
 #: Column names taken as the product title, in order of preference (case-insensitive).
-TITLE_COLUMNS = ("title", "name", "productdisplayname", "product_name", "product_title", "productname")
+TITLE_COLUMNS = ("title", "name", "productdisplayname", "product_name", "product_title", "productname", "product")
 #: Column names taken as the brand, appended after the title (case-insensitive).
 BRAND_COLUMNS = ("brand", "manufacturer", "brand_name", "maker")
+#: Column names taken as category paths or breadcrumbs ("Beauty & Hygiene > Sexual Wellness"),
+#: compared lowercased without ``_``, ``-``, ``.`` or spaces; any other name holding
+#: "category", "breadcrumb" or "taxonomy" counts too, unless it ends in "id" or "code".
+CATEGORY_COLUMNS = ("subcategory", "producttype", "type", "department", "articletype", "mastercategory", "breadcrumb", "breadcrumbs", "categorypath")
 #: Column names taken as the price (case-insensitive).
 PRICE_COLUMNS = ("price", "sale_price", "list_price", "current_price", "price_value")
 
@@ -97,6 +101,19 @@ def pick_text_columns(columns: list[str]) -> list[str]:
     if not titles:
         return []
     return [titles[0], *_find(columns, BRAND_COLUMNS)]
+
+
+def pick_category_columns(schema: dict[str, pl.DataType]) -> list[str]:
+    """The textual columns of ``schema`` (column name -> polars dtype) that hold categories or
+    breadcrumbs by name (:data:`CATEGORY_COLUMNS`), in file order."""
+    found = []
+    for name, dtype in schema.items():
+        key = re.sub(r"[\s_.\-]", "", name.lower())
+        if dtype not in _TEXTUAL or key.endswith(("id", "ids", "code")):
+            continue
+        if key in CATEGORY_COLUMNS or any(w in key for w in ("category", "categories", "breadcrumb", "taxonomy")):
+            found.append(name)
+    return found
 
 
 def pick_attribute_column(columns: list[str], role: str) -> str | None:

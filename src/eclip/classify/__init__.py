@@ -1,7 +1,8 @@
 """Classify: zero-shot labels from names (prompt ensembling, taxonomies level by level), a
 linear probe on labelled rows, and the adult-content filter."""
 
-from eclip.classify.adult import ADULT_CONCEPTS, DEFAULT_THRESHOLD, GENERAL_CONCEPTS, LOGIT_SCALE as ADULT_LOGIT_SCALE, adult_probability, adult_scores, concept_vectors
+from eclip.classify.adult import ADULT_CONCEPTS, BOUNDARY as ADULT_BOUNDARY, TAXONOMY_FILE, adult_margins, adult_probability, concept_names, concept_vectors, general_concepts, probe_features
+from eclip.classify.base_rate import ExpectedOperatingPoint, ScoreMixture, fit_score_mixture, threshold_for_expected_precision
 from eclip.classify.labels import LabelsError, Taxonomy, parse_labels
 from eclip.classify.probe import LinearProbe, align_probe, combine, fit_probe
 from eclip.classify.zeroshot import (
@@ -20,30 +21,36 @@ from eclip.classify.zeroshot import (
 )
 
 __all__ = [
+    "ADULT_BOUNDARY",
     "ADULT_CONCEPTS",
-    "ADULT_LOGIT_SCALE",
     "DEFAULT_LOGIT_SCALE",
     "DEFAULT_TEMPLATES",
-    "DEFAULT_THRESHOLD",
-    "GENERAL_CONCEPTS",
+    "TAXONOMY_FILE",
     "UNKNOWN",
     "LabelsError",
     "LinearProbe",
     "Predictions",
     "Taxonomy",
+    "ExpectedOperatingPoint",
+    "ScoreMixture",
+    "adult_margins",
     "adult_probability",
-    "adult_scores",
     "align_probe",
     "classify_taxonomy",
     "combine",
+    "concept_names",
     "concept_vectors",
+    "fit_score_mixture",
+    "general_concepts",
     "ensemble",
     "fit_probe",
     "flat_predictions",
     "label_vectors",
     "parse_labels",
     "predictions_frame",
+    "probe_features",
     "prompts",
     "softmax",
     "taxonomy_vectors",
+    "threshold_for_expected_precision",
 ]

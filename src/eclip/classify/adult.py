@@ -1,8 +1,8 @@
-"""Adult-content filter: zero-shot score of "adult or sexual-wellness product" per row.
+"""Adult-content filter: a zero-shot margin of "adult or sexual-wellness product" per row.
 
-The score is the softmax probability mass on the adult concepts when each row is classified
-zero-shot (prompt ensembling, :mod:`eclip.classify.zeroshot`) among two built-in concept
-sets:
+Each row's vector (text, image or fused) is compared with two built-in concept sets, each
+concept written into the zero-shot prompt templates and ensembled
+(:mod:`eclip.classify.zeroshot`):
 
 * **adult** (:data:`ADULT_CONCEPTS`): the Mature > Erotic branch of Google's product
   taxonomy (``taxonomy.en-US.txt``: Erotic, Erotic Books, Erotic Clothing, Erotic DVDs &
@@ -11,24 +11,31 @@ sets:
   Personal Care > Personal Lubricants), and the sub-categories that pharmacy and marketplace
   shops list under "Sexual Wellness" (condoms, lubricants and massage gels, massagers and
   vibrators, sexual health and stamina supplements, delay sprays);
-* **general** (:data:`GENERAL_CONCEPTS`): every other top-level category of Google's
-  taxonomy, plus the children of Health & Beauty > Health Care and Personal Care, so that
-  ordinary pharmacy and beauty products have somewhere closer to go than "adult".
+* **ordinary** (:func:`general_concepts`): every other category of Google's product taxonomy,
+  at every level (5,700+ names), so that a product has its own category to be nearest to:
+  "Playboy Men Grey Flip Flops" is nearer "Thongs & Flip-Flops" than "Erotic", where against a few
+  dozen top-level categories it was nearer "Erotic" than anything else.
 
-Google's Mature branch also holds Weapons; it is left out, as it is not adult content in the
-sense of this filter.
+The score is the **margin**: the cosine to the nearest adult concept minus the cosine to the
+nearest ordinary category. Above :data:`BOUNDARY` (0) an adult concept is the row's nearest
+concept of all. Google's Mature branch also holds Weapons; it is left out, as it is not adult
+content in the sense of this filter.
 
-A row is flagged when its score reaches the threshold: :data:`DEFAULT_THRESHOLD`, or one
-calibrated on labelled rows for a target precision (README, "Classification and the adult
-filter", gives the precision and recall it measured).
+Where to flag depends on the catalog: the filter fits the catalog's margins as a two-class
+mixture, estimates its adult base rate and picks the threshold whose expected precision
+reaches the target (:mod:`eclip.classify.base_rate`); labelled rows can calibrate it instead,
+or train a few-shot probe on :func:`probe_features`.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
+from eclip.classify.labels import parse_labels
 from eclip.classify.probe import LinearProbe
 from eclip.classify.zeroshot import DEFAULT_TEMPLATES, label_vectors
 
@@ -54,100 +61,65 @@ ADULT_CONCEPTS: tuple[str, ...] = (
     "Delay Sprays",
 )
 
-GENERAL_CONCEPTS: tuple[str, ...] = (
-    # Google product taxonomy, top level (Mature excepted)
-    "Animals & Pet Supplies",
-    "Apparel & Accessories",
-    "Arts & Entertainment",
-    "Baby & Toddler",
-    "Business & Industrial",
-    "Cameras & Optics",
-    "Electronics",
-    "Food, Beverages & Tobacco",
-    "Furniture",
-    "Hardware",
-    "Health & Beauty",
-    "Home & Garden",
-    "Luggage & Bags",
-    "Media",
-    "Office Supplies",
-    "Religious & Ceremonial",
-    "Software",
-    "Sporting Goods",
-    "Toys & Games",
-    "Vehicles & Parts",
-    # Health & Beauty > Health Care
-    "Biometric Monitors",
-    "First Aid",
-    "Fitness & Nutrition",
-    "Vitamins & Supplements",
-    "Hearing Aids",
-    "Incontinence Aids",
-    "Medical Tests",
-    "Medicine & Drugs",
-    "Mobility & Accessibility",
-    "Respiratory Care",
-    "Supports & Braces",
-    # Health & Beauty > Personal Care
-    "Cosmetics",
-    "Deodorant & Anti-Perspirant",
-    "Ear Care",
-    "Feminine Sanitary Supplies",
-    "Foot Care",
-    "Hair Care",
-    "Massage & Relaxation",
-    "Oral Care",
-    "Shaving & Grooming",
-    "Skin Care",
-    "Vision Care",
-)
+#: Google's product taxonomy (Mature branch left out); the last level of each path is an
+#: ordinary category (:func:`general_concepts`).
+TAXONOMY_FILE = Path(__file__).parent / "data" / "google_product_taxonomy.txt"
+#: The margin at which an adult concept becomes a row's nearest concept: the boundary the
+#: base-rate mixture keeps its classes on either side of (:mod:`eclip.classify.base_rate`).
+BOUNDARY = 0.0
 
-#: Flag threshold on the adult score when none is calibrated (README gives its measured
-#: precision and recall).
-DEFAULT_THRESHOLD = 0.5
-#: Softmax sharpness of the filter's zero-shot score. Lower than CLIP's 100 (which saturates
-#: MiniLM's cosine gaps into scores of exactly 1.0): 10 was the best of 10, 30 and 100 for
-#: recall at precision 0.9 on the calibration half of the dev set (README).
-LOGIT_SCALE = 10.0
+
+@functools.cache
+def general_concepts() -> tuple[str, ...]:
+    """The ordinary categories adult concepts compete with: the last level of every path of
+    Google's product taxonomy (:data:`TAXONOMY_FILE`, 5,700+ names from "Dog Beds" to
+    "Thongs & Flip-Flops"), each once, in file order, without the two that are adult concepts here
+    (Condoms, Personal Lubricants)."""
+    names = dict.fromkeys(p[-1] for p in parse_labels(TAXONOMY_FILE).paths)
+    return tuple(n for n in names if n not in ADULT_CONCEPTS)
+
+
+def concept_names() -> list[str]:
+    """Every concept, the adult ones first, in the order of :func:`concept_vectors`' rows."""
+    return list(ADULT_CONCEPTS) + list(general_concepts())
 
 
 def concept_vectors(encode: Callable[[list[str]], np.ndarray], templates: Sequence[str] = DEFAULT_TEMPLATES) -> np.ndarray:
-    """``(len(ADULT_CONCEPTS) + len(GENERAL_CONCEPTS), d)`` float32 L2-normalised concept
+    """``(len(ADULT_CONCEPTS) + len(general_concepts()), d)`` float32 L2-normalised concept
     vectors, adult concepts first (see :func:`eclip.classify.zeroshot.label_vectors`)."""
-    return label_vectors(encode, list(ADULT_CONCEPTS) + list(GENERAL_CONCEPTS), templates)
+    return label_vectors(encode, concept_names(), templates)
 
 
-def adult_scores(x: np.ndarray, concepts: np.ndarray, n_adult: int = len(ADULT_CONCEPTS), logit_scale: float = LOGIT_SCALE, chunk: int = 65536) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Adult score, its log-odds and the nearest concept of each row.
+def adult_margins(x: np.ndarray, concepts: np.ndarray, n_adult: int = len(ADULT_CONCEPTS), chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """The adult margin and the nearest concept of each row.
 
     Args:
         x: ``(n, d)`` float32 L2-normalised row vectors.
         concepts: ``(c, d)`` float32 L2-normalised concept vectors, the ``n_adult`` adult
             ones first (see :func:`concept_vectors`).
-        logit_scale: multiplies cosines before the softmax over all concepts.
 
     Returns:
-        ``(score, log_odds, concept)``: ``(n,)`` float32 probability mass on the adult
-        concepts, in [0, 1]; ``(n,)`` float32 ``log(p_adult / p_general)`` (the same ranking,
-        without float32 saturation near 1); ``(n,)`` int64 index of the most similar concept.
+        ``(margin, concept)``: ``(n,)`` float32 cosine to the nearest adult concept minus
+        cosine to the nearest ordinary category, in [-2, 2] (above :data:`BOUNDARY`, an adult
+        concept is the row's nearest of all); ``(n,)`` int64 index of the nearest concept.
     """
-    from scipy.special import logsumexp
-
-    score = np.empty(len(x), dtype=np.float32)
-    log_odds = np.empty(len(x), dtype=np.float32)
+    margin = np.empty(len(x), dtype=np.float32)
     best = np.empty(len(x), dtype=np.int64)
     for lo in range(0, len(x), chunk):
         cos = x[lo : lo + chunk] @ concepts.T
-        z = logit_scale * cos.astype(np.float64)
-        lo_ = logsumexp(z[:, :n_adult], axis=1) - logsumexp(z[:, n_adult:], axis=1)
-        log_odds[lo : lo + chunk] = lo_
-        score[lo : lo + chunk] = 1.0 / (1.0 + np.exp(-lo_))
+        margin[lo : lo + chunk] = cos[:, :n_adult].max(axis=1) - cos[:, n_adult:].max(axis=1)
         best[lo : lo + chunk] = cos.argmax(axis=1)
-    return score, log_odds, best
+    return margin, best
+
+
+def probe_features(x: np.ndarray, margin: np.ndarray, scale: float) -> np.ndarray:
+    """``(n, d + 1)`` float32 input of an adult probe: the ``(n, d)`` row vectors and the
+    ``(n,)`` zero-shot margin divided by ``scale`` (the fitting catalog's margin standard
+    deviation, stored with the probe), so the margin weighs like one unit-scale feature."""
+    return np.hstack([x, (margin / max(scale, 1e-6))[:, None]]).astype(np.float32)
 
 
 def adult_probability(probe: LinearProbe, features: np.ndarray) -> np.ndarray:
     """``(n,)`` float32 probability of the ``adult`` class under an adult probe (fitted by
-    ``eclip filter-adult --fit-probe`` on ``(n, d + 1)`` float32 features: the vectors plus
-    the zero-shot log-odds)."""
+    ``eclip filter-adult --fit-probe`` on :func:`probe_features`)."""
     return probe.proba(features)[:, probe.classes.index("adult")]

@@ -67,37 +67,42 @@ def classify(
 def filter_adult(
     source: SourceArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory for flagged.parquet, manifest.json and caches.", metavar="DIR", rich_help_panel="Output")],
-    threshold: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Flag rows whose adult score reaches this. Default: calibrated with --calibrate, else 0.5.", metavar="SCORE", rich_help_panel="Scoring")] = None,
+    threshold: Annotated[Optional[float], typer.Option(min=-2.0, max=2.0, help="Flag rows whose adult_score reaches this (the zero-shot margin; a probability with a probe). Default: calibrated with --calibrate, else chosen for --target-precision at the catalog's estimated base rate.", metavar="SCORE", rich_help_panel="Scoring")] = None,
     calibrate: Annotated[Optional[Path], typer.Option(help="Labelled table (id + --label-col) to pick the threshold on.", metavar="FILE", rich_help_panel="Calibration")] = None,
     label_col: Annotated[Optional[str], typer.Option(help="Column of --calibrate saying which rows are adult.", metavar="COL", rich_help_panel="Calibration")] = None,
     positive: Annotated[Optional[str], typer.Option(help="Value of --label-col meaning adult, e.g. 'Sexual Wellness'. Default: true/1/yes.", metavar="VALUE", rich_help_panel="Calibration")] = None,
-    target_precision: Annotated[float, typer.Option(min=0.0, max=1.0, help="Calibration picks the lowest threshold reaching this precision.", metavar="P", rich_help_panel="Calibration")] = 0.9,
+    target_precision: Annotated[float, typer.Option(min=0.0, max=1.0, help="The threshold is the lowest reaching this precision: expected at the estimated base rate, or measured on --calibrate rows.", metavar="P", rich_help_panel="Scoring")] = 0.9,
     holdout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Share of the labelled rows kept out of calibration (random, --seed) to measure the threshold on.", metavar="F", rich_help_panel="Calibration")] = 0.0,
     fit_probe: Annotated[bool, typer.Option("--fit-probe", help="Few-shot: fit a logistic-regression probe on the --calibrate rows (vectors + zero-shot log-odds); saved as OUT/adult_probe.npz.", metavar="", rich_help_panel="Calibration")] = False,
     probe: Annotated[Optional[Path], typer.Option(help="adult_probe.npz from an earlier --fit-probe run: score with it (and its threshold).", metavar="FILE", rich_help_panel="Calibration")] = None,
     seed: Annotated[int, typer.Option(metavar="N", rich_help_panel="Calibration")] = 0,
     vectors: VectorsOpt = None,
-    logit_scale: LogitScaleOpt = 10.0,
     id_col: IdColOpt = "id",
-    text_cols: TextColsOpt = None,
+    text_cols: Annotated[Optional[str], typer.Option(help="Comma-separated columns embedded. Default: the title, brand and every category or breadcrumb column found by name.", metavar="COLS", rich_help_panel="Input")] = None,
     model: ModelOpt = "minilm",
     image_col: ImageColOpt = None,
     image_root: ImageRootOpt = None,
     allow_outside_root: AllowOutsideOpt = False,
 ) -> None:
-    """Flag adult and sexual-wellness products (built-in prompts from Google's product taxonomy); calibrate on labelled rows, or fit a few-shot probe."""
+    """Flag adult and sexual-wellness products at the catalog's estimated base rate (zero-shot against Google's product taxonomy); calibrate on labelled rows, or fit a few-shot probe."""
     from eclip import api
 
     cfg = api.AdultFilterConfig(
         **source_options(id_col, text_cols, image_col, image_root, allow_outside_root, model),
         vectors=vectors, threshold=threshold, calibrate=calibrate, label_col=label_col, positive=positive, target_precision=target_precision,
-        holdout=holdout, seed=seed, fit_probe=fit_probe, probe=probe, logit_scale=logit_scale,
+        holdout=holdout, seed=seed, fit_probe=fit_probe, probe=probe,
     )
     m = api.filter_adult(source, out, cfg)
     s = m["summary"]
     table = Table(title=f"eclip filter-adult: {source}", show_header=False)
-    t = m["threshold"]
-    table.add_row("threshold", f"{t['value']:.4f} ({t['source']})")
+    t, b = m["threshold"], m["base_rate"]
+    if m["text_signals"].get("text_cols"):
+        table.add_row("text", ", ".join(m["text_signals"]["text_cols"]) + f" ({m['text_signals']['chosen']})")
+    if b["estimated"] is not None:
+        table.add_row("base rate", f"{b['estimated']:.4%} estimated (about {b['adult_rows_expected']:,.0f} adult rows)")
+    value = "none reached" if t["value"] is None else f"{t['value']:.4f}"
+    expect = f"; expected precision {t['expected_precision']:.3f}, recall {t['expected_recall']:.3f}" if t.get("expected_precision") is not None else ""
+    table.add_row("threshold", f"{value} on the {t['on']} ({t['source']}){expect}")
     table.add_row("flagged", f"{s['flagged']:,} of {s['scored']:,} scored rows ({s['flagged_fraction']:.2%})" + (f"; {s['no_vector']:,} without vectors" if s["no_vector"] else ""))
     if s["flagged_by_concept"]:
         table.add_row("by concept", ", ".join(f"{k_} {v:,}" for k_, v in list(s["flagged_by_concept"].items())[:5]))

@@ -1,7 +1,9 @@
-"""The ``filter-adult`` job: flag adult and sexual-wellness products, calibrated or few-shot."""
+"""The ``filter-adult`` job: flag adult and sexual-wellness products at the catalog's own
+base rate, or calibrated on labels, or with a few-shot probe."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -9,25 +11,33 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from eclip.catalog import pick_category_columns, pick_text_columns
+from eclip.catalog.reader import read_table_with_dialect
 from eclip.classify import (
+    ADULT_BOUNDARY,
     ADULT_CONCEPTS,
-    ADULT_LOGIT_SCALE,
     DEFAULT_TEMPLATES,
-    DEFAULT_THRESHOLD as ADULT_THRESHOLD,
-    GENERAL_CONCEPTS,
+    TAXONOMY_FILE,
+    ExpectedOperatingPoint,
     LinearProbe,
+    ScoreMixture,
+    adult_margins,
     adult_probability,
-    adult_scores,
+    concept_names,
     concept_vectors,
     fit_probe,
+    fit_score_mixture,
+    probe_features,
+    threshold_for_expected_precision,
 )
+from eclip.encoders.sentence import default_cache_dir
 from eclip.errors import EclipError, RunDirError
 from eclip.evaluation import at_threshold, binary_gold, binary_metrics, load_class_labels, threshold_for_precision
 from eclip.evaluation.gold import TRUE_VALUES
 from eclip.jobs.run import created, start_run, versions, write_manifest
 from eclip.jobs.source import CatalogSource, label_encoder, row_vectors
 from eclip.progress import console
-from eclip.rundir import write_parquet
+from eclip.rundir import MANIFEST, fingerprint, load_npy, read_json, save_npy, write_parquet
 
 
 @dataclass
@@ -35,23 +45,27 @@ class AdultFilterConfig(CatalogSource):
     """Settings of :func:`filter_adult`; every field is recorded in the manifest.
 
     Attributes:
-        id_col, text_cols, image_col, image_root, allow_outside_root, model: as in
-            :class:`EmbedConfig`.
+        id_col, image_col, image_root, allow_outside_root, model: as in :class:`EmbedConfig`.
+        text_cols: the columns embedded; ``None``: the title, the brand columns and every
+            category or breadcrumb column found by name (:func:`text_signals`).
         vectors: ``text``, ``image`` or ``fused``; ``None``: fused with images, else text.
-        threshold: flag rows whose adult score reaches it; ``None``: calibrated when
-            ``calibrate`` is given, else :data:`eclip.classify.DEFAULT_THRESHOLD`.
+        threshold: flag rows whose ``adult_score`` reaches it (the zero-shot margin, or the
+            probe's probability with a probe); ``None``: calibrated when ``calibrate`` is
+            given, the probe's own with ``probe``, else the lowest margin whose expected
+            precision at the catalog's estimated base rate reaches ``target_precision``.
         calibrate: a labelled table (``id_col`` + ``label_col``); label_col: its column;
             positive: the value meaning "adult" (default: ``true`` / ``1`` / ``yes``).
-        target_precision: the calibrated threshold is the lowest reaching this precision.
+        target_precision: the precision the threshold is chosen for, expected (no labels) or
+            measured on the calibration rows.
         holdout: share of the labelled rows kept out of calibration (random, ``seed``) and
             used to measure the chosen threshold.
         fit_probe: few-shot mode (needs ``calibrate``): fit a logistic-regression probe on
-            the calibration rows' vectors plus their zero-shot log-odds; the score becomes the
+            the calibration rows' :func:`eclip.classify.probe_features`; the score becomes the
             probe's probability and the threshold is calibrated on its out-of-fold scores.
             Saved as ``out/adult_probe.npz``.
         probe: an ``adult_probe.npz`` from an earlier run to score with (and its threshold,
             unless ``threshold`` or ``calibrate`` is given).
-        logit_scale, templates: zero-shot scoring (see :mod:`eclip.classify.adult`).
+        templates: zero-shot prompt templates (see :mod:`eclip.classify.zeroshot`).
     """
 
     vectors: str | None = None
@@ -64,8 +78,56 @@ class AdultFilterConfig(CatalogSource):
     seed: int = 0
     fit_probe: bool = False
     probe: Path | None = None
-    logit_scale: float = ADULT_LOGIT_SCALE
     templates: tuple[str, ...] = DEFAULT_TEMPLATES
+
+
+def text_signals(source: str | Path, cfg: AdultFilterConfig) -> dict[str, Any]:
+    """The text columns the filter embeds, by role.
+
+    ``cfg.text_cols`` when given; for an embeddings directory, the columns it was embedded
+    with; else the catalog's title column, its brand columns and every category or
+    breadcrumb column (:func:`eclip.catalog.pick_category_columns`): a category path such as
+    "Beauty & Hygiene > Sexual Wellness" is strong evidence a title alone may lack.
+
+    Returns:
+        ``{"text_cols": [...] or None, "chosen": "given" / "embedded" / "by name",
+        "title": [...], "brand": [...], "category": [...]}`` (roles only when chosen by name;
+        ``text_cols`` is ``None`` when the catalog has no title-like column, which
+        loading it then reports).
+
+    Raises:
+        CatalogError: the catalog cannot be read.
+    """
+    if cfg.text_cols is not None:
+        return {"text_cols": list(cfg.text_cols), "chosen": "given"}
+    p = Path(source)
+    if p.is_dir():
+        return {"text_cols": read_json(p / MANIFEST).get("settings", {}).get("text_cols"), "chosen": "embedded"}
+    df, _ = read_table_with_dialect(p, cfg.sep, cfg.encoding)
+    columns = [c for c in df.columns if c != cfg.id_col]
+    base = pick_text_columns(columns)
+    if not base:
+        return {"text_cols": None, "chosen": "by name"}
+    category = [c for c in pick_category_columns({c: df.schema[c] for c in columns}) if c not in base]
+    return {"text_cols": [*base, *category], "chosen": "by name", "title": base[:1], "brand": base[1:], "category": category}
+
+
+def cached_concept_vectors(encoder: Any, model: dict[str, Any], templates: tuple[str, ...]) -> np.ndarray:
+    """:func:`eclip.classify.concept_vectors` for ``encoder``, kept once per machine in
+    ``<cache>/concepts/`` (:func:`eclip.encoders.sentence.default_cache_dir`), keyed by the
+    model's manifest entry, the templates and the concept names: 5,700+ concepts x 5
+    templates take a transformer about 90 s on 2 CPU cores, once."""
+    path = default_cache_dir() / "concepts" / f"{fingerprint(model, list(templates), concept_names())}.npy"
+    if path.exists():
+        try:
+            return load_npy(path)
+        except (OSError, ValueError):
+            pass  # a damaged cache entry is rebuilt
+    with console.status(f"embedding {len(concept_names()):,} concepts x {len(templates)} prompt templates (once per model; kept in {path.parent})"):
+        vectors = concept_vectors(encoder.encode, templates)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_npy(vectors, path)
+    return vectors
 
 
 def _check_calibration_labels(labels: dict[str, str], cfg: AdultFilterConfig) -> None:
@@ -84,14 +146,44 @@ def _check_calibration_labels(labels: dict[str, str], cfg: AdultFilterConfig) ->
         raise EclipError(f"{cfg.calibrate}: every row of column {cfg.label_col!r} means adult under {meaning}; calibration needs negative rows too.")
 
 
+#: Fewest scored rows a base rate is estimated from; below it the label-free threshold is the
+#: boundary itself (flag the rows whose nearest concept is adult).
+MIN_ROWS_FOR_BASE_RATE = 50
+
+
+def _label_free(margin: np.ndarray, present: np.ndarray, target: float) -> tuple[ScoreMixture | None, np.ndarray, ExpectedOperatingPoint]:
+    """The catalog's base-rate mixture on its margins, every row's posterior (0 without a
+    vector) and the label-free operating point for ``target``; with fewer than
+    :data:`MIN_ROWS_FOR_BASE_RATE` scored rows, no mixture, posteriors of 1 above the
+    boundary, and the boundary as threshold."""
+    if present.sum() < MIN_ROWS_FOR_BASE_RATE:
+        console.print(f"[yellow]{int(present.sum())} scored rows are too few to estimate a base rate from; flagging rows whose nearest concept is adult.[/]")
+        posterior = (present & (margin >= ADULT_BOUNDARY)).astype(np.float64)
+        return None, posterior, ExpectedOperatingPoint(ADULT_BOUNDARY, 1.0, 1.0, int(posterior.sum()), True)
+    mixture = fit_score_mixture(margin[present], boundary=ADULT_BOUNDARY)
+    posterior = np.zeros(len(margin))
+    posterior[present] = mixture.posterior(margin[present])
+    point = threshold_for_expected_precision(margin[present], posterior[present], target, floor=ADULT_BOUNDARY)
+    return mixture, posterior, point
+
+
 def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | None = None) -> dict[str, Any]:
     """Score every row for adult / sexual-wellness content and flag it
     (:mod:`eclip.classify.adult`).
 
-    Writes ``flagged.parquet`` (every row once: id, adult_score in [0, 1] (the zero-shot
-    score, or the probe's probability), zero_shot_score, flagged, nearest_concept, status
-    ``scored`` / ``no_vector``) and ``manifest.json`` (the threshold
-    and where it came from, the calibration and its held-out check, counts and the most
+    Without labels, the threshold adapts to the catalog: its margins are fitted as a
+    two-class mixture, whose positive weight is the estimated adult base rate, and the
+    threshold is the lowest margin whose expected precision (the flagged rows' mean posterior)
+    reaches ``cfg.target_precision`` (:mod:`eclip.classify.base_rate`). A catalog the mixture
+    finds no adult rows in flags none.
+
+    Writes ``flagged.parquet`` (every row once: id; adult_score, the score the threshold
+    applies to: the zero-shot margin, or the probe's probability with a probe;
+    adult_probability in [0, 1], the row's posterior at the estimated base rate, or the
+    probe's probability; zero_shot_score, the margin; flagged; nearest_concept; status
+    ``scored`` / ``no_vector``) and ``manifest.json`` (the text columns read, the estimated
+    base rate and the mixture, the threshold and where it came from with its expected
+    precision and recall, the calibration and its held-out check, counts and the most
     flagged concepts).
 
     Returns:
@@ -110,26 +202,30 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
         raise EclipError("--holdout must be in [0, 1) and --target-precision in (0, 1].")
     if cfg.calibrate is not None:  # a label file without positives fails before embedding, not after
         _check_calibration_labels(load_class_labels(cfg.calibrate, cfg.id_col, cfg.label_col), cfg)
+    signals = text_signals(source, cfg)
     out, timer = start_run(out)
-    emb_dir, emb, modality, x_all, present = row_vectors(source, out, cfg, cfg.vectors, timer)
+    emb_dir, emb, modality, x_all, present = row_vectors(source, out, dataclasses.replace(cfg, text_cols=signals["text_cols"]), cfg.vectors, timer)
     encoder = label_encoder(emb, emb_dir, cfg.model)
     n = len(emb.ids)
     with timer("score"):
-        concepts = concept_vectors(encoder.encode, cfg.templates)
-        score = np.zeros(n, dtype=np.float32)
-        log_odds = np.zeros(n, dtype=np.float32)
+        concepts = cached_concept_vectors(encoder, emb.manifest.get("model", {}), tuple(cfg.templates))
+        margin = np.zeros(n, dtype=np.float32)
         nearest = np.full(n, -1, dtype=np.int64)
-        score[present], log_odds[present], nearest[present] = adult_scores(np.ascontiguousarray(x_all[present]), concepts, len(ADULT_CONCEPTS), cfg.logit_scale)
-    names = list(ADULT_CONCEPTS) + list(GENERAL_CONCEPTS)
-    # the probe's input: the vectors plus the zero-shot log-odds (built only when a probe is used)
-    features = np.hstack([x_all, np.clip(log_odds, -30, 30)[:, None]]) if (cfg.fit_probe or cfg.probe is not None) else None
-    zero_shot = score.copy()
-    threshold, source_of_threshold, calibration, probe_info = cfg.threshold, "given", None, None
+        margin[present], nearest[present] = adult_margins(np.ascontiguousarray(x_all[present]), concepts, len(ADULT_CONCEPTS))
+    with timer("base_rate"):
+        mixture, posterior, label_free = _label_free(margin, present, cfg.target_precision)
+    names = concept_names()
+    score = margin.copy()
+    probability = posterior.astype(np.float32)
+    features, scale = None, float(margin[present].std()) if present.any() else 1.0
+    threshold, source_of_threshold, calibration, probe_info, scored_by = cfg.threshold, "given", None, None, "zero-shot margin"
     if cfg.probe is not None:
         probe = LinearProbe.load(cfg.probe)
-        if probe.meta.get("model") != emb.manifest.get("model") or probe.meta.get("vectors") != modality or probe.meta.get("task") != "adult":
-            raise RunDirError(f"{cfg.probe} is not an adult probe for {modality} vectors of {emb.manifest.get('model', {}).get('name')}; fit one here with --calibrate ... --fit-probe.")
+        if probe.meta.get("model") != emb.manifest.get("model") or probe.meta.get("vectors") != modality or probe.meta.get("task") != "adult" or "margin_scale" not in probe.meta:
+            raise RunDirError(f"{cfg.probe} is not an adult probe for {modality} vectors of {emb.manifest.get('model', {}).get('name')} (or it predates the margin score); fit one here with --calibrate ... --fit-probe.")
+        features = probe_features(x_all, margin, float(probe.meta["margin_scale"]))
         score = np.where(present, adult_probability(probe, features), 0.0).astype(np.float32)
+        probability, scored_by = score, "probe probability"
         probe_info = {"loaded": str(Path(cfg.probe).resolve()), "cv": probe.meta.get("cv")}
         if threshold is None and cfg.calibrate is None:
             threshold, source_of_threshold = float(probe.meta["threshold"]), "probe"
@@ -142,15 +238,17 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
             cal[np.random.default_rng(cfg.seed).permutation(len(rows))[: int(round(cfg.holdout * len(rows)))]] = False
         cal_scores = score[rows[cal]]
         if cfg.fit_probe:
+            features = probe_features(x_all, margin, scale)
             with timer("probe_fit"), console.status(f"fitting the adult probe on {int(cal.sum()):,} labelled rows"):
                 probe, cv = fit_probe(features[rows[cal]], np.where(y[cal], "adult", "other").tolist(), seed=cfg.seed)
             cal_scores = cv["oof_proba"][:, probe.classes.index("adult")] if "oof_proba" in cv else adult_probability(probe, features[rows[cal]])
             score = np.where(present, adult_probability(probe, features), 0.0).astype(np.float32)
+            probability, scored_by = score, "probe probability"
         point = threshold_for_precision(cal_scores, y[cal], cfg.target_precision)
         if cfg.fit_probe:
-            probe.meta.update(task="adult", model=emb.manifest.get("model"), vectors=modality, logit_scale=cfg.logit_scale, threshold=point.threshold, target_precision=cfg.target_precision)
+            probe.meta.update(task="adult", model=emb.manifest.get("model"), vectors=modality, margin_scale=scale, threshold=point.threshold, target_precision=cfg.target_precision)
             probe.save(out / "adult_probe.npz")
-            probe_info = {"saved": "adult_probe.npz", "features": "vectors + zero-shot log-odds", "cv": probe.meta["cv"], "threshold_from": "out-of-fold probabilities"}
+            probe_info = {"saved": "adult_probe.npz", "features": "vectors + zero-shot margin", "cv": probe.meta["cv"], "threshold_from": "out-of-fold probabilities"}
         calibration = {
             "file": str(Path(cfg.calibrate).resolve()), "label_col": cfg.label_col, "positive": cfg.positive, "target_precision": cfg.target_precision,
             "rows": int(cal.sum()), "positives": int(y[cal].sum()), "on_calibration_rows": point.as_dict(),
@@ -169,34 +267,48 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
             if not held_point.met_target:
                 console.print(f"[yellow]target not met on the held-out rows (P {held_point.precision:.3f} < {cfg.target_precision:g}).[/]")
             if cfg.fit_probe or cfg.probe is not None:
-                calibration["holdout"]["zero_shot"] = binary_metrics(zero_shot[rows[held]], y[held], cfg.target_precision)
+                calibration["holdout"]["zero_shot"] = binary_metrics(margin[rows[held]], y[held], cfg.target_precision)
     if threshold is None:
-        threshold, source_of_threshold = ADULT_THRESHOLD, "default"
+        threshold, source_of_threshold = label_free.threshold, "base rate"
+        if not label_free.met_target:
+            console.print(f"[yellow]no margin reaches expected precision {cfg.target_precision:g} at the estimated base rate ({mixture.base_rate if mixture else 0:.4%}): nothing is flagged. "
+                          "Give --threshold, or --calibrate on labelled rows, to flag anyway.[/]")
     flagged = present & (score >= threshold)
     frame = pl.DataFrame(
         {
             "id": emb.ids,
             "adult_score": np.where(present, score, np.nan).astype(np.float32),
-            "zero_shot_score": np.where(present, zero_shot, np.nan).astype(np.float32),
+            "adult_probability": np.where(present, probability, np.nan).astype(np.float32),
+            "zero_shot_score": np.where(present, margin, np.nan).astype(np.float32),
             "flagged": flagged,
             "nearest_concept": [names[i] if i >= 0 else None for i in nearest],
             "status": np.where(present, "scored", "no_vector").tolist(),
         },
-        schema={"id": pl.String, "adult_score": pl.Float32, "zero_shot_score": pl.Float32, "flagged": pl.Boolean, "nearest_concept": pl.String, "status": pl.String},
+        schema={"id": pl.String, "adult_score": pl.Float32, "adult_probability": pl.Float32, "zero_shot_score": pl.Float32, "flagged": pl.Boolean, "nearest_concept": pl.String, "status": pl.String},
     )
     with timer("write"):
         write_parquet(frame, out / "flagged.parquet")
     top = frame.filter(pl.col("flagged"))["nearest_concept"].value_counts(sort=True).head(10)
+    expected = None
+    if scored_by == "zero-shot margin":  # what the mixture expects of the threshold in use
+        rows_at = flagged[present]
+        expected = {"expected_precision": round(float(posterior[present][rows_at].mean()), 4) if rows_at.any() else None,
+                    "expected_recall": round(float(posterior[present][rows_at].sum() / max(posterior[present].sum(), 1e-12)), 4)}
     manifest = {
         "job": "filter-adult",
         "created": created(),
         "inputs": cfg.inputs(source, emb),
+        "text_signals": signals,
         "model": emb.manifest.get("model"),
         "embeddings": {"dir": str(emb_dir.resolve()), "key": emb.key, "vectors": modality},
-        "threshold": {"value": float(threshold), "source": source_of_threshold, "default": ADULT_THRESHOLD},
+        "base_rate": {
+            "estimated": round(mixture.base_rate, 6) if mixture else None, "adult_rows_expected": round(mixture.base_rate * int(present.sum()), 1) if mixture else None,
+            "target_precision": cfg.target_precision, "label_free_threshold": label_free.as_dict(), "mixture": mixture.as_dict() if mixture else None,
+        },
+        "threshold": {"value": float(threshold) if np.isfinite(threshold) else None, "source": source_of_threshold, "on": scored_by, **(expected or {})},
         "calibration": calibration,
         "probe": probe_info,
-        "concepts": {"adult": list(ADULT_CONCEPTS), "general": list(GENERAL_CONCEPTS), "templates": list(cfg.templates), "logit_scale": cfg.logit_scale},
+        "concepts": {"adult": list(ADULT_CONCEPTS), "ordinary": {"source": TAXONOMY_FILE.name, "count": len(names) - len(ADULT_CONCEPTS)}, "templates": list(cfg.templates)},
         "summary": {
             "rows": len(emb.ids), "scored": int(present.sum()), "flagged": int(flagged.sum()), "flagged_fraction": round(float(flagged.sum() / max(1, present.sum())), 4),
             "no_vector": int((~present).sum()), "flagged_by_concept": dict(zip(top["nearest_concept"].to_list(), top["count"].to_list())),
