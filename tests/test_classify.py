@@ -283,6 +283,7 @@ def test_cli_classify_zero_shot_probe_and_eval(fashion_subset, tmp_path):
     assert r.exit_code != 0 and "--labels" in str(r.exception or r.output)
 
 
+@pytest.mark.slow  # MiniLM on real rows, and its concept vectors (about 90 s once per machine)
 def test_cli_filter_adult_calibrates_on_netmeds(shared_data, tmp_path):
     runner = CliRunner()
     full = pl.read_csv(shared_data / "netmeds" / "products.csv", infer_schema=False)
@@ -324,6 +325,34 @@ def test_cli_filter_adult_calibrates_on_netmeds(shared_data, tmp_path):
     m2 = json.loads((tmp_path / "reuse" / "manifest.json").read_text())
     assert m2["threshold"]["source"] == "probe"
     assert m2["threshold"]["value"] == pytest.approx(json.loads((tmp_path / "fs" / "manifest.json").read_text())["threshold"]["value"], abs=1e-5)
+
+
+@pytest.mark.slow  # MiniLM on real rows, and its concept vectors (about 90 s once per machine)
+def test_cli_filter_adult_without_labels_at_two_base_rates(shared_data, tmp_path):
+    """No labels: on netmeds rows (20 % adult, titles and manufacturers only, as the category
+    column is the gold) the default threshold is precise; on fashion and grocery titles,
+    which hold no adult product, it flags close to none and estimates a base rate near 0."""
+    runner = CliRunner()
+    full = pl.read_csv(shared_data / "netmeds" / "products.csv", infer_schema=False)
+    sub = pl.concat([full.filter(pl.col("category") == "Sexual Wellness").sample(60, seed=1), full.filter(pl.col("category") != "Sexual Wellness").sample(240, seed=1)])
+    nm = tmp_path / "netmeds.csv"
+    sub.write_csv(nm)
+    r = runner.invoke(app, ["filter-adult", str(nm), "--id-col", "@row", "--text-cols", "title,manufacturer", "--out", str(tmp_path / "nm")])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "nm" / "manifest.json").read_text())
+    assert m["threshold"]["source"] == "base rate" and "base rate" in r.output
+    assert 0.1 < m["base_rate"]["estimated"] < 0.3  # true 0.2
+    flags = pl.read_parquet(tmp_path / "nm" / "flagged.parquet")["flagged"].to_numpy()
+    y = (sub["category"] == "Sexual Wellness").to_numpy()
+    assert (flags & y).sum() / flags.sum() >= 0.9 and (flags & y).sum() / y.sum() >= 0.6
+    fashion = pl.read_csv(shared_data / "fashion" / "catalog.csv", infer_schema=False).select("title").sample(900, seed=0)
+    grocery = pl.read_csv(shared_data / "grocery" / "catalog.csv", infer_schema=False).select("title").sample(300, seed=0)
+    clean = tmp_path / "clean.csv"
+    pl.concat([fashion, grocery]).write_csv(clean)
+    r = runner.invoke(app, ["filter-adult", str(clean), "--id-col", "@row", "--out", str(tmp_path / "clean")])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "clean" / "manifest.json").read_text())
+    assert m["summary"]["flagged"] <= 2 and m["base_rate"]["estimated"] < 0.003
 
 
 def test_at_threshold_checks_its_target():
