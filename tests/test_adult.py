@@ -141,3 +141,22 @@ def test_filter_adult_job_records_its_base_rate_and_columns(tmp_path, monkeypatc
     # a given threshold applies to the margin, and the mixture says what it expects of it
     m2 = filter_adult(tmp_path / "run" / "embeddings", tmp_path / "run2", AdultFilterConfig(model="minilm-static", threshold=-2.0))
     assert m2["summary"]["flagged"] == 81 and m2["threshold"]["source"] == "given" and m2["threshold"]["expected_precision"] < 0.5
+
+
+def test_filter_adult_scores_image_rows_through_the_fused_vectors(fashion_subset, tiny_clip_dir, tmp_path, monkeypatch):
+    """A model with an image tower: rows are scored on their fused image + title vectors
+    (the vectors classify uses) against concept vectors from the same model's text tower."""
+    from eclip.jobs.adult import AdultFilterConfig, filter_adult
+
+    monkeypatch.setattr("eclip.jobs.adult.default_cache_dir", lambda: tmp_path / "cache")
+    monkeypatch.setattr("eclip.classify.adult.general_concepts", lambda: ("Shirts & Tops", "Shoes", "Watches", "Handbags"))  # wiring, not quality
+    cat = fashion_subset / "catalog.csv"
+    few = tmp_path / "few.csv"
+    pl.read_csv(cat, infer_schema=False).head(60).write_csv(few)
+    cfg = AdultFilterConfig(model=str(tiny_clip_dir), image_col="image", image_root=fashion_subset, text_cols=["title"])
+    m = filter_adult(few, tmp_path / "run", cfg)
+    assert m["embeddings"]["vectors"] == "fused" and m["summary"]["scored"] == 60
+    m_img = filter_adult(tmp_path / "run" / "embeddings", tmp_path / "img", AdultFilterConfig(model=str(tiny_clip_dir), vectors="image"))
+    fused = pl.read_parquet(tmp_path / "run" / "flagged.parquet")["zero_shot_score"].to_numpy()
+    image = pl.read_parquet(tmp_path / "img" / "flagged.parquet")["zero_shot_score"].to_numpy()
+    assert m_img["embeddings"]["vectors"] == "image" and not np.allclose(fused, image)
