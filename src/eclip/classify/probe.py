@@ -89,7 +89,9 @@ class LinearProbe:
 C_GRID: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1000.0)
 
 
-def fit_probe(x: np.ndarray, y: list[str], c: float | None = None, folds: int = 5, seed: int = 0, max_iter: int = 1000) -> tuple[LinearProbe, dict[str, Any]]:
+def fit_probe(
+    x: np.ndarray, y: list[str], c: float | None = None, folds: int = 5, seed: int = 0, max_iter: int = 1000, class_weight: str | None = None
+) -> tuple[LinearProbe, dict[str, Any]]:
     """Fit a logistic-regression probe and cross-validate it.
 
     Args:
@@ -100,6 +102,8 @@ def fit_probe(x: np.ndarray, y: list[str], c: float | None = None, folds: int = 
         folds: stratified cross-validation folds (at most ``n // 2``; classes rarer than
             the fold count are kept, as scikit-learn allows).
         seed: fold shuffling seed.
+        class_weight: scikit-learn's ``class_weight``; ``"balanced"`` weighs each class by
+            the inverse of its share, for a rare class labelled in few rows (the adult probe).
 
     Returns:
         ``(probe, cv)`` where ``cv`` holds ``C``, ``accuracy``, ``macro_f1``, ``folds``,
@@ -132,7 +136,7 @@ def fit_probe(x: np.ndarray, y: list[str], c: float | None = None, folds: int = 
             with warnings.catch_warnings():  # classes rarer than the fold count still train and predict
                 warnings.filterwarnings("ignore", message=".*least populated class.*")
                 warnings.filterwarnings("ignore", category=UserWarning)
-                oof_ = cross_val_predict(LogisticRegression(C=c_, max_iter=max_iter), x, labels, cv=splitter, method="predict_proba")
+                oof_ = cross_val_predict(LogisticRegression(C=c_, max_iter=max_iter, class_weight=class_weight), x, labels, cv=splitter, method="predict_proba")
             pred = classes[oof_.argmax(axis=1)]
             oofs.append(oof_.astype(np.float32))
             sweep.append({"C": c_, "accuracy": round(float(accuracy_score(labels, pred)), 4), "macro_f1": round(float(f1_score(labels, pred, average="macro")), 4)})
@@ -143,7 +147,7 @@ def fit_probe(x: np.ndarray, y: list[str], c: float | None = None, folds: int = 
             cv["sweep"] = sweep
     else:
         cv["C"] = grid[0] if c is not None else 1.0
-    model = LogisticRegression(C=cv["C"], max_iter=max_iter)
+    model = LogisticRegression(C=cv["C"], max_iter=max_iter, class_weight=class_weight)
     model.fit(x, labels)
     coef = model.coef_.astype(np.float32)
     intercept = model.intercept_.astype(np.float32)

@@ -73,7 +73,7 @@ def filter_adult(
     positive: Annotated[Optional[str], typer.Option(help="Value of --label-col meaning adult, e.g. 'Sexual Wellness'. Default: true/1/yes.", metavar="VALUE", rich_help_panel="Calibration")] = None,
     target_precision: Annotated[float, typer.Option(min=0.0, max=1.0, help="The threshold is the lowest reaching this precision: expected at the estimated base rate, or measured on --calibrate rows.", metavar="P", rich_help_panel="Scoring")] = 0.9,
     holdout: Annotated[float, typer.Option(min=0.0, max=0.99, help="Share of the labelled rows kept out of calibration (random, --seed) to measure the threshold on.", metavar="F", rich_help_panel="Calibration")] = 0.0,
-    fit_probe: Annotated[bool, typer.Option("--fit-probe", help="Few-shot: fit a logistic-regression probe on the --calibrate rows (vectors + zero-shot log-odds); saved as OUT/adult_probe.npz.", metavar="", rich_help_panel="Calibration")] = False,
+    fit_probe: Annotated[bool, typer.Option("--fit-probe", help="Few-shot: fit a logistic-regression probe on the --calibrate rows (vectors + zero-shot margin); saved as OUT/adult_probe.npz.", metavar="", rich_help_panel="Calibration")] = False,
     probe: Annotated[Optional[Path], typer.Option(help="adult_probe.npz from an earlier --fit-probe run: score with it (and its threshold).", metavar="FILE", rich_help_panel="Calibration")] = None,
     seed: Annotated[int, typer.Option(metavar="N", rich_help_panel="Calibration")] = 0,
     vectors: VectorsOpt = None,

@@ -240,7 +240,7 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
         if cfg.fit_probe:
             features = probe_features(x_all, margin, scale)
             with timer("probe_fit"), console.status(f"fitting the adult probe on {int(cal.sum()):,} labelled rows"):
-                probe, cv = fit_probe(features[rows[cal]], np.where(y[cal], "adult", "other").tolist(), seed=cfg.seed)
+                probe, cv = fit_probe(features[rows[cal]], np.where(y[cal], "adult", "other").tolist(), seed=cfg.seed, class_weight="balanced")
             cal_scores = cv["oof_proba"][:, probe.classes.index("adult")] if "oof_proba" in cv else adult_probability(probe, features[rows[cal]])
             score = np.where(present, adult_probability(probe, features), 0.0).astype(np.float32)
             probability, scored_by = score, "probe probability"
