@@ -24,7 +24,12 @@ def main() -> None:
     np.random.seed(job["seed"])
     t0 = time.perf_counter()
     rows = {k: {f: (v if v not in ("", None) else None) for f, v in r.items()} for k, r in job["rows"].items()}
-    kinds = {"String": dedupe.variables.String, "Text": dedupe.variables.Text, "Price": dedupe.variables.Price, "Exact": dedupe.variables.Exact}
+    kinds = {
+        "String": dedupe.variables.String,
+        "Text": dedupe.variables.Text,
+        "Price": dedupe.variables.Price,
+        "Exact": dedupe.variables.Exact,
+    }
     fields = [kinds[t](name, has_missing=True) for t, name in job["fields"]]
     deduper = dedupe.Dedupe(fields, num_cores=1)
     deduper.prepare_training(rows, sample_size=min(15000, 5 * len(rows)))
@@ -45,8 +50,18 @@ def main() -> None:
     deduper.train()
     groups = {}
     for t in job["thresholds"]:
-        groups[str(t)] = {m: g for g, (members, _scores) in enumerate(deduper.partition(rows, threshold=t)) for m in members}
-    json.dump({"groups": groups, "labelled_ids": sorted(labelled), "answered": answered, "seconds": round(time.perf_counter() - t0, 1)}, sys.stdout)
+        groups[str(t)] = {
+            m: g for g, (members, _scores) in enumerate(deduper.partition(rows, threshold=t)) for m in members
+        }
+    json.dump(
+        {
+            "groups": groups,
+            "labelled_ids": sorted(labelled),
+            "answered": answered,
+            "seconds": round(time.perf_counter() - t0, 1),
+        },
+        sys.stdout,
+    )
 
 
 if __name__ == "__main__":

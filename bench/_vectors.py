@@ -50,7 +50,13 @@ def base_vectors(data: Path, cache: Path) -> np.ndarray:
 
 
 def expand(
-    base: np.ndarray, n: int, seed: int = 0, chunk: int = 100_000, mix: float = 0.3, noise: tuple[float, float] = (0.05, 0.35), sources: np.ndarray | None = None
+    base: np.ndarray,
+    n: int,
+    seed: int = 0,
+    chunk: int = 100_000,
+    mix: float = 0.3,
+    noise: tuple[float, float] = (0.05, 0.35),
+    sources: np.ndarray | None = None,
 ) -> np.ndarray:
     """``(n, d)`` float32 L2-normalised perturbed copies of ``base`` rows (see module doc);
     ``mix`` and ``noise`` set the largest move towards another title and the noise norms.

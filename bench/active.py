@@ -52,8 +52,18 @@ from eclip.matcher.model import fit_match_model, model_constraints, settings_fro
 
 #: name -> (catalog, gold file, gold column, dedupe-library fields)
 CATALOGS = {
-    "abt_buy": ("abt_buy/catalog.csv", "abt_buy/matches.csv", None, [["String", "name"], ["Text", "name"], ["String", "manufacturer"], ["Price", "price"]]),
-    "wdc_products": ("wdc_products/offers.csv", "wdc_products/offers.csv", "product_id", [["String", "title"], ["Text", "title"], ["String", "brand"], ["Price", "price"]]),
+    "abt_buy": (
+        "abt_buy/catalog.csv",
+        "abt_buy/matches.csv",
+        None,
+        [["String", "name"], ["Text", "name"], ["String", "manufacturer"], ["Price", "price"]],
+    ),
+    "wdc_products": (
+        "wdc_products/offers.csv",
+        "wdc_products/offers.csv",
+        "product_id",
+        [["String", "title"], ["Text", "title"], ["String", "brand"], ["Price", "price"]],
+    ),
 }
 BATCH = 20
 #: Partition thresholds tried for the dedupe library (0.5 is its default).
@@ -82,7 +92,9 @@ def f1_unlabelled(labels: np.ndarray, gold: np.ndarray, labelled_rows: set[int])
     return pairwise_prf(labels[keep], gold[keep])[2]
 
 
-def eclip_curve(run, columns, gold, budgets, strategy: str, seed: int, default: np.ndarray, unlabelled_default: dict) -> dict[int, float]:
+def eclip_curve(
+    run, columns, gold, budgets, strategy: str, seed: int, default: np.ndarray, unlabelled_default: dict
+) -> dict[int, float]:
     """One labelling sequence (batches of 20, cut to land on each budget), scored at each
     budget; the run's own groups (no labels) are scored on the same rows into
     ``unlabelled_default``."""
@@ -97,12 +109,16 @@ def eclip_curve(run, columns, gold, budgets, strategy: str, seed: int, default: 
             step = min(BATCH, budget - len(chosen))
             exclude = np.zeros(len(a), bool)
             exclude[chosen] = True
-            idx, reasons = choose_pairs(prob, exclude, step, seed=seed * 1000 + len(chosen), random_share=1.0 if strategy == "random" else 0.25)
+            idx, reasons = choose_pairs(
+                prob, exclude, step, seed=seed * 1000 + len(chosen), random_share=1.0 if strategy == "random" else 0.25
+            )
             chosen += idx.tolist()
             why += reasons
             y = y_all[chosen].astype(np.int64)
             if len(np.unique(y)) == 2:
-                model = fit_match_model(run.x[chosen], y, run.names, run.x, run.prior, seed=seed, random_labels=np.array(why) == "random")
+                model = fit_match_model(
+                    run.x[chosen], y, run.names, run.x, run.prior, seed=seed, random_labels=np.array(why) == "random"
+                )
                 prob = model.probability(run.x)
         decision = np.where(y_all[chosen], "same", "different")
         labels = Labels(a[chosen], b[chosen], decision, pl.DataFrame())
@@ -112,17 +128,26 @@ def eclip_curve(run, columns, gold, budgets, strategy: str, seed: int, default: 
             g = group(n, a, b, run.prior, 0.5, "auto", labels.constraints())
             out[budget] = f1_unlabelled(g.labels, gold, rows)
             continue
-        model = fit_match_model(run.x[chosen], y, run.names, run.x, run.prior, seed=seed, random_labels=np.array(why) == "random")
-        model.labels = [{"id_a": run.ids[i], "id_b": run.ids[j], "decision": d} for i, j, d in zip(labels.a.tolist(), labels.b.tolist(), decision.tolist())]
+        model = fit_match_model(
+            run.x[chosen], y, run.names, run.x, run.prior, seed=seed, random_labels=np.array(why) == "random"
+        )
+        model.labels = [
+            {"id_a": run.ids[i], "id_b": run.ids[j], "decision": d}
+            for i, j, d in zip(labels.a.tolist(), labels.b.tolist(), decision.tolist())
+        ]
         constraints, _ = model_constraints(model, run.ids)
-        settings = settings_from_model(model, "bench", n, a, b, columns, run.manifest["matching"]["method_used"], None, constraints)
+        settings = settings_from_model(
+            model, "bench", n, a, b, columns, run.manifest["matching"]["method_used"], None, constraints
+        )
         g = group(n, a, b, settings.probability, settings.threshold, settings.method, constraints)
         out[budget] = f1_unlabelled(g.labels, gold, rows)
         unlabelled_default.setdefault(budget, []).append(f1_unlabelled(default, gold, rows))
     return out
 
 
-def dedupe_library_curve(python: str, catalog: Path, fields, ids, gold, budgets, seed: int, cache: Path | None) -> tuple[dict[int, float], dict[int, float], float]:
+def dedupe_library_curve(
+    python: str, catalog: Path, fields, ids, gold, budgets, seed: int, cache: Path | None
+) -> tuple[dict[int, float], dict[int, float], float]:
     """dedupe's F1 at its default partition threshold 0.5, and at the best of
     :data:`DEDUPE_THRESHOLDS` on the gold (an oracle, for reference), per budget; results
     are kept in ``cache`` (a folder) and reused, as the library takes minutes per budget."""
@@ -144,11 +169,28 @@ def dedupe_library_curve(python: str, catalog: Path, fields, ids, gold, budgets,
         if str(budget) in cached:
             out[budget], oracle[budget] = cached[str(budget)]
             continue
-        job = {"rows": rows, "fields": fields, "gold": {i: int(gold[pos[i]]) for i in ids}, "budget": budget, "seed": seed, "thresholds": DEDUPE_THRESHOLDS}
-        res = subprocess.run([python, "-I", str(Path(__file__).with_name("_dedupe_library.py"))]  # -I: bench/dedupe.py must not shadow the library
-                             , input=json.dumps(job), capture_output=True, text=True)
+        job = {
+            "rows": rows,
+            "fields": fields,
+            "gold": {i: int(gold[pos[i]]) for i in ids},
+            "budget": budget,
+            "seed": seed,
+            "thresholds": DEDUPE_THRESHOLDS,
+        }
+        res = subprocess.run(
+            [
+                python,
+                "-I",
+                str(Path(__file__).with_name("_dedupe_library.py")),
+            ],  # -I: bench/dedupe.py must not shadow the library
+            input=json.dumps(job),
+            capture_output=True,
+            text=True,
+        )
         if res.returncode != 0:
-            console.print(f"[red]dedupe library failed at {budget} labels: {res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode}[/]")
+            console.print(
+                f"[red]dedupe library failed at {budget} labels: {res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode}[/]"
+            )
             out[budget] = float("nan")
             continue
         r = json.loads(res.stdout)
@@ -173,10 +215,16 @@ def main() -> None:
     ap.add_argument("--only", choices=list(CATALOGS))
     ap.add_argument("--budgets", default="25,50,100,200,400")
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--work", type=Path, default=Path("/tmp/eclip-bench-active"), help="Run directories (reused when present).")
+    ap.add_argument(
+        "--work", type=Path, default=Path("/tmp/eclip-bench-active"), help="Run directories (reused when present)."
+    )
     ap.add_argument("--dedupe-python", default=None, help="Interpreter with the dedupe library installed.")
     ap.add_argument("--dedupe-seeds", type=int, default=1)
-    ap.add_argument("--dedupe-budgets", default=None, help="Budgets for the dedupe library (default: --budgets); it takes minutes per budget on 10k rows.")
+    ap.add_argument(
+        "--dedupe-budgets",
+        default=None,
+        help="Budgets for the dedupe library (default: --budgets); it takes minutes per budget on 10k rows.",
+    )
     ap.add_argument("--plot", type=Path, default=None, help="Write the learning curves as a PNG.")
     args = ap.parse_args()
     budgets = [int(x) for x in args.budgets.split(",")]
@@ -194,15 +242,28 @@ def main() -> None:
         base = pl.read_parquet(run_dir / "groups.parquet")["group_id"].to_numpy()
         columns = run.columns
         y = gold[run.a] == gold[run.b]
-        console.print(f"[bold]{name}[/]: {len(run.ids):,} rows, {len(run.a):,} candidate pairs ({y.mean():.1%} same product); eclip default without labels: F1 {pairwise_prf(base, gold)[2]:.3f} (all rows)")
-        res: dict[str, dict[int, list[float]]] = {"eclip, no labels (same rows as active)": {}, "eclip active": {}, "eclip random": {}, "dedupe library": {}, "dedupe, best threshold (oracle)": {}, "_": {}}
+        console.print(
+            f"[bold]{name}[/]: {len(run.ids):,} rows, {len(run.a):,} candidate pairs ({y.mean():.1%} same "
+            f"product); eclip default without labels: F1 {pairwise_prf(base, gold)[2]:.3f} (all rows)"
+        )
+        res: dict[str, dict[int, list[float]]] = {
+            "eclip, no labels (same rows as active)": {},
+            "eclip active": {},
+            "eclip random": {},
+            "dedupe library": {},
+            "dedupe, best threshold (oracle)": {},
+            "_": {},
+        }
         for strategy in ("active", "random"):
             t1 = time.perf_counter()
             for seed in range(args.seeds):
                 cache = args.work / f"eclip_{name}_{strategy}_seed{seed}_{code_version()}.json"
                 if cache.exists():  # the same code, catalog, budgets and seed: the same numbers
                     saved = json.loads(cache.read_text())
-                    curve, same_rows = {int(k): v for k, v in saved["curve"].items()}, {int(k): v for k, v in saved["same_rows"].items()}
+                    curve, same_rows = (
+                        {int(k): v for k, v in saved["curve"].items()},
+                        {int(k): v for k, v in saved["same_rows"].items()},
+                    )
                 else:
                     same_rows: dict = {}
                     curve = eclip_curve(run, columns, gold, budgets, strategy, seed, base, same_rows)
@@ -216,7 +277,9 @@ def main() -> None:
         if args.dedupe_python:
             for seed in range(args.dedupe_seeds):
                 dd_budgets = [int(x) for x in args.dedupe_budgets.split(",")] if args.dedupe_budgets else budgets
-                curve, oracle, secs = dedupe_library_curve(args.dedupe_python, catalog, fields, run.ids, gold, dd_budgets, seed, args.work)
+                curve, oracle, secs = dedupe_library_curve(
+                    args.dedupe_python, catalog, fields, run.ids, gold, dd_budgets, seed, args.work
+                )
                 for k, v in curve.items():
                     res["dedupe library"].setdefault(k, []).append(v)
                     res["dedupe, best threshold (oracle)"].setdefault(k, []).append(oracle[k])
@@ -237,9 +300,18 @@ def main() -> None:
             for m, curve in res.items():
                 v = np.array(curve.get(k, []), dtype=float)
                 means[m] = float(np.nanmean(v)) if len(v) and not np.isnan(v).all() else float("nan")
-                cells.append("-" if np.isnan(means[m]) else f"{means[m]:.3f}" + (f" ({np.nanmin(v):.3f}-{np.nanmax(v):.3f})" if len(v) > 1 else ""))
+                cells.append(
+                    "-"
+                    if np.isnan(means[m])
+                    else f"{means[m]:.3f}" + (f" ({np.nanmin(v):.3f}-{np.nanmax(v):.3f})" if len(v) > 1 else "")
+                )
             ratio = lambda x, y: "-" if np.isnan(x) or np.isnan(y) or y == 0 else f"{x / y:.2f}x"  # noqa: E731
-            table.add_row(str(k), *cells, ratio(means["eclip active"], means["eclip random"]), ratio(means["eclip active"], means["dedupe library"]))
+            table.add_row(
+                str(k),
+                *cells,
+                ratio(means["eclip active"], means["eclip random"]),
+                ratio(means["eclip active"], means["dedupe library"]),
+            )
         console.print(table)
         console.print(f"  {name}: {time.perf_counter() - t0:.0f} s in all")
     if args.plot:

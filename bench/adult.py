@@ -44,12 +44,48 @@ console = Console(width=120)
 POSITIVE = "Sexual Wellness"
 #: The filter's ordinary categories before the base-rate estimate (the baseline).
 OLD_GENERAL = (
-    "Animals & Pet Supplies", "Apparel & Accessories", "Arts & Entertainment", "Baby & Toddler", "Business & Industrial", "Cameras & Optics", "Electronics",
-    "Food, Beverages & Tobacco", "Furniture", "Hardware", "Health & Beauty", "Home & Garden", "Luggage & Bags", "Media", "Office Supplies",
-    "Religious & Ceremonial", "Software", "Sporting Goods", "Toys & Games", "Vehicles & Parts", "Biometric Monitors", "First Aid", "Fitness & Nutrition",
-    "Vitamins & Supplements", "Hearing Aids", "Incontinence Aids", "Medical Tests", "Medicine & Drugs", "Mobility & Accessibility", "Respiratory Care",
-    "Supports & Braces", "Cosmetics", "Deodorant & Anti-Perspirant", "Ear Care", "Feminine Sanitary Supplies", "Foot Care", "Hair Care",
-    "Massage & Relaxation", "Oral Care", "Shaving & Grooming", "Skin Care", "Vision Care",
+    "Animals & Pet Supplies",
+    "Apparel & Accessories",
+    "Arts & Entertainment",
+    "Baby & Toddler",
+    "Business & Industrial",
+    "Cameras & Optics",
+    "Electronics",
+    "Food, Beverages & Tobacco",
+    "Furniture",
+    "Hardware",
+    "Health & Beauty",
+    "Home & Garden",
+    "Luggage & Bags",
+    "Media",
+    "Office Supplies",
+    "Religious & Ceremonial",
+    "Software",
+    "Sporting Goods",
+    "Toys & Games",
+    "Vehicles & Parts",
+    "Biometric Monitors",
+    "First Aid",
+    "Fitness & Nutrition",
+    "Vitamins & Supplements",
+    "Hearing Aids",
+    "Incontinence Aids",
+    "Medical Tests",
+    "Medicine & Drugs",
+    "Mobility & Accessibility",
+    "Respiratory Care",
+    "Supports & Braces",
+    "Cosmetics",
+    "Deodorant & Anti-Perspirant",
+    "Ear Care",
+    "Feminine Sanitary Supplies",
+    "Foot Care",
+    "Hair Care",
+    "Massage & Relaxation",
+    "Oral Care",
+    "Shaving & Grooming",
+    "Skin Care",
+    "Vision Care",
 )
 
 
@@ -69,11 +105,32 @@ def pr(flag: np.ndarray, y: np.ndarray) -> tuple[float, float, int]:
 def build_catalogs(data: Path, work: Path) -> dict[str, tuple[Path, list[str] | None]]:
     """Write the catalogs (``id, title, brand, adult``) and return name -> (file, text_cols)."""
     nm = pl.read_csv(data / "netmeds" / "products.csv", infer_schema=False).with_row_index("n", 1)
-    nm_rows = nm.select(pl.format("nm{}", "n").alias("id"), pl.col("title").fill_null(""), pl.col("manufacturer").fill_null("").alias("brand"), (pl.col("category") == POSITIVE).alias("adult"))
-    others = pl.concat([
-        pl.read_csv(data / "fashion" / "catalog.csv", infer_schema=False).with_row_index("n", 1).select(pl.format("fa{}", "n").alias("id"), pl.col("title").fill_null(""), pl.lit("").alias("brand"), pl.lit(False).alias("adult")),
-        pl.read_csv(data / "grocery" / "catalog.csv", infer_schema=False).with_row_index("n", 1).select(pl.format("gr{}", "n").alias("id"), pl.col("title").fill_null(""), pl.lit("").alias("brand"), pl.lit(False).alias("adult")),
-    ])
+    nm_rows = nm.select(
+        pl.format("nm{}", "n").alias("id"),
+        pl.col("title").fill_null(""),
+        pl.col("manufacturer").fill_null("").alias("brand"),
+        (pl.col("category") == POSITIVE).alias("adult"),
+    )
+    others = pl.concat(
+        [
+            pl.read_csv(data / "fashion" / "catalog.csv", infer_schema=False)
+            .with_row_index("n", 1)
+            .select(
+                pl.format("fa{}", "n").alias("id"),
+                pl.col("title").fill_null(""),
+                pl.lit("").alias("brand"),
+                pl.lit(False).alias("adult"),
+            ),
+            pl.read_csv(data / "grocery" / "catalog.csv", infer_schema=False)
+            .with_row_index("n", 1)
+            .select(
+                pl.format("gr{}", "n").alias("id"),
+                pl.col("title").fill_null(""),
+                pl.lit("").alias("brand"),
+                pl.lit(False).alias("adult"),
+            ),
+        ]
+    )
     negatives = pl.concat([nm_rows.filter(~pl.col("adult")), others])
     positives = nm_rows.filter(pl.col("adult"))
     out: dict[str, tuple[Path, list[str] | None]] = {}
@@ -84,7 +141,11 @@ def build_catalogs(data: Path, work: Path) -> dict[str, tuple[Path, list[str] | 
 
     def mixed(name: str, rate: float, seed: int) -> None:
         k = int(round(rate * negatives.height / (1 - rate)))
-        rows = pl.concat([positives.sample(k, seed=seed), negatives]).sample(fraction=1.0, shuffle=True, seed=seed) if k else negatives
+        rows = (
+            pl.concat([positives.sample(k, seed=seed), negatives]).sample(fraction=1.0, shuffle=True, seed=seed)
+            if k
+            else negatives
+        )
         path = work / f"{name.replace(' ', '_').replace('%', 'pct')}.csv"
         rows.write_csv(path)
         out[name] = (path, ["title", "brand"])
@@ -122,8 +183,24 @@ def main() -> None:
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     encode = load_text_encoder("minilm").encode
-    table = Table(title="filter-adult without labels (default threshold: expected precision 0.9 at the estimated base rate)")
-    for col in ("catalog", "rows", "adult", "est. base rate", "true", "flags", "P", "R", "baseline P", "baseline R", "baseline flags", "oracle R", "s"):
+    table = Table(
+        title="filter-adult without labels (default threshold: expected precision 0.9 at the estimated base rate)"
+    )
+    for col in (
+        "catalog",
+        "rows",
+        "adult",
+        "est. base rate",
+        "true",
+        "flags",
+        "P",
+        "R",
+        "baseline P",
+        "baseline R",
+        "baseline flags",
+        "oracle R",
+        "s",
+    ):
         table.add_column(col, justify="left" if col == "catalog" else "right")
     for name, (path, cols) in build_catalogs(args.data, args.work).items():
         run = args.work / ("run_" + path.stem + ("_default" if cols is None else ""))
@@ -137,14 +214,36 @@ def main() -> None:
         target = 0.8 if y.mean() < 0.005 else 0.9
         oracle = recall_at_precision(flags["adult_score"].to_numpy(), y, target) if y.any() else float("nan")
         est = m["base_rate"]["estimated"]
-        table.add_row(name, f"{len(y):,}", f"{int(y.sum()):,}", f"{est:.4f}" if est is not None else "-", f"{y.mean():.4f}", f"{n_flag:,}", f"{p:.3f}", f"{r:.3f}",
-                      f"{bp:.3f}", f"{br:.3f}", f"{bn:,}", f"{oracle:.3f} @P{target}", f"{secs:.0f}")
+        table.add_row(
+            name,
+            f"{len(y):,}",
+            f"{int(y.sum()):,}",
+            f"{est:.4f}" if est is not None else "-",
+            f"{y.mean():.4f}",
+            f"{n_flag:,}",
+            f"{p:.3f}",
+            f"{r:.3f}",
+            f"{bp:.3f}",
+            f"{br:.3f}",
+            f"{bn:,}",
+            f"{oracle:.3f} @P{target}",
+            f"{secs:.0f}",
+        )
         console.print(f"done {name}: P {p:.3f} R {r:.3f} flags {n_flag} (baseline P {bp:.3f} R {br:.3f} flags {bn})")
     console.print(table)
     if args.skip_curve:
         return
-    curve = Table(title="--fit-probe learning curve on netmeds (title, manufacturer): fit on k adult + 10k other labelled rows of one half, measured on the other half")
-    for col in ("k adult rows", "labelled rows", "P at its threshold", "R at its threshold", "best R at P 0.9", "zero-shot best R at P 0.9"):
+    curve = Table(
+        title="--fit-probe learning curve on netmeds (title, manufacturer): fit on k adult + 10k other labelled rows of one half, measured on the other half"
+    )
+    for col in (
+        "k adult rows",
+        "labelled rows",
+        "P at its threshold",
+        "R at its threshold",
+        "best R at P 0.9",
+        "zero-shot best R at P 0.9",
+    ):
         curve.add_column(col, justify="right")
     nm_file = args.work / "netmeds.csv"
     emb = args.work / "run_netmeds" / "embeddings"
@@ -161,14 +260,27 @@ def main() -> None:
             pos = rng.choice(np.flatnonzero(in_a & y_all), k, replace=False)
             neg = rng.choice(np.flatnonzero(in_a & ~y_all), 10 * k, replace=False)
             labels = args.work / f"labels_k{k}_s{seed}.csv"
-            pl.DataFrame({"id": ids[np.r_[pos, neg]], "adult": np.r_[np.ones(k, bool), np.zeros(10 * k, bool)]}).write_csv(labels)
+            pl.DataFrame(
+                {"id": ids[np.r_[pos, neg]], "adult": np.r_[np.ones(k, bool), np.zeros(10 * k, bool)]}
+            ).write_csv(labels)
             run = args.work / f"probe_k{k}_s{seed}"
-            api.filter_adult(emb, run, api.AdultFilterConfig(id_col="id", calibrate=labels, label_col="adult", fit_probe=True, seed=seed))
+            api.filter_adult(
+                emb,
+                run,
+                api.AdultFilterConfig(id_col="id", calibrate=labels, label_col="adult", fit_probe=True, seed=seed),
+            )
             flags = pl.read_parquet(run / "flagged.parquet")
             b = ~in_a
             assert flags["id"].to_list() == ids.tolist()
             p, r, _ = pr(flags["flagged"].to_numpy()[b], y_all[b])
-            stats.append((p, r, recall_at_precision(flags["adult_score"].to_numpy()[b], y_all[b], 0.9), recall_at_precision(flags["zero_shot_score"].to_numpy()[b], y_all[b], 0.9)))
+            stats.append(
+                (
+                    p,
+                    r,
+                    recall_at_precision(flags["adult_score"].to_numpy()[b], y_all[b], 0.9),
+                    recall_at_precision(flags["zero_shot_score"].to_numpy()[b], y_all[b], 0.9),
+                )
+            )
         mean = np.mean(stats, axis=0)
         curve.add_row(f"{k}", f"{11 * k}", f"{mean[0]:.3f}", f"{mean[1]:.3f}", f"{mean[2]:.3f}", f"{mean[3]:.3f}")
         console.print(f"done k={k}")

@@ -65,7 +65,12 @@ def worker(mode: str, n: int, per_title: int, min_cluster_size: int, out: Path) 
         res = cluster_knn(scores, nn, settings)
     wall = time.perf_counter() - t0
     np.save(out / f"{mode}-{n}.npy", res.labels)
-    figures = {"wall_s": wall, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "clusters": int(res.labels.max() + 1), "noise": float((res.labels < 0).mean())}
+    figures = {
+        "wall_s": wall,
+        "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "clusters": int(res.labels.max() + 1),
+        "noise": float((res.labels < 0).mean()),
+    }
     if mode == "knn":
         figures["knn_s"] = t_knn
     (out / f"{mode}-{n}.json").write_text(json.dumps(figures))
@@ -87,8 +92,22 @@ def main() -> None:
     from sklearn.metrics import adjusted_rand_score
 
     sizes = [int(s) for s in args.sizes.split(",")]
-    table = Table(title=f"HDBSCAN (min_cluster_size {args.min_cluster_size}): kNN-graph mode vs raw-vector (PCA-32) mode, 384-d vectors, ~{args.per_title} per gold title")
-    for col in ("n", "mode", "wall s", "of which kNN s", "peak MiB", "time pca/knn", "memory pca/knn", "clusters", "noise", "ARI vs gold", "ARI pca vs knn"):
+    table = Table(
+        title=f"HDBSCAN (min_cluster_size {args.min_cluster_size}): kNN-graph mode vs raw-vector (PCA-32) mode, 384-d vectors, ~{args.per_title} per gold title"
+    )
+    for col in (
+        "n",
+        "mode",
+        "wall s",
+        "of which kNN s",
+        "peak MiB",
+        "time pca/knn",
+        "memory pca/knn",
+        "clusters",
+        "noise",
+        "ARI vs gold",
+        "ARI pca vs knn",
+    ):
         table.add_column(col, justify="right")
     gave_up: set[str] = {"knn", "pca"} - set(args.modes.split(","))
     with tempfile.TemporaryDirectory() as tmp:
@@ -100,7 +119,19 @@ def main() -> None:
                 if mode in gave_up:
                     got[mode] = {"skipped": True}
                     continue
-                cmd = [sys.executable, __file__, "--worker", mode, str(n), "--dir", str(out), "--per-title", str(args.per_title), "--min-cluster-size", str(args.min_cluster_size)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--worker",
+                    mode,
+                    str(n),
+                    "--dir",
+                    str(out),
+                    "--per-title",
+                    str(args.per_title),
+                    "--min-cluster-size",
+                    str(args.min_cluster_size),
+                ]
                 console.print(f"n={n:,} {mode} ...")
                 try:
                     subprocess.run(cmd, check=True, timeout=args.timeout, stdout=subprocess.DEVNULL)
@@ -117,17 +148,36 @@ def main() -> None:
             for mode in ("knn", "pca"):
                 f = got[mode]
                 if "wall_s" not in f:
-                    why = f"> {args.timeout:.0f} s (timeout)" if f.get("timeout") else ("skipped (not in --modes, or timed out at a smaller n)" if f.get("skipped") else f"failed (exit {f.get('failed')})")
+                    why = (
+                        f"> {args.timeout:.0f} s (timeout)"
+                        if f.get("timeout")
+                        else (
+                            "skipped (not in --modes, or timed out at a smaller n)"
+                            if f.get("skipped")
+                            else f"failed (exit {f.get('failed')})"
+                        )
+                    )
                     table.add_row(f"{n:,}", mode, why, *[""] * 8)
                     continue
                 ratio_t = f"{got['pca']['wall_s'] / got['knn']['wall_s']:.2f}x" if both and mode == "pca" else ""
                 ratio_m = f"{got['pca']['peak_mib'] / got['knn']['peak_mib']:.2f}x" if both and mode == "pca" else ""
                 table.add_row(
-                    f"{n:,}", mode, f"{f['wall_s']:.1f}", f"{f['knn_s']:.1f}" if "knn_s" in f else "", f"{f['peak_mib']:,.0f}", ratio_t, ratio_m,
-                    f"{f['clusters']:,}", f"{f['noise']:.3f}", f"{f['ari']:.4f}", f"{agree:.4f}" if agree is not None and mode == "pca" else "",
+                    f"{n:,}",
+                    mode,
+                    f"{f['wall_s']:.1f}",
+                    f"{f['knn_s']:.1f}" if "knn_s" in f else "",
+                    f"{f['peak_mib']:,.0f}",
+                    ratio_t,
+                    ratio_m,
+                    f"{f['clusters']:,}",
+                    f"{f['noise']:.3f}",
+                    f"{f['ari']:.4f}",
+                    f"{agree:.4f}" if agree is not None and mode == "pca" else "",
                 )
             console.print(table)
-    console.print("time and memory ratios > 1 mean the kNN-graph mode is cheaper; peak memory includes the n x 384 float32 vectors (1.5 KiB per row).")
+    console.print(
+        "time and memory ratios > 1 mean the kNN-graph mode is cheaper; peak memory includes the n x 384 float32 vectors (1.5 KiB per row)."
+    )
 
 
 if __name__ == "__main__":

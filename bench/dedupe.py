@@ -65,7 +65,12 @@ def tfidf_baseline(catalog: Path, gold: np.ndarray, k: int = 10) -> dict:
     g = group(n, a, b, score, cal.threshold, "mutual")
     seconds = time.perf_counter() - t0
     rec = blocking_recall(a, b, cand["rank"].cast(pl.Float64).to_numpy(), gold, (10,))
-    return {"metrics": cluster_metrics(g.labels, gold), "threshold": cal.threshold, "seconds": seconds, "recall@10": rec["recall@10"]}
+    return {
+        "metrics": cluster_metrics(g.labels, gold),
+        "threshold": cal.threshold,
+        "seconds": seconds,
+        "recall@10": rec["recall@10"],
+    }
 
 
 def fellegi_sunter_probability(catalog: Path, run: Path, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float]:
@@ -77,7 +82,10 @@ def fellegi_sunter_probability(catalog: Path, run: Path, a: np.ndarray, b: np.nd
     cols = cat.table.columns
     brand, price = pick_attribute_column(cols, "brand"), pick_attribute_column(cols, "price")
     feat = RowFeatures(
-        emb.text, np.array([bool(t) for t in cat.texts]), CharNgramTfidf().fit_transform(cat.texts), [extract_codes(t) for t in cat.texts],
+        emb.text,
+        np.array([bool(t) for t in cat.texts]),
+        CharNgramTfidf().fit_transform(cat.texts),
+        [extract_codes(t) for t in cat.texts],
         [extract_quantities(t) for t in cat.texts],
         [normalise_brand(v) for v in cat.table[brand].cast(pl.String).to_list()] if brand else None,
         np.array([parse_price(v) for v in cat.table[price].cast(pl.String).to_list()]) if price else None,
@@ -88,7 +96,15 @@ def fellegi_sunter_probability(catalog: Path, run: Path, a: np.ndarray, b: np.nd
 
 
 def row(table: Table, label: str, threshold: str, m, base_f1: float) -> None:
-    table.add_row(label, threshold, f"{m.precision:.4f}", f"{m.recall:.4f}", f"{m.f1:.4f}", f"{m.bcubed_f1:.4f}", f"{m.f1 / base_f1:.2f}" if base_f1 else "-")
+    table.add_row(
+        label,
+        threshold,
+        f"{m.precision:.4f}",
+        f"{m.recall:.4f}",
+        f"{m.f1:.4f}",
+        f"{m.bcubed_f1:.4f}",
+        f"{m.f1 / base_f1:.2f}" if base_f1 else "-",
+    )
 
 
 def main() -> None:
@@ -123,7 +139,9 @@ def main() -> None:
             stages.add_column(col, justify="right" if col != "stage" else "left")
         for stage, sec in manifest["timings_s"].items():
             stages.add_row(stage, f"{n / sec:,.0f}" if sec > 0 else "-", f"{sec:.2f}")
-        stages.add_row("[dim]Fellegi-Sunter features + EM (not in the default)[/]", f"{n / fs_seconds:,.0f}", f"{fs_seconds:.2f}")
+        stages.add_row(
+            "[dim]Fellegi-Sunter features + EM (not in the default)[/]", f"{n / fs_seconds:,.0f}", f"{fs_seconds:.2f}"
+        )
         stages.add_row("[dim]baseline total (TF-IDF)[/]", f"{n / base['seconds']:,.0f}", f"{base['seconds']:.2f}")
         stages.add_row("[dim]eclip / baseline time[/]", "", f"{manifest['timings_s']['total'] / base['seconds']:.1f}x")
         console.print(stages)
@@ -133,13 +151,43 @@ def main() -> None:
         for col in ("grouping", "threshold", "P", "R", "pair F1", "B3 F1", "F1 / base"):
             quality.add_column(col, justify="left" if col == "grouping" else "right")
         row(quality, "TF-IDF baseline, mutual (best t on gold)", f"{base['threshold']:.3f}", base["metrics"], bf1)
-        row(quality, f"[bold]eclip default: auto -> {m['method_used']}[/]", f"p {m['threshold']:.2f}" if m["threshold_on"] == "match_probability" else f"{m['threshold']:.3f}", default, bf1)
+        row(
+            quality,
+            f"[bold]eclip default: auto -> {m['method_used']}[/]",
+            f"p {m['threshold']:.2f}" if m["threshold_on"] == "match_probability" else f"{m['threshold']:.3f}",
+            default,
+            bf1,
+        )
         for method in METHODS:
-            row(quality, f"{method}, learned (mixture p >= 0.5)", "p 0.50", cluster_metrics(group(n, a, b, prob, 0.5, method).labels, gold), bf1)
-            row(quality, f"{method}, fixed score threshold", f"{DEFAULT_THRESHOLD:.3f}", cluster_metrics(group(n, a, b, score, DEFAULT_THRESHOLD, method).labels, gold), bf1)
+            row(
+                quality,
+                f"{method}, learned (mixture p >= 0.5)",
+                "p 0.50",
+                cluster_metrics(group(n, a, b, prob, 0.5, method).labels, gold),
+                bf1,
+            )
+            row(
+                quality,
+                f"{method}, fixed score threshold",
+                f"{DEFAULT_THRESHOLD:.3f}",
+                cluster_metrics(group(n, a, b, score, DEFAULT_THRESHOLD, method).labels, gold),
+                bf1,
+            )
             cal = calibrate(n, a, b, score, gold, method, steps=41)
-            row(quality, f"[dim]{method}, calibrated on gold (oracle)[/]", f"{cal.threshold:.3f}", cluster_metrics(group(n, a, b, score, cal.threshold, method).labels, gold), bf1)
-            row(quality, f"{method}, Fellegi-Sunter p >= 0.5", "p 0.50", cluster_metrics(group(n, a, b, fs_prob, 0.5, method).labels, gold), bf1)
+            row(
+                quality,
+                f"[dim]{method}, calibrated on gold (oracle)[/]",
+                f"{cal.threshold:.3f}",
+                cluster_metrics(group(n, a, b, score, cal.threshold, method).labels, gold),
+                bf1,
+            )
+            row(
+                quality,
+                f"{method}, Fellegi-Sunter p >= 0.5",
+                "p 0.50",
+                cluster_metrics(group(n, a, b, fs_prob, 0.5, method).labels, gold),
+                bf1,
+            )
         console.print(quality)
         learned = m["learned"]
         console.print(f"learned on {name}: mixture {learned['mixture']}; {learned['method_chosen_by']}\n")

@@ -83,7 +83,11 @@ def main() -> None:
     t_load = time.perf_counter() - t0
     # eclip's rates use the job's own clock (manifest "seconds"): the embedding loop, DataLoader
     # start-up and shard writes included; the model load excluded, as for the naive loop
-    m_img = api.embed(work / "catalog.csv", work / "img", api.EmbedConfig(model=spec, image_col="image", image_root=src, settings=settings))
+    m_img = api.embed(
+        work / "catalog.csv",
+        work / "img",
+        api.EmbedConfig(model=spec, image_col="image", image_root=src, settings=settings),
+    )
     m_txt = api.embed(work / "catalog.csv", work / "txt", api.EmbedConfig(model=spec, settings=settings))
     t_img, t_txt = m_img["seconds"], m_txt["seconds"]
     e_img, e_txt = len(paths) / t_img, len(titles) / t_txt
@@ -93,14 +97,23 @@ def main() -> None:
     agree_img = float(np.mean(np.sum(emb.image * nv_img, axis=1)))
     agree_txt = float(np.mean(np.sum(emb.text * nv_txt, axis=1)))
 
-    table = Table(title=f"eclip embed vs naive loop — {len(paths)} fashion rows, model {Path(spec).name if not args.model else spec}, {torch.get_num_threads()} threads")
+    table = Table(
+        title=f"eclip embed vs naive loop — {len(paths)} fashion rows, model {Path(spec).name if not args.model else spec}, {torch.get_num_threads()} threads"
+    )
     for col in ("pipeline", "images/s (image+title rows)", "titles/s", "agreement (mean cos vs naive)"):
         table.add_column(col, justify="right")
     table.add_row("naive loop (1 row at a time)", f"{n_img:.1f}", f"{n_txt:.1f}", "1.0000 / 1.0000")
-    table.add_row("eclip embed (batched, DataLoader, + pHash)", f"{e_img:.1f}", f"{e_txt:.1f}", f"{agree_img:.4f} / {agree_txt:.4f}")
+    table.add_row(
+        "eclip embed (batched, DataLoader, + pHash)",
+        f"{e_img:.1f}",
+        f"{e_txt:.1f}",
+        f"{agree_img:.4f} / {agree_txt:.4f}",
+    )
     table.add_row("ratio eclip / naive", f"{e_img / n_img:.2f}x", f"{e_txt / n_txt:.2f}x", "")
     console.print(table)
-    console.print(f"first model load (imports) {t_load:.1f} s, excluded from both sides; eclip job time: images {t_img:.1f} s, titles {t_txt:.1f} s; work dir {work}")
+    console.print(
+        f"first model load (imports) {t_load:.1f} s, excluded from both sides; eclip job time: images {t_img:.1f} s, titles {t_txt:.1f} s; work dir {work}"
+    )
 
 
 if __name__ == "__main__":

@@ -68,7 +68,14 @@ def hnsw_row(x: np.ndarray, q_rows: np.ndarray, exact: np.ndarray, target: float
         recall = recall_at_k(got, exact)
         if recall >= target:
             break
-    return {"name": "faiss HNSW", "params": f"HNSW32,Flat, efSearch {ef}", "build": build, "bytes": len(faiss.serialize_index(index)), "qps": qps, "recall": recall}
+    return {
+        "name": "faiss HNSW",
+        "params": f"HNSW32,Flat, efSearch {ef}",
+        "build": build,
+        "bytes": len(faiss.serialize_index(index)),
+        "qps": qps,
+        "recall": recall,
+    }
 
 
 def main() -> None:
@@ -80,13 +87,17 @@ def main() -> None:
     ap.add_argument("--no-hnsw", action="store_true")
     ap.add_argument("--no-opq", action="store_true")
     ap.add_argument("--no-self-knn", action="store_true")
-    ap.add_argument("--hard", action="store_true", help="wider clouds: up to 50%% towards another title, noise norm 0.2-0.6")
+    ap.add_argument(
+        "--hard", action="store_true", help="wider clouds: up to 50%% towards another title, noise norm 0.2-0.6"
+    )
     args = ap.parse_args()
 
     base = base_vectors(args.data, args.cache)
     x = expand(base, args.n, mix=0.5, noise=(0.2, 0.6)) if args.hard else expand(base, args.n)
     n, d = x.shape
-    console.print(f"{n:,} vectors, d = {d}, from {len(base):,} MiniLM title embeddings; {faiss.omp_get_max_threads()} threads")
+    console.print(
+        f"{n:,} vectors, d = {d}, from {len(base):,} MiniLM title embeddings; {faiss.omp_get_max_threads()} threads"
+    )
     q_rows = np.sort(np.random.default_rng(7).choice(n, args.queries, replace=False))
 
     flat = faiss.IndexFlatIP(d)
@@ -96,7 +107,16 @@ def main() -> None:
     exact11, flat_qps = timed_search(flat, x[q_rows], 11)
     exact = exact11[:, :10]
     del flat
-    rows = [{"name": "exact Flat (baseline)", "params": "IndexFlatIP", "build": flat_build, "bytes": 4 * d * n, "qps": flat_qps, "recall": 1.0}]
+    rows = [
+        {
+            "name": "exact Flat (baseline)",
+            "params": "IndexFlatIP",
+            "build": flat_build,
+            "bytes": 4 * d * n,
+            "qps": flat_qps,
+            "recall": 1.0,
+        }
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         rows.append(eclip_row(x, q_rows, exact, Path(tmp) / "auto", opq=False))
         if not args.no_opq:
@@ -105,12 +125,27 @@ def main() -> None:
             rows.append(hnsw_row(x, q_rows, exact, 0.95))
 
         table = Table(title=f"index benchmark: n = {n:,}, d = {d}, {args.queries:,} held-out queries, k = 10")
-        for col in ("index", "parameters", "build s", "bytes/vector", "% of float32", "QPS", "QPS vs Flat", "recall@10"):
+        for col in (
+            "index",
+            "parameters",
+            "build s",
+            "bytes/vector",
+            "% of float32",
+            "QPS",
+            "QPS vs Flat",
+            "recall@10",
+        ):
             table.add_column(col, justify="left" if col in ("index", "parameters") else "right")
         for r in rows:
             table.add_row(
-                r["name"], r["params"], f"{r['build']:.1f}", f"{r['bytes'] / n:.0f}", f"{100 * r['bytes'] / (4 * d * n):.1f}",
-                f"{r['qps']:,.0f}", f"{r['qps'] / flat_qps:.2f}x", f"{r['recall']:.4f}",
+                r["name"],
+                r["params"],
+                f"{r['build']:.1f}",
+                f"{r['bytes'] / n:.0f}",
+                f"{100 * r['bytes'] / (4 * d * n):.1f}",
+                f"{r['qps']:,.0f}",
+                f"{r['qps'] / flat_qps:.2f}x",
+                f"{r['recall']:.4f}",
             )
         console.print(table)
 

@@ -54,7 +54,15 @@ def main() -> None:
         m = api.link(args.work / "abt.csv", args.work / "buy.csv", out, cfg)
         secs = time.perf_counter() - t0
         links = pl.read_parquet(out / "links.parquet")
-        rows.append((f"eclip link --mode {mode}", pair_set_prf(set(zip(links["left_id"], links["right_id"])), gold), len(links), 0, secs))
+        rows.append(
+            (
+                f"eclip link --mode {mode}",
+                pair_set_prf(set(zip(links["left_id"], links["right_id"])), gold),
+                len(links),
+                0,
+                secs,
+            )
+        )
         if mode == "one-to-one":
             manifest_threshold = m["matching"]["threshold"]
             cand = pl.read_parquet(out / "candidates.parquet")
@@ -65,8 +73,12 @@ def main() -> None:
             l = np.array([lpos[x] for x in cand["left_id"].to_list()])[sel]
             r = np.array([rpos[x] for x in cand["right_id"].to_list()])[sel]
             keep = mutual_best(len(lpos), len(rpos), l, r, on[sel])
-            pairs = set(zip(cand["left_id"].to_numpy()[sel][keep].tolist(), cand["right_id"].to_numpy()[sel][keep].tolist()))
-            rows.append(("one-to-one, greedy mutual best instead", pair_set_prf(pairs, gold), len(pairs), 0, float("nan")))
+            pairs = set(
+                zip(cand["left_id"].to_numpy()[sel][keep].tolist(), cand["right_id"].to_numpy()[sel][keep].tolist())
+            )
+            rows.append(
+                ("one-to-one, greedy mutual best instead", pair_set_prf(pairs, gold), len(pairs), 0, float("nan"))
+            )
 
     union = args.work / "dedupe_union"
     t0 = time.perf_counter()
@@ -89,7 +101,16 @@ def main() -> None:
         table.add_column(c, justify="left" if c == "run" else "right")
     base = rows[-1][1][2]
     for name, (p, r, f), n, inside_, s in rows:
-        table.add_row(name, f"{p:.3f}", f"{r:.3f}", f"{f:.3f}", f"{f / base:.2f}x", f"{n:,}", f"{inside_:,}", "-" if np.isnan(s) else f"{s:.0f}")
+        table.add_row(
+            name,
+            f"{p:.3f}",
+            f"{r:.3f}",
+            f"{f:.3f}",
+            f"{f / base:.2f}x",
+            f"{n:,}",
+            f"{inside_:,}",
+            "-" if np.isnan(s) else f"{s:.0f}",
+        )
     console.print(table)
 
 

@@ -41,13 +41,26 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import scale  # noqa: E402  (bench/scale.py: the catalog and the child-process runner)
 
-DEDUPE_ARGS = ["--model", "minilm-static", "--id-col", "id", "--text-cols", "title", "--brand-col", "brand", "--price-col", "price"]
+DEDUPE_ARGS = [
+    "--model",
+    "minilm-static",
+    "--id-col",
+    "id",
+    "--text-cols",
+    "title",
+    "--brand-col",
+    "brand",
+    "--price-col",
+    "price",
+]
 STAGES = ("embed", "search", "candidates", "score", "learn", "group", "write")
 
 
 def _dedupe(catalog: Path, out: Path, log: Path, extra: list[str]) -> dict:
     shutil.rmtree(out, ignore_errors=True)
-    res = scale.run_child([*scale.eclip_cmd(), "dedupe", str(catalog), "--out", str(out), *DEDUPE_ARGS, *extra], log, None)
+    res = scale.run_child(
+        [*scale.eclip_cmd(), "dedupe", str(catalog), "--out", str(out), *DEDUPE_ARGS, *extra], log, None
+    )
     if res["rc"] != 0:
         raise SystemExit(f"{out.name} failed (rc {res['rc']}); see {log}")
     return {**res, "manifest": json.loads((out / "manifest.json").read_text())}
@@ -55,7 +68,9 @@ def _dedupe(catalog: Path, out: Path, log: Path, extra: list[str]) -> dict:
 
 def _index(emb: Path, out: Path, log: Path, factory: str, extra: list[str]) -> dict:
     shutil.rmtree(out, ignore_errors=True)
-    res = scale.run_child([*scale.eclip_cmd(), "index", "build", str(emb), "--out", str(out), "--factory", factory, *extra], log, None)
+    res = scale.run_child(
+        [*scale.eclip_cmd(), "index", "build", str(emb), "--out", str(out), "--factory", factory, *extra], log, None
+    )
     if res["rc"] != 0:
         raise SystemExit(f"{out.name} failed (rc {res['rc']}); see {log}")
     return {**res, "manifest": json.loads((out / "manifest.json").read_text())}
@@ -75,7 +90,9 @@ def _same_search(a: Path, b: Path, emb: Path, queries: int = 2000) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
-    ap.add_argument("--full-rows", type=int, default=1_000_000, help="rows of the scale benchmark's catalog the subset is cut from")
+    ap.add_argument(
+        "--full-rows", type=int, default=1_000_000, help="rows of the scale benchmark's catalog the subset is cut from"
+    )
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--workers", default="1,2", help="comma-separated Ray worker counts")
     ap.add_argument("--factory", default="IVF1024,PQ32", help="faiss factory of the index build comparison")
@@ -98,7 +115,9 @@ def main() -> None:
         t0 = time.perf_counter()
         res = _dedupe(subset, runs / f"dedupe-{name}", runs / f"dedupe-{name}.log", extra)
         res["quality"] = scale.evaluate(subset, runs / f"dedupe-{name}")
-        res["same_groups"] = name == "single" or pl.read_parquet(runs / f"dedupe-{name}" / "groups.parquet").equals(pl.read_parquet(runs / "dedupe-single" / "groups.parquet"))
+        res["same_groups"] = name == "single" or pl.read_parquet(runs / f"dedupe-{name}" / "groups.parquet").equals(
+            pl.read_parquet(runs / "dedupe-single" / "groups.parquet")
+        )
         console.print(f"  {time.perf_counter() - t0:.0f} s")
         dedupe_rows[name] = res
 
@@ -118,8 +137,17 @@ def main() -> None:
             cells.append(f"{sec:.1f} s ({n / sec:,.0f}/s){ratio}" if sec > 0 else "0 s")
         table.add_row(stage, *cells)
     wall0 = dedupe_rows["single"]["wall_s"]
-    table.add_row("wall (Ray start incl.)", *[f"{r['wall_s']:.0f} s" + (f" {r['wall_s'] / wall0:.2f}x" if k != "single" else "") for k, r in dedupe_rows.items()])
-    table.add_row("pairwise F1 / B-cubed F1", *[f"{r['quality']['f1']:.4f} / {r['quality']['bcubed_f1']:.4f}" for r in dedupe_rows.values()])
+    table.add_row(
+        "wall (Ray start incl.)",
+        *[
+            f"{r['wall_s']:.0f} s" + (f" {r['wall_s'] / wall0:.2f}x" if k != "single" else "")
+            for k, r in dedupe_rows.items()
+        ],
+    )
+    table.add_row(
+        "pairwise F1 / B-cubed F1",
+        *[f"{r['quality']['f1']:.4f} / {r['quality']['bcubed_f1']:.4f}" for r in dedupe_rows.values()],
+    )
     table.add_row("groups.parquet = single", *[str(r["same_groups"]) for r in dedupe_rows.values()])
     table.add_row("peak RSS of the CLI (GiB)", *[f"{r['peak_rss_gib']:.2f}" for r in dedupe_rows.values()])
     console.print(table)
@@ -135,11 +163,25 @@ def main() -> None:
     for name, res in index_rows.items():
         m = res["manifest"]
         same = 1.0 if name == "single" else _same_search(runs / "index-single", runs / f"index-{name}", emb)
-        t.add_row(name, f"{res['wall_s']:.0f} s", f"{res['wall_s'] / index_rows['single']['wall_s']:.2f}x", f"{m.get('recall@10')}", f"{same:.4f}")
+        t.add_row(
+            name,
+            f"{res['wall_s']:.0f} s",
+            f"{res['wall_s'] / index_rows['single']['wall_s']:.2f}x",
+            f"{m.get('recall@10')}",
+            f"{same:.4f}",
+        )
     console.print(t)
     if args.json:
-        slim = lambda d: {k: {kk: vv for kk, vv in v.items() if kk != "manifest"} | {"timings_s": v["manifest"].get("timings_s")} for k, v in d.items()}  # noqa: E731
-        args.json.write_text(json.dumps({"rows": n, "dedupe": slim(dedupe_rows), "index": slim(index_rows)}, indent=1, default=float))
+
+        def slim(d):
+            return {
+                k: {kk: vv for kk, vv in v.items() if kk != "manifest"} | {"timings_s": v["manifest"].get("timings_s")}
+                for k, v in d.items()
+            }
+
+        args.json.write_text(
+            json.dumps({"rows": n, "dedupe": slim(dedupe_rows), "index": slim(index_rows)}, indent=1, default=float)
+        )
 
 
 if __name__ == "__main__":

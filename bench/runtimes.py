@@ -45,7 +45,13 @@ from eclip.encoders.onnx import cores as usable_cores
 from eclip.errors import ModelError
 from eclip.evaluation import cluster_metrics, load_gold
 
-SPECS = {"torch-before": ("minilm", "torch"), "torch": ("minilm", "torch"), "onnx": ("minilm", "onnx"), "onnx-int8": ("minilm", "onnx-int8"), "static": ("minilm-static", "auto")}
+SPECS = {
+    "torch-before": ("minilm", "torch"),
+    "torch": ("minilm", "torch"),
+    "onnx": ("minilm", "onnx"),
+    "onnx-int8": ("minilm", "onnx-int8"),
+    "static": ("minilm-static", "auto"),
+}
 CATALOGS = {
     "abt_buy": ("abt_buy/catalog.csv", "abt_buy/matches.csv", None),
     "wdc_products": ("wdc_products/offers.csv", "wdc_products/offers.csv", "product_id"),
@@ -98,7 +104,11 @@ def quality(data: Path, runtimes: list[str], work: Path, console: Console) -> di
                 continue
             labels = pl.read_parquet(run / "groups.parquet")["group_id"].to_numpy()
             m = cluster_metrics(labels, gold).as_dict()
-            res[f"{cat_name}/{name}"] = {**{k: m[k] for k in ("precision", "recall", "f1", "bcubed_f1")}, "embed_s": manifest["timings_s"].get("embed"), "total_s": manifest["timings_s"].get("total")}
+            res[f"{cat_name}/{name}"] = {
+                **{k: m[k] for k in ("precision", "recall", "f1", "bcubed_f1")},
+                "embed_s": manifest["timings_s"].get("embed"),
+                "total_s": manifest["timings_s"].get("total"),
+            }
             console.print(f"{cat_name} {name}: F1 {m['f1']:.4f}")
     return res
 
@@ -119,7 +129,11 @@ def main() -> None:
     titles = load_catalog(args.data / "wdc_products/offers.csv").texts[: args.rows]
     with tempfile.TemporaryDirectory(prefix="eclip-bench-rt-") as tmp:
         fast = speed(titles, runtimes, Path(tmp) / "cache", console)
-        qual = {} if args.no_dedupe else quality(args.data, [r for r in runtimes if r != "torch-before"], Path(tmp), console)
+        qual = (
+            {}
+            if args.no_dedupe
+            else quality(args.data, [r for r in runtimes if r != "torch-before"], Path(tmp), console)
+        )
 
     base = fast["torch-before"]["titles_per_s"]
     t = Table(title=f"text runtimes: {len(titles):,} WDC titles (title + brand), batch 64, MiniLM-L6")
@@ -142,7 +156,17 @@ def main() -> None:
                 q.add_row(cat_name, name, "refused", "", "", "", "", "", "")
                 continue
             ref = qual.get(f"{cat_name}/torch", {}).get("f1")
-            q.add_row(cat_name, name, f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['f1']:.3f}", f"{r['f1'] - ref:+.3f}" if ref is not None else "", f"{r['bcubed_f1']:.3f}", f"{r['embed_s']:.1f}", f"{r['total_s']:.1f}")
+            q.add_row(
+                cat_name,
+                name,
+                f"{r['precision']:.3f}",
+                f"{r['recall']:.3f}",
+                f"{r['f1']:.3f}",
+                f"{r['f1'] - ref:+.3f}" if ref is not None else "",
+                f"{r['bcubed_f1']:.3f}",
+                f"{r['embed_s']:.1f}",
+                f"{r['total_s']:.1f}",
+            )
         console.print(q)
 
 

@@ -79,11 +79,44 @@ EXTRA_CONFIGS = ("static-sub",)
 MAX_GROUP = 20
 GROUP_P = 0.4  # geometric: mean 1 / p = 2.5 listings per product
 
-NOISE_SUFFIX = (" - Free Shipping", " (Renewed)", " NEW", " - Fast Delivery", " | Official Store", " [Sealed]", " - Best Price", " - In Stock")
+NOISE_SUFFIX = (
+    " - Free Shipping",
+    " (Renewed)",
+    " NEW",
+    " - Fast Delivery",
+    " | Official Store",
+    " [Sealed]",
+    " - Best Price",
+    " - In Stock",
+)
 NOISE_PREFIX = ("NEW ", "Genuine ", "Original ", "HOT SALE ", "[In Stock] ")
 COLOURS = (
-    "black", "white", "silver", "grey", "gray", "blue", "navy", "red", "green", "yellow", "pink", "purple", "orange", "brown",
-    "gold", "beige", "maroon", "olive", "teal", "charcoal", "cream", "khaki", "bronze", "turquoise", "lavender", "mustard",
+    "black",
+    "white",
+    "silver",
+    "grey",
+    "gray",
+    "blue",
+    "navy",
+    "red",
+    "green",
+    "yellow",
+    "pink",
+    "purple",
+    "orange",
+    "brown",
+    "gold",
+    "beige",
+    "maroon",
+    "olive",
+    "teal",
+    "charcoal",
+    "cream",
+    "khaki",
+    "bronze",
+    "turquoise",
+    "lavender",
+    "mustard",
 )
 COLOUR_RE = re.compile(r"\b(" + "|".join(COLOURS) + r")\b", re.IGNORECASE)
 QTY_RE = re.compile(
@@ -127,15 +160,28 @@ def load_bases(data: Path) -> pl.DataFrame:
     parts.append(fas.select("title", pl.lit(None, pl.String).alias("brand"), pl.lit(None, pl.String).alias("price")))
     df = pl.concat(parts).with_columns(pl.col("title").str.replace_all(r"\s+", " ").str.strip_chars())
     df = df.filter(pl.col("title").str.len_chars() >= 3)
-    df = df.with_columns(pl.col("title").str.to_lowercase().alias("_k")).unique("_k", keep="first", maintain_order=True).drop("_k")
+    df = (
+        df.with_columns(pl.col("title").str.to_lowercase().alias("_k"))
+        .unique("_k", keep="first", maintain_order=True)
+        .drop("_k")
+    )
     junk = ["", "n/a", "na", "none", "null", "unknown", "-", "generic", "no brand"]
-    df = df.with_columns(pl.when(pl.col("brand").str.strip_chars().str.to_lowercase().is_in(junk)).then(None).otherwise(pl.col("brand").str.strip_chars()).alias("brand"))
+    df = df.with_columns(
+        pl.when(pl.col("brand").str.strip_chars().str.to_lowercase().is_in(junk))
+        .then(None)
+        .otherwise(pl.col("brand").str.strip_chars())
+        .alias("brand")
+    )
     # brand when known: the source's, else the title's first word when it is a brand seen elsewhere
     known = {b.lower() for b in df["brand"].drop_nulls().to_list() if b and len(b.split()) == 1}
     first = df["title"].str.split(" ").list.first()
     df = df.with_columns(
-        pl.when(pl.col("brand").is_not_null() & (pl.col("brand").str.len_chars() > 0)).then(pl.col("brand"))
-        .when(first.str.to_lowercase().is_in(list(known))).then(first).otherwise(None).alias("brand"),
+        pl.when(pl.col("brand").is_not_null() & (pl.col("brand").str.len_chars() > 0))
+        .then(pl.col("brand"))
+        .when(first.str.to_lowercase().is_in(list(known)))
+        .then(first)
+        .otherwise(None)
+        .alias("brand"),
         pl.col("price").map_elements(_price, return_dtype=pl.Float64).alias("price"),
     )
     return df
@@ -401,7 +447,12 @@ def run_child(cmd: list[str], log: Path, timeout: float | None) -> dict:
         else:
             _, status, ru = os.wait4(p.pid, 0)
         p.returncode = os.waitstatus_to_exitcode(status)
-    return {"wall_s": time.perf_counter() - t0, "rc": p.returncode, "timed_out": timed_out, "peak_rss_gib": ru.ru_maxrss / 2**20}
+    return {
+        "wall_s": time.perf_counter() - t0,
+        "rc": p.returncode,
+        "timed_out": timed_out,
+        "peak_rss_gib": ru.ru_maxrss / 2**20,
+    }
 
 
 def twin_merge_rate(pred: np.ndarray, gold: np.ndarray, family: np.ndarray) -> float | None:
@@ -446,11 +497,28 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated among {', '.join(CONFIGS + EXTRA_CONFIGS)}")
-    ap.add_argument("--transformer-rows", type=int, default=50_000, help="rows (whole groups) the onnx/torch configs run on when --rows is larger")
-    ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "eclip-bench-scale", help="cache of catalogs and run directories")
+    ap.add_argument(
+        "--configs", default=",".join(CONFIGS), help=f"comma-separated among {', '.join(CONFIGS + EXTRA_CONFIGS)}"
+    )
+    ap.add_argument(
+        "--transformer-rows",
+        type=int,
+        default=50_000,
+        help="rows (whole groups) the onnx/torch configs run on when --rows is larger",
+    )
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "eclip-bench-scale",
+        help="cache of catalogs and run directories",
+    )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--timeout", type=float, default=None, help="seconds after which a config's subprocess is killed (reported as failed)")
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds after which a config's subprocess is killed (reported as failed)",
+    )
     ap.add_argument("--generate-only", action="store_true", help="make (or find) the catalog, print a summary, stop")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     args = ap.parse_args()
@@ -460,7 +528,9 @@ def main() -> None:
         ap.error(f"unknown config(s) {bad}; choose among {CONFIGS + EXTRA_CONFIGS}")
     console = Console(width=200)
     cores = usable_cores()
-    console.print(f"CPU: {cpu_model()}, {cores} cores usable ({os.cpu_count()} online); Python {platform.python_version()}")
+    console.print(
+        f"CPU: {cpu_model()}, {cores} cores usable ({os.cpu_count()} online); Python {platform.python_version()}"
+    )
     args.work.mkdir(parents=True, exist_ok=True)
 
     full, gen_s = ensure_catalog(args.work, args.rows, args.seed, args.data, console)
@@ -493,19 +563,31 @@ def main() -> None:
         run.mkdir(parents=True)
         cmd = [*eclip_cmd(), "dedupe", str(catalog), *base, *extra, "--out", str(run)]
         rows = pl.scan_parquet(catalog).select(pl.len()).collect().item()
-        console.print(f"[bold]{name}[/]: {rows:,} rows: {' '.join(cmd[len(eclip_cmd()):])}")
-        res = {"config": name, "rows": rows, "catalog": str(catalog), "args": cmd[len(eclip_cmd()):], **run_child(cmd, run.parent / f"{run.name}.log", args.timeout)}
+        console.print(f"[bold]{name}[/]: {rows:,} rows: {' '.join(cmd[len(eclip_cmd()) :])}")
+        res = {
+            "config": name,
+            "rows": rows,
+            "catalog": str(catalog),
+            "args": cmd[len(eclip_cmd()) :],
+            **run_child(cmd, run.parent / f"{run.name}.log", args.timeout),
+        }
         log = (run.parent / f"{run.name}.log").read_text(errors="replace")
         if res["rc"] != 0 or not (run / "manifest.json").exists():
             res["failed"] = True
             res["stderr_tail"] = "\n".join(log.strip().splitlines()[-15:])  # stdout and stderr, interleaved
-            console.print(f"  [red]failed[/] (exit {res['rc']}{', timed out' if res['timed_out'] else ''}) after {res['wall_s']:.1f} s")
+            console.print(
+                f"  [red]failed[/] (exit {res['rc']}{', timed out' if res['timed_out'] else ''}) after {res['wall_s']:.1f} s"
+            )
         else:
             man = json.loads((run / "manifest.json").read_text())
             res["timings_s"] = man.get("timings_s", {})
             res["rows_per_s"] = man.get("rows_per_s", {})
             res["model"] = man.get("model")
-            emb_man = json.loads((run / "embeddings" / "manifest.json").read_text()) if (run / "embeddings" / "manifest.json").exists() else {}
+            emb_man = (
+                json.loads((run / "embeddings" / "manifest.json").read_text())
+                if (run / "embeddings" / "manifest.json").exists()
+                else {}
+            )
             res["runtime"] = emb_man.get("runtime") or (res["model"] or {}).get("runtime")
             res["model_runtime"] = f"{(res['model'] or {}).get('name', '?')} / {res['runtime'] or 'not recorded'}"
             # the embedding loop alone (model loaded and prepared), from the embeddings manifest
@@ -515,13 +597,19 @@ def main() -> None:
             emb = res["timings_s"].get("embed")
             res["embed_titles_per_s"] = rows / emb if emb else None
             res["model_prep_s"] = emb - res["loop_s"] if emb and res["loop_s"] is not None else None
-            console.print(f"  done in {res['wall_s']:.1f} s, peak RSS {res['peak_rss_gib']:.2f} GiB, pair F1 {res['quality']['f1']:.4f}")
+            console.print(
+                f"  done in {res['wall_s']:.1f} s, peak RSS {res['peak_rss_gib']:.2f} GiB, pair F1 {res['quality']['f1']:.4f}"
+            )
         results[name] = res
 
     # ratios to torch, and projections to N rows for subset runs
     torch_rate = results.get("torch", {}).get("embed_titles_per_s")
     torch_loop = results.get("torch", {}).get("loop_titles_per_s")
-    static_full = results.get("static") if not results.get("static", {}).get("failed") and results.get("static", {}).get("rows") == args.rows else None
+    static_full = (
+        results.get("static")
+        if not results.get("static", {}).get("failed") and results.get("static", {}).get("rows") == args.rows
+        else None
+    )
     for res in results.values():
         if res.get("failed"):
             continue
@@ -532,13 +620,22 @@ def main() -> None:
         if res["rows"] < args.rows and rate:
             t = res["timings_s"]
             if loop:  # model preparation once, then the loop's rate
-                embed_part, e_basis = res["model_prep_s"] + args.rows / loop, "model preparation once + the embedding loop linear in rows"
+                embed_part, e_basis = (
+                    res["model_prep_s"] + args.rows / loop,
+                    "model preparation once + the embedding loop linear in rows",
+                )
             else:
                 embed_part, e_basis = args.rows / rate, "the embed stage linear in rows"
             if static_full:  # the stages after embedding hardly depend on the model (but the static vectors are 256-d)
-                rest, r_basis = static_full["timings_s"]["total"] - static_full["timings_s"].get("embed", 0.0), "the other stages as measured in the full-N static run"
+                rest, r_basis = (
+                    static_full["timings_s"]["total"] - static_full["timings_s"].get("embed", 0.0),
+                    "the other stages as measured in the full-N static run",
+                )
             else:
-                rest, r_basis = (t["total"] - t.get("embed", 0.0)) * args.rows / res["rows"], "the other stages linear in rows (search and grouping are not quite linear)"
+                rest, r_basis = (
+                    (t["total"] - t.get("embed", 0.0)) * args.rows / res["rows"],
+                    "the other stages linear in rows (search and grouping are not quite linear)",
+                )
             res["projected_total_s_at_N"] = embed_part + rest
             res["projection_basis"] = f"{e_basis}; {r_basis}"
 
@@ -546,8 +643,28 @@ def main() -> None:
     for res in results.values():
         stages += [k for k in res.get("timings_s", {}) if k != "total" and k not in stages]
     f = lambda x, fmt: "-" if x is None else format(x, fmt)  # noqa: E731
-    table = Table(title=f"eclip dedupe at scale: synthetic catalog of {args.rows:,} rows (seed {args.seed}), {cores} CPU cores, cold embedding cache")
-    cols = ["config", "model / runtime", "rows", "wall s", "job s", "embed titles/s", "/ torch", "prep s", "loop titles/s", "/ torch ", "peak RSS GiB", "P", "R", "pair F1", "B3 F1", "twin merge", "projected s at N"]
+    table = Table(
+        title=f"eclip dedupe at scale: synthetic catalog of {args.rows:,} rows (seed {args.seed}), {cores} CPU cores, cold embedding cache"
+    )
+    cols = [
+        "config",
+        "model / runtime",
+        "rows",
+        "wall s",
+        "job s",
+        "embed titles/s",
+        "/ torch",
+        "prep s",
+        "loop titles/s",
+        "/ torch ",
+        "peak RSS GiB",
+        "P",
+        "R",
+        "pair F1",
+        "B3 F1",
+        "twin merge",
+        "projected s at N",
+    ]
     for c in cols:
         table.add_column(c, justify="left" if c in ("config", "model / runtime") else "right")
     per_stage = Table(title="seconds per stage (the run's manifest timings_s) and rows/s")
@@ -555,24 +672,48 @@ def main() -> None:
         per_stage.add_column(c, justify="left" if c == "config" else "right")
     for name, res in results.items():
         if res.get("failed"):
-            table.add_row(f"[red]{name} (failed)[/]", " ".join(plan[name][1]), f"{res['rows']:,}", f"{res['wall_s']:.1f}", *["-"] * (len(cols) - 4))
+            table.add_row(
+                f"[red]{name} (failed)[/]",
+                " ".join(plan[name][1]),
+                f"{res['rows']:,}",
+                f"{res['wall_s']:.1f}",
+                *["-"] * (len(cols) - 4),
+            )
             continue
         q, t = res["quality"], res["timings_s"]
         table.add_row(
-            name, res["model_runtime"], f"{res['rows']:,}", f"{res['wall_s']:.1f}", f"{t.get('total', 0):.1f}", f(res["embed_titles_per_s"], ",.0f"),
+            name,
+            res["model_runtime"],
+            f"{res['rows']:,}",
+            f"{res['wall_s']:.1f}",
+            f"{t.get('total', 0):.1f}",
+            f(res["embed_titles_per_s"], ",.0f"),
             f(res["embed_ratio_to_torch"], ".2f") + ("x" if res["embed_ratio_to_torch"] else ""),
-            f(res["model_prep_s"], ".1f"), f(res["loop_titles_per_s"], ",.0f"), f(res["loop_ratio_to_torch"], ".2f") + ("x" if res["loop_ratio_to_torch"] else ""),
+            f(res["model_prep_s"], ".1f"),
+            f(res["loop_titles_per_s"], ",.0f"),
+            f(res["loop_ratio_to_torch"], ".2f") + ("x" if res["loop_ratio_to_torch"] else ""),
             f"{res['peak_rss_gib']:.2f}",
-            f"{q['precision']:.4f}", f"{q['recall']:.4f}", f"{q['f1']:.4f}", f"{q['bcubed_f1']:.4f}", f(q["twin_merge_rate"], ".4f"),
+            f"{q['precision']:.4f}",
+            f"{q['recall']:.4f}",
+            f"{q['f1']:.4f}",
+            f"{q['bcubed_f1']:.4f}",
+            f(q["twin_merge_rate"], ".4f"),
             f"{res['projected_total_s_at_N']:,.0f} (projection)" if "projected_total_s_at_N" in res else "measured",
         )
-        per_stage.add_row(name, f"{res['rows']:,}", *(f"{t[s]:.2f} ({res['rows'] / t[s]:,.0f}/s)" if t.get(s) else f(t.get(s), ".2f") for s in stages), f"{t.get('total', 0):.2f}")
+        per_stage.add_row(
+            name,
+            f"{res['rows']:,}",
+            *(f"{t[s]:.2f} ({res['rows'] / t[s]:,.0f}/s)" if t.get(s) else f(t.get(s), ".2f") for s in stages),
+            f"{t.get('total', 0):.2f}",
+        )
     console.print(table)
     if per_stage.row_count:
         console.print(per_stage)
     notes = [
-        "wall s: the subprocess (imports, model load, everything); job s: the manifest's total; embed titles/s: rows / the embed stage (model load and preparation included)",
-        "prep s: the embed stage less the embedding loop (model load, ONNX export or static distillation into the run's cold cache); loop titles/s: the loop alone (embeddings manifest rows_per_s)",
+        "wall s: the subprocess (imports, model load, everything); job s: the manifest's "
+        "total; embed titles/s: rows / the embed stage (model load and preparation included)",
+        "prep s: the embed stage less the embedding loop (model load, ONNX export or static distillation "
+        "into the run's cold cache); loop titles/s: the loop alone (embeddings manifest rows_per_s)",
         "peak RSS: os.wait4 rusage of the child (its largest single process)",
         "twin merge: share of same-family different-product row pairs put in one group (near-twins merged; lower is better)",
     ]
@@ -580,13 +721,25 @@ def main() -> None:
     if basis:
         notes.append(f"projected s at N: a projection from the subset run, not a measurement ({basis})")
     if not has_runtime and "torch" in results:
-        notes.append("[yellow]this CLI has no --runtime flag: 'torch' ran the default runtime, which may not be PyTorch (see model / runtime)[/]")
+        notes.append(
+            "[yellow]this CLI has no --runtime flag: 'torch' ran the default runtime, which may not be PyTorch (see model / runtime)[/]"
+        )
     console.print("\n".join(f"[dim]{n}[/]" for n in notes))
     for name, res in results.items():
         if res.get("failed"):
-            console.print(f"[red]{name} failed[/] (exit {res['rc']}): eclip {' '.join(res['args'])}\n[dim]{res['stderr_tail']}[/]")
+            console.print(
+                f"[red]{name} failed[/] (exit {res['rc']}): eclip {' '.join(res['args'])}\n[dim]{res['stderr_tail']}[/]"
+            )
     if args.json:
-        out = {"cpu": cpu_model(), "cores": cores, "rows": args.rows, "seed": args.seed, "catalog": str(full), "generation_s": gen_s, "configs": results}
+        out = {
+            "cpu": cpu_model(),
+            "cores": cores,
+            "rows": args.rows,
+            "seed": args.seed,
+            "catalog": str(full),
+            "generation_s": gen_s,
+            "configs": results,
+        }
         args.json.write_text(json.dumps(out, indent=2, default=str))
         console.print(f"results written to {args.json}")
 

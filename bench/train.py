@@ -55,7 +55,14 @@ def main() -> None:
             (out / "cache").mkdir(parents=True)
             for f in ("images.npy", "has_image.npy", "phash.npy", "images.json"):
                 shutil.copy(work / "v0" / "cache" / f, out / "cache" / f)
-        cfg = TrainConfig(init="minilm", zeroshot_col="articleType", epochs=100, max_steps=args.steps, warmup_steps=2, **{"batch_size": 128, **over})
+        cfg = TrainConfig(
+            init="minilm",
+            zeroshot_col="articleType",
+            epochs=100,
+            max_steps=args.steps,
+            warmup_steps=2,
+            **{"batch_size": 128, **over},
+        )
         card = api.train(work / "catalog.csv", out, cfg, image_root=src)
         rows.append((name, card["training"]["pairs_per_s"], card["eval"][-1].get("zeroshot_top1", float("nan"))))
     base = rows[0][1]

@@ -79,7 +79,19 @@ def fashion_subset(tmp_path_factory) -> Path:
     top = cat.group_by("articleType").len().sort("len", descending=True).head(6)["articleType"]
     sub = cat.filter(pl.col("articleType").is_in(top.to_list())).sample(n=400, seed=0, shuffle=True)
     folder = tmp_path_factory.mktemp("fashion")
-    sub = pl.concat([sub, pl.DataFrame({"id": ["x-script"], "title": ['<script>alert(1)</script> "><img src=x onerror=alert(2)>'], "articleType": ["Tshirts"]})], how="diagonal")
+    sub = pl.concat(
+        [
+            sub,
+            pl.DataFrame(
+                {
+                    "id": ["x-script"],
+                    "title": ['<script>alert(1)</script> "><img src=x onerror=alert(2)>'],
+                    "articleType": ["Tshirts"],
+                }
+            ),
+        ],
+        how="diagonal",
+    )
     sub.write_csv(folder / "catalog.csv")
     return folder
 
@@ -97,7 +109,16 @@ def tiny_sentence_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("models")
     tok = AutoTokenizer.from_pretrained(str(bundled_minilm_path()), local_files_only=True)
     torch.manual_seed(0)
-    bert = BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=128))
+    bert = BertModel(
+        BertConfig(
+            vocab_size=tok.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
+    )
     bert.save_pretrained(root / "bert")
     tok.save_pretrained(root / "bert")
     word = models.Transformer(str(root / "bert"), max_seq_length=64)

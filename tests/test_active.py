@@ -72,7 +72,9 @@ def test_fit_calibrates_saves_as_json_and_refuses_one_class(tmp_path):
     prior = 1 / (1 + np.exp(-3 * pop[:, 0]))
     model = fit_match_model(pop[lab], truth[lab], ["s", "noise"], pop, prior, random_labels=np.ones(len(lab), bool))
     assert model.calibration.startswith("Platt on 120 random labels")
-    uncalibrated = fit_match_model(pop[lab], truth[lab], ["s", "noise"], pop, prior, random_labels=np.arange(len(lab)) < 15)
+    uncalibrated = fit_match_model(
+        pop[lab], truth[lab], ["s", "noise"], pop, prior, random_labels=np.arange(len(lab)) < 15
+    )
     assert uncalibrated.calibration.startswith("none") and uncalibrated.platt_a == 1.0  # too few random labels
     p = model.probability(pop)
     assert abs(model.coef[0]) > 3 * abs(model.coef[1])  # learned which feature matters
@@ -121,7 +123,7 @@ def test_expected_f1_threshold_prefers_the_grouping_the_probabilities_support():
 
 
 def test_neutralise_formula_cells():
-    assert neutralise("=HYPERLINK(\"x\")") == "'=HYPERLINK(\"x\")"
+    assert neutralise('=HYPERLINK("x")') == '\'=HYPERLINK("x")'
     assert neutralise("@SUM(A1)").startswith("'") and neutralise("Sony TV") == "Sony TV"
     cells = ["=1", "+2", "-3", "@x", "\tx", "\rx", "Sony TV", "'plain"]
     frame = pl.DataFrame({"c": cells, "n": list(range(len(cells)))})
@@ -168,7 +170,9 @@ def test_label_learn_then_dedupe_with_the_model(abt_run, tmp_path):
     assert len(first) == 20 and decided(first) == []
     assert set(first["chosen_by"]) == {"uncertain", "random"}
     r = run("label", run_dir, "--labels", labels)
-    assert r.exit_code == 0 and len(pl.read_csv(labels, infer_schema=False)) == 40  # pending pairs are never proposed twice
+    assert (
+        r.exit_code == 0 and len(pl.read_csv(labels, infer_schema=False)) == 40
+    )  # pending pairs are never proposed twice
     answer_from_gold(labels, matches)
     for _ in range(3):
         r = run("label", run_dir, "--labels", labels, "--batch", "20")
@@ -186,7 +190,16 @@ def test_label_learn_then_dedupe_with_the_model(abt_run, tmp_path):
     assert 0 < model["cv"]["precision"] <= 1 and 0 < model["cv"]["recall"] <= 1
 
     out = tmp_path / "with_model"
-    r = run("dedupe", abt_run / "catalog.csv", "--out", out, "--embeddings", run_dir / "embeddings", "--match-model", model_path)
+    r = run(
+        "dedupe",
+        abt_run / "catalog.csv",
+        "--out",
+        out,
+        "--embeddings",
+        run_dir / "embeddings",
+        "--match-model",
+        model_path,
+    )
     assert r.exit_code == 0, r.output
     assert "cross-validated" in said(r)
     manifest = json.loads((out / "manifest.json").read_text())
@@ -204,7 +217,17 @@ def test_label_learn_then_dedupe_with_the_model(abt_run, tmp_path):
     assert json.loads((out / "eval.json").read_text())["metrics"]["f1"] > 0.85
 
     # a model built on other signals than the run has is refused, naming them
-    code, text = cli("dedupe", abt_run / "catalog.csv", "--out", tmp_path / "nolex", "--embeddings", run_dir / "embeddings", "--no-lexical", "--match-model", model_path)
+    code, text = cli(
+        "dedupe",
+        abt_run / "catalog.csv",
+        "--out",
+        tmp_path / "nolex",
+        "--embeddings",
+        run_dir / "embeddings",
+        "--no-lexical",
+        "--match-model",
+        model_path,
+    )
     assert code == 2 and "fitted on other signals" in text and "cos_tfidf" in text
 
 
@@ -238,8 +261,20 @@ def test_interactive_answers_survive_sigkill(abt_run, tmp_path):
     labels = tmp_path / "label.csv"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from eclip.cli import main; main()", "label", str(abt_run / "run"), "--labels", str(labels), "--interactive"],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+        [
+            sys.executable,
+            "-c",
+            "from eclip.cli import main; main()",
+            "label",
+            str(abt_run / "run"),
+            "--labels",
+            str(labels),
+            "--interactive",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
     )
     proc.stdin.write(b"y\nn\n")
     proc.stdin.flush()
@@ -260,8 +295,22 @@ def test_interactive_answers_survive_sigkill(abt_run, tmp_path):
     assert decided(table) == ["same", "different"] and table["decision"].to_list()[:2] == ["same", "different"]
     # a rerun goes on from the pending pair, and keeps the answers
     r = subprocess.run(
-        [sys.executable, "-c", "from eclip.cli import main; main()", "label", str(abt_run / "run"), "--labels", str(labels), "-i", "--limit", "1"],
-        input=b"u\n", capture_output=True, env=env, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            "from eclip.cli import main; main()",
+            "label",
+            str(abt_run / "run"),
+            "--labels",
+            str(labels),
+            "-i",
+            "--limit",
+            "1",
+        ],
+        input=b"u\n",
+        capture_output=True,
+        env=env,
+        timeout=120,
     )
     assert r.returncode == 0, r.stderr.decode()
     assert decided(pl.read_csv(labels, infer_schema=False)) == ["same", "different", "unsure"]

@@ -99,16 +99,41 @@ def test_category_columns_found_by_name(tmp_path):
     from eclip.catalog import pick_category_columns
     from eclip.jobs.adult import AdultFilterConfig, text_signals
 
-    schema = {"product": pl.String, "category": pl.String, "sub_category": pl.String, "category_id": pl.String, "Breadcrumbs": pl.String,
-              "productType": pl.String, "rating": pl.Float64, "category_rank": pl.Int64}
+    schema = {
+        "product": pl.String,
+        "category": pl.String,
+        "sub_category": pl.String,
+        "category_id": pl.String,
+        "Breadcrumbs": pl.String,
+        "productType": pl.String,
+        "rating": pl.Float64,
+        "category_rank": pl.Int64,
+    }
     assert pick_category_columns(schema) == ["category", "sub_category", "Breadcrumbs", "productType"]
     # a BigBasket-like dump: the title is "product", the brand and categories are read too
     cat = tmp_path / "bb.csv"
-    pl.DataFrame({"index": [1, 2], "product": ["Durex Extra Thin", "Basmati Rice"], "category": ["Beauty & Hygiene", "Foodgrains"],
-                  "sub_category": ["Sexual Wellness", "Rice"], "brand": ["Durex", "India Gate"], "sale_price": [300.0, 99.0]}).write_csv(cat)
+    pl.DataFrame(
+        {
+            "index": [1, 2],
+            "product": ["Durex Extra Thin", "Basmati Rice"],
+            "category": ["Beauty & Hygiene", "Foodgrains"],
+            "sub_category": ["Sexual Wellness", "Rice"],
+            "brand": ["Durex", "India Gate"],
+            "sale_price": [300.0, 99.0],
+        }
+    ).write_csv(cat)
     sig = text_signals(cat, AdultFilterConfig(id_col="index"))
-    assert sig == {"text_cols": ["product", "brand", "category", "sub_category"], "chosen": "by name", "title": ["product"], "brand": ["brand"], "category": ["category", "sub_category"]}
-    assert text_signals(cat, AdultFilterConfig(id_col="index", text_cols=["product"])) == {"text_cols": ["product"], "chosen": "given"}
+    assert sig == {
+        "text_cols": ["product", "brand", "category", "sub_category"],
+        "chosen": "by name",
+        "title": ["product"],
+        "brand": ["brand"],
+        "category": ["category", "sub_category"],
+    }
+    assert text_signals(cat, AdultFilterConfig(id_col="index", text_cols=["product"])) == {
+        "text_cols": ["product"],
+        "chosen": "given",
+    }
     emb = tmp_path / "emb"
     emb.mkdir()
     (emb / "manifest.json").write_text(json.dumps({"job": "embed", "settings": {"text_cols": ["title", "brand"]}}))
@@ -123,24 +148,57 @@ def test_filter_adult_job_records_its_base_rate_and_columns(tmp_path, monkeypatc
 
     monkeypatch.setattr("eclip.jobs.adult.default_cache_dir", lambda: tmp_path / "cache")
     rng = np.random.default_rng(0)
-    goods = ["Basmati Rice 5 kg", "Organic Green Tea 100 bags", "Men Blue Running Shoes", "Steel Water Bottle 1 L", "Kids Cotton T-Shirt", "Wooden Dining Chair"]
-    rows = [{"id": f"r{i}", "title": f"{goods[i % len(goods)]} pack {rng.integers(1, 9)}", "brand": "Acme", "sub_category": "Home"} for i in range(80)]
+    goods = [
+        "Basmati Rice 5 kg",
+        "Organic Green Tea 100 bags",
+        "Men Blue Running Shoes",
+        "Steel Water Bottle 1 L",
+        "Kids Cotton T-Shirt",
+        "Wooden Dining Chair",
+    ]
+    rows = [
+        {
+            "id": f"r{i}",
+            "title": f"{goods[i % len(goods)]} pack {rng.integers(1, 9)}",
+            "brand": "Acme",
+            "sub_category": "Home",
+        }
+        for i in range(80)
+    ]
     rows += [{"id": "a1", "title": "Durex Extra Thin Condoms 10", "brand": "Durex", "sub_category": "Sexual Wellness"}]
     cat = tmp_path / "catalog.csv"
     pl.DataFrame(rows).write_csv(cat)
     m = filter_adult(cat, tmp_path / "run", AdultFilterConfig(model="minilm-static"))
-    assert m["text_signals"]["text_cols"] == ["title", "brand", "sub_category"] and m["text_signals"]["category"] == ["sub_category"]
+    assert m["text_signals"]["text_cols"] == ["title", "brand", "sub_category"] and m["text_signals"]["category"] == [
+        "sub_category"
+    ]
     assert m["threshold"]["source"] == "base rate" and m["threshold"]["on"] == "zero-shot margin"
     assert 0.0 <= m["base_rate"]["estimated"] < 0.2 and m["base_rate"]["mixture"]["rows"] == 81
     flags = pl.read_parquet(tmp_path / "run" / "flagged.parquet")
-    assert flags.columns == ["id", "adult_score", "adult_probability", "zero_shot_score", "flagged", "nearest_concept", "status"]
+    assert flags.columns == [
+        "id",
+        "adult_score",
+        "adult_probability",
+        "zero_shot_score",
+        "flagged",
+        "nearest_concept",
+        "status",
+    ]
     assert flags["adult_probability"].is_between(0, 1).all() and flags.height == 81
     threshold = m["threshold"]["value"]
-    assert flags["flagged"].to_list() == [threshold is not None and s >= threshold for s in flags["adult_score"].to_list()]
+    assert flags["flagged"].to_list() == [
+        threshold is not None and s >= threshold for s in flags["adult_score"].to_list()
+    ]
     assert len(list((tmp_path / "cache" / "concepts").glob("*.npy"))) == 1
     # a given threshold applies to the margin, and the mixture says what it expects of it
-    m2 = filter_adult(tmp_path / "run" / "embeddings", tmp_path / "run2", AdultFilterConfig(model="minilm-static", threshold=-2.0))
-    assert m2["summary"]["flagged"] == 81 and m2["threshold"]["source"] == "given" and m2["threshold"]["expected_precision"] < 0.5
+    m2 = filter_adult(
+        tmp_path / "run" / "embeddings", tmp_path / "run2", AdultFilterConfig(model="minilm-static", threshold=-2.0)
+    )
+    assert (
+        m2["summary"]["flagged"] == 81
+        and m2["threshold"]["source"] == "given"
+        and m2["threshold"]["expected_precision"] < 0.5
+    )
 
 
 def test_filter_adult_scores_image_rows_through_the_fused_vectors(fashion_subset, tiny_clip_dir, tmp_path, monkeypatch):
@@ -149,14 +207,18 @@ def test_filter_adult_scores_image_rows_through_the_fused_vectors(fashion_subset
     from eclip.jobs.adult import AdultFilterConfig, filter_adult
 
     monkeypatch.setattr("eclip.jobs.adult.default_cache_dir", lambda: tmp_path / "cache")
-    monkeypatch.setattr("eclip.classify.adult.general_concepts", lambda: ("Shirts & Tops", "Shoes", "Watches", "Handbags"))  # wiring, not quality
+    monkeypatch.setattr(
+        "eclip.classify.adult.general_concepts", lambda: ("Shirts & Tops", "Shoes", "Watches", "Handbags")
+    )  # wiring, not quality
     cat = fashion_subset / "catalog.csv"
     few = tmp_path / "few.csv"
     pl.read_csv(cat, infer_schema=False).head(60).write_csv(few)
     cfg = AdultFilterConfig(model=str(tiny_clip_dir), image_col="image", image_root=fashion_subset, text_cols=["title"])
     m = filter_adult(few, tmp_path / "run", cfg)
     assert m["embeddings"]["vectors"] == "fused" and m["summary"]["scored"] == 60
-    m_img = filter_adult(tmp_path / "run" / "embeddings", tmp_path / "img", AdultFilterConfig(model=str(tiny_clip_dir), vectors="image"))
+    m_img = filter_adult(
+        tmp_path / "run" / "embeddings", tmp_path / "img", AdultFilterConfig(model=str(tiny_clip_dir), vectors="image")
+    )
     fused = pl.read_parquet(tmp_path / "run" / "flagged.parquet")["zero_shot_score"].to_numpy()
     image = pl.read_parquet(tmp_path / "img" / "flagged.parquet")["zero_shot_score"].to_numpy()
     assert m_img["embeddings"]["vectors"] == "image" and not np.allclose(fused, image)

@@ -27,7 +27,6 @@ from eclip.cli.app import app
 from eclip.errors import EclipError, RunDirError
 from eclip.evaluation import at_threshold, binary_metrics, classification_metrics, threshold_for_precision
 
-
 # ---- taxonomy parser -------------------------------------------------------------------
 
 
@@ -133,7 +132,13 @@ def test_flat_zero_shot_and_unknown():
 
 def test_taxonomy_level_by_level_stops_when_unsure():
     tax = Taxonomy.from_lines(["A > A1", "A > A2", "B > B1"])
-    vec = {("A",): _unit(1, 0, 0, 0), ("A", "A1"): _unit(1, 1, 0, 0), ("A", "A2"): _unit(1, 0, 1, 0), ("B",): _unit(0, 0, 0, 1), ("B", "B1"): _unit(0, 0, 0, 1)}
+    vec = {
+        ("A",): _unit(1, 0, 0, 0),
+        ("A", "A1"): _unit(1, 1, 0, 0),
+        ("A", "A2"): _unit(1, 0, 1, 0),
+        ("B",): _unit(0, 0, 0, 1),
+        ("B", "B1"): _unit(0, 0, 0, 1),
+    }
     w = np.stack([vec[p] for p in tax.paths])
     x = np.stack([_unit(1, 0.1, 0.9, 0), _unit(1, 0, 0, 0), _unit(0, 0, 0.1, 1)])
     p = classify_taxonomy(x, tax, w, k=3, min_score=0.72)
@@ -257,24 +262,64 @@ def test_cli_classify_zero_shot_probe_and_eval(fashion_subset, tmp_path):
     assert ev["task"] == "classification" and ev["metrics"]["accuracy"] > 0.6  # 6 classes: chance is ~0.17
 
     # unknown: a cosine no row reaches
-    r = runner.invoke(app, ["classify", str(out / "embeddings"), "--labels", str(labels), "--min-score", "0.99", "--out", str(tmp_path / "unk")])
+    r = runner.invoke(
+        app,
+        [
+            "classify",
+            str(out / "embeddings"),
+            "--labels",
+            str(labels),
+            "--min-score",
+            "0.99",
+            "--out",
+            str(tmp_path / "unk"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert set(pl.read_parquet(tmp_path / "unk" / "predictions.parquet")["status"].to_list()) == {"unknown"}
 
     # probe on half the rows; eval leaves its training rows out
     probe_run = tmp_path / "probe"
-    r = runner.invoke(app, ["classify", str(out / "embeddings"), "--train", str(cat), "--label-col", "articleType", "--train-fraction", "0.5", "--out", str(probe_run)])
+    r = runner.invoke(
+        app,
+        [
+            "classify",
+            str(out / "embeddings"),
+            "--train",
+            str(cat),
+            "--label-col",
+            "articleType",
+            "--train-fraction",
+            "0.5",
+            "--out",
+            str(probe_run),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "probe CV" in r.output
     m = json.loads((probe_run / "manifest.json").read_text())
     assert m["counts"]["in_train"] == 200 and m["probe"]["cv"]["accuracy"] > 0.6
-    r = runner.invoke(app, ["eval", str(probe_run / "predictions.parquet"), "--gold", str(cat), "--gold-col", "articleType"])
+    r = runner.invoke(
+        app, ["eval", str(probe_run / "predictions.parquet"), "--gold", str(cat), "--gold-col", "articleType"]
+    )
     assert r.exit_code == 0, r.output
     ev = json.loads((probe_run / "eval.json").read_text())
     assert ev["excluded_training_rows"] == 200 and ev["metrics"]["rows"] == 201
 
     # the saved probe, combined with the zero-shot prior
-    r = runner.invoke(app, ["classify", str(out / "embeddings"), "--labels", str(labels), "--probe", str(probe_run / "probe.npz"), "--out", str(tmp_path / "both")])
+    r = runner.invoke(
+        app,
+        [
+            "classify",
+            str(out / "embeddings"),
+            "--labels",
+            str(labels),
+            "--probe",
+            str(probe_run / "probe.npz"),
+            "--out",
+            str(tmp_path / "both"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "both" / "manifest.json").read_text())["method"] == "zero-shot prior + probe"
 
@@ -287,11 +332,31 @@ def test_cli_classify_zero_shot_probe_and_eval(fashion_subset, tmp_path):
 def test_cli_filter_adult_calibrates_on_netmeds(shared_data, tmp_path):
     runner = CliRunner()
     full = pl.read_csv(shared_data / "netmeds" / "products.csv", infer_schema=False)
-    sub = pl.concat([full.filter(pl.col("category") == "Sexual Wellness").head(60), full.filter(pl.col("category") != "Sexual Wellness").sample(240, seed=0)])
+    sub = pl.concat(
+        [
+            full.filter(pl.col("category") == "Sexual Wellness").head(60),
+            full.filter(pl.col("category") != "Sexual Wellness").sample(240, seed=0),
+        ]
+    )
     cat = tmp_path / "products.csv"
     sub.write_csv(cat)  # no id column: rows are numbered with --id-col @row
     out = tmp_path / "adult"
-    args = ["filter-adult", str(cat), "--id-col", "@row", "--out", str(out), "--calibrate", str(cat), "--label-col", "category", "--positive", "Sexual Wellness", "--holdout", "0.5"]
+    args = [
+        "filter-adult",
+        str(cat),
+        "--id-col",
+        "@row",
+        "--out",
+        str(out),
+        "--calibrate",
+        str(cat),
+        "--label-col",
+        "category",
+        "--positive",
+        "Sexual Wellness",
+        "--holdout",
+        "0.5",
+    ]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     flagged = pl.read_parquet(out / "flagged.parquet")
@@ -307,24 +372,68 @@ def test_cli_filter_adult_calibrates_on_netmeds(shared_data, tmp_path):
     assert ("target not met on the held-out rows" in r.output) == (not at["met_target"])
     # another split (seed 1) whose held-out half misses the target (measured: P 0.88 < 0.9):
     # the manifest says false and the CLI says so
-    other = ["filter-adult", str(out / "embeddings"), "--id-col", "@row", "--out", str(tmp_path / "seed1"), "--calibrate", str(cat), "--label-col", "category",
-             "--positive", "Sexual Wellness", "--holdout", "0.5", "--seed", "1"]
+    other = [
+        "filter-adult",
+        str(out / "embeddings"),
+        "--id-col",
+        "@row",
+        "--out",
+        str(tmp_path / "seed1"),
+        "--calibrate",
+        str(cat),
+        "--label-col",
+        "category",
+        "--positive",
+        "Sexual Wellness",
+        "--holdout",
+        "0.5",
+        "--seed",
+        "1",
+    ]
     r_other = runner.invoke(app, other)
     assert r_other.exit_code == 0, r_other.output
-    held = json.loads((tmp_path / "seed1" / "manifest.json").read_text())["calibration"]["holdout"]["at_calibrated_threshold"]
+    held = json.loads((tmp_path / "seed1" / "manifest.json").read_text())["calibration"]["holdout"][
+        "at_calibrated_threshold"
+    ]
     assert held["precision"] < 0.9 and held["met_target"] is False
     assert "target not met on the held-out rows" in r_other.output
-    r = runner.invoke(app, ["eval", str(out / "flagged.parquet"), "--gold", str(cat), "--gold-id-col", "@row", "--gold-col", "category", "--positive", "Sexual Wellness"])
+    r = runner.invoke(
+        app,
+        [
+            "eval",
+            str(out / "flagged.parquet"),
+            "--gold",
+            str(cat),
+            "--gold-id-col",
+            "@row",
+            "--gold-col",
+            "category",
+            "--positive",
+            "Sexual Wellness",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "PR-AUC" in r.output
     # few-shot probe, reused on the same rows with its own threshold
     r = runner.invoke(app, [*args[:5], str(tmp_path / "fs"), *args[6:], "--fit-probe"])
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["filter-adult", str(tmp_path / "fs" / "embeddings"), "--out", str(tmp_path / "reuse"), "--probe", str(tmp_path / "fs" / "adult_probe.npz")])
+    r = runner.invoke(
+        app,
+        [
+            "filter-adult",
+            str(tmp_path / "fs" / "embeddings"),
+            "--out",
+            str(tmp_path / "reuse"),
+            "--probe",
+            str(tmp_path / "fs" / "adult_probe.npz"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     m2 = json.loads((tmp_path / "reuse" / "manifest.json").read_text())
     assert m2["threshold"]["source"] == "probe"
-    assert m2["threshold"]["value"] == pytest.approx(json.loads((tmp_path / "fs" / "manifest.json").read_text())["threshold"]["value"], abs=1e-5)
+    assert m2["threshold"]["value"] == pytest.approx(
+        json.loads((tmp_path / "fs" / "manifest.json").read_text())["threshold"]["value"], abs=1e-5
+    )
 
 
 @pytest.mark.slow  # MiniLM on real rows, and its concept vectors (about 90 s once per machine)
@@ -334,10 +443,27 @@ def test_cli_filter_adult_without_labels_at_two_base_rates(shared_data, tmp_path
     which hold no adult product, it flags close to none and estimates a base rate near 0."""
     runner = CliRunner()
     full = pl.read_csv(shared_data / "netmeds" / "products.csv", infer_schema=False)
-    sub = pl.concat([full.filter(pl.col("category") == "Sexual Wellness").sample(60, seed=1), full.filter(pl.col("category") != "Sexual Wellness").sample(240, seed=1)])
+    sub = pl.concat(
+        [
+            full.filter(pl.col("category") == "Sexual Wellness").sample(60, seed=1),
+            full.filter(pl.col("category") != "Sexual Wellness").sample(240, seed=1),
+        ]
+    )
     nm = tmp_path / "netmeds.csv"
     sub.write_csv(nm)
-    r = runner.invoke(app, ["filter-adult", str(nm), "--id-col", "@row", "--text-cols", "title,manufacturer", "--out", str(tmp_path / "nm")])
+    r = runner.invoke(
+        app,
+        [
+            "filter-adult",
+            str(nm),
+            "--id-col",
+            "@row",
+            "--text-cols",
+            "title,manufacturer",
+            "--out",
+            str(tmp_path / "nm"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     m = json.loads((tmp_path / "nm" / "manifest.json").read_text())
     assert m["threshold"]["source"] == "base rate" and "base rate" in r.output
@@ -345,8 +471,12 @@ def test_cli_filter_adult_without_labels_at_two_base_rates(shared_data, tmp_path
     flags = pl.read_parquet(tmp_path / "nm" / "flagged.parquet")["flagged"].to_numpy()
     y = (sub["category"] == "Sexual Wellness").to_numpy()
     assert (flags & y).sum() / flags.sum() >= 0.9 and (flags & y).sum() / y.sum() >= 0.6
-    fashion = pl.read_csv(shared_data / "fashion" / "catalog.csv", infer_schema=False).select("title").sample(900, seed=0)
-    grocery = pl.read_csv(shared_data / "grocery" / "catalog.csv", infer_schema=False).select("title").sample(300, seed=0)
+    fashion = (
+        pl.read_csv(shared_data / "fashion" / "catalog.csv", infer_schema=False).select("title").sample(900, seed=0)
+    )
+    grocery = (
+        pl.read_csv(shared_data / "grocery" / "catalog.csv", infer_schema=False).select("title").sample(300, seed=0)
+    )
     clean = tmp_path / "clean.csv"
     pl.concat([fashion, grocery]).write_csv(clean)
     r = runner.invoke(app, ["filter-adult", str(clean), "--id-col", "@row", "--out", str(tmp_path / "clean")])

@@ -83,7 +83,9 @@ def test_dedupe_then_eval_end_to_end(abt_subset, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["embeddings"]["embedded_rows"] == 0
     assert manifest["matching"]["threshold"] == cal["threshold"]
-    assert manifest["matching"]["threshold_on"] == "score" and manifest["matching"]["learned"]["threshold_from"] == "given"
+    assert (
+        manifest["matching"]["threshold_on"] == "score" and manifest["matching"]["learned"]["threshold_from"] == "given"
+    )
 
 
 def test_default_dedupe_learns_its_settings_and_components_chaining_is_flagged(abt_subset, tmp_path):
@@ -109,7 +111,17 @@ def test_default_dedupe_learns_its_settings_and_components_chaining_is_flagged(a
 
 def test_components_method_and_no_lexical(abt_subset, tmp_path):
     out = tmp_path / "cc"
-    r = run("dedupe", abt_subset / "catalog.csv", "--out", out, "--method", "components", "--threshold", "0.9", "--no-lexical")
+    r = run(
+        "dedupe",
+        abt_subset / "catalog.csv",
+        "--out",
+        out,
+        "--method",
+        "components",
+        "--threshold",
+        "0.9",
+        "--no-lexical",
+    )
     assert r.exit_code == 0, r.output
     pairs = pl.read_parquet(out / "pairs.parquet")
     assert "cos_tfidf" not in pairs.columns
@@ -148,7 +160,15 @@ def test_eval_rejects_unknown_gold_ids(abt_subset, tmp_path):
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "-c", "from eclip.cli import main; main()", "eval", str(out / "groups.parquet"), "--gold", str(tmp_path / "gold.csv")],
+        [
+            sys.executable,
+            "-c",
+            "from eclip.cli import main; main()",
+            "eval",
+            str(out / "groups.parquet"),
+            "--gold",
+            str(tmp_path / "gold.csv"),
+        ],
         capture_output=True,
         text=True,
     )
@@ -175,8 +195,19 @@ def test_a_redirected_run_logs_plain_progress_lines(abt_subset, tmp_path):
     env = {**os.environ, "ECLIP_PROGRESS_INTERVAL": "0", "HF_HUB_OFFLINE": "1"}
     with log.open("w") as fh:
         rc = subprocess.run(
-            [sys.executable, "-c", "from eclip.cli import main; main()", "dedupe", str(abt_subset / "catalog.csv"), "--out", str(tmp_path / "run")],
-            stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=600,
+            [
+                sys.executable,
+                "-c",
+                "from eclip.cli import main; main()",
+                "dedupe",
+                str(abt_subset / "catalog.csv"),
+                "--out",
+                str(tmp_path / "run"),
+            ],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+            timeout=600,
         ).returncode
     text = log.read_text()
     assert rc == 0, text
@@ -199,10 +230,28 @@ def test_ray_address_is_optional_on_the_command_line():
     from eclip.cli.options import optional_ray_address
 
     assert optional_ray_address(["dedupe", "c.csv", "--ray"]) == ["dedupe", "c.csv", "--ray", "local"]
-    assert optional_ray_address(["embed", "--ray", "c.csv", "--out", "o"]) == ["embed", "--ray", "local", "c.csv", "--out", "o"]
-    assert optional_ray_address(["embed", "--ray", "--ray-workers", "2"]) == ["embed", "--ray", "local", "--ray-workers", "2"]
+    assert optional_ray_address(["embed", "--ray", "c.csv", "--out", "o"]) == [
+        "embed",
+        "--ray",
+        "local",
+        "c.csv",
+        "--out",
+        "o",
+    ]
+    assert optional_ray_address(["embed", "--ray", "--ray-workers", "2"]) == [
+        "embed",
+        "--ray",
+        "local",
+        "--ray-workers",
+        "2",
+    ]
     assert optional_ray_address(["embed", "--ray", "auto"]) == ["embed", "--ray", "auto"]
-    assert optional_ray_address(["embed", "--ray", "10.0.0.5:6379", "c.csv"]) == ["embed", "--ray", "10.0.0.5:6379", "c.csv"]
+    assert optional_ray_address(["embed", "--ray", "10.0.0.5:6379", "c.csv"]) == [
+        "embed",
+        "--ray",
+        "10.0.0.5:6379",
+        "c.csv",
+    ]
 
 
 def test_version_option(capsys):

@@ -66,7 +66,7 @@ def test_scattered_points_are_noise():
     x = np.vstack([x, stray / np.linalg.norm(stray, axis=1, keepdims=True)])
     res = cluster_knn(*exact_knn(x, 10), HdbscanSettings(min_cluster_size=5))
     assert (res.labels[-6:] == -1).sum() >= 4
-    assert (res.outlier_score[-6:].mean() > res.outlier_score[:-6].mean())
+    assert res.outlier_score[-6:].mean() > res.outlier_score[:-6].mean()
 
 
 def test_settings_are_checked():
@@ -82,7 +82,15 @@ def test_settings_are_checked():
 
 
 def test_class_tfidf_prefers_terms_specific_to_a_cluster():
-    texts = ["red running shoe", "red trail shoe", "running shoe blue", "leather wallet brown", "brown wallet slim", "wallet running", "noise row"]
+    texts = [
+        "red running shoe",
+        "red trail shoe",
+        "running shoe blue",
+        "leather wallet brown",
+        "brown wallet slim",
+        "wallet running",
+        "noise row",
+    ]
     labels = np.array([0, 0, 0, 1, 1, 1, -1])
     terms = class_tfidf_terms(texts, labels, top=2)
     assert set(terms) == {0, 1}
@@ -106,7 +114,19 @@ def test_medoid_is_the_row_closest_to_all_others():
 def test_cli_cluster_on_fashion_both_modes(fashion_subset, tmp_path):
     runner = CliRunner()
     out = tmp_path / "pca"
-    r = runner.invoke(app, ["cluster", str(fashion_subset / "catalog.csv"), "--out", str(out), "--gold-col", "articleType", "--min-cluster-size", "8"])
+    r = runner.invoke(
+        app,
+        [
+            "cluster",
+            str(fashion_subset / "catalog.csv"),
+            "--out",
+            str(out),
+            "--gold-col",
+            "articleType",
+            "--min-cluster-size",
+            "8",
+        ],
+    )
     assert r.exit_code == 0, r.output
     clusters = pl.read_parquet(out / "clusters.parquet")
     catalog = pl.read_csv(fashion_subset / "catalog.csv", infer_schema=False)
@@ -123,7 +143,21 @@ def test_cli_cluster_on_fashion_both_modes(fashion_subset, tmp_path):
     assert metrics["nmi"] > 0.3 and metrics["bcubed_precision"] > 0.5, metrics  # titles name the article type
     assert 0 < summary["gold_purity"].min() and summary["gold_purity"].max() <= 1
     # the kNN-graph mode reuses the embeddings cached in the first run
-    r = runner.invoke(app, ["cluster", str(out / "embeddings"), "--out", str(tmp_path / "knn"), "--mode", "knn", "--gold-col", "articleType", "--min-cluster-size", "8"])
+    r = runner.invoke(
+        app,
+        [
+            "cluster",
+            str(out / "embeddings"),
+            "--out",
+            str(tmp_path / "knn"),
+            "--mode",
+            "knn",
+            "--gold-col",
+            "articleType",
+            "--min-cluster-size",
+            "8",
+        ],
+    )
     assert r.exit_code == 0, r.output
     m2 = json.loads((tmp_path / "knn" / "manifest.json").read_text())
     assert m2["clustering"]["mode"] == "knn" and m2["clustering"]["index"]["factory"] == "Flat"

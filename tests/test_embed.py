@@ -57,7 +57,10 @@ def test_crash_then_resume_redoes_only_unfinished_shards(tmp_path, hash_encoder)
 
     with pytest.raises(Killed):
         embed_catalog(Dies(), cat, tmp_path / "e", EmbedSettings(shard_rows=16, batch_size=8))
-    assert sorted(p.name for p in (tmp_path / "e" / "shards").iterdir() if not p.name.startswith(".")) == ["00000", "00001"]
+    assert sorted(p.name for p in (tmp_path / "e" / "shards").iterdir() if not p.name.startswith(".")) == [
+        "00000",
+        "00001",
+    ]
     with pytest.raises(RunDirError, match="did not finish"):
         load_embeddings(tmp_path / "e")
     m = embed_catalog(hash_encoder, cat, tmp_path / "e", EmbedSettings(shard_rows=16, batch_size=8))
@@ -71,7 +74,9 @@ def test_changed_rows_redo_only_their_shard(tmp_path, hash_encoder):
     cat = _catalog(tmp_path)
     embed_catalog(hash_encoder, cat, tmp_path / "e", EmbedSettings(shard_rows=16))
     f = tmp_path / "cat.csv"
-    df = pl.read_csv(f).with_columns(pl.when(pl.col("id") == "p40").then(pl.lit("changed title")).otherwise(pl.col("title")).alias("title"))
+    df = pl.read_csv(f).with_columns(
+        pl.when(pl.col("id") == "p40").then(pl.lit("changed title")).otherwise(pl.col("title")).alias("title")
+    )
     df.write_csv(f)
     m = embed_catalog(hash_encoder, load_catalog(f), tmp_path / "e", EmbedSettings(shard_rows=16))
     assert m["embedded_rows"] == 16 and m["reused_rows"] == 34
@@ -117,7 +122,10 @@ def test_hamming_pairs_match_brute_force_and_keep_every_listing_of_a_photo():
     assert near.distance[list(zip(near.a, near.b)).index((3, 11))] == 2
     placeholder = hamming_pairs(codes, max_distance=4, max_block=10)  # 16 rows sharing a photo: a placeholder
     assert set(placeholder.crowded_rows.tolist()) == {*range(20, 35), 40}
-    assert not np.isin(placeholder.a, placeholder.crowded_rows).any() and not np.isin(placeholder.b, placeholder.crowded_rows).any()
+    assert (
+        not np.isin(placeholder.a, placeholder.crowded_rows).any()
+        and not np.isin(placeholder.b, placeholder.crowded_rows).any()
+    )
     assert {(3, 10), (3, 11), (10, 11)} <= set(zip(placeholder.a.tolist(), placeholder.b.tolist()))
 
 
@@ -156,7 +164,24 @@ def fashion_subset(tmp_path_factory):
 
 
 def _embed_cmd(catalog, root, model, out, *extra):
-    return [*ECLIP, "embed", str(catalog), "--model", str(model), "--image-col", "image", "--image-root", str(root), "--out", str(out), "--shard-rows", "8", "--batch-size", "8", *extra]
+    return [
+        *ECLIP,
+        "embed",
+        str(catalog),
+        "--model",
+        str(model),
+        "--image-col",
+        "image",
+        "--image-root",
+        str(root),
+        "--out",
+        str(out),
+        "--shard-rows",
+        "8",
+        "--batch-size",
+        "8",
+        *extra,
+    ]
 
 
 def _env():
@@ -166,11 +191,23 @@ def _env():
 @pytest.mark.slow  # SIGKILL and resume, about 80 s: run by .ci/run after the main suite
 def test_killed_run_resumes_to_the_same_embeddings(fashion_subset, tiny_clip_dir, tmp_path):
     catalog, root = fashion_subset
-    clean = subprocess.run(_embed_cmd(catalog, root, tiny_clip_dir, tmp_path / "clean", "--workers", "0"), env=_env(), capture_output=True, text=True, timeout=300)
+    clean = subprocess.run(
+        _embed_cmd(catalog, root, tiny_clip_dir, tmp_path / "clean", "--workers", "0"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert clean.returncode == 0, clean.stderr
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_embed_cmd(catalog, root, tiny_clip_dir, out, "--workers", "1"), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        _embed_cmd(catalog, root, tiny_clip_dir, out, "--workers", "1"),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 240
     while time.time() < deadline:
         done = [p for p in (out / "shards").glob("[0-9]*")] if (out / "shards").exists() else []
@@ -183,10 +220,20 @@ def test_killed_run_resumes_to_the_same_embeddings(fashion_subset, tiny_clip_dir
     assert 3 <= finished < 30, "the kill must land mid-run"
     assert json.loads((out / "manifest.json").read_text())["status"] == "running"
 
-    again = subprocess.run(_embed_cmd(catalog, root, tiny_clip_dir, out, "--workers", "1"), env=_env(), capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        _embed_cmd(catalog, root, tiny_clip_dir, out, "--workers", "1"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert again.returncode == 0, again.stderr
     m = json.loads((out / "manifest.json").read_text())
-    assert m["status"] == "complete" and m["reused_rows"] >= 8 * finished - 8 and m["embedded_rows"] + m["reused_rows"] == 240
+    assert (
+        m["status"] == "complete"
+        and m["reused_rows"] >= 8 * finished - 8
+        and m["embedded_rows"] + m["reused_rows"] == 240
+    )
     a, b = load_embeddings(tmp_path / "clean"), load_embeddings(out)
     assert a.ids == b.ids
     for name in ("text", "image", "fused", "phash", "has_image"):
@@ -196,10 +243,27 @@ def test_killed_run_resumes_to_the_same_embeddings(fashion_subset, tiny_clip_dir
 @pytest.mark.slow  # torchrun, about 80 s: run by .ci/run after the main suite
 def test_torchrun_two_ranks_read_as_one(fashion_subset, tiny_clip_dir, tmp_path):
     catalog, root = fashion_subset
-    single = subprocess.run(_embed_cmd(catalog, root, tiny_clip_dir, tmp_path / "one", "--workers", "0"), env=_env(), capture_output=True, text=True, timeout=300)
+    single = subprocess.run(
+        _embed_cmd(catalog, root, tiny_clip_dir, tmp_path / "one", "--workers", "0"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert single.returncode == 0, single.stderr
     eclip_bin = Path(sys.executable).parent / "eclip"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29533", "--no-python", str(eclip_bin), *_embed_cmd(catalog, root, tiny_clip_dir, tmp_path / "two", "--workers", "0")[3:]]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29533",
+        "--no-python",
+        str(eclip_bin),
+        *_embed_cmd(catalog, root, tiny_clip_dir, tmp_path / "two", "--workers", "0")[3:],
+    ]
     dist = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert dist.returncode == 0, dist.stderr[-3000:]
     ranks = {json.loads((d / "shard.json").read_text())["rank"] for d in (tmp_path / "two" / "shards").glob("[0-9]*")}
@@ -221,7 +285,10 @@ def test_dedupe_on_phash_groups_reused_photos(tmp_path):
         rows.append({"id": f"r{i}", "title": f"item {i}", "image": f"img/{i}.png"})
     _photo(100).resize((160, 160)).save(imgs / "copy1.jpg", quality=70)
     _photo(100).save(imgs / "copy2.jpg", quality=50)
-    rows += [{"id": "c1", "title": "other words", "image": "img/copy1.jpg"}, {"id": "c2", "title": "", "image": "img/copy2.jpg"}]
+    rows += [
+        {"id": "c1", "title": "other words", "image": "img/copy1.jpg"},
+        {"id": "c2", "title": "", "image": "img/copy2.jpg"},
+    ]
     pl.DataFrame(rows).write_csv(tmp_path / "cat.csv")
     from conftest import HashEncoder
 

@@ -83,7 +83,8 @@ def test_calibrate_methods_picks_the_best_method():
     from eclip.evaluation.calibrate import calibrate_methods
 
     # one product of 4 rows (a clique) and 4 singletons: only average/components find the group
-    a = np.array([0, 0, 0, 1, 1, 2, 4]); b = np.array([1, 2, 3, 2, 3, 3, 5])
+    a = np.array([0, 0, 0, 1, 1, 2, 4])
+    b = np.array([1, 2, 3, 2, 3, 3, 5])
     s = np.array([0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.3], dtype=np.float32)
     gold = np.array([0, 0, 0, 0, 4, 5, 6, 7])
     best, per = calibrate_methods(8, a, b, s, gold, ("mutual", "average", "components"))

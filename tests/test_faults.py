@@ -46,7 +46,12 @@ def test_sep_and_encoding_override_sniffing():
 
 
 def test_header_only_catalog_has_its_own_error(tmp_path):
-    proc = subprocess.run([*CLI, "dedupe", str(BAD / "header_only.csv"), "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [*CLI, "dedupe", str(BAD / "header_only.csv"), "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert "header_only.csv: no rows (a header only: id, name)" in " ".join(proc.stderr.split() + proc.stdout.split())
     assert "Traceback" not in proc.stderr and "shard" not in proc.stdout
@@ -103,7 +108,9 @@ def test_url_that_never_answers_times_out(tmp_path):
         url = f"http://127.0.0.1:{listener.getsockname()[1]}/never.jpg"
         t0 = time.time()
         with pytest.raises(ImageFailure) as info:
-            open_image(url, ImageSettings(root=BAD, cache_dir=tmp_path, timeout_s=1.0, retries=0, allow_private_urls=True))
+            open_image(
+                url, ImageSettings(root=BAD, cache_dir=tmp_path, timeout_s=1.0, retries=0, allow_private_urls=True)
+            )
     assert info.value.reason == "timeout" and time.time() - t0 < 10
 
 
@@ -123,8 +130,13 @@ def test_invisible_and_huge_titles():
 def _hold(run: Path, seconds: float) -> subprocess.Popen:
     """Another process that takes ``run``'s lock and keeps it for ``seconds``."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from eclip.rundir import lock_dir; import time; lock_dir({str(run)!r}); print('held', flush=True); time.sleep({seconds})"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            f"from eclip.rundir import lock_dir; import time; lock_dir({str(run)!r}); print('held', flush=True); time.sleep({seconds})",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert holder.stdout.readline().strip() == "held"
     return holder
@@ -136,7 +148,9 @@ def test_a_second_writer_is_refused_and_a_killed_holder_releases(tmp_path):
     with pytest.raises(RunDirError, match=rf"is in use by pid {holder.pid}"):
         lock_dir(run)
     # the CLI says the same in one line
-    proc = subprocess.run([*CLI, "dedupe", str(BAD / "semicolon.csv"), "--out", str(run)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [*CLI, "dedupe", str(BAD / "semicolon.csv"), "--out", str(run)], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 2 and f"in use by pid {holder.pid}" in " ".join((proc.stdout + proc.stderr).split())
     holder.send_signal(signal.SIGKILL)  # a stale lock: its holder is gone
     holder.wait(30)
@@ -145,7 +159,12 @@ def test_a_second_writer_is_refused_and_a_killed_holder_releases(tmp_path):
         lock_dir(run)  # the same process may lock again
         unlock_dir(run)
     # released: another process takes it
-    proc = subprocess.run([sys.executable, "-c", f"from eclip.rundir import lock_dir; lock_dir({str(run)!r}); print('ok')"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", f"from eclip.rundir import lock_dir; lock_dir({str(run)!r}); print('ok')"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.stdout.strip() == "ok", proc.stderr
 
 
@@ -155,7 +174,10 @@ def test_wait_option_waits_for_the_holder(tmp_path):
     t0 = time.time()
     waiter = subprocess.run(
         [sys.executable, "-c", f"from eclip.rundir import lock_dir; lock_dir({str(run)!r}); print('got it')"],
-        capture_output=True, text=True, timeout=60, env={**os.environ, "ECLIP_WAIT": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "ECLIP_WAIT": "1"},
     )
     assert waiter.stdout.strip() == "got it" and time.time() - t0 > 1.0
     holder.wait(30)
@@ -165,7 +187,10 @@ def test_wait_option_waits_for_the_holder(tmp_path):
 def test_ctrl_c_is_one_line_and_exit_130(tmp_path):
     proc = subprocess.Popen(
         [*CLI, "dedupe", str(BAD / "semicolon.csv"), "--out", str(tmp_path / "o")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     deadline = time.time() + 120
     while time.time() < deadline and not (tmp_path / "o").exists():  # the job has started
@@ -190,7 +215,10 @@ def test_pickled_checkpoint_is_one_line(tmp_path):
     torch.save({"state_dict": Evil()}, ckpt)
     proc = subprocess.run(
         [*CLI, "embed", str(BAD / "semicolon.csv"), "--out", str(tmp_path / "e"), "--model", f"openclip:RN50:{ckpt}"],
-        capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     flat = " ".join((proc.stdout + proc.stderr).split())
     assert proc.returncode == 2 and f"{ckpt}: holds pickled code; eclip loads only plain tensors" in flat
@@ -245,8 +273,13 @@ def test_embed_and_index_build_killed_midway_rerun_to_the_same_output(small_cata
     from eclip.encoders import load_embeddings
 
     base, out = tmp_path / "base", tmp_path / "killed"
-    assert _eclip(["embed", small_catalog, "--model", "minilm-static", "--out", base, "--shard-rows", "30"]).returncode == 0
-    killed = _eclip(["embed", small_catalog, "--model", "minilm-static", "--out", out, "--shard-rows", "30"], fault="embed-shard-1")
+    assert (
+        _eclip(["embed", small_catalog, "--model", "minilm-static", "--out", base, "--shard-rows", "30"]).returncode
+        == 0
+    )
+    killed = _eclip(
+        ["embed", small_catalog, "--model", "minilm-static", "--out", out, "--shard-rows", "30"], fault="embed-shard-1"
+    )
     assert killed.returncode == -signal.SIGKILL
     done = sorted(p.name for p in (out / "shards").iterdir() if p.is_dir() and p.name.isdigit())
     assert done == ["00000", "00001"]  # two of three shards were finished before the kill
@@ -292,11 +325,46 @@ def test_index_query_reads_images_safely_and_names_catalog_columns(tmp_path):
     from eclip.cli.app import app
     from eclip.errors import EclipError
 
-    pl.DataFrame({"sku": ["a1", "a2", "a3"], "product": ["Sony Bravia 40 inch TV", "Philips kettle 1.7 l", "Canon EOS 90D camera"]}).write_csv(tmp_path / "c.csv")
+    pl.DataFrame(
+        {
+            "sku": ["a1", "a2", "a3"],
+            "product": ["Sony Bravia 40 inch TV", "Philips kettle 1.7 l", "Canon EOS 90D camera"],
+        }
+    ).write_csv(tmp_path / "c.csv")
     run = CliRunner().invoke
-    r = run(app, ["index", "build", str(tmp_path / "c.csv"), "--out", str(tmp_path / "idx"), "--id-col", "sku", "--text-cols", "product"])
+    r = run(
+        app,
+        [
+            "index",
+            "build",
+            str(tmp_path / "c.csv"),
+            "--out",
+            str(tmp_path / "idx"),
+            "--id-col",
+            "sku",
+            "--text-cols",
+            "product",
+        ],
+    )
     assert r.exit_code == 0, r.output
-    r = run(app, ["index", "query", str(tmp_path / "idx"), "--catalog", str(tmp_path / "c.csv"), "--id-col", "sku", "--text-cols", "product", "--k", "1", "--out", str(tmp_path / "q.csv")])
+    r = run(
+        app,
+        [
+            "index",
+            "query",
+            str(tmp_path / "idx"),
+            "--catalog",
+            str(tmp_path / "c.csv"),
+            "--id-col",
+            "sku",
+            "--text-cols",
+            "product",
+            "--k",
+            "1",
+            "--out",
+            str(tmp_path / "q.csv"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     q = pl.read_csv(tmp_path / "q.csv")
     assert q["query"].to_list() == q["id"].to_list() == ["a1", "a2", "a3"]  # each row finds itself first
@@ -314,11 +382,41 @@ def test_index_query_image_bomb_is_one_line(tiny_clip_dir, tmp_path):
 
     for i, colour in enumerate(["red", "green", "blue"]):
         Image.new("RGB", (32, 32), colour).save(tmp_path / f"{i}.png")
-    pl.DataFrame({"id": ["1", "2", "3"], "title": ["red", "green", "blue"], "image": ["0.png", "1.png", "2.png"]}).write_csv(tmp_path / "c.csv")
+    pl.DataFrame(
+        {"id": ["1", "2", "3"], "title": ["red", "green", "blue"], "image": ["0.png", "1.png", "2.png"]}
+    ).write_csv(tmp_path / "c.csv")
     run = CliRunner().invoke
-    r = run(app, ["index", "build", str(tmp_path / "c.csv"), "--out", str(tmp_path / "idx"), "--model", str(tiny_clip_dir), "--image-col", "image", "--vectors", "image"])
+    r = run(
+        app,
+        [
+            "index",
+            "build",
+            str(tmp_path / "c.csv"),
+            "--out",
+            str(tmp_path / "idx"),
+            "--model",
+            str(tiny_clip_dir),
+            "--image-col",
+            "image",
+            "--vectors",
+            "image",
+        ],
+    )
     assert r.exit_code == 0, r.output
-    r = run(app, ["index", "query", str(tmp_path / "idx"), "--image", str(tmp_path / "1.png"), "--k", "1", "--out", str(tmp_path / "q.csv")])
+    r = run(
+        app,
+        [
+            "index",
+            "query",
+            str(tmp_path / "idx"),
+            "--image",
+            str(tmp_path / "1.png"),
+            "--k",
+            "1",
+            "--out",
+            str(tmp_path / "q.csv"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert pl.read_csv(tmp_path / "q.csv", infer_schema=False)["id"].to_list() == ["2"]
     r = run(app, ["index", "query", str(tmp_path / "idx"), "--image", str(BAD / "bomb.png")])
@@ -341,7 +439,11 @@ def test_resume_from_a_pickled_checkpoint_is_one_line(tmp_path):
     with pytest.raises(ModelError) as info:
         read_checkpoint(tmp_path / "step-0000010.pt")
     message = str(info.value)
-    assert message.startswith(f"{tmp_path / 'step-0000010.pt'}: holds pickled code") and "weights_only" not in message and "\n" not in message
+    assert (
+        message.startswith(f"{tmp_path / 'step-0000010.pt'}: holds pickled code")
+        and "weights_only" not in message
+        and "\n" not in message
+    )
     torch.save({"step": torch.tensor(3)}, tmp_path / "plain.pt")
     assert int(read_checkpoint(tmp_path / "plain.pt")["step"]) == 3
 
@@ -355,14 +457,22 @@ def test_eval_given_a_csv_as_predictions_is_one_line(tmp_path):
     with pytest.raises(RunDirError) as info:
         evaluate(tmp_path / "groups.csv", BAD / "semicolon.csv")
     message = str(info.value)
-    assert "groups.csv: not a Parquet groups file" in message and "groups.parquet that `eclip dedupe` wrote" in message and "\n" not in message
+    assert (
+        "groups.csv: not a Parquet groups file" in message
+        and "groups.parquet that `eclip dedupe` wrote" in message
+        and "\n" not in message
+    )
     from typer.testing import CliRunner
 
     from eclip.cli.app import app
     from eclip.errors import EclipError
 
     r = CliRunner().invoke(app, ["eval", str(tmp_path / "groups.csv"), "--gold", str(BAD / "semicolon.csv")])
-    assert isinstance(r.exception, EclipError) and "groups.csv: not a Parquet file" in str(r.exception) and "groups.parquet, links.parquet" in str(r.exception)
+    assert (
+        isinstance(r.exception, EclipError)
+        and "groups.csv: not a Parquet file" in str(r.exception)
+        and "groups.parquet, links.parquet" in str(r.exception)
+    )
 
 
 def test_classify_and_filter_adult_refuse_useless_labels_before_embedding(tmp_path, monkeypatch):
@@ -382,7 +492,10 @@ def test_classify_and_filter_adult_refuse_useless_labels_before_embedding(tmp_pa
         classify(BAD / "semicolon.csv", tmp_path / "c", ClassifyConfig(labels=tmp_path / "labels.txt"))
     (tmp_path / "gold.csv").write_text("id,category\n1,Fitness\n2,Sexual Wellness\n")
     cfg = AdultFilterConfig(calibrate=tmp_path / "gold.csv", label_col="category", positive="NoSuchValue")
-    with pytest.raises(EclipError, match=r"no row of column 'category' means adult under --positive 'NoSuchValue'; its values are 'Fitness', 'Sexual Wellness'"):
+    with pytest.raises(
+        EclipError,
+        match=r"no row of column 'category' means adult under --positive 'NoSuchValue'; its values are 'Fitness', 'Sexual Wellness'",
+    ):
         filter_adult(BAD / "semicolon.csv", tmp_path / "a", cfg)
 
 
@@ -397,7 +510,10 @@ def test_images_past_the_pixel_bound_are_refused_before_decoding(tmp_path):
     settings = ImageSettings(root=tmp_path, cache_dir=tmp_path / "cache")
     with pytest.raises(ImageFailure) as info:
         open_image("big.png", settings)
-    assert info.value.reason == "too_large" and f"9500 x 9500 = 90,250,000 pixels; the limit is {DEFAULT_MAX_PIXELS:,}" in str(info.value)
+    assert (
+        info.value.reason == "too_large"
+        and f"9500 x 9500 = 90,250,000 pixels; the limit is {DEFAULT_MAX_PIXELS:,}" in str(info.value)
+    )
     Image.new("RGB", (64, 48)).save(tmp_path / "small.png")
     assert open_image("small.png", settings).size == (64, 48)
     with pytest.raises(ImageFailure, match="the limit is 1,000"):
@@ -416,11 +532,28 @@ def test_csv_files_for_people_hold_no_formula_cells(tmp_path):
     from eclip.matcher.constraints import read_review
     from eclip.rundir import FORMULA_START
 
-    titles = ['=HYPERLINK("http://evil.example","click") Sony TV 40', "+SUM(A1) Sony TV 40 inch", "@cmd kettle 1.7 l steel", "-2+3 kettle 1.7 l steel"]
+    titles = [
+        '=HYPERLINK("http://evil.example","click") Sony TV 40',
+        "+SUM(A1) Sony TV 40 inch",
+        "@cmd kettle 1.7 l steel",
+        "-2+3 kettle 1.7 l steel",
+    ]
     ids = ["-5", "=1", "+7", "@x"]
     pl.DataFrame({"id": ids, "name": titles}).write_csv(tmp_path / "c.csv")
     run = CliRunner().invoke
-    r = run(app, ["dedupe", str(tmp_path / "c.csv"), "--out", str(tmp_path / "run"), "--model", "minilm-static", "--threshold", "0.3"])
+    r = run(
+        app,
+        [
+            "dedupe",
+            str(tmp_path / "c.csv"),
+            "--out",
+            str(tmp_path / "run"),
+            "--model",
+            "minilm-static",
+            "--threshold",
+            "0.3",
+        ],
+    )
     assert r.exit_code == 0, r.output
     r = run(app, ["report", str(tmp_path / "run")])
     assert r.exit_code == 0, r.output
@@ -442,7 +575,9 @@ def test_latin1_ids_round_trip_through_groups_parquet(tmp_path):
 
     from eclip.cli.app import app
 
-    r = CliRunner().invoke(app, ["dedupe", str(BAD / "latin1.csv"), "--out", str(tmp_path / "run"), "--model", "minilm-static"])
+    r = CliRunner().invoke(
+        app, ["dedupe", str(BAD / "latin1.csv"), "--out", str(tmp_path / "run"), "--model", "minilm-static"]
+    )
     assert r.exit_code == 0, r.output
     groups = pl.read_parquet(tmp_path / "run" / "groups.parquet")
     assert sorted(groups["id"].to_list()) == ["SKU-È", "SKU-É"]
@@ -454,9 +589,9 @@ def test_a_stale_or_edited_review_file_is_refused(tmp_path):
     """Issue 23, row 3: review.csv names the run it was written for; a group id this run
     does not have (a typo, a file from another run) is refused instead of merging rows."""
     import polars as pl
+    from conftest import abt_head
     from typer.testing import CliRunner
 
-    from conftest import abt_head
     from eclip.cli.app import app
     from eclip.errors import CatalogError
 
@@ -473,21 +608,42 @@ def test_a_stale_or_edited_review_file_is_refused(tmp_path):
     review = pl.read_csv(tmp_path / "run" / "review.csv", infer_schema=False)
     assert review["run"].n_unique() == 1 and review.height >= 2
 
-    typo = review.with_columns(pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("999999")).otherwise(pl.col("group_id")).alias("group_id"))
+    typo = review.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(pl.lit("999999")).otherwise(pl.col("group_id")).alias("group_id")
+    )
     typo.write_csv(tmp_path / "typo.csv")
-    r = run(app, ["dedupe", str(catalog), "--out", str(tmp_path / "run"), *args, "--review", str(tmp_path / "typo.csv")])
-    assert isinstance(r.exception, CatalogError) and "typo.csv, row 1: group 999999 is not in that run" in str(r.exception)
+    r = run(
+        app, ["dedupe", str(catalog), "--out", str(tmp_path / "run"), *args, "--review", str(tmp_path / "typo.csv")]
+    )
+    assert isinstance(r.exception, CatalogError) and "typo.csv, row 1: group 999999 is not in that run" in str(
+        r.exception
+    )
 
     assert review["run_dir"].to_list()[0] == str((tmp_path / "run").resolve())
     other = review.with_columns(pl.lit("0123456789abcdef").alias("run"))  # written for another run
     other.write_csv(tmp_path / "other.csv")
-    r = run(app, ["dedupe", str(catalog), "--out", str(tmp_path / "run"), *args, "--review", str(tmp_path / "other.csv")])
+    r = run(
+        app, ["dedupe", str(catalog), "--out", str(tmp_path / "run"), *args, "--review", str(tmp_path / "other.csv")]
+    )
     assert isinstance(r.exception, CatalogError) and "was written for run 0123456789abcdef" in str(r.exception)
 
     # the real file: accepted, and again after the run's groups changed (kept in reviewed/)
     filled = review.with_columns(pl.lit("same").alias("decision"))
     filled.write_csv(tmp_path / "run" / "review.csv")
     for _ in range(2):
-        r = run(app, ["dedupe", str(catalog), "--out", str(tmp_path / "run"), *args, "--review", str(tmp_path / "run" / "review.csv"), "--threshold", "0.95"])
+        r = run(
+            app,
+            [
+                "dedupe",
+                str(catalog),
+                "--out",
+                str(tmp_path / "run"),
+                *args,
+                "--review",
+                str(tmp_path / "run" / "review.csv"),
+                "--threshold",
+                "0.95",
+            ],
+        )
         assert r.exit_code == 0, (r.output, r.exception)
     assert len(list((tmp_path / "run" / "reviewed").glob("*.parquet"))) == 1

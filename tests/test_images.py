@@ -262,9 +262,17 @@ def test_a_shard_with_a_transient_failure_is_redone_by_a_rerun(tmp_path, server,
     from eclip.encoders import EmbedSettings, embed_catalog, load_embeddings
 
     base, hits = server
-    pl.DataFrame({"id": ["1", "2"], "title": ["blue photo", "busy server"], "image": [f"{base}/good-shard.png", f"{base}/flaky-shard.png"]}).write_csv(tmp_path / "c.csv")
+    pl.DataFrame(
+        {
+            "id": ["1", "2"],
+            "title": ["blue photo", "busy server"],
+            "image": [f"{base}/good-shard.png", f"{base}/flaky-shard.png"],
+        }
+    ).write_csv(tmp_path / "c.csv")
     cat = load_catalog(tmp_path / "c.csv", image_col="image")
-    images = ImageSettings(root=tmp_path, cache_dir=tmp_path / "cache", timeout_s=5, retries=0, allow_private_urls=True)  # the first 503 stands
+    images = ImageSettings(
+        root=tmp_path, cache_dir=tmp_path / "cache", timeout_s=5, retries=0, allow_private_urls=True
+    )  # the first 503 stands
     first = embed_catalog(hash_encoder, cat, tmp_path / "e", EmbedSettings(shard_rows=2, workers=0), images)
     assert first["failures"] == {"unavailable": 1} and not load_embeddings(tmp_path / "e").has_image[1]
     second = embed_catalog(hash_encoder, cat, tmp_path / "e", EmbedSettings(shard_rows=2, workers=0), images)
@@ -281,7 +289,12 @@ def test_local_and_private_urls_are_refused_unless_allowed(tmp_path, server):
     link-local addresses (nor redirect there) unless --allow-private-urls."""
     base, hits = server
     strict = _settings(tmp_path / "root", timeout_s=2, allow_private_urls=False)
-    for url in (f"{base}/good-private.png", "http://10.1.2.3/x.png", "http://169.254.169.254/latest/meta-data/", "http://[::1]:9/x.png"):
+    for url in (
+        f"{base}/good-private.png",
+        "http://10.1.2.3/x.png",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]:9/x.png",
+    ):
         with pytest.raises(ImageFailure) as info:
             fetch_url(url, strict)
         assert info.value.reason == "private_url" and "--allow-private-urls" in str(info.value), url
@@ -318,7 +331,13 @@ def test_url_too_large(tmp_path, server, path):
 
 
 GOOD = {"g-red": "red.png", "g-check": "check.jpg", "g-grad": "sub/grad.png"}
-BAD = {"b-missing": "missing", "b-trunc": "corrupt", "b-text": "corrupt", "b-outside": "outside_root", "b-slow": "timeout"}
+BAD = {
+    "b-missing": "missing",
+    "b-trunc": "corrupt",
+    "b-text": "corrupt",
+    "b-outside": "outside_root",
+    "b-slow": "timeout",
+}
 
 
 @pytest.fixture(scope="module")
@@ -329,7 +348,9 @@ def image_catalog(tmp_path_factory, server):
     cat = top / "catalog"
     (cat / "sub").mkdir(parents=True)
     Image.new("RGB", (40, 40), (220, 20, 20)).save(cat / "red.png")
-    Image.fromarray(((np.indices((48, 48)) // 6).sum(axis=0) % 2 * 255).astype(np.uint8)).convert("RGB").save(cat / "check.jpg", quality=92)
+    Image.fromarray(((np.indices((48, 48)) // 6).sum(axis=0) % 2 * 255).astype(np.uint8)).convert("RGB").save(
+        cat / "check.jpg", quality=92
+    )
     grad = np.zeros((36, 36, 3), np.uint8)
     grad[..., 2] = np.linspace(0, 255, 36, dtype=np.uint8)[None, :]
     grad[..., 1] = np.linspace(0, 255, 36, dtype=np.uint8)[:, None]
@@ -367,11 +388,30 @@ def embed_runs(image_catalog, tiny_clip_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("embed-out")
     d0, d2 = out / "w0", out / "w2"
     r = _run_cli(
-        "embed", image_catalog, "--model", tiny_clip_dir, "--image-col", "image", "--out", d0,
-        "--workers", 0, "--shard-rows", 4, "--url-timeout", 0.5, "--device", "cpu", "--allow-private-urls",
+        "embed",
+        image_catalog,
+        "--model",
+        tiny_clip_dir,
+        "--image-col",
+        "image",
+        "--out",
+        d0,
+        "--workers",
+        0,
+        "--shard-rows",
+        4,
+        "--url-timeout",
+        0.5,
+        "--device",
+        "cpu",
+        "--allow-private-urls",
     )
     cfg = api.EmbedConfig(
-        model=str(tiny_clip_dir), image_col="image", device="cpu", url_timeout_s=0.5, allow_private_urls=True,
+        model=str(tiny_clip_dir),
+        image_col="image",
+        device="cpu",
+        url_timeout_s=0.5,
+        allow_private_urls=True,
         settings=EmbedSettings(shard_rows=4, workers=2),
     )
     manifest2 = api.embed(image_catalog, d2, cfg)
@@ -449,7 +489,21 @@ def test_embed_cli_unknown_image_column(image_catalog, tiny_clip_dir, tmp_path, 
     """The command line's own entry point (in-process): exit 2, one error naming the column."""
     from eclip.cli import main
 
-    monkeypatch.setattr(sys, "argv", ["eclip", "embed", str(image_catalog), "--model", str(tiny_clip_dir), "--image-col", "nosuchcol", "--out", str(tmp_path / "o")])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "eclip",
+            "embed",
+            str(image_catalog),
+            "--model",
+            str(tiny_clip_dir),
+            "--image-col",
+            "nosuchcol",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     with pytest.raises(SystemExit) as info:
         main()
     assert info.value.code == 2

@@ -30,8 +30,16 @@ def test_mutual_joins_only_index_rows_still_alone():
     none = np.zeros(0, np.int64)
     # new 0 -> index 0 (taken: stays apart), new 1 -> index 2 (alone: joins), new 2 -> index 2 weaker
     r = assign_incremental(
-        3, none, none, np.zeros(0, np.float32), np.array([0, 1, 2]), np.array([0, 2, 2]),
-        np.array([0.95, 0.9, 0.8], np.float32), old_groups, 0.6, "mutual",
+        3,
+        none,
+        none,
+        np.zeros(0, np.float32),
+        np.array([0, 1, 2]),
+        np.array([0, 2, 2]),
+        np.array([0.95, 0.9, 0.8], np.float32),
+        old_groups,
+        0.6,
+        "mutual",
     )
     assert r.group_id.tolist() == [12, 11, 13]
     assert r.joined.tolist() == [False, True, False]
@@ -46,7 +54,15 @@ def test_dedupe_against_index_keeps_group_ids_stable(abt_subset, tmp_path):  # n
     cat.filter(pl.col("id").is_in(list(later))).write_csv(tmp_path / "day1.csv")
 
     assert run("dedupe", tmp_path / "day0.csv", "--out", tmp_path / "r0").exit_code == 0
-    r = run("index", "build", tmp_path / "r0" / "embeddings", "--out", tmp_path / "idx", "--groups", tmp_path / "r0" / "groups.parquet")
+    r = run(
+        "index",
+        "build",
+        tmp_path / "r0" / "embeddings",
+        "--out",
+        tmp_path / "idx",
+        "--groups",
+        tmp_path / "r0" / "groups.parquet",
+    )
     assert r.exit_code == 0, r.output
     r0 = pl.read_parquet(tmp_path / "r0" / "groups.parquet")
 

@@ -53,7 +53,9 @@ def test_parse_shard_and_rows():
     assert cuts == [(0, 3), (3, 6), (6, 10)]
 
 
-@pytest.mark.parametrize("factory", ["IVF64,PQ8x8,Refine(SQ8)", pytest.param("OPQ8_32,IVF64,PQ8x8", marks=pytest.mark.slow), "Flat"])
+@pytest.mark.parametrize(
+    "factory", ["IVF64,PQ8x8,Refine(SQ8)", pytest.param("OPQ8_32,IVF64,PQ8x8", marks=pytest.mark.slow), "Flat"]
+)
 def test_two_shards_merged_equal_a_single_build(tmp_path, factory):
     x = clustered(12000)
     ids = ids_of(len(x))
@@ -141,7 +143,9 @@ def test_nprobe_tuning_stops_where_recall_plateaus_below_the_target():
     rng = np.random.default_rng(0)
     xb = rng.standard_normal((4000, 32)).astype(np.float32)
     xb /= np.linalg.norm(xb, axis=1, keepdims=True)
-    index = faiss.index_factory(32, "IVF32,PQ4x4", faiss.METRIC_INNER_PRODUCT)  # coarse codes: recall stays far below 0.99
+    index = faiss.index_factory(
+        32, "IVF32,PQ4x4", faiss.METRIC_INNER_PRODUCT
+    )  # coarse codes: recall stays far below 0.99
     index.train(xb)
     index.add(xb)
     queries = xb[:200]

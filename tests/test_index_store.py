@@ -64,7 +64,9 @@ def test_index_build_and_query_from_an_embeddings_dir(tmp_path, hash_encoder):
     from eclip.encoders import embed_catalog
 
     f = tmp_path / "cat.csv"
-    pl.DataFrame({"id": [f"p{i}" for i in range(300)], "title": [f"widget model {i} blue" for i in range(300)]}).write_csv(f)
+    pl.DataFrame(
+        {"id": [f"p{i}" for i in range(300)], "title": [f"widget model {i} blue" for i in range(300)]}
+    ).write_csv(f)
     embed_catalog(hash_encoder, load_catalog(f), tmp_path / "emb")
     m = api.index_build(tmp_path / "emb", tmp_path / "idx")
     assert m["n"] == 300 and m["vectors"] == "text" and m["model"]["name"] == hash_encoder.name
@@ -81,7 +83,9 @@ def test_adding_embeddings_of_another_model_is_refused(tmp_path, hash_encoder):
     from eclip.encoders import embed_catalog
 
     f = tmp_path / "cat.csv"
-    pl.DataFrame({"id": [f"p{i}" for i in range(50)], "title": [f"widget model {i} blue" for i in range(50)]}).write_csv(f)
+    pl.DataFrame(
+        {"id": [f"p{i}" for i in range(50)], "title": [f"widget model {i} blue" for i in range(50)]}
+    ).write_csv(f)
     new = tmp_path / "new.csv"
     pl.DataFrame({"id": ["q1", "q2"], "title": ["widget model 7 red", "gadget 9"]}).write_csv(new)
     embed_catalog(hash_encoder, load_catalog(f), tmp_path / "emb")

@@ -13,13 +13,45 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "eclip"
 MAX_LINES = 500
 
 #: Concept packages: each is one idea of the spine; none may call a job, the API or the CLI.
-CONCEPTS = ("catalog", "encoders", "index", "matcher", "cluster", "classify", "evaluation", "report", "train", "distributed")
+CONCEPTS = (
+    "catalog",
+    "encoders",
+    "index",
+    "matcher",
+    "cluster",
+    "classify",
+    "evaluation",
+    "report",
+    "train",
+    "distributed",
+)
 
 #: Every public name :mod:`eclip.api` had before the split into :mod:`eclip.jobs`.
 API_NAMES = (
-    "DEFAULT_METHOD", "DEFAULT_THRESHOLD", "EmbedConfig", "embed", "train", "index_build", "index_merge", "index_add", "index_query",
-    "CatalogSource", "DedupeConfig", "read_calibration", "dedupe", "dedupe_against", "ClusterConfig", "cluster", "ClassifyConfig",
-    "classify", "AdultFilterConfig", "binary_gold", "filter_adult", "evaluate_predictions", "evaluate", "EclipError",
+    "DEFAULT_METHOD",
+    "DEFAULT_THRESHOLD",
+    "EmbedConfig",
+    "embed",
+    "train",
+    "index_build",
+    "index_merge",
+    "index_add",
+    "index_query",
+    "CatalogSource",
+    "DedupeConfig",
+    "read_calibration",
+    "dedupe",
+    "dedupe_against",
+    "ClusterConfig",
+    "cluster",
+    "ClassifyConfig",
+    "classify",
+    "AdultFilterConfig",
+    "binary_gold",
+    "filter_adult",
+    "evaluate_predictions",
+    "evaluate",
+    "EclipError",
 )
 
 
@@ -56,7 +88,9 @@ def import_graph() -> dict[str, set[str]]:
                     up = package.split(".")[: len(package.split(".")) - node.level + 1]
                     base = ".".join(up + ([base] if base else []))
                 if base.startswith("eclip"):
-                    deps |= {resolve(f"{base}.{a.name}") if f"{base}.{a.name}" in mods else resolve(base) for a in node.names}
+                    deps |= {
+                        resolve(f"{base}.{a.name}") if f"{base}.{a.name}" in mods else resolve(base) for a in node.names
+                    }
         graph[mod] = {d for d in deps if d and d != mod}
     return graph
 
@@ -111,7 +145,20 @@ def test_api_facade_keeps_every_public_name():
     assert len(Path(api.__file__).read_text().splitlines()) < 100  # a facade, not a second home
 
 
-COMMANDS = ["embed", "dedupe", "train", "index build", "index merge", "index add", "index query", "cluster", "classify", "filter-adult", "report", "eval"]
+COMMANDS = [
+    "embed",
+    "dedupe",
+    "train",
+    "index build",
+    "index merge",
+    "index add",
+    "index query",
+    "cluster",
+    "classify",
+    "filter-adult",
+    "report",
+    "eval",
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -120,7 +167,9 @@ def test_help_reads_at_80_columns(command):
     (the description column, measured where a description wraps)."""
     from eclip.cli import app
 
-    res = CliRunner().invoke(app, [*command.split(), "--help"], env={"COLUMNS": "80", "TERM": "dumb", "NO_COLOR": "1"}, terminal_width=80)
+    res = CliRunner().invoke(
+        app, [*command.split(), "--help"], env={"COLUMNS": "80", "TERM": "dumb", "NO_COLOR": "1"}, terminal_width=80
+    )
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
     assert max(len(line) for line in lines) <= 80

@@ -55,8 +55,23 @@ def test_one_to_one_uses_each_row_once_and_one_to_many_only_right_once():
 
 
 def tiny_catalogs(folder):
-    left = pl.DataFrame({"id": ["1", "2", "3", "4"], "title": ["Sony Bravia KDL40V TV 40 inch", "Sony Bravia KDL40V TV 40 inch", "Canon EOS 450D camera kit", "Panasonic toaster NT-D700"]})
-    right = pl.DataFrame({"id": ["1", "2", "3"], "title": ["Bosch kettle TWK7801 1.7 l", "Sony Bravia KDL40V 40in LCD TV", "Canon EOS 450D camera body kit"]})
+    left = pl.DataFrame(
+        {
+            "id": ["1", "2", "3", "4"],
+            "title": [
+                "Sony Bravia KDL40V TV 40 inch",
+                "Sony Bravia KDL40V TV 40 inch",
+                "Canon EOS 450D camera kit",
+                "Panasonic toaster NT-D700",
+            ],
+        }
+    )
+    right = pl.DataFrame(
+        {
+            "id": ["1", "2", "3"],
+            "title": ["Bosch kettle TWK7801 1.7 l", "Sony Bravia KDL40V 40in LCD TV", "Canon EOS 450D camera body kit"],
+        }
+    )
     left.write_csv(folder / "left.csv")
     right.write_csv(folder / "right.csv")
     return folder / "left.csv", folder / "right.csv"
@@ -66,7 +81,21 @@ def tiny_catalogs(folder):
 def test_links_are_cross_source_and_equal_ids_stay_apart(tiny_sentence_dir, tmp_path, mode):
     left, right = tiny_catalogs(tmp_path)
     out = tmp_path / "run"
-    r = run("link", left, right, "--out", out, "--model", tiny_sentence_dir, "--mode", mode, "--threshold", "0.5", "--k", "3")
+    r = run(
+        "link",
+        left,
+        right,
+        "--out",
+        out,
+        "--model",
+        tiny_sentence_dir,
+        "--mode",
+        mode,
+        "--threshold",
+        "0.5",
+        "--k",
+        "3",
+    )
     assert r.exit_code == 0, r.output
     links = pl.read_parquet(out / "links.parquet")
     pairs = set(zip(links["left_id"], links["right_id"]))
@@ -109,7 +138,12 @@ def test_sides_embedded_with_different_models_are_refused(tiny_sentence_dir, tmp
     from eclip import api
 
     with pytest.raises(RunDirError, match="embedded with different models"):
-        api.link(left, right, tmp_path / "run", api.LinkConfig(left_embeddings=tmp_path / "el", right_embeddings=tmp_path / "er"))
+        api.link(
+            left,
+            right,
+            tmp_path / "run",
+            api.LinkConfig(left_embeddings=tmp_path / "el", right_embeddings=tmp_path / "er"),
+        )
     assert not (tmp_path / "run" / "links.parquet").exists()
 
 
@@ -137,7 +171,9 @@ def test_link_abt_against_buy_then_eval(tmp_path):
     r = run("link", tmp_path / "abt.csv", tmp_path / "buy.csv", "--out", out)
     assert r.exit_code == 0, r.output
     links = pl.read_parquet(out / "links.parquet")
-    assert {"left_id", "right_id", "score", "match_probability", "cos_embedding", "cos_tfidf", "code", "rank"} <= set(links.columns)
+    assert {"left_id", "right_id", "score", "match_probability", "cos_embedding", "cos_tfidf", "code", "rank"} <= set(
+        links.columns
+    )
     assert set(links["left_id"]) <= set(matches["id_a"]) and set(links["right_id"]) <= set(matches["id_b"])
     r = run("eval", out, "--gold", tmp_path / "matches.csv")
     assert r.exit_code == 0, r.output
@@ -149,4 +185,6 @@ def test_link_abt_against_buy_then_eval(tmp_path):
     html = (out / "report.html").read_text()
     assert "eclip link report" in html and "Cross-pair precision / recall" in html and "abt.csv / buy.csv" in html
     review = pl.read_csv(out / "review.csv", infer_schema=False)
-    assert review.columns == ["left_id", "right_id", "decision", "left_title", "right_title"] and len(review) == len(links)
+    assert review.columns == ["left_id", "right_id", "decision", "left_title", "right_title"] and len(review) == len(
+        links
+    )

@@ -24,7 +24,9 @@ def test_average_linkage_keeps_two_products_apart_where_components_chain():
     # pair (3, 4) bridges them at 0.8: components chain all 8 rows, average linkage does not
     a1, b1, s1 = _clique([0, 1, 2, 3], 0.9)
     a2, b2, s2 = _clique([4, 5, 6, 7], 0.9)
-    a = np.concatenate([a1, a2, [3]]); b = np.concatenate([b1, b2, [4]]); s = np.concatenate([s1, s2, [0.8]])
+    a = np.concatenate([a1, a2, [3]])
+    b = np.concatenate([b1, b2, [4]])
+    s = np.concatenate([s1, s2, [0.8]])
     comp = group(8, a, b, s, 0.5, "components").labels
     assert len(set(comp.tolist())) == 1
     avg = average_linkage(8, a, b, s, 0.5)
@@ -58,7 +60,8 @@ def test_average_linkage_respects_cannot_link():
 def test_groups_frame_holds_every_row_once_for_every_method():
     rng = np.random.default_rng(0)
     n = 50
-    a = rng.integers(0, n, 200); b = rng.integers(0, n, 200)
+    a = rng.integers(0, n, 200)
+    b = rng.integers(0, n, 200)
     keep = a < b
     a, b = a[keep], b[keep]
     s = rng.random(len(a)).astype(np.float32)
@@ -94,7 +97,8 @@ def test_mixture_needs_data():
 def test_given_threshold_overrides_the_learned_one():
     rng = np.random.default_rng(2)
     score = np.concatenate([rng.normal(0.3, 0.1, 300), rng.normal(0.9, 0.05, 100)]).astype(np.float32)
-    a = np.arange(400); b = a + 1
+    a = np.arange(400)
+    b = a + 1
     learned = learn_settings(401, a, b, score, "mutual", None, 0.6)
     assert learned.on == "match_probability" and learned.threshold == 0.5
     given = learn_settings(401, a, b, score, "mutual", 0.77, 0.6)
@@ -104,12 +108,16 @@ def test_given_threshold_overrides_the_learned_one():
 def test_auto_picks_mutual_for_pairs_and_average_for_groups():
     pa, pb, pp = [], [], []
     for base in range(0, 100, 2):  # 50 products, 2 rows each
-        pa.append(base); pb.append(base + 1); pp.append(0.95)
+        pa.append(base)
+        pb.append(base + 1)
+        pp.append(0.95)
     assert choose_method(100, np.array(pa), np.array(pb), np.array(pp))[0] == "mutual"
     ga, gb, gp = [], [], []
     for base in range(0, 100, 10):  # 10 products, 10 rows each
         a, b, s = _clique(list(range(base, base + 10)), 0.9)
-        ga += a.tolist(); gb += b.tolist(); gp += s.tolist()
+        ga += a.tolist()
+        gb += b.tolist()
+        gp += s.tolist()
     method, median = choose_method(100, np.array(ga), np.array(gb), np.array(gp))
     assert method == "average" and median == pytest.approx(8.1)
 
@@ -145,7 +153,8 @@ def test_oversized_groups_name_their_weakest_edges():
 
     assert size_bound(1_000) == 100 and size_bound(1_000_000) == 10_000
     n = 150
-    a = np.arange(n - 1); b = a + 1  # a chain of 150 rows
+    a = np.arange(n - 1)
+    b = a + 1  # a chain of 150 rows
     s = np.linspace(0.9, 0.6, n - 1)
     g = group(n, a, b, s, 0.5, "components")
     big = oversized_groups(g.labels, a, b, s, 100, g.accepted)

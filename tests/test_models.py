@@ -76,7 +76,10 @@ def offline_empty_hf_cache(tmp_path, monkeypatch):
         ("   ", ["empty model spec"]),
         ("openclip:NoSuchArch", ["no architecture 'NoSuchArch'", "open_clip.list_models()"]),
         ("openclip:ViT-B-3", ["no architecture 'ViT-B-3'", "Close names", "ViT-B-32"]),
-        ("openclip:ViT-B-32:no_such_tag", ["no pretrained tag 'no_such_tag'", "Known tags", "laion2b_s34b_b79k", "checkpoint file"]),
+        (
+            "openclip:ViT-B-32:no_such_tag",
+            ["no pretrained tag 'no_such_tag'", "Known tags", "laion2b_s34b_b79k", "checkpoint file"],
+        ),
         ("openclip:ViT-B-32:/missing/file.pt", ["no checkpoint file /missing/file.pt"]),
         ("hf-hub:bad", ["hf-hub:ORG/NAME"]),
         ("hf-hub:a/b/c", ["hf-hub:ORG/NAME"]),
@@ -116,7 +119,9 @@ def test_folder_without_model_files_is_refused(tmp_path):
 # --------------------------------------------------------------------------- spec parsing
 
 
-@pytest.mark.parametrize("alias", ["minilm", "MiniLM", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "  minilm "])
+@pytest.mark.parametrize(
+    "alias", ["minilm", "MiniLM", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "  minilm "]
+)
 def test_minilm_aliases_parse_as_text_only(alias):
     spec = parse_model_spec(alias)
     assert spec.kind == "minilm"
@@ -126,7 +131,12 @@ def test_minilm_aliases_parse_as_text_only(alias):
 
 def test_spec_kinds(tiny_clip_dir, tmp_path):
     local = parse_model_spec(str(tiny_clip_dir))
-    assert (local.kind, local.location, local.has_images, local.needs_network) == ("local-dir", str(tiny_clip_dir.resolve()), True, False)
+    assert (local.kind, local.location, local.has_images, local.needs_network) == (
+        "local-dir",
+        str(tiny_clip_dir.resolve()),
+        True,
+        False,
+    )
     assert parse_model_spec(f"local-dir:{tiny_clip_dir}").location == str(tiny_clip_dir.resolve())
 
     hub = parse_model_spec("hf-hub:some-org/some-model")
@@ -236,7 +246,9 @@ def test_save_model_dir_round_trips(tmp_path, tiny_clip_dir):
 
     torch.manual_seed(5)
     model = open_clip.CLIP(**copy.deepcopy(TINY_CLIP_CFG)).eval()
-    folder = save_model_dir(model, TINY_CLIP_CFG, tmp_path / "saved", preprocess_cfg={"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]})
+    folder = save_model_dir(
+        model, TINY_CLIP_CFG, tmp_path / "saved", preprocess_cfg={"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+    )
     enc = load_encoder(str(folder), device="cpu")
     tok = open_clip.get_tokenizer("ViT-B-32", context_length=TINY_CLIP_CFG["text_cfg"]["context_length"])
     with torch.no_grad():

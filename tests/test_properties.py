@@ -18,7 +18,9 @@ def scored_pairs(draw, max_rows=25):
     n = draw(st.integers(1, max_rows))
     if n < 2:
         return n, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    pairs = draw(st.sets(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)).filter(lambda t: t[0] < t[1]), max_size=60))
+    pairs = draw(
+        st.sets(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)).filter(lambda t: t[0] < t[1]), max_size=60)
+    )
     pairs = sorted(pairs)
     a = np.array([p[0] for p in pairs], np.int64)
     b = np.array([p[1] for p in pairs], np.int64)
@@ -50,7 +52,11 @@ def test_mutual_groups_lie_inside_connected_components(data, threshold):
         assert len(np.unique(components[mutual == label])) == 1
 
 
-labelings = st.integers(1, 30).flatmap(lambda n: st.tuples(st.lists(st.integers(0, 5), min_size=n, max_size=n), st.lists(st.integers(0, 5), min_size=n, max_size=n)))
+labelings = st.integers(1, 30).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.integers(0, 5), min_size=n, max_size=n), st.lists(st.integers(0, 5), min_size=n, max_size=n)
+    )
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -84,5 +90,11 @@ def test_candidate_pairs_are_unique_with_a_below_b(t1, t2):
         assert (a < b).all() and pairs.select("a", "b").is_unique().all()
         listed = {(min(i, int(j)), max(i, int(j))) for i, row in enumerate(table) for j in row if j >= 0 and j != i}
         assert set(zip(a.tolist(), b.tolist())) == listed  # every neighbour, nothing else
-    union = union_candidates({"text": knn_pairs(t1), "image": knn_pairs(t2), "code": pl.DataFrame({"a": [0], "b": [1]}, schema={"a": pl.Int64, "b": pl.Int64})})
+    union = union_candidates(
+        {
+            "text": knn_pairs(t1),
+            "image": knn_pairs(t2),
+            "code": pl.DataFrame({"a": [0], "b": [1]}, schema={"a": pl.Int64, "b": pl.Int64}),
+        }
+    )
     assert (union["a"] < union["b"]).all() and union.select("a", "b").is_unique().all()

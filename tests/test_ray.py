@@ -9,7 +9,6 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-
 from conftest import abt_head
 
 ray = pytest.importorskip("ray")
@@ -59,13 +58,17 @@ def test_embed_on_ray_gives_the_single_process_vectors(runner, subset, single, t
     assert a.ids == b.ids and np.array_equal(a.text, b.text)
 
 
-def test_killed_worker_is_replaced_and_the_run_completes(runner, subset, single, tiny_sentence_dir, tmp_path, monkeypatch):
+def test_killed_worker_is_replaced_and_the_run_completes(
+    runner, subset, single, tiny_sentence_dir, tmp_path, monkeypatch
+):
     from eclip.encoders import load_embeddings
     from eclip.jobs.embed import embed
 
     monkeypatch.setenv("ECLIP_FAULT_AT", "embed-shard-1")  # the actor writing shard 1 SIGKILLs itself
     m = embed(subset, tmp_path / "emb", _embed_cfg(tiny_sentence_dir, runner))
-    assert m["status"] == "complete" and m["executor"]["shards_on_restarted_actors"] >= 1  # Ray restarted the dead actor
+    assert (
+        m["status"] == "complete" and m["executor"]["shards_on_restarted_actors"] >= 1
+    )  # Ray restarted the dead actor
     a, b = load_embeddings(single), load_embeddings(tmp_path / "emb")
     assert a.ids == b.ids and np.array_equal(a.text, b.text)
 
@@ -100,6 +103,9 @@ def test_a_failing_task_names_its_rows(runner, tmp_path):
     from eclip.jobs.ray_steps import knn_task
 
     shared = {"xb": np.zeros((100, 4), np.float32), "folder": str(tmp_path / "no-index"), "k": 5}
-    with pytest.raises(EclipError, match=r"searching stopped: rows (1-50|51-100) failed \(kNN block [01] \(rows (1-50|51-100)\): RunDirError: .*no-index") as info:
+    with pytest.raises(
+        EclipError,
+        match=r"searching stopped: rows (1-50|51-100) failed \(kNN block [01] \(rows (1-50|51-100)\): RunDirError: .*no-index",
+    ) as info:
         runner.map_tasks(knn_task, [(0, 50), (50, 100)], "searching", shared)
     assert "\n" not in str(info.value) and "Traceback" not in str(info.value)

@@ -10,9 +10,9 @@ from html.parser import HTMLParser
 import numpy as np
 import polars as pl
 import pytest
+from conftest import SHARED
 from typer.testing import CliRunner
 
-from conftest import SHARED
 from eclip.cli import app
 from eclip.errors import CatalogError
 from eclip.matcher import group, read_review
@@ -66,7 +66,25 @@ def test_json_block_cannot_close_its_script():
 @pytest.fixture(scope="module")
 def cluster_run(fashion_subset, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "cluster"
-    r = runner.invoke(app, ["cluster", str(fashion_subset / "catalog.csv"), "--out", str(out), "--image-col", "image", "--image-root", str(SHARED / "fashion"), "--vectors", "text", "--gold-col", "articleType", "--min-cluster-size", "5"])
+    r = runner.invoke(
+        app,
+        [
+            "cluster",
+            str(fashion_subset / "catalog.csv"),
+            "--out",
+            str(out),
+            "--image-col",
+            "image",
+            "--image-root",
+            str(SHARED / "fashion"),
+            "--vectors",
+            "text",
+            "--gold-col",
+            "articleType",
+            "--min-cluster-size",
+            "5",
+        ],
+    )
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["report", str(out)])
     assert r.exit_code == 0, r.output
@@ -76,7 +94,9 @@ def cluster_run(fashion_subset, tmp_path_factory):
 def test_cluster_report_is_self_contained_escaped_and_has_a_review_file(cluster_run):
     html = (cluster_run / "report.html").read_text()
     assert "<script>alert" not in html and "<img src=x" not in html  # the injected title never appears as markup
-    assert not re.search(r"""(src|href|action)\s*=\s*["']?(https?:)?//|url\(\s*["']?(https?:)?//|@import""", html)  # nothing fetched
+    assert not re.search(
+        r"""(src|href|action)\s*=\s*["']?(https?:)?//|url\(\s*["']?(https?:)?//|@import""", html
+    )  # nothing fetched
     assert "default-src 'none'" in html  # and the CSP forbids it anyway
     assert html.count("data:image/jpeg;base64,") > 50  # thumbnails embedded
     assert html.count("<svg") >= 3  # probability and size histograms, B-cubed curve (labelled run)
@@ -90,10 +110,23 @@ def test_cluster_report_is_self_contained_escaped_and_has_a_review_file(cluster_
 
 def test_dedupe_report_shows_linking_signals_and_review_changes_groups(fashion_subset, tmp_path):
     out = tmp_path / "dd"
-    args = ["dedupe", str(fashion_subset / "catalog.csv"), "--out", str(out), "--image-col", "image", "--image-root", str(SHARED / "fashion"), "--method", "components"]
+    args = [
+        "dedupe",
+        str(fashion_subset / "catalog.csv"),
+        "--out",
+        str(out),
+        "--image-col",
+        "image",
+        "--image-root",
+        str(SHARED / "fashion"),
+        "--method",
+        "components",
+    ]
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["report", str(out), "--gold", str(fashion_subset / "catalog.csv"), "--gold-col", "articleType"])
+    r = runner.invoke(
+        app, ["report", str(out), "--gold", str(fashion_subset / "catalog.csv"), "--gold-col", "articleType"]
+    )
     assert r.exit_code == 0, r.output
     html = (out / "report.html").read_text()
     data = json.loads(html.split('id="report-data">', 1)[1].split("</script>", 1)[0])
@@ -103,9 +136,22 @@ def test_dedupe_report_shows_linking_signals_and_review_changes_groups(fashion_s
     review = pl.read_csv(out / "review.csv", infer_schema=False)
     big = review.group_by("group_id").len().sort("len", descending=True)["group_id"][0]
     rows = review.filter(pl.col("group_id") == big)["id"].to_list()
-    review = review.with_columns(pl.when(pl.col("id") == rows[0]).then(pl.lit("different")).otherwise(pl.lit("same")).alias("decision"))
+    review = review.with_columns(
+        pl.when(pl.col("id") == rows[0]).then(pl.lit("different")).otherwise(pl.lit("same")).alias("decision")
+    )
     review.write_csv(tmp_path / "filled.csv")
-    r = runner.invoke(app, [*args[:3], str(tmp_path / "dd2"), *args[4:], "--embeddings", str(out / "embeddings"), "--review", str(tmp_path / "filled.csv")])
+    r = runner.invoke(
+        app,
+        [
+            *args[:3],
+            str(tmp_path / "dd2"),
+            *args[4:],
+            "--embeddings",
+            str(out / "embeddings"),
+            "--review",
+            str(tmp_path / "filled.csv"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     groups = pl.read_parquet(tmp_path / "dd2" / "groups.parquet")
     gid = dict(zip(groups["id"].to_list(), groups["group_id"].to_list()))
@@ -147,7 +193,15 @@ def _chromium():
 def test_report_renders_in_headless_chromium(cluster_run, tmp_path):
     exe = _chromium()
     url = (cluster_run / "report.html").resolve().as_uri()
-    flags = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1280,1600", "--virtual-time-budget=5000"]
+    flags = [
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--window-size=1280,1600",
+        "--virtual-time-budget=5000",
+    ]
     dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     parser = _Dom()
@@ -163,7 +217,12 @@ def test_report_renders_in_headless_chromium(cluster_run, tmp_path):
     assert sum(1 for t, _ in tags if t == "script") == 2  # ours: the JSON block and the renderer
     text = "".join(parser.text)
     assert "page 1 of" in text
-    if manifest["counts"]["clusters"] <= 50 and (pl.read_parquet(cluster_run / "clusters.parquet").filter(pl.col("id") == "x-script")["cluster_id"] >= 0).all():
+    if (
+        manifest["counts"]["clusters"] <= 50
+        and (
+            pl.read_parquet(cluster_run / "clusters.parquet").filter(pl.col("id") == "x-script")["cluster_id"] >= 0
+        ).all()
+    ):
         assert INJECTION in text  # shown as text, characters intact
     shot = tmp_path / "report.png"
     r = subprocess.run([*flags, f"--screenshot={shot}", url], capture_output=True, text=True, timeout=120)

@@ -30,7 +30,9 @@ TITLES = [
 
 def test_onnx_fp32_gives_pytorch_vectors_in_input_order(tiny_sentence_dir, tmp_path):
     torch_enc = load_encoder(str(tiny_sentence_dir), runtime="torch")
-    onnx_enc = load_encoder(str(tiny_sentence_dir), runtime="onnx", cache_dir=tmp_path, batch_size=3)  # batches of 3 shapes
+    onnx_enc = load_encoder(
+        str(tiny_sentence_dir), runtime="onnx", cache_dir=tmp_path, batch_size=3
+    )  # batches of 3 shapes
     assert torch_enc.runtime == "torch" and onnx_enc.runtime == "onnx"
     ref, got = torch_enc.encode(TITLES), onnx_enc.encode(TITLES)  # mixed lengths: sorted inside, unsorted out
     assert got.dtype == np.float32 and got.shape == ref.shape
@@ -78,7 +80,9 @@ def test_static_model_is_distilled_once_and_encodes(tiny_sentence_dir, tmp_path,
     assert out.dtype == np.float32 and out.shape == (len(TITLES), enc.dim)
     norms = np.linalg.norm(out, axis=1)
     assert np.all((np.abs(norms - 1) < 1e-5) | (norms == 0))
-    assert enc.describe()["kind"] == "model2vec" and enc.describe()["distilled_from"]["folder"] == str(tiny_sentence_dir)
+    assert enc.describe()["kind"] == "model2vec" and enc.describe()["distilled_from"]["folder"] == str(
+        tiny_sentence_dir
+    )
     # a second load finds the distilled model in the cache
     monkeypatch.setattr(static_mod, "distill_static", lambda *a, **k: pytest.fail("distilled twice"))
     again = load_encoder(f"static:{tiny_sentence_dir}")
@@ -93,15 +97,24 @@ def test_cli_embed_and_dedupe_record_the_runtime(tiny_sentence_dir, tmp_path):
     cat = tmp_path / "cat.csv"
     pl.DataFrame({"id": [str(i) for i in range(len(TITLES))], "title": [t or "x" for t in TITLES]}).write_csv(cat)
     runner = CliRunner()
-    r = runner.invoke(app, ["embed", str(cat), "--out", str(tmp_path / "emb"), "--model", str(tiny_sentence_dir), "--runtime", "onnx"])
+    r = runner.invoke(
+        app, ["embed", str(cat), "--out", str(tmp_path / "emb"), "--model", str(tiny_sentence_dir), "--runtime", "onnx"]
+    )
     assert r.exit_code == 0, r.output
     manifest = json.loads((tmp_path / "emb" / "manifest.json").read_text())
     assert manifest["runtime"] == "onnx" and list((tmp_path / "emb" / "runtime" / "onnx").glob("*.onnx"))
     # torch resumes onnx's embeddings: nothing is embedded again
-    r = runner.invoke(app, ["embed", str(cat), "--out", str(tmp_path / "emb"), "--model", str(tiny_sentence_dir), "--runtime", "torch"])
+    r = runner.invoke(
+        app,
+        ["embed", str(cat), "--out", str(tmp_path / "emb"), "--model", str(tiny_sentence_dir), "--runtime", "torch"],
+    )
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "emb" / "manifest.json").read_text())["embedded_rows"] == 0
-    r = runner.invoke(app, ["dedupe", str(cat), "--out", str(tmp_path / "run"), "--model", f"static:{tiny_sentence_dir}"], env={"ECLIP_CACHE_DIR": str(tmp_path / "cache")})
+    r = runner.invoke(
+        app,
+        ["dedupe", str(cat), "--out", str(tmp_path / "run"), "--model", f"static:{tiny_sentence_dir}"],
+        env={"ECLIP_CACHE_DIR": str(tmp_path / "cache")},
+    )
     assert r.exit_code == 0, r.output
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["model"]["kind"] == "model2vec"

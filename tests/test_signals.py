@@ -32,7 +32,10 @@ def test_extract_quantities_reads_units_into_base_units():
 
     assert extract_quantities("SanDisk Ultra 128GB microSDXC") == {"storage_gb": {128.0}}
     assert extract_quantities("Samsung 850 EVO 1TB SSD") == {"storage_gb": {1000.0}}
-    assert extract_quantities("Corsair 16GB (2x8GB) DDR4 3200MHz") == {"storage_gb": {16.0, 8.0}, "frequency_hz": {3.2e9}}
+    assert extract_quantities("Corsair 16GB (2x8GB) DDR4 3200MHz") == {
+        "storage_gb": {16.0, 8.0},
+        "frequency_hz": {3.2e9},
+    }
     assert extract_quantities("Samsung PN50A550 50' Plasma TV")["length_mm"] == {1270.0}
     assert extract_quantities("Pampers 3-pack") == {"count": {3.0}}
     assert extract_quantities("Sony WH1000XM3 headphones") == {}
@@ -49,7 +52,12 @@ def test_code_blocks_skip_codes_shared_by_too_many_rows():
     codes = [frozenset({"abc123"}), frozenset({"abc123", "128gb"}), frozenset({"128gb"}), frozenset({"128gb"})]
     df = code_block_pairs(codes, max_block=2)
     assert df.rows() == [(0, 1)]
-    merged = merge_candidates(pl.DataFrame({"a": [0, 2], "b": [1, 3], "rank": [1, 1]}, schema={"a": pl.Int64, "b": pl.Int64, "rank": pl.UInt32}), df)
+    merged = merge_candidates(
+        pl.DataFrame(
+            {"a": [0, 2], "b": [1, 3], "rank": [1, 1]}, schema={"a": pl.Int64, "b": pl.Int64, "rank": pl.UInt32}
+        ),
+        df,
+    )
     assert merged["source"].to_list() == ["knn+code", "knn"]
 
 
@@ -75,7 +83,11 @@ def test_a_quantity_conflict_splits_near_twins(hash_encoder):
     from eclip.matcher import group
 
     # row 1 differs from row 0 only in its capacity; row 2 is row 0 reworded
-    texts = ["Kingston DataTraveler Exodia 64GB USB stick", "Kingston DataTraveler Exodia 128GB USB stick", "Kingston USB stick DataTraveler Exodia, 64 GB"]
+    texts = [
+        "Kingston DataTraveler Exodia 64GB USB stick",
+        "Kingston DataTraveler Exodia 128GB USB stick",
+        "Kingston USB stick DataTraveler Exodia, 64 GB",
+    ]
     emb = hash_encoder.encode(texts)
     tfidf = CharNgramTfidf().fit_transform(texts)
     codes = [extract_codes(t) for t in texts]
@@ -96,13 +108,22 @@ def test_a_brand_conflict_counts_against_and_agreement_adds_nothing(hash_encoder
     a, b = np.array([0, 0]), np.array([1, 2])
     out = score_pairs(a, b, emb, None, None, brands=["logitech", "logitech", "sony"])
     assert out["brand"].tolist() == [1.0, -1.0]
-    assert out["score"][0] == pytest.approx(1.0, abs=1e-5) and out["score"][1] == pytest.approx(1.0 - ScoreWeights().brand, abs=1e-5)
+    assert out["score"][0] == pytest.approx(1.0, abs=1e-5) and out["score"][1] == pytest.approx(
+        1.0 - ScoreWeights().brand, abs=1e-5
+    )
 
 
 def test_tfidf_above_exact_max_hashes_in_chunks_with_the_same_weighting():
     from eclip.encoders import CharNgramTfidf
 
-    titles = ["Sony WH-1000XM4 headphones black", "sony wh1000xm4 headphones", "Samsung 870 EVO 1TB SSD", "Samsung 870 EVO 2TB SSD", "", "Logitech MX Master 3S"] * 5
+    titles = [
+        "Sony WH-1000XM4 headphones black",
+        "sony wh1000xm4 headphones",
+        "Samsung 870 EVO 1TB SSD",
+        "Samsung 870 EVO 2TB SSD",
+        "",
+        "Logitech MX Master 3S",
+    ] * 5
     exact = CharNgramTfidf().fit_transform(titles)
     vec = CharNgramTfidf(exact_max=10, chunk_rows=7)  # 30 rows: hashed, in 5 chunks
     hashed = vec.fit_transform(titles)

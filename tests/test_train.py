@@ -71,7 +71,9 @@ def _worker(rank, world, init_file, img, txt, keys, w_img, w_txt, q):
     b = w_txt.clone().requires_grad_(True)
     rows = slice(rank * len(img) // world, (rank + 1) * len(img) // world)
     fi, ft = F.normalize(img[rows] @ a, dim=-1), F.normalize(txt[rows] @ b, dim=-1)
-    loss = ContrastiveLoss(True, rank, world, local_loss=True, gather_with_grad=True)(fi, ft, torch.tensor(3.0), keys[rows])
+    loss = ContrastiveLoss(True, rank, world, local_loss=True, gather_with_grad=True)(
+        fi, ft, torch.tensor(3.0), keys[rows]
+    )
     loss.backward()
     for g in (a.grad, b.grad):  # DDP averages gradients over ranks
         dist.all_reduce(g)
@@ -97,7 +99,9 @@ def test_gather_with_grad_two_ranks_equal_one_rank(tmp_path):
 
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(r, 2, tmp_path / "init", img, txt, keys, w_img, w_txt, q)) for r in range(2)]
+    procs = [
+        ctx.Process(target=_worker, args=(r, 2, tmp_path / "init", img, txt, keys, w_img, w_txt, q)) for r in range(2)
+    ]
     for p in procs:
         p.start()
     results = [q.get(timeout=300) for _ in procs]
@@ -122,7 +126,13 @@ def test_warmup_then_cosine():
 
 def test_group_keys_link_titles_hashes_and_columns(tmp_path):
     f = tmp_path / "c.csv"
-    pl.DataFrame({"id": list("abcde"), "title": ["Nike T-Shirt!", "nike  t shirt", "Adidas cap", "Puma bag", ""], "sku": ["1", "2", "3", "3", "9"]}).write_csv(f)
+    pl.DataFrame(
+        {
+            "id": list("abcde"),
+            "title": ["Nike T-Shirt!", "nike  t shirt", "Adidas cap", "Puma bag", ""],
+            "sku": ["1", "2", "3", "3", "9"],
+        }
+    ).write_csv(f)
     cat = load_catalog(f)
     assert normalise_title("Nike  T-Shirt!") == "nike t shirt"
     k = group_keys(cat, ("title",))
@@ -164,8 +174,28 @@ def tiny_catalog(tmp_path_factory):
 
 
 def _train_cmd(catalog, init, out, *extra):
-    return [*ECLIP, "train", str(catalog), "--init", str(init), "--out", str(out), "--batch-size", "8", "--epochs", "30",
-            "--checkpoint-every", "5", "--warmup-steps", "3", "--lr", "0.01", "--zeroshot-col", "kind", *extra]
+    return [
+        *ECLIP,
+        "train",
+        str(catalog),
+        "--init",
+        str(init),
+        "--out",
+        str(out),
+        "--batch-size",
+        "8",
+        "--epochs",
+        "30",
+        "--checkpoint-every",
+        "5",
+        "--warmup-steps",
+        "3",
+        "--lr",
+        "0.01",
+        "--zeroshot-col",
+        "kind",
+        *extra,
+    ]
 
 
 def _env():
@@ -176,10 +206,22 @@ def _env():
 def test_killed_training_resumes_to_the_same_weights(tiny_catalog, tiny_clip_dir, tmp_path):
     from safetensors.numpy import load_file
 
-    clean = subprocess.run(_train_cmd(tiny_catalog, tiny_clip_dir, tmp_path / "clean"), env=_env(), capture_output=True, text=True, timeout=600)
+    clean = subprocess.run(
+        _train_cmd(tiny_catalog, tiny_clip_dir, tmp_path / "clean"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert clean.returncode == 0, clean.stderr[-2000:]
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_train_cmd(tiny_catalog, tiny_clip_dir, out), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        _train_cmd(tiny_catalog, tiny_clip_dir, out),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 300
     while time.time() < deadline:
         if (out / "checkpoints").exists() and list((out / "checkpoints").glob("step-*.pt")):
@@ -188,17 +230,30 @@ def test_killed_training_resumes_to_the_same_weights(tiny_catalog, tiny_clip_dir
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "model").exists(), "the kill must land mid-run"
-    refused = subprocess.run(_train_cmd(tiny_catalog, tiny_clip_dir, out), env=_env(), capture_output=True, text=True, timeout=600)
+    refused = subprocess.run(
+        _train_cmd(tiny_catalog, tiny_clip_dir, out), env=_env(), capture_output=True, text=True, timeout=600
+    )
     assert refused.returncode == 2 and "--resume latest" in refused.stderr
-    again = subprocess.run(_train_cmd(tiny_catalog, tiny_clip_dir, out, "--resume", "latest"), env=_env(), capture_output=True, text=True, timeout=600)
+    again = subprocess.run(
+        _train_cmd(tiny_catalog, tiny_clip_dir, out, "--resume", "latest"),
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert again.returncode == 0, again.stderr[-2000:]
-    a, b = load_file(tmp_path / "clean" / "model" / "open_clip_model.safetensors"), load_file(out / "model" / "open_clip_model.safetensors")
+    a, b = (
+        load_file(tmp_path / "clean" / "model" / "open_clip_model.safetensors"),
+        load_file(out / "model" / "open_clip_model.safetensors"),
+    )
     assert a.keys() == b.keys()
     for k in a:
         assert np.allclose(a[k], b[k], atol=1e-6), k
     card = json.loads((tmp_path / "clean" / "model" / "model_card.json").read_text())
     assert card["loss"]["variant"] == "eclip" and card["training"]["steps"] == 30 * (card["data"]["train_rows"] // 8)
-    evals = [json.loads(line) for line in (tmp_path / "clean" / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
+    evals = [
+        json.loads(line) for line in (tmp_path / "clean" / "metrics.jsonl").read_text().splitlines() if '"eval"' in line
+    ]
     assert len(evals) == 31 and {"zeroshot_top1", "i2t_recall@1", "t2i_recall@5"} <= set(evals[-1])
     assert evals[-1]["i2t_recall@5"] > evals[0]["i2t_recall@5"]  # it learned something
 
@@ -210,7 +265,19 @@ def test_model_folder_round_trips_through_plain_open_clip(tiny_catalog, tiny_cli
     from eclip.encoders import load_encoder
     from eclip.train import TrainConfig
 
-    api.train(tiny_catalog, tmp_path / "run", TrainConfig(init=str(tiny_clip_dir), batch_size=8, epochs=1, max_steps=3, warmup_steps=1, grad_checkpointing=True, accum_freq=2))
+    api.train(
+        tiny_catalog,
+        tmp_path / "run",
+        TrainConfig(
+            init=str(tiny_clip_dir),
+            batch_size=8,
+            epochs=1,
+            max_steps=3,
+            warmup_steps=1,
+            grad_checkpointing=True,
+            accum_freq=2,
+        ),
+    )
     model, _, pre = open_clip.create_model_and_transforms(f"local-dir:{tmp_path / 'run' / 'model'}")
     tok = open_clip.get_tokenizer(f"local-dir:{tmp_path / 'run' / 'model'}")
     enc = load_encoder(str(tmp_path / "run" / "model"), device="cpu")
@@ -227,7 +294,13 @@ def test_minilm_init_folder_loads_offline(tiny_catalog, tmp_path):
     from eclip.encoders.clip import MINILM_HUB_ID
     from eclip.train import TrainConfig
 
-    card = api.train(tiny_catalog, tmp_path / "run", TrainConfig(init="minilm", image_size=32, timm_model="resnet10t", batch_size=8, epochs=1, max_steps=2, warmup_steps=1))
+    card = api.train(
+        tiny_catalog,
+        tmp_path / "run",
+        TrainConfig(
+            init="minilm", image_size=32, timm_model="resnet10t", batch_size=8, epochs=1, max_steps=2, warmup_steps=1
+        ),
+    )
     cfg = json.loads((tmp_path / "run" / "model" / "open_clip_config.json").read_text())
     assert cfg["model_cfg"]["text_cfg"]["hf_model_name"] == MINILM_HUB_ID  # portable, not a local path
     assert card["training"]["lock_text"] is True
@@ -246,7 +319,18 @@ def test_torchrun_two_ranks_train_one_model(tiny_catalog, tiny_clip_dir, tmp_pat
     eclip_bin = Path(sys.executable).parent / "eclip"
     args = _train_cmd(tiny_catalog, tiny_clip_dir, tmp_path / "ddp", "--batch-size", "4", "--epochs", "2")[3:]
     args[args.index("--batch-size") + 1] = "4"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29544", "--no-python", str(eclip_bin), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        "29544",
+        "--no-python",
+        str(eclip_bin),
+        *args,
+    ]
     proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     card = json.loads((tmp_path / "ddp" / "model" / "model_card.json").read_text())
@@ -276,9 +360,16 @@ def test_rows_without_images_are_left_out_and_counted(tiny_catalog, tiny_clip_di
     from eclip.train import TrainConfig
 
     cat = pl.read_csv(tiny_catalog)
-    cat = cat.with_columns(pl.when(pl.col("id").is_in(["p0", "p1", "p2"])).then(pl.lit("img/nope.png")).otherwise(pl.col("image")).alias("image"))
+    cat = cat.with_columns(
+        pl.when(pl.col("id").is_in(["p0", "p1", "p2"]))
+        .then(pl.lit("img/nope.png"))
+        .otherwise(pl.col("image"))
+        .alias("image")
+    )
     f = tiny_catalog.parent / "partly_broken.csv"
     cat.write_csv(f)
-    card = api.train(f, tmp_path / "run", TrainConfig(init=str(tiny_clip_dir), batch_size=8, epochs=1, max_steps=2, warmup_steps=1))
+    card = api.train(
+        f, tmp_path / "run", TrainConfig(init=str(tiny_clip_dir), batch_size=8, epochs=1, max_steps=2, warmup_steps=1)
+    )
     assert card["data"]["rows_without_image"] == 3
     assert card["data"]["train_rows"] + card["data"]["val_rows"] == 93

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    ProgressColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -59,7 +59,11 @@ class LogProgress:
         of = f"/{self.total:,}" if self.total else ""
         pct = f" ({100 * self.done / self.total:.0f} %)" if self.total else ""
         rate = f", {self.done / elapsed:,.0f} {self.unit}/s" if elapsed > 0 and self.done else ""
-        console.print(f"{self.description}: {state} {self.done:,}{of} {self.unit}{pct}{rate}, {elapsed:.0f} s", highlight=False, soft_wrap=True)
+        console.print(
+            f"{self.description}: {state} {self.done:,}{of} {self.unit}{pct}{rate}, {elapsed:.0f} s",
+            highlight=False,
+            soft_wrap=True,
+        )
 
     def advance(self, task: int, advance: float = 1) -> None:
         self.done += int(advance)
@@ -73,7 +77,9 @@ class LogProgress:
 
 
 @contextlib.contextmanager
-def progress_bar(description: str, total: int | None, unit: str = "rows") -> Iterator[tuple[Progress | LogProgress, int]]:
+def progress_bar(
+    description: str, total: int | None, unit: str = "rows"
+) -> Iterator[tuple[Progress | LogProgress, int]]:
     """A rich progress bar on stderr with a rate column, or :class:`LogProgress` lines when
     stderr is not a terminal; yields ``(progress, task_id)``."""
     if not console.is_terminal:

@@ -66,8 +66,14 @@ def lock_dir(folder: str | os.PathLike[str]) -> Path:
     try:
         lock.acquire()
     except Timeout:
-        holder = (path / HOLDER_FILE).read_text(encoding="utf-8").strip() if (path / HOLDER_FILE).exists() else "another process"
-        raise RunDirError(f"{path} is in use by {holder}; wait for it to finish, run `eclip --wait ...` to wait, or write to another directory.") from None
+        holder = (
+            (path / HOLDER_FILE).read_text(encoding="utf-8").strip()
+            if (path / HOLDER_FILE).exists()
+            else "another process"
+        )
+        raise RunDirError(
+            f"{path} is in use by {holder}; wait for it to finish, run `eclip --wait ...` to wait, or write to another directory."
+        ) from None
     (path / HOLDER_FILE).write_text(f"pid {os.getpid()} ({' '.join(sys.argv[:3])[:120]})\n", encoding="utf-8")
     _HELD[path] = lock
     return path
@@ -150,7 +156,8 @@ def neutralise_text_columns(df: pl.DataFrame) -> pl.DataFrame:
     """``df`` with :func:`neutralise` applied to every text cell (vectorised)."""
     return df.with_columns(
         pl.when(pl.col(c).str.contains(f"^{_FORMULA}")).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
-        for c, dtype in df.schema.items() if dtype == pl.String
+        for c, dtype in df.schema.items()
+        if dtype == pl.String
     )
 
 
@@ -158,7 +165,8 @@ def restore_text_columns(df: pl.DataFrame) -> pl.DataFrame:
     """``df`` with every text cell as it was before :func:`neutralise_text_columns`."""
     return df.with_columns(
         pl.when(pl.col(c).str.contains(f"^'{_FORMULA}")).then(pl.col(c).str.slice(1)).otherwise(pl.col(c)).alias(c)
-        for c, dtype in df.schema.items() if dtype == pl.String
+        for c, dtype in df.schema.items()
+        if dtype == pl.String
     )
 
 

@@ -94,7 +94,10 @@ def resolve_local(ref: str, settings: ImageSettings) -> Path:
     root = settings.root.resolve()
     path = (root / Path(ref).expanduser()).resolve()
     if not settings.allow_outside_root and not path.is_relative_to(root):
-        raise ImageFailure("outside_root", f"{ref} resolves to {path}, outside the catalog root {root} (pass --allow-outside-root to follow it)")
+        raise ImageFailure(
+            "outside_root",
+            f"{ref} resolves to {path}, outside the catalog root {root} (pass --allow-outside-root to follow it)",
+        )
     if not path.is_file():
         raise ImageFailure("missing", f"no file {path}")
     return path
@@ -141,8 +144,18 @@ def check_public(url: str, settings: ImageSettings) -> None:
         raise ImageFailure("unavailable", f"{url}: host {host} does not resolve ({exc})") from None
     for info in infos:
         ip = ipaddress.ip_address(info[4][0].split("%")[0])
-        if ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast or ip.is_reserved or ip.is_unspecified:
-            raise ImageFailure("private_url", f"{url}: {host} is {ip}, a local or private address; pass --allow-private-urls to fetch from it")
+        if (
+            ip.is_loopback
+            or ip.is_private
+            or ip.is_link_local
+            or ip.is_multicast
+            or ip.is_reserved
+            or ip.is_unspecified
+        ):
+            raise ImageFailure(
+                "private_url",
+                f"{url}: {host} is {ip}, a local or private address; pass --allow-private-urls to fetch from it",
+            )
 
 
 def _get_public(url: str, settings: ImageSettings, retry: Any, timeout: Any) -> Any:
@@ -176,14 +189,29 @@ def fetch_url(url: str, settings: ImageSettings) -> Path:
             ``private_url`` (:func:`check_public`).
     """
     import urllib3
-    from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError, ProtocolError, TimeoutError as Urllib3Timeout
+    from urllib3.exceptions import (
+        HTTPError,
+        MaxRetryError,
+        NewConnectionError,
+        ProtocolError,
+    )
+    from urllib3.exceptions import (
+        TimeoutError as Urllib3Timeout,
+    )
 
     target = settings.cache_dir / hashlib.sha256(url.encode("utf-8")).hexdigest()[:32]
     if target.is_file():
         return target
     retry = urllib3.Retry(
-        total=settings.retries, connect=settings.retries, read=settings.retries, status=settings.retries, backoff_factor=settings.backoff_s,
-        status_forcelist=(429, 500, 502, 503, 504), allowed_methods=frozenset({"GET"}), raise_on_status=False, respect_retry_after_header=True,
+        total=settings.retries,
+        connect=settings.retries,
+        read=settings.retries,
+        status=settings.retries,
+        backoff_factor=settings.backoff_s,
+        status_forcelist=(429, 500, 502, 503, 504),
+        allowed_methods=frozenset({"GET"}),
+        raise_on_status=False,
+        respect_retry_after_header=True,
     )
     timeout = urllib3.Timeout(connect=settings.timeout_s, read=settings.timeout_s)
     try:
@@ -195,7 +223,9 @@ def fetch_url(url: str, settings: ImageSettings) -> Path:
                 raise ImageFailure("http_error", f"{url} answered HTTP {resp.status}")
             declared = resp.headers.get("Content-Length")
             if declared and declared.isdigit() and int(declared) > settings.max_bytes:
-                raise ImageFailure("too_large", f"{url} declares {int(declared):,} bytes; the limit is {settings.max_bytes:,}")
+                raise ImageFailure(
+                    "too_large", f"{url} declares {int(declared):,} bytes; the limit is {settings.max_bytes:,}"
+                )
             data = resp.read(settings.max_bytes + 1)
         finally:
             resp.release_conn()
@@ -203,9 +233,13 @@ def fetch_url(url: str, settings: ImageSettings) -> Path:
         raise
     except MaxRetryError as exc:
         if isinstance(exc.reason, NewConnectionError):  # before timeouts: urllib3 derives it from ConnectTimeoutError
-            raise ImageFailure("unavailable", f"{url}: no connection after {settings.retries} retries ({exc.reason})") from None
+            raise ImageFailure(
+                "unavailable", f"{url}: no connection after {settings.retries} retries ({exc.reason})"
+            ) from None
         if isinstance(exc.reason, Urllib3Timeout):
-            raise ImageFailure("timeout", f"{url} did not answer within {settings.timeout_s:g} s ({settings.retries} retries)") from None
+            raise ImageFailure(
+                "timeout", f"{url} did not answer within {settings.timeout_s:g} s ({settings.retries} retries)"
+            ) from None
         raise ImageFailure("unavailable", f"{url}: {exc.reason}") from None
     except Urllib3Timeout:
         raise ImageFailure("timeout", f"{url} sent nothing for {settings.timeout_s:g} s") from None
@@ -236,7 +270,10 @@ def open_image(ref: str | None, settings: ImageSettings) -> Image.Image:
         with Image.open(path) as im:
             width, height = im.size  # read from the header: nothing is decoded yet
             if width * height > settings.max_pixels:
-                raise ImageFailure("too_large", f"{ref}: {width} x {height} = {width * height:,} pixels; the limit is {settings.max_pixels:,} (--max-image-pixels)")
+                raise ImageFailure(
+                    "too_large",
+                    f"{ref}: {width} x {height} = {width * height:,} pixels; the limit is {settings.max_pixels:,} (--max-image-pixels)",
+                )
             im.load()
             return im.convert("RGB")
     except ImageFailure:

@@ -136,23 +136,31 @@ def _read_csv(p: Path, fmt: str, sep: str | None, encoding: str | None) -> tuple
     try:
         codec = codecs.lookup(enc).name
     except LookupError:
-        raise CatalogError(f"{p}: unknown encoding {enc!r}; pass a Python codec name such as utf-8, cp1252, latin-1 or utf-16 to --encoding.") from None
+        raise CatalogError(
+            f"{p}: unknown encoding {enc!r}; pass a Python codec name such as utf-8, cp1252, latin-1 or utf-16 to --encoding."
+        ) from None
 
     if codec in ("utf-8", "utf-8-sig"):
         sep = _delimiter(sep, fmt, head.decode("utf-8", errors="ignore"))
         try:
-            return pl.read_csv(p, separator=sep, infer_schema=False, quote_char='"', encoding="utf8"), Dialect(fmt, sep, enc, detected)
+            return pl.read_csv(p, separator=sep, infer_schema=False, quote_char='"', encoding="utf8"), Dialect(
+                fmt, sep, enc, detected
+            )
         except pl.exceptions.ComputeError as exc:
             if "utf-8" not in str(exc).lower():
                 raise
             if encoding is not None:
-                raise CatalogError(f"{p}: does not decode as {enc} ({str(exc).splitlines()[0]}); pass the file's encoding with --encoding.") from None
+                raise CatalogError(
+                    f"{p}: does not decode as {enc} ({str(exc).splitlines()[0]}); pass the file's encoding with --encoding."
+                ) from None
         enc, text = _decode_fallback(p.read_bytes())
     else:
         try:
             text = p.read_bytes().decode(enc)
         except UnicodeDecodeError as exc:
-            raise CatalogError(f"{p}: does not decode as {enc} (byte {exc.start}); pass the file's encoding with --encoding.") from None
+            raise CatalogError(
+                f"{p}: does not decode as {enc} (byte {exc.start}); pass the file's encoding with --encoding."
+            ) from None
         sep = _delimiter(sep, fmt, text[:SNIFF_BYTES])
     df = pl.read_csv(io.BytesIO(text.encode("utf-8")), separator=sep, infer_schema=False, quote_char='"')
     return df, Dialect(fmt, sep, enc, detected)
@@ -179,7 +187,7 @@ def _locate_problem(p: Path, fmt: str, sep: str | None, encoding: str | None) ->
             except json.JSONDecodeError as exc:
                 return f"line {number} is not valid JSON: {exc.msg} (column {exc.colno}). Fix or drop that line."
             if not isinstance(value, dict):
-                return f"line {number} is a JSON {type(value).__name__}, not an object; each line must be one product as {{\"column\": value, ...}}."
+                return f'line {number} is a JSON {type(value).__name__}, not an object; each line must be one product as {{"column": value, ...}}.'
         return None
     sep = _delimiter(sep, fmt, text[:SNIFF_BYTES])
     reader = csv.reader(io.StringIO(text), delimiter=sep, quotechar='"')
@@ -196,7 +204,9 @@ def _locate_problem(p: Path, fmt: str, sep: str | None, encoding: str | None) ->
     return None
 
 
-def read_table_with_dialect(path: str | Path, sep: str | None = None, encoding: str | None = None) -> tuple[pl.DataFrame, Dialect]:
+def read_table_with_dialect(
+    path: str | Path, sep: str | None = None, encoding: str | None = None
+) -> tuple[pl.DataFrame, Dialect]:
     """Read the whole table at ``path``, and say how it was read.
 
     CSV and TSV files are sniffed: the encoding (byte-order marks, UTF-8, else cp1252 /

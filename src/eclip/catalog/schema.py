@@ -22,12 +22,35 @@ BRAND_COLUMNS = ("brand", "manufacturer", "brand_name", "maker")
 #: Column names taken as category paths or breadcrumbs ("Beauty & Hygiene > Sexual Wellness"),
 #: compared lowercased without ``_``, ``-``, ``.`` or spaces; any other name holding
 #: "category", "breadcrumb" or "taxonomy" counts too, unless it ends in "id" or "code".
-CATEGORY_COLUMNS = ("subcategory", "producttype", "type", "department", "articletype", "mastercategory", "breadcrumb", "breadcrumbs", "categorypath")
+CATEGORY_COLUMNS = (
+    "subcategory",
+    "producttype",
+    "type",
+    "department",
+    "articletype",
+    "mastercategory",
+    "breadcrumb",
+    "breadcrumbs",
+    "categorypath",
+)
 #: Column names taken as the price (case-insensitive).
 PRICE_COLUMNS = ("price", "sale_price", "list_price", "current_price", "price_value")
 
 _TEXTUAL = (pl.String, pl.Categorical, pl.Enum)
-_SCALAR_OK = _TEXTUAL + (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64, pl.Float32, pl.Float64, pl.Boolean, pl.Null)
+_SCALAR_OK = _TEXTUAL + (
+    pl.Int8,
+    pl.Int16,
+    pl.Int32,
+    pl.Int64,
+    pl.UInt8,
+    pl.UInt16,
+    pl.UInt32,
+    pl.UInt64,
+    pl.Float32,
+    pl.Float64,
+    pl.Boolean,
+    pl.Null,
+)
 _WS = re.compile(r"\s+")
 #: Invisible characters dropped from texts (zero-width space / joiners, word joiner, BOM,
 #: soft hyphen): a title made only of them is an empty title.
@@ -155,7 +178,12 @@ def _rows(indices: list[int], limit: int = 5) -> str:
 
 
 def load_catalog(
-    path: str | Path, id_col: str = "id", text_cols: list[str] | None = None, image_col: str | None = None, sep: str | None = None, encoding: str | None = None
+    path: str | Path,
+    id_col: str = "id",
+    text_cols: list[str] | None = None,
+    image_col: str | None = None,
+    sep: str | None = None,
+    encoding: str | None = None,
 ) -> Catalog:
     """Read and validate a catalog; build each row's id and text.
 
@@ -182,7 +210,9 @@ def load_catalog(
         console.print(f"[yellow]{p} is not UTF-8: read as {dialect.encoding} (pass --encoding to say otherwise).[/]")
     if id_col == ROW_ID:
         if ROW_ID in df.columns:
-            raise CatalogError(f"{p}: a column is named {ROW_ID!r}, which --id-col reserves for row numbers; rename it.")
+            raise CatalogError(
+                f"{p}: a column is named {ROW_ID!r}, which --id-col reserves for row numbers; rename it."
+            )
         df = with_row_ids(df)
     _check_column(p, df, id_col, "id", "--id-col")
     if text_cols is None:
@@ -201,7 +231,9 @@ def load_catalog(
     if image_col is not None:
         _check_column(p, df, image_col, "image", "--image-col")
         if df.schema[image_col] not in _TEXTUAL and df.schema[image_col] != pl.Null:
-            raise CatalogError(f"{p}: column {image_col!r} has type {df.schema[image_col]}; the image column must hold paths or URLs as text.")
+            raise CatalogError(
+                f"{p}: column {image_col!r} has type {df.schema[image_col]}; the image column must hold paths or URLs as text."
+            )
         images = [v.strip() if v and v.strip() else None for v in df.get_column(image_col).cast(pl.String).to_list()]
 
     if df.schema[id_col] in (pl.Float32, pl.Float64):
@@ -245,5 +277,14 @@ def load_catalog(
             texts[i] = texts[i][:MAX_TEXT_CHARS]
     empty = [i for i, t in enumerate(texts) if not t]
     return Catalog(
-        path=p, table=df, id_col=id_col, text_cols=tuple(text_cols), ids=ids, texts=texts, empty_rows=empty, image_col=image_col, images=images, dialect=dialect
+        path=p,
+        table=df,
+        id_col=id_col,
+        text_cols=tuple(text_cols),
+        ids=ids,
+        texts=texts,
+        empty_rows=empty,
+        image_col=image_col,
+        images=images,
+        dialect=dialect,
     )

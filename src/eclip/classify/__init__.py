@@ -1,8 +1,25 @@
 """Classify: zero-shot labels from names (prompt ensembling, taxonomies level by level), a
 linear probe on labelled rows, and the adult-content filter."""
 
-from eclip.classify.adult import ADULT_CONCEPTS, BOUNDARY as ADULT_BOUNDARY, TAXONOMY_FILE, adult_margins, adult_probability, concept_names, concept_vectors, general_concepts, probe_features
-from eclip.classify.base_rate import ExpectedOperatingPoint, ScoreMixture, fit_score_mixture, threshold_for_expected_precision
+from eclip.classify.adult import (
+    ADULT_CONCEPTS,
+    TAXONOMY_FILE,
+    adult_margins,
+    adult_probability,
+    concept_names,
+    concept_vectors,
+    general_concepts,
+    probe_features,
+)
+from eclip.classify.adult import (
+    BOUNDARY as ADULT_BOUNDARY,
+)
+from eclip.classify.base_rate import (
+    ExpectedOperatingPoint,
+    ScoreMixture,
+    fit_score_mixture,
+    threshold_for_expected_precision,
+)
 from eclip.classify.labels import LabelsError, Taxonomy, parse_labels
 from eclip.classify.probe import LinearProbe, align_probe, combine, fit_probe
 from eclip.classify.zeroshot import (

@@ -84,13 +84,17 @@ def concept_names() -> list[str]:
     return list(ADULT_CONCEPTS) + list(general_concepts())
 
 
-def concept_vectors(encode: Callable[[list[str]], np.ndarray], templates: Sequence[str] = DEFAULT_TEMPLATES) -> np.ndarray:
+def concept_vectors(
+    encode: Callable[[list[str]], np.ndarray], templates: Sequence[str] = DEFAULT_TEMPLATES
+) -> np.ndarray:
     """``(len(ADULT_CONCEPTS) + len(general_concepts()), d)`` float32 L2-normalised concept
     vectors, adult concepts first (see :func:`eclip.classify.zeroshot.label_vectors`)."""
     return label_vectors(encode, concept_names(), templates)
 
 
-def adult_margins(x: np.ndarray, concepts: np.ndarray, n_adult: int = len(ADULT_CONCEPTS), chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+def adult_margins(
+    x: np.ndarray, concepts: np.ndarray, n_adult: int = len(ADULT_CONCEPTS), chunk: int = 8192
+) -> tuple[np.ndarray, np.ndarray]:
     """The adult margin and the nearest concept of each row.
 
     Args:

@@ -91,10 +91,20 @@ class ScoreMixture:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready fields, rounded for the manifest."""
         d = asdict(self)
-        return {k: (round(v, 6) if isinstance(v, float) else [round(x, 6) for x in v] if isinstance(v, tuple) else v) for k, v in d.items()}
+        return {
+            k: (round(v, 6) if isinstance(v, float) else [round(x, 6) for x in v] if isinstance(v, tuple) else v)
+            for k, v in d.items()
+        }
 
 
-def fit_score_mixture(scores: np.ndarray, boundary: float = 0.0, null_components: int = NULL_COMPONENTS, bins: int = BINS, max_iter: int = 2000, tol: float = 1e-8) -> ScoreMixture:
+def fit_score_mixture(
+    scores: np.ndarray,
+    boundary: float = 0.0,
+    null_components: int = NULL_COMPONENTS,
+    bins: int = BINS,
+    max_iter: int = 2000,
+    tol: float = 1e-8,
+) -> ScoreMixture:
     """Fit :class:`ScoreMixture` to a catalog's scores by EM on their histogram.
 
     Args:
@@ -115,7 +125,9 @@ def fit_score_mixture(scores: np.ndarray, boundary: float = 0.0, null_components
     s = np.asarray(scores, dtype=np.float64)
     s = s[np.isfinite(s)]
     if len(s) < 10 or np.ptp(s) == 0:
-        raise EclipError(f"a base rate needs at least 10 distinct scores; got {len(s)} rows{' all equal' if len(s) and np.ptp(s) == 0 else ''}.")
+        raise EclipError(
+            f"a base rate needs at least 10 distinct scores; got {len(s)} rows{' all equal' if len(s) and np.ptp(s) == 0 else ''}."
+        )
     counts, edges = np.histogram(s, bins=bins)
     keep = counts > 0
     x, w = ((edges[:-1] + edges[1:]) / 2)[keep], counts[keep].astype(np.float64)
@@ -126,8 +138,13 @@ def fit_score_mixture(scores: np.ndarray, boundary: float = 0.0, null_components
     below, above = s[s < boundary], s[s >= boundary]
     below = below if len(below) else s
     k = null_components
-    mu = np.r_[np.minimum(np.quantile(below, (2 * np.arange(k) + 1) / (2 * k)), boundary), max(float(above.mean()) if len(above) else boundary + floor, boundary)]
-    sd = np.r_[np.full(k, max(float(below.std()) / k, floor)), max(float(above.std()) if len(above) > 1 else floor, floor)]
+    mu = np.r_[
+        np.minimum(np.quantile(below, (2 * np.arange(k) + 1) / (2 * k)), boundary),
+        max(float(above.mean()) if len(above) else boundary + floor, boundary),
+    ]
+    sd = np.r_[
+        np.full(k, max(float(below.std()) / k, floor)), max(float(above.std()) if len(above) > 1 else floor, floor)
+    ]
     pi0 = min(max(len(above) / len(s), 1e-4), 0.5)
     weight = np.r_[np.full(k, (1 - pi0) / k), pi0]
     last, it, converged = -np.inf, 0, False
@@ -149,8 +166,15 @@ def fit_score_mixture(scores: np.ndarray, boundary: float = 0.0, null_components
     pi = float(weight[-1])
     null_w = weight[:-1] / max(weight[:-1].sum(), 1e-12)
     return ScoreMixture(
-        base_rate=pi, positive=(float(mu[-1]), float(sd[-1])), null_means=tuple(float(v) for v in mu[:-1]), null_sds=tuple(float(v) for v in sd[:-1]),
-        null_weights=tuple(float(v) for v in null_w), boundary=float(boundary), rows=int(len(s)), iterations=it, converged=converged,
+        base_rate=pi,
+        positive=(float(mu[-1]), float(sd[-1])),
+        null_means=tuple(float(v) for v in mu[:-1]),
+        null_sds=tuple(float(v) for v in sd[:-1]),
+        null_weights=tuple(float(v) for v in null_w),
+        boundary=float(boundary),
+        rows=int(len(s)),
+        iterations=it,
+        converged=converged,
     )
 
 
@@ -174,11 +198,18 @@ class ExpectedOperatingPoint:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready fields (an unreachable threshold is ``None``)."""
-        return {"threshold": None if not np.isfinite(self.threshold) else round(self.threshold, 6), "expected_precision": round(self.expected_precision, 4),
-                "expected_recall": round(self.expected_recall, 4), "flagged": self.flagged, "met_target": self.met_target}
+        return {
+            "threshold": None if not np.isfinite(self.threshold) else round(self.threshold, 6),
+            "expected_precision": round(self.expected_precision, 4),
+            "expected_recall": round(self.expected_recall, 4),
+            "flagged": self.flagged,
+            "met_target": self.met_target,
+        }
 
 
-def threshold_for_expected_precision(scores: np.ndarray, posterior: np.ndarray, target: float, floor: float | None = None) -> ExpectedOperatingPoint:
+def threshold_for_expected_precision(
+    scores: np.ndarray, posterior: np.ndarray, target: float, floor: float | None = None
+) -> ExpectedOperatingPoint:
     """The lowest threshold whose flagged rows have a mean posterior of at least ``target``.
 
     Args:
@@ -205,4 +236,10 @@ def threshold_for_expected_precision(scores: np.ndarray, posterior: np.ndarray, 
     if not ok.any():
         return ExpectedOperatingPoint(float("inf"), 1.0, 0.0, 0, False)
     i = int(np.flatnonzero(ok).max())
-    return ExpectedOperatingPoint(float(s_sorted[i]), float(mean_post[i]), float(p_sorted[: i + 1].sum() / total) if total > 0 else 0.0, i + 1, True)
+    return ExpectedOperatingPoint(
+        float(s_sorted[i]),
+        float(mean_post[i]),
+        float(p_sorted[: i + 1].sum() / total) if total > 0 else 0.0,
+        i + 1,
+        True,
+    )

@@ -81,9 +81,13 @@ class Taxonomy:
             text = _ID_PREFIX.sub("", text)
             parts = tuple(p.strip() for p in text.split(">"))
             if any(not p for p in parts):
-                raise LabelsError(f"{where}line {lineno} ({raw.strip()!r}) has an empty level; write paths as 'A > B > C'.")
+                raise LabelsError(
+                    f"{where}line {lineno} ({raw.strip()!r}) has an empty level; write paths as 'A > B > C'."
+                )
             if parts in seen:
-                raise LabelsError(f"{where}label {cls.name(parts)!r} is on line {seen[parts]} and again on line {lineno}; list each label once.")
+                raise LabelsError(
+                    f"{where}label {cls.name(parts)!r} is on line {seen[parts]} and again on line {lineno}; list each label once."
+                )
             for i in range(1, len(parts)):
                 if parts[:i] not in seen:  # an implied parent
                     seen[parts[:i]] = lineno
@@ -91,7 +95,9 @@ class Taxonomy:
             seen[parts] = lineno
             order.append(parts)
         if not order:
-            raise LabelsError(f"{where}no labels (one per line, or taxonomy paths 'A > B > C'; '#' lines are comments).")
+            raise LabelsError(
+                f"{where}no labels (one per line, or taxonomy paths 'A > B > C'; '#' lines are comments)."
+            )
         children: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
         for p in order:
             children.setdefault(p[:-1], []).append(p)

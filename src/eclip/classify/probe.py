@@ -56,7 +56,13 @@ class LinearProbe:
         header = json.dumps({"format": PROBE_FORMAT, **self.meta})
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, coef=self.coef.astype(np.float32), intercept=self.intercept.astype(np.float32), classes=np.array(self.classes, dtype=str), header=np.array(header))
+                np.savez(
+                    fh,
+                    coef=self.coef.astype(np.float32),
+                    intercept=self.intercept.astype(np.float32),
+                    classes=np.array(self.classes, dtype=str),
+                    header=np.array(header),
+                )
         return Path(path)
 
     @classmethod
@@ -68,14 +74,18 @@ class LinearProbe:
         """
         p = Path(path)
         if not p.exists():
-            raise RunDirError(f"{p}: no such probe file; fit one with `eclip classify CATALOG --train LABELLED --label-col COL`.")
+            raise RunDirError(
+                f"{p}: no such probe file; fit one with `eclip classify CATALOG --train LABELLED --label-col COL`."
+            )
         try:
             z = np.load(p, allow_pickle=False)
             if not isinstance(z, np.lib.npyio.NpzFile):
                 raise ValueError("a single array, not an .npz archive")
             with z:
                 header = json.loads(str(z["header"]))
-                probe = cls(classes=[str(c) for c in z["classes"]], coef=z["coef"], intercept=z["intercept"], meta=header)
+                probe = cls(
+                    classes=[str(c) for c in z["classes"]], coef=z["coef"], intercept=z["intercept"], meta=header
+                )
         except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
             raise RunDirError(f"{p}: not an eclip probe file ({exc}).") from None
         if header.get("format") != PROBE_FORMAT:
@@ -90,7 +100,13 @@ C_GRID: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1000.0)
 
 
 def fit_probe(
-    x: np.ndarray, y: list[str], c: float | None = None, folds: int = 5, seed: int = 0, max_iter: int = 1000, class_weight: str | None = None
+    x: np.ndarray,
+    y: list[str],
+    c: float | None = None,
+    folds: int = 5,
+    seed: int = 0,
+    max_iter: int = 1000,
+    class_weight: str | None = None,
 ) -> tuple[LinearProbe, dict[str, Any]]:
     """Fit a logistic-regression probe and cross-validate it.
 
@@ -124,7 +140,9 @@ def fit_probe(
     labels = np.asarray(y, dtype=str)
     classes = np.unique(labels)
     if len(classes) < 2:
-        raise EclipError(f"a probe needs at least 2 classes; the labelled rows have {len(classes)} ({', '.join(classes[:3])}).")
+        raise EclipError(
+            f"a probe needs at least 2 classes; the labelled rows have {len(classes)} ({', '.join(classes[:3])})."
+        )
     cv: dict[str, Any] = {"rows": int(len(labels)), "classes": int(len(classes))}
     n_folds = int(min(folds, len(labels) // 2))
     grid = (c,) if c is not None else C_GRID
@@ -136,10 +154,22 @@ def fit_probe(
             with warnings.catch_warnings():  # classes rarer than the fold count still train and predict
                 warnings.filterwarnings("ignore", message=".*least populated class.*")
                 warnings.filterwarnings("ignore", category=UserWarning)
-                oof_ = cross_val_predict(LogisticRegression(C=c_, max_iter=max_iter, class_weight=class_weight), x, labels, cv=splitter, method="predict_proba")
+                oof_ = cross_val_predict(
+                    LogisticRegression(C=c_, max_iter=max_iter, class_weight=class_weight),
+                    x,
+                    labels,
+                    cv=splitter,
+                    method="predict_proba",
+                )
             pred = classes[oof_.argmax(axis=1)]
             oofs.append(oof_.astype(np.float32))
-            sweep.append({"C": c_, "accuracy": round(float(accuracy_score(labels, pred)), 4), "macro_f1": round(float(f1_score(labels, pred, average="macro")), 4)})
+            sweep.append(
+                {
+                    "C": c_,
+                    "accuracy": round(float(accuracy_score(labels, pred)), 4),
+                    "macro_f1": round(float(f1_score(labels, pred, average="macro")), 4),
+                }
+            )
         best = max(sweep, key=lambda r: (r["macro_f1"], -r["C"]))
         cv.update(folds=n_folds, **best)
         oof = oofs[sweep.index(best)]
@@ -156,7 +186,12 @@ def fit_probe(
     if coef.shape[0] == 1:  # binary: sigmoid(w.x + b) = softmax over [-(w.x + b)/2, (w.x + b)/2]
         coef = np.vstack([-coef / 2, coef / 2])
         intercept = np.array([-intercept[0] / 2, intercept[0] / 2], dtype=np.float32)
-    return LinearProbe(classes=[str(c_) for c_ in model.classes_], coef=coef, intercept=intercept, meta={"C": cv["C"], "cv": {k: v for k, v in cv.items() if k != "oof_proba"}}), cv
+    return LinearProbe(
+        classes=[str(c_) for c_ in model.classes_],
+        coef=coef,
+        intercept=intercept,
+        meta={"C": cv["C"], "cv": {k: v for k, v in cv.items() if k != "oof_proba"}},
+    ), cv
 
 
 def combine(zero_shot_proba: np.ndarray, probe_log_proba: np.ndarray, prior_weight: float = 0.5) -> np.ndarray:
@@ -181,7 +216,9 @@ def align_probe(probe: LinearProbe, log_proba: np.ndarray, names: list[str], flo
     pos = {c: i for i, c in enumerate(probe.classes)}
     cols = [pos.get(n_) for n_ in names]
     if all(c_ is None for c_ in cols):
-        raise EclipError(f"none of the probe's classes ({', '.join(probe.classes[:5])}, ...) is among the --labels; they must name the same classes.")
+        raise EclipError(
+            f"none of the probe's classes ({', '.join(probe.classes[:5])}, ...) is among the --labels; they must name the same classes."
+        )
     out = np.full((len(log_proba), len(names)), np.log(floor), dtype=np.float32)
     for j, c_ in enumerate(cols):
         if c_ is not None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
 from typing import Any
 
 import numpy as np
@@ -75,7 +74,9 @@ def prompts(names: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES) 
     return [t.format(n) for n in names for t in templates]
 
 
-def label_vectors(encode: Callable[[list[str]], np.ndarray], names: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES) -> np.ndarray:
+def label_vectors(
+    encode: Callable[[list[str]], np.ndarray], names: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES
+) -> np.ndarray:
     """``(L, d)`` float32 L2-normalised label vectors: ``encode`` (a text encoder's
     ``encode``, returning ``(m, d)`` float32) applied to :func:`prompts`, then :func:`ensemble`."""
     vecs = np.asarray(encode(prompts(names, templates)), dtype=np.float32)
@@ -167,7 +168,9 @@ def classify_taxonomy(
         ValueError: ``node_vectors`` does not match the taxonomy or the row dimension.
     """
     if node_vectors.shape[0] != len(taxonomy.paths) or (len(x) and node_vectors.shape[1] != x.shape[1]):
-        raise ValueError(f"node vectors {node_vectors.shape} do not fit {len(taxonomy.paths)} labels of dim {x.shape[1] if len(x) else '?'}.")
+        raise ValueError(
+            f"node vectors {node_vectors.shape} do not fit {len(taxonomy.paths)} labels of dim {x.shape[1] if len(x) else '?'}."
+        )
     n = len(x)
     index = {p: i for i, p in enumerate(taxonomy.paths)}
     names = [taxonomy.name(p) for p in taxonomy.paths]
@@ -216,7 +219,9 @@ def classify_taxonomy(
     return Predictions(label=label, depth=depth, score=score, probability=prob, top_labels=tops, top_scores=top_sc)
 
 
-def flat_predictions(names: Sequence[str], scores: np.ndarray, probability: np.ndarray, k: int = 5, min_score: float | None = None) -> Predictions:
+def flat_predictions(
+    names: Sequence[str], scores: np.ndarray, probability: np.ndarray, k: int = 5, min_score: float | None = None
+) -> Predictions:
     """Predictions over one flat label set from ``(n, L)`` scores (e.g. probe or combined
     probabilities) and ``(n, L)`` probabilities; ``min_score`` applies to ``scores``."""
     n = len(scores)
@@ -253,10 +258,12 @@ def predictions_frame(ids: list[str], present: np.ndarray, pred: Predictions, in
     label[rows] = pred.label
     status = np.full(n, "no_vector", dtype=object)
     status[rows] = np.where(pred.depth > 0, "predicted", "unknown")
+
     def spread(a: np.ndarray, dtype: Any, fill: Any) -> np.ndarray:
         full = np.full(n, fill, dtype=dtype)
         full[rows] = a
         return full
+
     tops: list[list[str]] = [[] for _ in range(n)]
     top_sc: list[list[float]] = [[] for _ in range(n)]
     for j, r in enumerate(rows):
@@ -274,5 +281,15 @@ def predictions_frame(ids: list[str], present: np.ndarray, pred: Predictions, in
             "status": status.tolist(),
             "in_train": in_train,
         },
-        schema={"id": pl.String, "label": pl.String, "score": pl.Float32, "probability": pl.Float32, "depth": pl.Int64, "top_labels": pl.List(pl.String), "top_scores": pl.List(pl.Float32), "status": pl.String, "in_train": pl.Boolean},
+        schema={
+            "id": pl.String,
+            "label": pl.String,
+            "score": pl.Float32,
+            "probability": pl.Float32,
+            "depth": pl.Int64,
+            "top_labels": pl.List(pl.String),
+            "top_scores": pl.List(pl.Float32),
+            "status": pl.String,
+            "in_train": pl.Boolean,
+        },
     )

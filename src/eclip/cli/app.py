@@ -38,8 +38,15 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _global_options(
-    wait: bool = typer.Option(False, "--wait", metavar="", help="When another eclip job is writing the same output directory, wait for it instead of stopping."),
-    show_version: bool = typer.Option(False, "--version", metavar="", is_eager=True, callback=_print_version, help="Print eclip's version and exit."),
+    wait: bool = typer.Option(
+        False,
+        "--wait",
+        metavar="",
+        help="When another eclip job is writing the same output directory, wait for it instead of stopping.",
+    ),
+    show_version: bool = typer.Option(
+        False, "--version", metavar="", is_eager=True, callback=_print_version, help="Print eclip's version and exit."
+    ),
 ) -> None:
     """Options for every command (before the command's name: eclip --wait dedupe ...)."""
     if wait:

@@ -11,9 +11,6 @@ from rich.table import Table
 from eclip.cli.options import (
     AllowOutsideOpt,
     AllowPrivateOpt,
-    RayOpt,
-    RayWorkersOpt,
-    ray_runner,
     BatchSizeOpt,
     CatalogArg,
     EncodingOpt,
@@ -21,10 +18,13 @@ from eclip.cli.options import (
     ImageColOpt,
     ImageRootOpt,
     ModelOpt,
+    RayOpt,
+    RayWorkersOpt,
     RuntimeOpt,
     SepOpt,
     TextColsOpt,
     WorkersOpt,
+    ray_runner,
     source_options,
     split_cols,
 )
@@ -34,47 +34,169 @@ from eclip.rundir import read_json
 
 def dedupe(
     catalog: CatalogArg,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory for groups.parquet, pairs.parquet, manifest.json and caches.", metavar="DIR", rich_help_panel="Output")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Run directory for groups.parquet, pairs.parquet, manifest.json and caches.",
+            metavar="DIR",
+            rich_help_panel="Output",
+        ),
+    ],
     id_col: IdColOpt = "id",
     text_cols: TextColsOpt = None,
     sep: SepOpt = None,
     encoding: EncodingOpt = None,
     model: ModelOpt = "minilm",
     runtime: RuntimeOpt = "auto",
-    embeddings: Annotated[Optional[Path], typer.Option(help="Embeddings directory from `eclip embed` (instead of --model).", metavar="DIR", rich_help_panel="Model")] = None,
+    embeddings: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Embeddings directory from `eclip embed` (instead of --model).", metavar="DIR", rich_help_panel="Model"
+        ),
+    ] = None,
     image_col: ImageColOpt = None,
     image_root: ImageRootOpt = None,
     allow_outside_root: AllowOutsideOpt = False,
     allow_private_urls: AllowPrivateOpt = False,
-    signals: Annotated[Optional[str], typer.Option(help="Comma-separated signals among text, image, fused, phash. Default: all the embeddings have.", metavar="LIST", rich_help_panel="Signals")] = None,
-    image_threshold: Annotated[float, typer.Option(help="Minimum image-embedding cosine of a match.", metavar="COS", rich_help_panel="Signals")] = 0.9,
-    fused_threshold: Annotated[float, typer.Option(help="Minimum fused-embedding cosine of a match.", metavar="COS", rich_help_panel="Signals")] = 0.85,
-    phash_max_distance: Annotated[int, typer.Option(min=0, max=64, help="Largest pHash Hamming distance (bits of 64) of a match.", metavar="BITS", rich_help_panel="Signals")] = 8,
+    signals: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Comma-separated signals among text, image, fused, phash. Default: all the embeddings have.",
+            metavar="LIST",
+            rich_help_panel="Signals",
+        ),
+    ] = None,
+    image_threshold: Annotated[
+        float, typer.Option(help="Minimum image-embedding cosine of a match.", metavar="COS", rich_help_panel="Signals")
+    ] = 0.9,
+    fused_threshold: Annotated[
+        float, typer.Option(help="Minimum fused-embedding cosine of a match.", metavar="COS", rich_help_panel="Signals")
+    ] = 0.85,
+    phash_max_distance: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=64,
+            help="Largest pHash Hamming distance (bits of 64) of a match.",
+            metavar="BITS",
+            rich_help_panel="Signals",
+        ),
+    ] = 8,
     workers: WorkersOpt = -1,
-    k: Annotated[int, typer.Option(min=1, help="Neighbours per row in the kNN self-join.", metavar="K", rich_help_panel="Grouping")] = 10,
-    method: Annotated[str, typer.Option(help="Grouping: auto (default: mutual or average, chosen from the catalog), mutual (reciprocal best match), average (average linkage: groups of any size, no chaining) or components (threshold + connected components).", metavar="NAME", rich_help_panel="Grouping")] = "",
-    threshold: Annotated[Optional[float], typer.Option(help="Minimum score of a match, on the raw score (about -0.7 to 1.3: a mean of cosines, +0.3 for agreeing codes, -0.2 per quantity or brand conflict). Default: learned from the catalog (match probability 0.5).", metavar="SCORE", rich_help_panel="Grouping")] = None,
-    calibration: Annotated[Optional[Path], typer.Option(help="calibration.json from `eclip eval --calibrate`: use its method and threshold.", metavar="FILE", rich_help_panel="Grouping")] = None,
-    lexical: Annotated[bool, typer.Option("--lexical/--no-lexical", help="Add TF-IDF char n-gram and model-code signals to the embedding score.", metavar="", rich_help_panel="Grouping")] = True,
+    k: Annotated[
+        int,
+        typer.Option(min=1, help="Neighbours per row in the kNN self-join.", metavar="K", rich_help_panel="Grouping"),
+    ] = 10,
+    method: Annotated[
+        str,
+        typer.Option(
+            help="Grouping: auto (default: mutual or average, chosen from the catalog), mutual (reciprocal best match), "
+            "average (average linkage: groups of any size, no chaining) or components (threshold + connected components).",
+            metavar="NAME",
+            rich_help_panel="Grouping",
+        ),
+    ] = "",
+    threshold: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Minimum score of a match, on the raw score (about -0.7 to 1.3: a mean of cosines, +0.3 for agreeing "
+            "codes, -0.2 per quantity or brand conflict). Default: learned from the catalog (match probability 0.5).",
+            metavar="SCORE",
+            rich_help_panel="Grouping",
+        ),
+    ] = None,
+    calibration: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="calibration.json from `eclip eval --calibrate`: use its method and threshold.",
+            metavar="FILE",
+            rich_help_panel="Grouping",
+        ),
+    ] = None,
+    lexical: Annotated[
+        bool,
+        typer.Option(
+            "--lexical/--no-lexical",
+            help="Add TF-IDF char n-gram and model-code signals to the embedding score.",
+            metavar="",
+            rich_help_panel="Grouping",
+        ),
+    ] = True,
     batch_size: BatchSizeOpt = 64,
-    cache_dir: Annotated[Optional[Path], typer.Option(help="Embeddings directory to write and reuse. Default: OUT/embeddings.", metavar="DIR", rich_help_panel="Output")] = None,
-    flat_max: Annotated[int, typer.Option(min=2, help="Below this many rows, search is exact (Flat); above, IVF-PQ with an SQ8 re-ranking store.", metavar="N", rich_help_panel="Performance")] = 200_000,
-    against: Annotated[Optional[Path], typer.Option(help="Index directory (`eclip index build`): match only these rows against it and its groups; existing group ids stay.", metavar="INDEX", rich_help_panel="Grouping")] = None,
-    brand_col: Annotated[Optional[str], typer.Option(help="Brand column for the brand comparison (a conflict counts against a match). Default: brand/manufacturer when present; '' for none.", metavar="COL", rich_help_panel="Signals")] = None,
-    price_col: Annotated[Optional[str], typer.Option(help="Price column for the price ratio in pairs.parquet. Default: price when present; '' for none.", metavar="COL", rich_help_panel="Signals")] = None,
-    review: Annotated[Optional[Path], typer.Option(help="Filled-in review.csv from `eclip report`: 'same' rows are kept together (must-link), 'different' rows split out (cannot-link).", metavar="CSV", rich_help_panel="Grouping")] = None,
-    match_model: Annotated[Optional[Path], typer.Option(help="Match model from `eclip learn`: it scores every candidate pair (--threshold is then a probability), and its labelled pairs are kept as must-link / cannot-link.", metavar="FILE", rich_help_panel="Grouping")] = None,
+    cache_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Embeddings directory to write and reuse. Default: OUT/embeddings.",
+            metavar="DIR",
+            rich_help_panel="Output",
+        ),
+    ] = None,
+    flat_max: Annotated[
+        int,
+        typer.Option(
+            min=2,
+            help="Below this many rows, search is exact (Flat); above, IVF-PQ with an SQ8 re-ranking store.",
+            metavar="N",
+            rich_help_panel="Performance",
+        ),
+    ] = 200_000,
+    against: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Index directory (`eclip index build`): match only these rows against it and its groups; existing group ids stay.",
+            metavar="INDEX",
+            rich_help_panel="Grouping",
+        ),
+    ] = None,
+    brand_col: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Brand column for the brand comparison (a conflict counts against a match). Default: brand/manufacturer when present; '' for none.",
+            metavar="COL",
+            rich_help_panel="Signals",
+        ),
+    ] = None,
+    price_col: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Price column for the price ratio in pairs.parquet. Default: price when present; '' for none.",
+            metavar="COL",
+            rich_help_panel="Signals",
+        ),
+    ] = None,
+    review: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Filled-in review.csv from `eclip report`: 'same' rows are kept together (must-link), 'different' rows split out (cannot-link).",
+            metavar="CSV",
+            rich_help_panel="Grouping",
+        ),
+    ] = None,
+    match_model: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Match model from `eclip learn`: it scores every candidate pair (--threshold is "
+            "then a probability), and its labelled pairs are kept as must-link / cannot-link.",
+            metavar="FILE",
+            rich_help_panel="Grouping",
+        ),
+    ] = None,
     ray: RayOpt = None,
     ray_workers: RayWorkersOpt = None,
 ) -> None:
     """Deduplicate a catalog: every row gets a match group (singletons included).
 
-    With --against INDEX, only the catalog's rows are matched, against the index and its groups; then `eclip index add INDEX CATALOG --groups OUT/groups.parquet` appends them.
+    With --against INDEX, only the catalog's rows are matched, against the index and its
+    groups; then `eclip index add INDEX CATALOG --groups OUT/groups.parquet` appends them.
     """
     from eclip import api
 
     cfg = api.DedupeConfig(
-        **source_options(id_col, text_cols, image_col, image_root, allow_outside_root, model, sep, encoding, allow_private_urls),
+        **source_options(
+            id_col, text_cols, image_col, image_root, allow_outside_root, model, sep, encoding, allow_private_urls
+        ),
         runtime=runtime,
         embeddings=embeddings,
         signals=tuple(split_cols(signals) or ()) if signals is not None else None,
@@ -107,9 +229,21 @@ def dedupe(
         c = m["counts"]
         table = Table(title=f"eclip dedupe {catalog} --against {against}", show_header=False)
         table.add_row("rows", f"{c['rows']:,} ({c['already_indexed']:,} already indexed)")
-        table.add_row("joined an existing group", f"{c['joined']:,}" + (f" ({c['rows_with_also_matches']:,} also match other groups: see also_matches)" if c["rows_with_also_matches"] else ""))
+        table.add_row(
+            "joined an existing group",
+            f"{c['joined']:,}"
+            + (
+                f" ({c['rows_with_also_matches']:,} also match other groups: see also_matches)"
+                if c["rows_with_also_matches"]
+                else ""
+            ),
+        )
         table.add_row("new groups (size > 1) / singletons", f"{c['new_group']:,} rows / {c['singleton']:,}")
-        table.add_row("method / threshold", f"{m['matching']['method']} / {m['matching']['threshold']}" + (" (with lexical signals)" if m["matching"]["lexical"] else ""))
+        table.add_row(
+            "method / threshold",
+            f"{m['matching']['method']} / {m['matching']['threshold']}"
+            + (" (with lexical signals)" if m["matching"]["lexical"] else ""),
+        )
         table.add_row("time", f"{m['timings_s']['total']:.1f} s")
         table.add_row("written", f"{out}/groups.parquet, pairs.parquet, manifest.json")
         console.print(table)
@@ -118,19 +252,31 @@ def dedupe(
     c = manifest["counts"]
     table = Table(title=f"eclip dedupe: {catalog}", show_header=False)
     table.add_row("rows", f"{c['rows']:,}")
-    table.add_row("empty text / unmatchable (kept as singletons)", f"{c['empty_text_rows']:,} / {c['unmatchable_rows']:,}")
+    table.add_row(
+        "empty text / unmatchable (kept as singletons)", f"{c['empty_text_rows']:,} / {c['unmatchable_rows']:,}"
+    )
     table.add_row("signals", ", ".join(manifest["matching"]["signals"]))
     table.add_row("candidate pairs", f"{c['candidate_pairs']:,}")
     by = ", ".join(f"{k} {v:,}" for k, v in c["matched_pairs_by_signal"].items())
     table.add_row("matched pairs", f"{c['matched_pairs']:,}" + (f" (passing: {by})" if by else ""))
-    table.add_row("match groups (size > 1)", f"{c['multi_row_groups']:,} holding {c['rows_in_multi_row_groups']:,} rows")
+    table.add_row(
+        "match groups (size > 1)", f"{c['multi_row_groups']:,} holding {c['rows_in_multi_row_groups']:,} rows"
+    )
     mm = manifest["matching"]
     on = "match probability (learned)" if mm["threshold_on"] == "match_probability" else "score"
-    table.add_row("method / threshold", f"{mm['method_used']}" + (" (auto)" if mm["method"] == "auto" else "") + f" / {mm['threshold']:.4g} on {on}")
+    table.add_row(
+        "method / threshold",
+        f"{mm['method_used']}" + (" (auto)" if mm["method"] == "auto" else "") + f" / {mm['threshold']:.4g} on {on}",
+    )
     if mm.get("match_model"):
         mdl = mm["match_model"]
         cv = mdl["cross_validated"]
-        table.add_row("match model", f"{match_model} ({mdl['labels']} labels" + (f"; cross-validated P {cv['precision']:.3f} R {cv['recall']:.3f}" if cv else "") + ")")
+        table.add_row(
+            "match model",
+            f"{match_model} ({mdl['labels']} labels"
+            + (f"; cross-validated P {cv['precision']:.3f} R {cv['recall']:.3f}" if cv else "")
+            + ")",
+        )
     table.add_row("index", ", ".join(f"{k}: {v.get('factory') or v.get('kind')}" for k, v in manifest["index"].items()))
     table.add_row("time", f"{manifest['timings_s']['total']:.1f} s")
     table.add_row("written", f"{out}/groups.parquet, pairs.parquet, manifest.json")

@@ -8,31 +8,97 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from eclip.cli.options import AllowOutsideOpt, IdColOpt, ImageColOpt, ImageRootOpt, ModelOpt, RayOpt, RayWorkersOpt, TextColsOpt, ray_runner, split_cols
+from eclip.cli.options import (
+    AllowOutsideOpt,
+    IdColOpt,
+    ImageColOpt,
+    ImageRootOpt,
+    ModelOpt,
+    RayOpt,
+    RayWorkersOpt,
+    TextColsOpt,
+    ray_runner,
+    split_cols,
+)
 from eclip.progress import console
-
 
 index_app = typer.Typer(
     help="FAISS index directories: build (auto-tuned IVF-PQ, sharded), merge, add, info, query.", no_args_is_help=True
 )
 
+
 def index_build(
-    source: Annotated[Path, typer.Argument(metavar="SOURCE", help="Embeddings directory from `eclip embed` (or a dedupe run's embeddings/), or a catalog to embed first.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Index directory to write.", metavar="DIR", rich_help_panel="Output")],
+    source: Annotated[
+        Path,
+        typer.Argument(
+            metavar="SOURCE",
+            help="Embeddings directory from `eclip embed` (or a dedupe run's embeddings/), or a catalog to embed first.",
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Index directory to write.", metavar="DIR", rich_help_panel="Output")
+    ],
     model: ModelOpt = "minilm",
     id_col: IdColOpt = "id",
     text_cols: TextColsOpt = None,
     image_col: ImageColOpt = None,
     image_root: ImageRootOpt = None,
-    vectors: Annotated[str, typer.Option(help="Which vectors: text, image or fused.", metavar="KIND", rich_help_panel="Index")] = "text",
-    factory: Annotated[Optional[str], typer.Option(help="faiss factory string, e.g. 'IVF4096,PQ48x8,Refine(SQ8)'. Default: chosen from n, d and --max-memory.", metavar="STR", rich_help_panel="Index")] = None,
-    max_memory: Annotated[Optional[float], typer.Option(help="Memory budget of the index, GiB.", metavar="GIB", rich_help_panel="Index")] = None,
-    target_recall: Annotated[float, typer.Option(min=0.0, max=1.0, help="recall@k against exact search that nprobe tuning must reach.", metavar="R", rich_help_panel="Index")] = 0.95,
+    vectors: Annotated[
+        str, typer.Option(help="Which vectors: text, image or fused.", metavar="KIND", rich_help_panel="Index")
+    ] = "text",
+    factory: Annotated[
+        Optional[str],
+        typer.Option(
+            help="faiss factory string, e.g. 'IVF4096,PQ48x8,Refine(SQ8)'. Default: chosen from n, d and --max-memory.",
+            metavar="STR",
+            rich_help_panel="Index",
+        ),
+    ] = None,
+    max_memory: Annotated[
+        Optional[float], typer.Option(help="Memory budget of the index, GiB.", metavar="GIB", rich_help_panel="Index")
+    ] = None,
+    target_recall: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="recall@k against exact search that nprobe tuning must reach.",
+            metavar="R",
+            rich_help_panel="Index",
+        ),
+    ] = 0.95,
     k: Annotated[int, typer.Option(min=1, help="k of the recall target.", metavar="K", rich_help_panel="Index")] = 10,
-    opq: Annotated[bool, typer.Option("--opq", help="Rotate with OPQ before IVF-PQ (helps PQ without a refine store; slower to train).", metavar="", rich_help_panel="Index")] = False,
-    flat_max: Annotated[int, typer.Option(min=0, help="Below this many rows the index is exact (Flat).", metavar="N", rich_help_panel="Index")] = 200_000,
-    shard: Annotated[Optional[str], typer.Option(help="i/N: add only slice i of N to the shared trained index; then `eclip index merge`.", metavar="I/N", rich_help_panel="Index")] = None,
-    groups: Annotated[Optional[Path], typer.Option(help="groups.parquet of a dedupe run over these rows, kept for `dedupe --against`.", metavar="FILE", rich_help_panel="Output")] = None,
+    opq: Annotated[
+        bool,
+        typer.Option(
+            "--opq",
+            help="Rotate with OPQ before IVF-PQ (helps PQ without a refine store; slower to train).",
+            metavar="",
+            rich_help_panel="Index",
+        ),
+    ] = False,
+    flat_max: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Below this many rows the index is exact (Flat).", metavar="N", rich_help_panel="Index"
+        ),
+    ] = 200_000,
+    shard: Annotated[
+        Optional[str],
+        typer.Option(
+            help="i/N: add only slice i of N to the shared trained index; then `eclip index merge`.",
+            metavar="I/N",
+            rich_help_panel="Index",
+        ),
+    ] = None,
+    groups: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="groups.parquet of a dedupe run over these rows, kept for `dedupe --against`.",
+            metavar="FILE",
+            rich_help_panel="Output",
+        ),
+    ] = None,
     ray: RayOpt = None,
     ray_workers: RayWorkersOpt = None,
 ) -> None:
@@ -42,20 +108,42 @@ def index_build(
     """
     from eclip import api
 
-    ecfg = api.EmbedConfig(model=model, id_col=id_col, text_cols=split_cols(text_cols), image_col=image_col, image_root=image_root)
+    ecfg = api.EmbedConfig(
+        model=model, id_col=id_col, text_cols=split_cols(text_cols), image_col=image_col, image_root=image_root
+    )
     m = api.index_build(
-        source, out, vectors, factory, int(max_memory * 2**30) if max_memory else None, target_recall, k,
-        opq=opq, flat_max=flat_max, shard=shard, groups=groups, embed_cfg=ecfg, ray=ray_runner(ray, ray_workers),
+        source,
+        out,
+        vectors,
+        factory,
+        int(max_memory * 2**30) if max_memory else None,
+        target_recall,
+        k,
+        opq=opq,
+        flat_max=flat_max,
+        shard=shard,
+        groups=groups,
+        embed_cfg=ecfg,
+        ray=ray_runner(ray, ray_workers),
     )
     console.print_json(data=m)
 
 
 def index_merge(
-    index: Annotated[Path, typer.Argument(metavar="INDEX", help="Index directory whose shards/ were built with --shard i/N.")],
-    embeddings: Annotated[Optional[Path], typer.Option(help="The embeddings the shards were built from (default: as recorded).", metavar="DIR")] = None,
-    target_recall: Annotated[float, typer.Option(min=0.0, max=1.0, help="recall@k that nprobe tuning must reach.", metavar="R")] = 0.95,
+    index: Annotated[
+        Path, typer.Argument(metavar="INDEX", help="Index directory whose shards/ were built with --shard i/N.")
+    ],
+    embeddings: Annotated[
+        Optional[Path],
+        typer.Option(help="The embeddings the shards were built from (default: as recorded).", metavar="DIR"),
+    ] = None,
+    target_recall: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="recall@k that nprobe tuning must reach.", metavar="R")
+    ] = 0.95,
     k: Annotated[int, typer.Option(min=1, help="k of the recall target.", metavar="K")] = 10,
-    groups: Annotated[Optional[Path], typer.Option(help="groups.parquet to keep with the index.", metavar="FILE")] = None,
+    groups: Annotated[
+        Optional[Path], typer.Option(help="groups.parquet to keep with the index.", metavar="FILE")
+    ] = None,
 ) -> None:
     """Merge the shards of a sharded build into one index (equal to a single build), then tune nprobe."""
     from eclip import api
@@ -65,8 +153,19 @@ def index_merge(
 
 def index_add(
     index: Annotated[Path, typer.Argument(metavar="INDEX", help="Index directory.")],
-    source: Annotated[Path, typer.Argument(metavar="SOURCE", help="New listings: a catalog file, or an embeddings directory made with the index's model.")],
-    groups: Annotated[Optional[Path], typer.Option(help="groups.parquet of `eclip dedupe NEW --against INDEX`, to keep the new rows' groups.", metavar="FILE")] = None,
+    source: Annotated[
+        Path,
+        typer.Argument(
+            metavar="SOURCE",
+            help="New listings: a catalog file, or an embeddings directory made with the index's model.",
+        ),
+    ],
+    groups: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="groups.parquet of `eclip dedupe NEW --against INDEX`, to keep the new rows' groups.", metavar="FILE"
+        ),
+    ] = None,
     id_col: IdColOpt = "id",
     text_cols: TextColsOpt = None,
     image_col: ImageColOpt = None,
@@ -77,10 +176,19 @@ def index_add(
     from eclip import api
 
     m = api.index_add(
-        index, source, groups, id_col=id_col, text_cols=split_cols(text_cols), image_col=image_col, image_root=image_root, allow_outside_root=allow_outside_root
+        index,
+        source,
+        groups,
+        id_col=id_col,
+        text_cols=split_cols(text_cols),
+        image_col=image_col,
+        image_root=image_root,
+        allow_outside_root=allow_outside_root,
     )
     last = m["adds"][-1]
-    console.print(f"{index}: added {last['rows']:,} rows ({last['skipped_known_ids']:,} already indexed), {m['n']:,} in all.")
+    console.print(
+        f"{index}: added {last['rows']:,} rows ({last['skipped_known_ids']:,} already indexed), {m['n']:,} in all."
+    )
 
 
 def index_info(index: Annotated[Path, typer.Argument(metavar="INDEX", help="Index directory.")]) -> None:
@@ -92,12 +200,28 @@ def index_info(index: Annotated[Path, typer.Argument(metavar="INDEX", help="Inde
 
 def index_query(
     index: Annotated[Path, typer.Argument(metavar="INDEX", help="Index directory.")],
-    text: Annotated[Optional[list[str]], typer.Option(help="A title to look up; repeatable.", metavar="TITLE", rich_help_panel="Queries")] = None,
-    image: Annotated[Optional[list[str]], typer.Option(help="An image file or http(s) URL to look up; repeatable.", metavar="FILE", rich_help_panel="Queries")] = None,
-    catalog: Annotated[Optional[Path], typer.Option(help="Look up every row of this catalog.", metavar="FILE", rich_help_panel="Queries")] = None,
+    text: Annotated[
+        Optional[list[str]],
+        typer.Option(help="A title to look up; repeatable.", metavar="TITLE", rich_help_panel="Queries"),
+    ] = None,
+    image: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            help="An image file or http(s) URL to look up; repeatable.", metavar="FILE", rich_help_panel="Queries"
+        ),
+    ] = None,
+    catalog: Annotated[
+        Optional[Path],
+        typer.Option(help="Look up every row of this catalog.", metavar="FILE", rich_help_panel="Queries"),
+    ] = None,
     k: Annotated[int, typer.Option(min=1, metavar="K")] = 10,
-    mmap: Annotated[bool, typer.Option("--mmap", help="Memory-map the index instead of reading it.", metavar="")] = False,
-    out: Annotated[Optional[Path], typer.Option(help="Write the neighbours here (.parquet or .csv) instead of printing.", metavar="FILE")] = None,
+    mmap: Annotated[
+        bool, typer.Option("--mmap", help="Memory-map the index instead of reading it.", metavar="")
+    ] = False,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(help="Write the neighbours here (.parquet or .csv) instead of printing.", metavar="FILE"),
+    ] = None,
     id_col: IdColOpt = "id",
     text_cols: TextColsOpt = None,
     image_col: ImageColOpt = None,
@@ -108,8 +232,22 @@ def index_query(
     from eclip import api
     from eclip.rundir import write_csv, write_parquet
 
-    catalog_args = {"id_col": id_col, "text_cols": split_cols(text_cols), "image_col": image_col, "image_root": image_root, "allow_outside_root": allow_outside_root}
-    res = api.index_query(index, texts=text, images=[str(p) for p in image or []], catalog=catalog, k=k, mmap=mmap, **(catalog_args if catalog is not None else {}))
+    catalog_args = {
+        "id_col": id_col,
+        "text_cols": split_cols(text_cols),
+        "image_col": image_col,
+        "image_root": image_root,
+        "allow_outside_root": allow_outside_root,
+    }
+    res = api.index_query(
+        index,
+        texts=text,
+        images=[str(p) for p in image or []],
+        catalog=catalog,
+        k=k,
+        mmap=mmap,
+        **(catalog_args if catalog is not None else {}),
+    )
     if out is not None:
         write_csv(res, out, for_people=True) if out.suffix == ".csv" else write_parquet(res, out)
         console.print(f"{len(res):,} neighbours written to {out}")

@@ -13,8 +13,12 @@ from rich.table import Table
 
 from eclip.progress import console
 
-RunArg = Annotated[Path, typer.Argument(metavar="RUN_DIR", help="Run directory of `eclip dedupe CATALOG --out RUN_DIR`.")]
-LabelsOpt = Annotated[Optional[Path], typer.Option("--labels", help="Label file. Default: RUN_DIR/label.csv.", metavar="CSV")]
+RunArg = Annotated[
+    Path, typer.Argument(metavar="RUN_DIR", help="Run directory of `eclip dedupe CATALOG --out RUN_DIR`.")
+]
+LabelsOpt = Annotated[
+    Optional[Path], typer.Option("--labels", help="Label file. Default: RUN_DIR/label.csv.", metavar="CSV")
+]
 #: Catalog cells shown in the interactive loop are cut to this many characters.
 CELL_CHARS = 300
 
@@ -23,12 +27,23 @@ def label(
     run_dir: RunArg,
     labels: LabelsOpt = None,
     batch: Annotated[int, typer.Option(min=1, help="Pairs to add to the label file.", metavar="N")] = 20,
-    interactive: Annotated[bool, typer.Option("--interactive", "-i", help="Ask in the terminal, one pair at a time (keys y/n/u/q); every answer is saved at once.", metavar="")] = False,
-    limit: Annotated[Optional[int], typer.Option(min=1, help="With --interactive: stop after this many answers.", metavar="N")] = None,
+    interactive: Annotated[
+        bool,
+        typer.Option(
+            "--interactive",
+            "-i",
+            help="Ask in the terminal, one pair at a time (keys y/n/u/q); every answer is saved at once.",
+            metavar="",
+        ),
+    ] = False,
+    limit: Annotated[
+        Optional[int], typer.Option(min=1, help="With --interactive: stop after this many answers.", metavar="N")
+    ] = None,
 ) -> None:
     """Choose the candidate pairs worth a reviewer's time: those the current model is least sure of, plus a share at random.
 
-    Writes them to label.csv with both titles and the signals; fill in decision (same, different or unsure), then run it again for the next batch, or `eclip learn`.
+    Writes them to label.csv with both titles and the signals; fill in decision (same,
+    different or unsure), then run it again for the next batch, or `eclip learn`.
     """
     from eclip import api
 
@@ -44,7 +59,9 @@ def label(
     if result["added"] == 0:
         console.print("every candidate pair is already in the file.")
     else:
-        console.print(f"fill in the decision column (same / different / unsure), then run `eclip label {run_dir}` again or `eclip learn {run_dir}`.")
+        console.print(
+            f"fill in the decision column (same / different / unsure), then run `eclip label {run_dir}` again or `eclip learn {run_dir}`."
+        )
 
 
 def _read_key() -> str:
@@ -67,7 +84,11 @@ def _side_by_side(rec: dict[str, Any], number: int) -> Table:
         if va is None and vb is None:
             continue
         table.add_row(_plain(col), _plain(va), _plain(vb))
-    signals = ", ".join(f"{k} {float(rec[k]):.3f}" for k in ("match_probability", "cos_embedding", "cos_tfidf", "code", "quantity", "brand") if rec.get(k) not in (None, ""))
+    signals = ", ".join(
+        f"{k} {float(rec[k]):.3f}"
+        for k in ("match_probability", "cos_embedding", "cos_tfidf", "code", "quantity", "brand")
+        if rec.get(k) not in (None, "")
+    )
     table.caption = escape(f"{signals}\n[y] same  [n] different  [u] unsure  [q] quit")
     return table
 
@@ -99,13 +120,18 @@ def _interactive(session: Any, limit: Optional[int]) -> None:
         session.answer(row, KEYS[key])
         answered += 1
     c = session.counts()
-    console.print(f"saved {session.path}: {c['same']} same, {c['different']} different, {c['unsure']} unsure, {c['pending']} waiting.")
+    console.print(
+        f"saved {session.path}: {c['same']} same, {c['different']} different, {c['unsure']} unsure, {c['pending']} waiting."
+    )
 
 
 def learn(
     run_dir: RunArg,
     labels: LabelsOpt = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Model file to write. Default: RUN_DIR/match_model.json.", metavar="FILE")] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option("--out", "-o", help="Model file to write. Default: RUN_DIR/match_model.json.", metavar="FILE"),
+    ] = None,
 ) -> None:
     """Fit a match model on labelled pairs: logistic regression over every signal, calibrated by cross-validation, saved as JSON.
 
@@ -116,11 +142,24 @@ def learn(
     model, path = api.learn(run_dir, labels, out)
     c = model.info["label_counts"]
     table = Table(title=f"eclip learn: {run_dir}", show_header=False)
-    table.add_row("labels", f"{c['same']} same, {c['different']} different, {c['unsure']} unsure, {c['pending']} waiting")
-    table.add_row("fitted on", f"{c['fitted_on']} pairs" + (f" ({c['not_candidates']} labelled pairs are not candidates of this run: kept as constraints only)" if c["not_candidates"] else ""))
+    table.add_row(
+        "labels", f"{c['same']} same, {c['different']} different, {c['unsure']} unsure, {c['pending']} waiting"
+    )
+    table.add_row(
+        "fitted on",
+        f"{c['fitted_on']} pairs"
+        + (
+            f" ({c['not_candidates']} labelled pairs are not candidates of this run: kept as constraints only)"
+            if c["not_candidates"]
+            else ""
+        ),
+    )
     table.add_row("features", ", ".join(model.features))
     if model.cv:
-        table.add_row("cross-validated", f"precision {model.cv.precision:.3f}, recall {model.cv.recall:.3f}, F1 {model.cv.f1:.3f} ({model.cv.folds} folds)")
+        table.add_row(
+            "cross-validated",
+            f"precision {model.cv.precision:.3f}, recall {model.cv.recall:.3f}, F1 {model.cv.f1:.3f} ({model.cv.folds} folds)",
+        )
     else:
         table.add_row("cross-validated", "too few labels of a class for 2 folds: not calibrated")
     table.add_row("calibration", model.calibration)

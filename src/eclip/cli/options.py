@@ -13,49 +13,110 @@ import typer
 
 INPUT, MODEL, PERFORMANCE = "Input", "Model", "Performance"
 
-CatalogArg = Annotated[Path, typer.Argument(metavar="CATALOG", help="Catalog file: .csv, .tsv, .parquet, .jsonl or .ndjson.")]
-SourceArg = Annotated[Path, typer.Argument(metavar="SOURCE", help="Catalog file, or an embeddings directory from `eclip embed`.")]
+CatalogArg = Annotated[
+    Path, typer.Argument(metavar="CATALOG", help="Catalog file: .csv, .tsv, .parquet, .jsonl or .ndjson.")
+]
+SourceArg = Annotated[
+    Path, typer.Argument(metavar="SOURCE", help="Catalog file, or an embeddings directory from `eclip embed`.")
+]
 ModelOpt = Annotated[
     str,
     typer.Option(
-        metavar="SPEC", rich_help_panel=MODEL,
-        help="Model spec: minilm (bundled, offline), minilm-static (distilled from it: fastest), openclip:ARCH[:TAG|:CKPT], hf-hub:ORG/NAME, or a model folder.",
+        metavar="SPEC",
+        rich_help_panel=MODEL,
+        help="Model spec: minilm (bundled, offline), minilm-static (distilled from it: "
+        "fastest), openclip:ARCH[:TAG|:CKPT], hf-hub:ORG/NAME, or a model folder.",
     ),
 ]
 RuntimeOpt = Annotated[
     str,
     typer.Option(
-        metavar="NAME", rich_help_panel=MODEL,
-        help="How a sentence-transformers model runs: auto (onnx on a CPU, torch on a GPU), torch, onnx (ONNX Runtime, same vectors) or onnx-int8 (refused if its vectors drift: mean cosine < 0.99).",
+        metavar="NAME",
+        rich_help_panel=MODEL,
+        help="How a sentence-transformers model runs: auto (onnx on a CPU, torch on a GPU), torch, onnx "
+        "(ONNX Runtime, same vectors) or onnx-int8 (refused if its vectors drift: mean cosine < 0.99).",
     ),
 ]
 IdColOpt = Annotated[str, typer.Option(metavar="COL", rich_help_panel=INPUT, help="Column with a unique id per row.")]
 TextColsOpt = Annotated[
     Optional[str],
     typer.Option(
-        metavar="COLS", rich_help_panel=INPUT,
+        metavar="COLS",
+        rich_help_panel=INPUT,
         help="Comma-separated columns joined into the title text. Default: title-like column, then brand/manufacturer.",
     ),
 ]
 ImageColOpt = Annotated[
-    Optional[str], typer.Option(metavar="COL", rich_help_panel=INPUT, help="Column of image paths (relative to the catalog file) or http(s) URLs.")
+    Optional[str],
+    typer.Option(
+        metavar="COL",
+        rich_help_panel=INPUT,
+        help="Column of image paths (relative to the catalog file) or http(s) URLs.",
+    ),
 ]
 ImageRootOpt = Annotated[
     Optional[Path],
-    typer.Option(metavar="DIR", rich_help_panel=INPUT, help="Folder image paths are relative to, and may not leave. Default: the catalog file's folder."),
+    typer.Option(
+        metavar="DIR",
+        rich_help_panel=INPUT,
+        help="Folder image paths are relative to, and may not leave. Default: the catalog file's folder.",
+    ),
 ]
-AllowPrivateOpt = Annotated[bool, typer.Option("--allow-private-urls", metavar="", rich_help_panel=INPUT, help="Fetch image URLs on loopback, private or link-local addresses.")]
-AllowOutsideOpt = Annotated[bool, typer.Option("--allow-outside-root", metavar="", rich_help_panel=INPUT, help="Follow image paths that leave the image root.")]
-WorkersOpt = Annotated[int, typer.Option(min=-1, metavar="N", rich_help_panel=PERFORMANCE, help="DataLoader workers decoding images (-1: one per spare core).")]
-SepOpt = Annotated[Optional[str], typer.Option(metavar="CHAR", rich_help_panel=INPUT, help="CSV delimiter (default: sniffed among , ; tab |).")]
-EncodingOpt = Annotated[Optional[str], typer.Option(metavar="NAME", rich_help_panel=INPUT, help="CSV encoding, e.g. cp1252 (default: sniffed: BOM, UTF-8, else cp1252).")]
-BatchSizeOpt = Annotated[int, typer.Option(min=1, metavar="N", rich_help_panel=PERFORMANCE, help="Rows per encoder forward pass.")]
+AllowPrivateOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-private-urls",
+        metavar="",
+        rich_help_panel=INPUT,
+        help="Fetch image URLs on loopback, private or link-local addresses.",
+    ),
+]
+AllowOutsideOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-outside-root", metavar="", rich_help_panel=INPUT, help="Follow image paths that leave the image root."
+    ),
+]
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        min=-1,
+        metavar="N",
+        rich_help_panel=PERFORMANCE,
+        help="DataLoader workers decoding images (-1: one per spare core).",
+    ),
+]
+SepOpt = Annotated[
+    Optional[str],
+    typer.Option(metavar="CHAR", rich_help_panel=INPUT, help="CSV delimiter (default: sniffed among , ; tab |)."),
+]
+EncodingOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        metavar="NAME",
+        rich_help_panel=INPUT,
+        help="CSV encoding, e.g. cp1252 (default: sniffed: BOM, UTF-8, else cp1252).",
+    ),
+]
+BatchSizeOpt = Annotated[
+    int, typer.Option(min=1, metavar="N", rich_help_panel=PERFORMANCE, help="Rows per encoder forward pass.")
+]
 VectorsOpt = Annotated[
-    Optional[str], typer.Option(metavar="KIND", rich_help_panel="Scoring", help="Vectors to score: text, image or fused. Default: fused with images, else text.")
+    Optional[str],
+    typer.Option(
+        metavar="KIND",
+        rich_help_panel="Scoring",
+        help="Vectors to score: text, image or fused. Default: fused with images, else text.",
+    ),
 ]
 LogitScaleOpt = Annotated[
     float,
-    typer.Option(min=0.0, metavar="X", rich_help_panel="Scoring", help="Zero-shot softmax sharpness: probabilities = softmax(logit_scale x cosine), as CLIP."),
+    typer.Option(
+        min=0.0,
+        metavar="X",
+        rich_help_panel="Scoring",
+        help="Zero-shot softmax sharpness: probabilities = softmax(logit_scale x cosine), as CLIP.",
+    ),
 ]
 
 
@@ -72,13 +133,27 @@ def split_cols(cols: Optional[str]) -> Optional[list[str]]:
 
 
 def source_options(
-    id_col: str, text_cols: Optional[str], image_col: Optional[str], image_root: Optional[Path], allow_outside_root: bool, model: str, sep: Optional[str] = None, encoding: Optional[str] = None,
+    id_col: str,
+    text_cols: Optional[str],
+    image_col: Optional[str],
+    image_root: Optional[Path],
+    allow_outside_root: bool,
+    model: str,
+    sep: Optional[str] = None,
+    encoding: Optional[str] = None,
     allow_private_urls: bool = False,
 ) -> dict:
     """The shared catalog options as keyword arguments of :class:`eclip.api.CatalogSource`."""
     return {
-        "id_col": id_col, "text_cols": split_cols(text_cols), "image_col": image_col, "image_root": image_root, "allow_outside_root": allow_outside_root, "allow_private_urls": allow_private_urls, "model": model,
-        "sep": parse_sep(sep), "encoding": encoding,
+        "id_col": id_col,
+        "text_cols": split_cols(text_cols),
+        "image_col": image_col,
+        "image_root": image_root,
+        "allow_outside_root": allow_outside_root,
+        "allow_private_urls": allow_private_urls,
+        "model": model,
+        "sep": parse_sep(sep),
+        "encoding": encoding,
     }
 
 
@@ -86,12 +161,21 @@ SCALE_OUT = "Scale-out (Ray)"
 RayOpt = Annotated[
     Optional[str],
     typer.Option(
-        "--ray", metavar="[ADDRESS]", rich_help_panel=SCALE_OUT,
+        "--ray",
+        metavar="[ADDRESS]",
+        rich_help_panel=SCALE_OUT,
         help="Run on Ray (extra 'ray'). ADDRESS: auto or HOST:PORT of a running cluster; none: a local Ray instance.",
     ),
 ]
 RayWorkersOpt = Annotated[
-    Optional[int], typer.Option("--ray-workers", min=1, metavar="N", rich_help_panel=SCALE_OUT, help="Ray actors or tasks at once (default: one per GPU, else per CPU).")
+    Optional[int],
+    typer.Option(
+        "--ray-workers",
+        min=1,
+        metavar="N",
+        rich_help_panel=SCALE_OUT,
+        help="Ray actors or tasks at once (default: one per GPU, else per CPU).",
+    ),
 ]
 
 

@@ -13,15 +13,58 @@ from eclip.progress import console
 
 def report(
     run: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory of `eclip dedupe` or `eclip cluster`.")],
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file to write. Default: RUN/report.html.", metavar="FILE", rich_help_panel="Output")] = None,
-    review_out: Annotated[Optional[Path], typer.Option(help="Review CSV to write (group_id, id, decision, title). Default: RUN/review.csv.", metavar="FILE", rich_help_panel="Output")] = None,
-    gold: Annotated[Optional[Path], typer.Option(help="Gold labels (pairs file or table) for precision/recall against the threshold. A labelled cluster run reuses its own.", metavar="FILE", rich_help_panel="Gold")] = None,
-    gold_col: Annotated[Optional[str], typer.Option(help="Cluster-id column of --gold.", metavar="COL", rich_help_panel="Gold")] = None,
-    gold_id_col: Annotated[Optional[str], typer.Option(help="Id column of --gold (default: the catalog's).", metavar="COL", rich_help_panel="Gold")] = None,
-    singleton_cluster: Annotated[Optional[list[str]], typer.Option(help="Gold label whose rows are unrelated (a catch-all); repeatable.", metavar="LABEL", rich_help_panel="Gold")] = None,
+    out: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--out",
+            "-o",
+            help="HTML file to write. Default: RUN/report.html.",
+            metavar="FILE",
+            rich_help_panel="Output",
+        ),
+    ] = None,
+    review_out: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Review CSV to write (group_id, id, decision, title). Default: RUN/review.csv.",
+            metavar="FILE",
+            rich_help_panel="Output",
+        ),
+    ] = None,
+    gold: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Gold labels (pairs file or table) for precision/recall against the threshold. A labelled cluster run reuses its own.",
+            metavar="FILE",
+            rich_help_panel="Gold",
+        ),
+    ] = None,
+    gold_col: Annotated[
+        Optional[str], typer.Option(help="Cluster-id column of --gold.", metavar="COL", rich_help_panel="Gold")
+    ] = None,
+    gold_id_col: Annotated[
+        Optional[str],
+        typer.Option(help="Id column of --gold (default: the catalog's).", metavar="COL", rich_help_panel="Gold"),
+    ] = None,
+    singleton_cluster: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            help="Gold label whose rows are unrelated (a catch-all); repeatable.",
+            metavar="LABEL",
+            rich_help_panel="Gold",
+        ),
+    ] = None,
     image_root: ImageRootOpt = None,
-    max_groups: Annotated[int, typer.Option(min=1, help="Groups or clusters listed, largest first.", metavar="N", rich_help_panel="Output")] = 10_000,
-    max_thumbnails: Annotated[int, typer.Option(min=0, help="Images embedded as thumbnails (about 3 KB each).", metavar="N", rich_help_panel="Output")] = 5_000,
+    max_groups: Annotated[
+        int,
+        typer.Option(min=1, help="Groups or clusters listed, largest first.", metavar="N", rich_help_panel="Output"),
+    ] = 10_000,
+    max_thumbnails: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Images embedded as thumbnails (about 3 KB each).", metavar="N", rich_help_panel="Output"
+        ),
+    ] = 5_000,
 ) -> None:
     """Write a self-contained HTML report (galleries with thumbnails, histograms, precision/recall) and a review CSV."""
     from eclip.report import write_report
@@ -38,4 +81,6 @@ def report(
         max_groups=max_groups,
         max_thumbnails=max_thumbnails,
     )
-    console.print(f"wrote {r['html']} ({r['bytes'] / 2**20:.1f} MiB: {r['groups']:,} groups, {r['thumbnails']:,} thumbnails) and {r['review']}")
+    console.print(
+        f"wrote {r['html']} ({r['bytes'] / 2**20:.1f} MiB: {r['groups']:,} groups, {r['thumbnails']:,} thumbnails) and {r['review']}"
+    )

@@ -125,7 +125,13 @@ def _hdbscan(settings: HdbscanSettings, metric: str, data, components: int = 1, 
         model.fit(data)
     labels = _by_size(np.asarray(model.labels_, dtype=np.int64))
     outlier = np.nan_to_num(np.asarray(model.outlier_scores_, dtype=np.float32), nan=0.0, posinf=1.0)
-    return HdbscanResult(labels, np.asarray(model.probabilities_, dtype=np.float32), outlier, "knn" if metric == "precomputed" else "pca", components)
+    return HdbscanResult(
+        labels,
+        np.asarray(model.probabilities_, dtype=np.float32),
+        outlier,
+        "knn" if metric == "precomputed" else "pca",
+        components,
+    )
 
 
 def _by_size(labels: np.ndarray) -> np.ndarray:
@@ -195,7 +201,13 @@ def knn_graph(scores: np.ndarray, nn: np.ndarray) -> tuple[sp.csr_matrix, int]:
         hub = heads[comp[0]]
         others = heads[heads != hub]
         extra = sp.csr_matrix(
-            (np.full(2 * len(others), bridge), (np.concatenate([np.full(len(others), hub), others]), np.concatenate([others, np.full(len(others), hub)]))),
+            (
+                np.full(2 * len(others), bridge),
+                (
+                    np.concatenate([np.full(len(others), hub), others]),
+                    np.concatenate([others, np.full(len(others), hub)]),
+                ),
+            ),
             shape=(n, n),
         )
         graph = (graph + extra).tocsr()
@@ -215,7 +227,9 @@ def cluster_knn(scores: np.ndarray, nn: np.ndarray, settings: HdbscanSettings) -
         EclipError: ``k`` is smaller than ``min_samples``.
     """
     if nn.shape[1] < settings.samples:
-        raise EclipError(f"the kNN graph has {nn.shape[1]} neighbours per row, fewer than min_samples={settings.samples}; raise --k.")
+        raise EclipError(
+            f"the kNN graph has {nn.shape[1]} neighbours per row, fewer than min_samples={settings.samples}; raise --k."
+        )
     graph, parts = knn_graph(scores, nn)
     # rows an approximate index gave fewer than min_samples neighbours get the largest
     # distance of the graph as core distance (hdbscan's `max_dist`), not an error

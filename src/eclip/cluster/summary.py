@@ -33,8 +33,19 @@ def class_tfidf_terms(texts: list[str], labels: np.ndarray, top: int = 8) -> dic
     out: dict[int, list[str]] = {int(c): [] for c in clusters}
     if not len(clusters):
         return out
-    joined = pl.DataFrame({"c": labels, "t": [t or "" for t in texts]}).filter(pl.col("c") >= 0).group_by("c").agg(pl.col("t").str.join(" ")).sort("c")
-    vec = CountVectorizer(stop_words=list(ENGLISH_STOP_WORDS | _TITLE_STOP), ngram_range=(1, 2), token_pattern=r"(?u)\b[^\W_][\w\-]+\b", lowercase=True)
+    joined = (
+        pl.DataFrame({"c": labels, "t": [t or "" for t in texts]})
+        .filter(pl.col("c") >= 0)
+        .group_by("c")
+        .agg(pl.col("t").str.join(" "))
+        .sort("c")
+    )
+    vec = CountVectorizer(
+        stop_words=list(ENGLISH_STOP_WORDS | _TITLE_STOP),
+        ngram_range=(1, 2),
+        token_pattern=r"(?u)\b[^\W_][\w\-]+\b",
+        lowercase=True,
+    )
     try:
         counts = vec.fit_transform(joined["t"].to_list()).tocsr().astype(np.float64)
     except ValueError:  # every title empty or stop words only
@@ -54,7 +65,9 @@ def class_tfidf_terms(texts: list[str], labels: np.ndarray, top: int = 8) -> dic
     return out
 
 
-def medoids(vectors: np.ndarray, labels: np.ndarray, probability: np.ndarray, exemplars: int = 5) -> dict[int, tuple[int, list[int], float]]:
+def medoids(
+    vectors: np.ndarray, labels: np.ndarray, probability: np.ndarray, exemplars: int = 5
+) -> dict[int, tuple[int, list[int], float]]:
     """Each cluster's medoid row, exemplar rows and cohesion.
 
     For L2-normalised vectors, the row with the largest summed cosine to its cluster
@@ -89,13 +102,25 @@ def medoids(vectors: np.ndarray, labels: np.ndarray, probability: np.ndarray, ex
 
 
 SUMMARY_SCHEMA = {
-    "cluster_id": pl.Int64, "size": pl.Int64, "medoid_id": pl.String, "medoid_title": pl.String, "exemplar_ids": pl.List(pl.String),
-    "top_terms": pl.List(pl.String), "mean_probability": pl.Float32, "cohesion": pl.Float32,
+    "cluster_id": pl.Int64,
+    "size": pl.Int64,
+    "medoid_id": pl.String,
+    "medoid_title": pl.String,
+    "exemplar_ids": pl.List(pl.String),
+    "top_terms": pl.List(pl.String),
+    "mean_probability": pl.Float32,
+    "cohesion": pl.Float32,
 }
 
 
 def summary_frame(
-    x: np.ndarray, ids: list[str], texts: list[str], labels: np.ndarray, probability: np.ndarray, top_terms: int = 8, exemplars: int = 5
+    x: np.ndarray,
+    ids: list[str],
+    texts: list[str],
+    labels: np.ndarray,
+    probability: np.ndarray,
+    top_terms: int = 8,
+    exemplars: int = 5,
 ) -> pl.DataFrame:
     """``cluster_summary.parquet``: one row per cluster ``0..c-1``.
 
@@ -140,9 +165,16 @@ def with_gold_purity(summary: pl.DataFrame, cluster_id: np.ndarray, gold: np.nda
         cluster_id: ``(n,)`` int64 cluster per row, ``-1`` noise. gold: ``(n,)`` gold labels.
     """
     majority = (
-        pl.DataFrame({"c": cluster_id, "g": gold}).filter(pl.col("c") >= 0).group_by("c", "g").len()
-        .sort(["c", "len"], descending=[False, True]).group_by("c", maintain_order=True).first()
+        pl.DataFrame({"c": cluster_id, "g": gold})
+        .filter(pl.col("c") >= 0)
+        .group_by("c", "g")
+        .len()
+        .sort(["c", "len"], descending=[False, True])
+        .group_by("c", maintain_order=True)
+        .first()
     )
-    return summary.join(majority.select(pl.col("c").alias("cluster_id"), pl.col("len").alias("gold_majority_rows")), on="cluster_id", how="left").with_columns(
-        (pl.col("gold_majority_rows") / pl.col("size")).cast(pl.Float32).alias("gold_purity")
-    )
+    return summary.join(
+        majority.select(pl.col("c").alias("cluster_id"), pl.col("len").alias("gold_majority_rows")),
+        on="cluster_id",
+        how="left",
+    ).with_columns((pl.col("gold_majority_rows") / pl.col("size")).cast(pl.Float32).alias("gold_purity"))

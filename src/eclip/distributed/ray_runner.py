@@ -40,7 +40,9 @@ def _ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise EclipError("--ray needs Ray: install the extra with `pip install 'eclip[ray]'` (or `uv sync --extra ray`).") from None
+        raise EclipError(
+            "--ray needs Ray: install the extra with `pip install 'eclip[ray]'` (or `uv sync --extra ray`)."
+        ) from None
     return ray
 
 
@@ -61,9 +63,18 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> Any:
         return ray
     local = address in (None, "", "local")
     try:
-        ray.init(address=None if local else address, num_cpus=num_cpus if local else None, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+        ray.init(
+            address=None if local else address,
+            num_cpus=num_cpus if local else None,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
     except ConnectionError as exc:
-        raise EclipError(f"--ray {address}: cannot reach a Ray cluster there ({exc}); start one with `ray start --head`, or pass --ray without an address for a local instance.") from None
+        raise EclipError(
+            f"--ray {address}: cannot reach a Ray cluster there ({exc}); start one with "
+            "`ray start --head`, or pass --ray without an address for a local instance."
+        ) from None
     return ray
 
 
@@ -141,7 +152,13 @@ class RayRunner:
         }
 
     def map_actors(
-        self, actor: type, items: list[dict[str, Any]], sizes: Sequence[int], label: str, ctor_kwargs: dict[str, Any], use_gpu: bool = True
+        self,
+        actor: type,
+        items: list[dict[str, Any]],
+        sizes: Sequence[int],
+        label: str,
+        ctor_kwargs: dict[str, Any],
+        use_gpu: bool = True,
     ) -> list[dict[str, Any]]:
         """Run ``actor`` (a class: ``__init__(**ctor_kwargs)`` once per actor,
         ``__call__(batch) -> dict of lists`` per item) over ``items``, one item per batch, with
@@ -167,8 +184,14 @@ class RayRunner:
         gpu = 1 if use_gpu and self.gpus() else 0
         extra = {"runtime_env": env} if (env := _runtime_env()) else {}
         dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
-            actor, fn_constructor_kwargs=ctor_kwargs, batch_size=1, batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=self.workers()), num_gpus=gpu, num_cpus=0 if gpu else 1, **extra,
+            actor,
+            fn_constructor_kwargs=ctor_kwargs,
+            batch_size=1,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=self.workers()),
+            num_gpus=gpu,
+            num_cpus=0 if gpu else 1,
+            **extra,
         )
         out: list[dict[str, Any]] = []
         with progress_bar(f"{label} on Ray ({self.workers()} actor(s))", int(sum(sizes))) as (bar, task):
@@ -177,11 +200,18 @@ class RayRunner:
                     out.append(row)
                     bar.advance(task, int(row.get("rows", 0)))
             except Exception as exc:  # noqa: BLE001 - Ray wraps the worker's error; say it in one line
-                raise EclipError(f"{label} stopped: {_reason(exc, 'a Ray worker failed')}. Finished work is kept: rerun the same command to resume.") from None
+                raise EclipError(
+                    f"{label} stopped: {_reason(exc, 'a Ray worker failed')}. Finished work is kept: rerun the same command to resume."
+                ) from None
         return out
 
     def map_tasks(
-        self, fn: Callable[..., Any], blocks: Sequence[tuple[int, int]], label: str, shared: dict[str, Any] | None = None, use_gpu: bool = False
+        self,
+        fn: Callable[..., Any],
+        blocks: Sequence[tuple[int, int]],
+        label: str,
+        shared: dict[str, Any] | None = None,
+        use_gpu: bool = False,
     ) -> list[Any]:
         """Run ``fn(j, lo, hi, **shared)`` as one Ray task per row block ``j``, rows ``[lo, hi)``, at most
         :meth:`workers` at a time; ``shared`` values go to the object store once (numpy arrays
@@ -197,12 +227,17 @@ class RayRunner:
         ray = self.start()
         refs = {k: ray.put(v) for k, v in (shared or {}).items()}
         extra = {"runtime_env": env} if (env := _runtime_env()) else {}
-        remote = ray.remote(fn).options(max_retries=self.max_retries, num_gpus=1 if use_gpu and self.gpus() else 0, num_cpus=1, **extra)
+        remote = ray.remote(fn).options(
+            max_retries=self.max_retries, num_gpus=1 if use_gpu and self.gpus() else 0, num_cpus=1, **extra
+        )
         results: list[Any] = [None] * len(blocks)
         todo = list(enumerate(blocks))
         running: dict[Any, int] = {}
         width = self.workers()
-        with progress_bar(f"{label} on Ray ({width} task(s) at a time)", int(sum(hi - lo for lo, hi in blocks))) as (bar, task):
+        with progress_bar(f"{label} on Ray ({width} task(s) at a time)", int(sum(hi - lo for lo, hi in blocks))) as (
+            bar,
+            task,
+        ):
             while todo or running:
                 while todo and len(running) < width:
                     j, (lo, hi) = todo.pop(0)
@@ -215,7 +250,9 @@ class RayRunner:
                 except Exception as exc:  # noqa: BLE001 - one line naming the rows, not Ray's traceback
                     for ref in running:
                         ray.cancel(ref)
-                    raise EclipError(f"{label} stopped: rows {lo + 1:,}-{hi:,} failed ({_reason(exc, 'a Ray task failed')}). Rerun the same command to resume.") from None
+                    raise EclipError(
+                        f"{label} stopped: rows {lo + 1:,}-{hi:,} failed ({_reason(exc, 'a Ray task failed')}). Rerun the same command to resume."
+                    ) from None
                 bar.advance(task, hi - lo)
         return results
 

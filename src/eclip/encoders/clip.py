@@ -57,7 +57,10 @@ def is_pickled_code_error(exc: BaseException) -> bool:
 def pickled_code_error(where: object) -> ModelError:
     """The one-line refusal of a checkpoint holding pickled code (never advice to turn
     ``weights_only`` off)."""
-    return ModelError(f"{where}: holds pickled code; eclip loads only plain tensors (a state_dict saved with torch.save) or safetensors. Save the weights as a state_dict or in .safetensors.")
+    return ModelError(
+        f"{where}: holds pickled code; eclip loads only plain tensors (a state_dict saved with "
+        "torch.save) or safetensors. Save the weights as a state_dict or in .safetensors."
+    )
 
 
 def _explain_load_error(spec: ModelSpec, exc: Exception) -> ModelError:
@@ -65,7 +68,9 @@ def _explain_load_error(spec: ModelSpec, exc: Exception) -> ModelError:
     if is_pickled_code_error(exc):
         return pickled_code_error(spec.pretrained or spec.location or spec.raw)
     if any(m in text for m in ("size mismatch", "Missing key", "Unexpected key", "pos_embed width changed")):
-        first = next((ln.strip() for ln in text.splitlines() if "size mismatch" in ln or "key" in ln.lower()), text[:200])
+        first = next(
+            (ln.strip() for ln in text.splitlines() if "size mismatch" in ln or "key" in ln.lower()), text[:200]
+        )
         return ModelError(
             f"model {spec.raw!r}: the checkpoint does not fit the architecture ({first}). "
             "Pass the architecture the checkpoint was trained with."
@@ -73,8 +78,12 @@ def _explain_load_error(spec: ModelSpec, exc: Exception) -> ModelError:
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
     if spec.needs_network:
         why = "HF_HUB_OFFLINE is set and the weights are not in the local cache" if offline else "the download failed"
-        return ModelError(f"model {spec.raw!r}: cannot get its weights ({why}: {text.splitlines()[0][:160] if text else type(exc).__name__}); {_OFFLINE_HINT}.")
-    return ModelError(f"model {spec.raw!r}: cannot load it: {text.splitlines()[0][:200] if text else type(exc).__name__}")
+        return ModelError(
+            f"model {spec.raw!r}: cannot get its weights ({why}: {text.splitlines()[0][:160] if text else type(exc).__name__}); {_OFFLINE_HINT}."
+        )
+    return ModelError(
+        f"model {spec.raw!r}: cannot load it: {text.splitlines()[0][:200] if text else type(exc).__name__}"
+    )
 
 
 class OpenClipEncoder:
@@ -112,17 +121,25 @@ class OpenClipEncoder:
         else:  # pragma: no cover - the factory routes other kinds elsewhere
             raise ModelError(f"model {spec.raw!r} is not an open_clip model")
         try:
-            if spec.kind == "local-dir" and "hf_model_name" in json.loads((Path(spec.location) / CONFIG_FILE).read_text("utf-8"))["model_cfg"].get("text_cfg", {}):
+            if spec.kind == "local-dir" and "hf_model_name" in json.loads(
+                (Path(spec.location) / CONFIG_FILE).read_text("utf-8")
+            )["model_cfg"].get("text_cfg", {}):
                 model, self.tokenizer, preprocess = _load_hf_text_dir(Path(spec.location), self.device)
             else:
-                model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=pretrained, device=self.device, weights_only=True)
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    model_name, pretrained=pretrained, device=self.device, weights_only=True
+                )
                 self.tokenizer = open_clip.get_tokenizer(model_name)
         except Exception as exc:  # noqa: BLE001 - every loader failure becomes one clear message
             raise _explain_load_error(spec, exc) from exc
         model.eval()
         self.model = model
         self.image_transform = preprocess
-        self.dim = int(model.text_projection.shape[1] if getattr(model, "text_projection", None) is not None and model.text_projection.ndim == 2 else self._probe_dim())
+        self.dim = int(
+            model.text_projection.shape[1]
+            if getattr(model, "text_projection", None) is not None and model.text_projection.ndim == 2
+            else self._probe_dim()
+        )
         self._weights = self._weights_id()
 
     def _probe_dim(self) -> int:
@@ -133,7 +150,9 @@ class OpenClipEncoder:
 
     def _weights_id(self) -> str:
         if self.spec.kind == "local-dir":
-            files = sorted(Path(self.spec.location).glob("*.safetensors")) + sorted(Path(self.spec.location).glob("*.bin"))
+            files = sorted(Path(self.spec.location).glob("*.safetensors")) + sorted(
+                Path(self.spec.location).glob("*.bin")
+            )
             return ",".join(_file_digest(f) for f in files) or "random-init"
         if self.spec.pretrained and Path(self.spec.pretrained).is_file():
             return _file_digest(Path(self.spec.pretrained))
@@ -176,7 +195,13 @@ class OpenClipEncoder:
 
     def describe(self) -> dict[str, Any]:
         """What identifies this encoder's output (recorded in manifests and index keys)."""
-        return {"kind": "open_clip", "name": self.name, "arch": self.spec.arch, "dim": self.dim, "weights": self._weights}
+        return {
+            "kind": "open_clip",
+            "name": self.name,
+            "arch": self.spec.arch,
+            "dim": self.dim,
+            "weights": self._weights,
+        }
 
 
 def localise_cfg(model_cfg: dict) -> dict:
@@ -236,7 +261,12 @@ def _load_hf_text_dir(folder: Path, device: str) -> tuple[Any, Any, Any]:
     pre = cfg.get("preprocess_cfg", {})
     size = pre.get("size", cfg["model_cfg"]["vision_cfg"].get("image_size", 224))
     transform = open_clip.image_transform(
-        size, is_train=False, mean=pre.get("mean"), std=pre.get("std"), interpolation=pre.get("interpolation"), resize_mode=pre.get("resize_mode")
+        size,
+        is_train=False,
+        mean=pre.get("mean"),
+        std=pre.get("std"),
+        interpolation=pre.get("interpolation"),
+        resize_mode=pre.get("resize_mode"),
     )
     return model.to(device), tokenizer, transform
 
@@ -258,7 +288,9 @@ def save_model_dir(model: Any, model_cfg: dict, folder: str | Path, preprocess_c
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        (tmp / CONFIG_FILE).write_text(json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg or {}}, indent=2), "utf-8")
+        (tmp / CONFIG_FILE).write_text(
+            json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess_cfg or {}}, indent=2), "utf-8"
+        )
         save_model(model, str(tmp / WEIGHTS_FILE))
         if target.exists():
             shutil.rmtree(target)
@@ -281,7 +313,9 @@ def create_model_dir(model_cfg: dict, folder: str | Path, seed: int = 0) -> Path
     torch.manual_seed(seed)
     cfg = json.loads(json.dumps(model_cfg))
     try:
-        model = open_clip.CLIP(**cfg) if "hf_model_name" not in cfg.get("text_cfg", {}) else open_clip.CustomTextCLIP(**cfg)
+        model = (
+            open_clip.CLIP(**cfg) if "hf_model_name" not in cfg.get("text_cfg", {}) else open_clip.CustomTextCLIP(**cfg)
+        )
     except Exception as exc:  # noqa: BLE001
         raise ModelError(f"cannot build an open_clip model from this config: {exc}") from exc
     return save_model_dir(model, model_cfg, folder)

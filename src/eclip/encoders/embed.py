@@ -53,7 +53,16 @@ from eclip.encoders.phash import PHASH_BYTES, phash_bytes
 from eclip.encoders.store import FAILURE_SCHEMA, FAILURES, SHARDS, read_failures
 from eclip.errors import RunDirError
 from eclip.progress import console, progress_bar
-from eclip.rundir import MANIFEST, fault_point, fingerprint, read_json, texts_digest, umask_mode, write_json, write_parquet
+from eclip.rundir import (
+    MANIFEST,
+    fault_point,
+    fingerprint,
+    read_json,
+    texts_digest,
+    umask_mode,
+    write_json,
+    write_parquet,
+)
 
 
 def default_workers() -> int:
@@ -124,7 +133,9 @@ class Dist:
 class _ImageRows:
     """Dataset: row position -> (row, pixels or None, pHash or None, failure or None)."""
 
-    def __init__(self, refs: list[str | None], settings: ImageSettings, transform: Callable | None, want_phash: bool) -> None:
+    def __init__(
+        self, refs: list[str | None], settings: ImageSettings, transform: Callable | None, want_phash: bool
+    ) -> None:
         self.refs, self.settings, self.transform, self.want_phash = refs, settings, transform, want_phash
 
     def __len__(self) -> int:
@@ -167,7 +178,18 @@ def run_key(encoder: Encoder, cat: Catalog, settings: EmbedSettings) -> str:
 class _ShardWriter:
     """Collects one shard's batches and writes the shard atomically when it is full."""
 
-    def __init__(self, out: Path, index: int, lo: int, hi: int, key: str, dim: int, with_image: bool, with_phash: bool, start: int | None = None) -> None:
+    def __init__(
+        self,
+        out: Path,
+        index: int,
+        lo: int,
+        hi: int,
+        key: str,
+        dim: int,
+        with_image: bool,
+        with_phash: bool,
+        start: int | None = None,
+    ) -> None:
         m = hi - lo
         self.out, self.index, self.lo, self.hi, self.key = out, index, lo, hi, key
         self.start = lo if start is None else start  # the shard's first catalog row
@@ -190,7 +212,9 @@ class _ShardWriter:
         final = self.out / SHARDS / f"{self.index:05d}"
         tmp = Path(tempfile.mkdtemp(prefix=f".{self.index:05d}.", dir=final.parent))
         try:
-            pl.DataFrame({"id": cat.ids[self.lo : self.hi]}, schema={"id": pl.String}).write_parquet(tmp / "ids.parquet")
+            pl.DataFrame({"id": cat.ids[self.lo : self.hi]}, schema={"id": pl.String}).write_parquet(
+                tmp / "ids.parquet"
+            )
             arrays = {"text": self.text, "fused": fused, "has_text": has_text, "has_image": self.has_image}
             if self.image is not None:
                 arrays["image"] = self.image
@@ -200,7 +224,17 @@ class _ShardWriter:
                 np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
             pl.DataFrame(self.failures, schema=FAILURE_SCHEMA).write_parquet(tmp / FAILURES)
             retryable = sum(f["reason"] in RETRYABLE for f in self.failures)
-            write_json({"key": self.key, "index": self.index, "start": self.start, "rows": self.hi - self.lo, "rank": rank, "retryable_failures": retryable}, tmp / "shard.json")
+            write_json(
+                {
+                    "key": self.key,
+                    "index": self.index,
+                    "start": self.start,
+                    "rows": self.hi - self.lo,
+                    "rank": rank,
+                    "retryable_failures": retryable,
+                },
+                tmp / "shard.json",
+            )
             if final.exists():
                 shutil.rmtree(final)
             umask_mode(tmp)
@@ -267,7 +301,9 @@ def embed_catalog(
         "rows": n,
         "dim": encoder.dim,
         "shards": n_shards,
-        "arrays": ["text", "fused", "has_text", "has_image"] + (["image"] if with_images and encoder.has_images else []) + (["phash"] if with_images and settings.phash else []),
+        "arrays": ["text", "fused", "has_text", "has_image"]
+        + (["image"] if with_images and encoder.has_images else [])
+        + (["phash"] if with_images and settings.phash else []),
     }
     if dist.rank == 0:
         old = read_json(out / MANIFEST)
@@ -291,12 +327,24 @@ def embed_catalog(
     todo = [i for i in mine if not _shard_done(out / SHARDS / f"{i:05d}", keys[i])]
     reused_rows = sum(bounds[i][1] - bounds[i][0] for i in mine if i not in todo)
     if reused_rows:
-        console.print(f"[green]rank {dist.rank}: {len(mine) - len(todo)} shard(s) ({reused_rows:,} rows) already done; reusing them.[/]")
-    embedded_rows = runner(todo, keys) if runner is not None and todo else _run_shards(encoder, cat, out, settings, images, todo, keys, dist.rank)
+        console.print(
+            f"[green]rank {dist.rank}: {len(mine) - len(todo)} shard(s) ({reused_rows:,} rows) already done; reusing them.[/]"
+        )
+    embedded_rows = (
+        runner(todo, keys)
+        if runner is not None and todo
+        else _run_shards(encoder, cat, out, settings, images, todo, keys, dist.rank)
+    )
     seconds = time.perf_counter() - t0
     dist.barrier()
 
-    manifest = {**header, "status": "complete", "reused_rows": reused_rows, "embedded_rows": embedded_rows, "seconds": round(seconds, 3)}
+    manifest = {
+        **header,
+        "status": "complete",
+        "reused_rows": reused_rows,
+        "embedded_rows": embedded_rows,
+        "seconds": round(seconds, 3),
+    }
     if dist.rank == 0:
         failures = read_failures(out, n_shards)
         write_parquet(failures, out / FAILURES)
@@ -348,7 +396,16 @@ def _run_shards(
 
         workers = default_workers() if settings.workers < 0 else settings.workers
         dataset = _ImageRows(cat.images, images, encoder.image_transform if with_image_emb else None, with_phash)
-        loader = iter(DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=_collate, persistent_workers=False, prefetch_factor=4 if workers else None))
+        loader = iter(
+            DataLoader(
+                dataset,
+                batch_sampler=batches,
+                num_workers=workers,
+                collate_fn=_collate,
+                persistent_workers=False,
+                prefetch_factor=4 if workers else None,
+            )
+        )
     writers: dict[int, _ShardWriter] = {}
     label = f"embedding {total:,} rows" + (" + images" if with_images else "") + f" ({encoder.name})"
     with progress_bar(label, total) as (bar, task):
@@ -356,7 +413,9 @@ def _run_shards(
             lo, hi = bounds[shard]
             w = writers.get(shard)
             if w is None:
-                w = writers[shard] = _ShardWriter(out, shard, lo, hi, keys[shard], encoder.dim, with_image_emb, with_phash, offset + lo)
+                w = writers[shard] = _ShardWriter(
+                    out, shard, lo, hi, keys[shard], encoder.dim, with_image_emb, with_phash, offset + lo
+                )
             local = np.asarray(rows) - lo
             w.text[local] = encoder.encode([cat.texts[r] for r in rows])
             if loader is not None:
@@ -366,7 +425,9 @@ def _run_shards(
                     if failure is not None:
                         reason, detail = failure
                         if reason != "no_image":
-                            w.failures.append({"id": cat.ids[r], "path": cat.images[r], "reason": reason, "detail": detail})
+                            w.failures.append(
+                                {"id": cat.ids[r], "path": cat.images[r], "reason": reason, "detail": detail}
+                            )
                         continue
                     w.has_image[r - lo] = True
                     if code is not None:
@@ -395,7 +456,16 @@ def shard_bounds(n: int, shard_rows: int) -> dict[int, tuple[int, int]]:
     return {i: (i * shard_rows, min(n, (i + 1) * shard_rows)) for i in range(max(1, -(-n // shard_rows)))}
 
 
-def embed_shard(encoder: Encoder, part: Catalog, out: str | Path, settings: EmbedSettings, images: ImageSettings | None, index: int, key: str, start: int) -> int:
+def embed_shard(
+    encoder: Encoder,
+    part: Catalog,
+    out: str | Path,
+    settings: EmbedSettings,
+    images: ImageSettings | None,
+    index: int,
+    key: str,
+    start: int,
+) -> int:
     """Embed one shard given as its own rows, and write it as :func:`embed_catalog` would.
 
     Args:

@@ -11,7 +11,13 @@ from eclip.errors import ModelError
 __all__ = ["DEFAULT_TEXT_MODEL", "load_encoder", "load_text_encoder"]
 
 
-def load_encoder(spec: str = DEFAULT_MODEL, device: str | None = None, batch_size: int = 64, runtime: str = "auto", cache_dir: Path | None = None) -> Encoder:
+def load_encoder(
+    spec: str = DEFAULT_MODEL,
+    device: str | None = None,
+    batch_size: int = 64,
+    runtime: str = "auto",
+    cache_dir: Path | None = None,
+) -> Encoder:
     """Load the model a spec names.
 
     Args:
@@ -45,9 +51,16 @@ def load_encoder(spec: str = DEFAULT_MODEL, device: str | None = None, batch_siz
     if parsed.kind == "sentence":
         return SentenceTransformerEncoder(parsed.raw, Path(parsed.location), device, batch_size, runtime, cache)
     if parsed.kind == "static":
-        return StaticEncoder(parsed.raw, Path(parsed.location) if parsed.location else bundled_minilm_path(), default_cache_dir(), batch_size)
+        return StaticEncoder(
+            parsed.raw,
+            Path(parsed.location) if parsed.location else bundled_minilm_path(),
+            default_cache_dir(),
+            batch_size,
+        )
     if runtime.startswith("onnx"):
-        raise ModelError(f"--runtime {runtime} runs sentence-transformers text towers; {parsed.raw} runs in PyTorch (--runtime torch or auto).")
+        raise ModelError(
+            f"--runtime {runtime} runs sentence-transformers text towers; {parsed.raw} runs in PyTorch (--runtime torch or auto)."
+        )
     return OpenClipEncoder(parsed, device, batch_size)
 
 

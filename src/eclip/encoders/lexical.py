@@ -38,7 +38,13 @@ class CharNgramTfidf:
         chunk_rows: rows hashed at a time.
     """
 
-    def __init__(self, ngram_range: tuple[int, int] = (3, 5), exact_max: int = 200_000, hash_bits: int = 22, chunk_rows: int = 50_000) -> None:
+    def __init__(
+        self,
+        ngram_range: tuple[int, int] = (3, 5),
+        exact_max: int = 200_000,
+        hash_bits: int = 22,
+        chunk_rows: int = 50_000,
+    ) -> None:
         self.ngram_range = ngram_range
         self.exact_max = exact_max
         self.hash_bits = hash_bits
@@ -67,7 +73,13 @@ class CharNgramTfidf:
 
         self.hashed = True
         hv = HashingVectorizer(
-            analyzer="char_wb", ngram_range=self.ngram_range, lowercase=True, alternate_sign=False, norm=None, n_features=2**self.hash_bits, dtype=np.float32
+            analyzer="char_wb",
+            ngram_range=self.ngram_range,
+            lowercase=True,
+            alternate_sign=False,
+            norm=None,
+            n_features=2**self.hash_bits,
+            dtype=np.float32,
         )
         parts = []
         with progress_bar("TF-IDF (hashed n-grams)", total=len(texts)) as (bar, task):
@@ -80,16 +92,47 @@ class CharNgramTfidf:
         return TfidfTransformer(sublinear_tf=True).fit(counts).transform(counts, copy=False).tocsr()
 
     def describe(self) -> dict:
-        return {"kind": "tfidf-char_wb", "ngram_range": list(self.ngram_range), "sublinear_tf": True, "hashed_bits": self.hash_bits if self.hashed else None}
+        return {
+            "kind": "tfidf-char_wb",
+            "ngram_range": list(self.ngram_range),
+            "sublinear_tf": True,
+            "hashed_bits": self.hash_bits if self.hashed else None,
+        }
 
 
 #: Units of the numeric attributes in titles: unit -> (dimension, factor to the dimension's
 #: base unit). Storage counts decimal, as shops do (1 TB = 1000 GB).
 UNITS: dict[str, tuple[str, float]] = {
     **{u: ("storage_gb", f) for u, f in (("kb", 1e-6), ("mb", 1e-3), ("gb", 1.0), ("tb", 1e3), ("gig", 1.0))},
-    **{u: ("length_mm", f) for u, f in (("mm", 1.0), ("cm", 10.0), ("m", 1000.0), ("inch", 25.4), ("in", 25.4), ('"', 25.4), ("'", 25.4), ("ft", 304.8))},
-    **{u: ("mass_g", f) for u, f in (("mg", 1e-3), ("g", 1.0), ("gr", 1.0), ("kg", 1000.0), ("lb", 453.6), ("lbs", 453.6), ("oz", 28.35))},
-    **{u: ("volume_ml", f) for u, f in (("ml", 1.0), ("cl", 10.0), ("l", 1000.0), ("ltr", 1000.0), ("litre", 1000.0), ("liter", 1000.0))},
+    **{
+        u: ("length_mm", f)
+        for u, f in (
+            ("mm", 1.0),
+            ("cm", 10.0),
+            ("m", 1000.0),
+            ("inch", 25.4),
+            ("in", 25.4),
+            ('"', 25.4),
+            ("'", 25.4),
+            ("ft", 304.8),
+        )
+    },
+    **{
+        u: ("mass_g", f)
+        for u, f in (
+            ("mg", 1e-3),
+            ("g", 1.0),
+            ("gr", 1.0),
+            ("kg", 1000.0),
+            ("lb", 453.6),
+            ("lbs", 453.6),
+            ("oz", 28.35),
+        )
+    },
+    **{
+        u: ("volume_ml", f)
+        for u, f in (("ml", 1.0), ("cl", 10.0), ("l", 1000.0), ("ltr", 1000.0), ("litre", 1000.0), ("liter", 1000.0))
+    },
     **{u: ("power_w", f) for u, f in (("w", 1.0), ("watt", 1.0), ("watts", 1.0), ("kw", 1000.0))},
     **{u: ("charge_mah", 1.0) for u in ("mah",)},
     **{u: ("voltage_v", 1.0) for u in ("v", "volt", "volts")},
@@ -98,11 +141,30 @@ UNITS: dict[str, tuple[str, float]] = {
     **{u: ("rate_mbps", f) for u, f in (("mbps", 1.0), ("gbps", 1000.0))},
     **{u: ("pixels_mp", 1.0) for u in ("mp", "megapixel", "megapixels")},
     **{u: ("resolution_p", 1.0) for u in ("p",)},
-    **{u: ("count", 1.0) for u in ("pack", "pk", "pcs", "pc", "pieces", "piece", "count", "ct", "tabs", "tablets", "capsules", "sheets", "rolls")},
+    **{
+        u: ("count", 1.0)
+        for u in (
+            "pack",
+            "pk",
+            "pcs",
+            "pc",
+            "pieces",
+            "piece",
+            "count",
+            "ct",
+            "tabs",
+            "tablets",
+            "capsules",
+            "sheets",
+            "rolls",
+        )
+    },
     **{u: ("mass_g", 1.0) for u in ("grams",)},
 }
 _QUANTITY = re.compile(
-    r"(?<![a-wyz0-9.])(\d+(?:[.,]\d+)?)\s?-?\s?(" + "|".join(sorted((re.escape(u) for u in UNITS), key=len, reverse=True)) + r")(?![a-z0-9])"
+    r"(?<![a-wyz0-9.])(\d+(?:[.,]\d+)?)\s?-?\s?("
+    + "|".join(sorted((re.escape(u) for u in UNITS), key=len, reverse=True))
+    + r")(?![a-z0-9])"
 )
 
 

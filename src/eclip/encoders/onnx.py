@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,9 @@ def resolve_runtime(runtime: str, device: str) -> str:
         if on_gpu:
             raise ModelError(f"--runtime {runtime} runs on the CPU; on a GPU ({device}) use --runtime torch or auto.")
         if not onnx_available():
-            raise ModelError(f"--runtime {runtime} needs the packages onnx and onnxruntime; install them (uv sync) or use --runtime torch.")
+            raise ModelError(
+                f"--runtime {runtime} needs the packages onnx and onnxruntime; install them (uv sync) or use --runtime torch."
+            )
     return runtime
 
 
@@ -132,7 +134,11 @@ def export_onnx(model: Any, path: Path) -> Path:
                 tmp,
                 input_names=["input_ids", "attention_mask"],
                 output_names=["embedding"],
-                dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"}, "embedding": {0: "batch"}},
+                dynamic_axes={
+                    "input_ids": {0: "batch", 1: "tokens"},
+                    "attention_mask": {0: "batch", 1: "tokens"},
+                    "embedding": {0: "batch"},
+                },
                 opset_version=OPSET,
                 dynamo=False,
             )
@@ -192,7 +198,9 @@ class OnnxTextRuntime:
         ModelError: the export fails.
     """
 
-    def __init__(self, model: Any, digest: str, cache_dir: Path, precision: str = "fp32", threads: int | None = None) -> None:
+    def __init__(
+        self, model: Any, digest: str, cache_dir: Path, precision: str = "fp32", threads: int | None = None
+    ) -> None:
         import onnxruntime as ort
         import torch
 
@@ -218,12 +226,25 @@ class OnnxTextRuntime:
         """Texts sorted by token count into batches (little padding): order and encodings."""
         tok = self.model.tokenizer
         max_len = int(self.model.max_seq_length or 512)
-        lengths = [len(ids) for ids in tok(texts, add_special_tokens=True, truncation=True, max_length=max_len)["input_ids"]]
+        lengths = [
+            len(ids) for ids in tok(texts, add_special_tokens=True, truncation=True, max_length=max_len)["input_ids"]
+        ]
         order = np.argsort(lengths, kind="stable")
         batches = []
         for s in range(0, len(texts), batch_size):
-            enc = tok([texts[i] for i in order[s : s + batch_size]], padding=True, truncation=True, max_length=max_len, return_tensors="np")
-            batches.append({"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)})
+            enc = tok(
+                [texts[i] for i in order[s : s + batch_size]],
+                padding=True,
+                truncation=True,
+                max_length=max_len,
+                return_tensors="np",
+            )
+            batches.append(
+                {
+                    "input_ids": enc["input_ids"].astype(np.int64),
+                    "attention_mask": enc["attention_mask"].astype(np.int64),
+                }
+            )
         return order, batches
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:

@@ -55,7 +55,15 @@ class SentenceTransformerEncoder:
     has_images = False
     image_transform = None
 
-    def __init__(self, name: str, model_dir: Path, device: str | None = None, batch_size: int = 64, runtime: str = "auto", cache_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        model_dir: Path,
+        device: str | None = None,
+        batch_size: int = 64,
+        runtime: str = "auto",
+        cache_dir: Path | None = None,
+    ) -> None:
         if not (model_dir / "modules.json").exists() and not (model_dir / "config.json").exists():
             raise ModelError(
                 f"{model_dir}: not a sentence-transformers model folder (no modules.json or config.json). "
@@ -82,7 +90,9 @@ class SentenceTransformerEncoder:
         self.runtime = resolve_runtime(runtime, str(device))
         if self.runtime.startswith("onnx"):
             precision = "int8" if self.runtime == "onnx-int8" else "fp32"
-            self._onnx = OnnxTextRuntime(self._model, self._digest, Path(cache_dir or default_cache_dir()) / "onnx", precision)
+            self._onnx = OnnxTextRuntime(
+                self._model, self._digest, Path(cache_dir or default_cache_dir()) / "onnx", precision
+            )
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Embed ``texts``: ``(len(texts), dim)`` float32, L2-normalised rows."""
@@ -101,7 +111,9 @@ class SentenceTransformerEncoder:
 
     def encode_images(self, pixels: Any) -> np.ndarray:
         """Text-only model: always raises :class:`ModelError`."""
-        raise ModelError(f"{self.name} is a text-only model; pass an open_clip model (--model openclip:ARCH:...) to embed images.")
+        raise ModelError(
+            f"{self.name} is a text-only model; pass an open_clip model (--model openclip:ARCH:...) to embed images."
+        )
 
     def describe(self) -> dict[str, Any]:
         """Model identity. ``torch`` and ``onnx`` (fp32) give the same vectors (to 1e-5,

@@ -114,7 +114,9 @@ def parse_model_spec(spec: str) -> ModelSpec:
         folder = Path(raw.removeprefix("static:")).expanduser()
         if folder.is_dir() and (is_static_folder(folder) or _is_sentence_folder(folder)):
             return ModelSpec(raw, "static", location=str(folder.resolve()))
-        raise ModelError(f"model spec {raw!r}: {folder} is neither a model2vec folder nor a sentence-transformers folder to distil one from.")
+        raise ModelError(
+            f"model spec {raw!r}: {folder} is neither a model2vec folder nor a sentence-transformers folder to distil one from."
+        )
     if raw.startswith("hf-hub:"):
         hub_id = raw.removeprefix("hf-hub:")
         if hub_id.count("/") != 1 or not all(hub_id.split("/")):
@@ -135,7 +137,9 @@ def parse_model_spec(spec: str) -> ModelSpec:
             f"model spec {raw!r} is a checkpoint file; say which architecture it is for: "
             f"--model openclip:ARCH:{raw} (e.g. openclip:ViT-B-32:{raw})."
         )
-    raise ModelError(f"unknown model spec {raw!r}: not a known model, spec form or existing folder. Use one of: {_FORMS}.")
+    raise ModelError(
+        f"unknown model spec {raw!r}: not a known model, spec form or existing folder. Use one of: {_FORMS}."
+    )
 
 
 def _openclip_spec(raw: str) -> ModelSpec:

@@ -41,7 +41,9 @@ def distill_static(teacher: Path, out: Path, pca_dims: int = STATIC_DIMS) -> Pat
     try:
         from model2vec.distill import distill
     except ImportError as exc:
-        raise ModelError(f"distilling a static model needs model2vec and skeletoken ({exc}); reinstall eclip (uv sync).") from exc
+        raise ModelError(
+            f"distilling a static model needs model2vec and skeletoken ({exc}); reinstall eclip (uv sync)."
+        ) from exc
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -84,7 +86,9 @@ class StaticEncoder:
             self.distilled_from = {"folder": str(folder), "weights": teacher}
             path = Path(cache_dir) / "static" / f"{teacher}-pca{STATIC_DIMS}"
             if not is_static_folder(path):
-                console.print(f"distilling a static model from {folder} into {path} (once per machine; about a minute on 2 cores)")
+                console.print(
+                    f"distilling a static model from {folder} into {path} (once per machine; about a minute on 2 cores)"
+                )
                 distill_static(folder, path)
         try:
             from model2vec import StaticModel
@@ -103,13 +107,17 @@ class StaticEncoder:
         known token gets a zero row)."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        out = np.asarray(self._model.encode(list(texts), batch_size=self.batch_size, use_multiprocessing=False), dtype=np.float32)
+        out = np.asarray(
+            self._model.encode(list(texts), batch_size=self.batch_size, use_multiprocessing=False), dtype=np.float32
+        )
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return np.ascontiguousarray(out / np.where(norms > 0, norms, 1))
 
     def encode_images(self, pixels: Any) -> np.ndarray:
         """Text-only model: always raises :class:`ModelError`."""
-        raise ModelError(f"{self.name} is a text-only static model; pass an open_clip model (--model openclip:ARCH:...) to embed images.")
+        raise ModelError(
+            f"{self.name} is a text-only static model; pass an open_clip model (--model openclip:ARCH:...) to embed images."
+        )
 
     def describe(self) -> dict[str, Any]:
         out = {"kind": "model2vec", "name": self.name, "dim": self.dim, "weights": self._digest}

@@ -86,11 +86,15 @@ def load_embeddings(folder: str | Path) -> Embeddings:
     if manifest.get("job") != "embed":
         raise RunDirError(f"{folder}: not an embeddings directory (no manifest.json from `eclip embed`).")
     if manifest.get("status") != "complete":
-        raise RunDirError(f"{folder}: the embedding run did not finish; rerun the same `eclip embed` command to complete it.")
+        raise RunDirError(
+            f"{folder}: the embedding run did not finish; rerun the same `eclip embed` command to complete it."
+        )
     dirs = _shard_dirs(folder, int(manifest["shards"]))
     missing = [d.name for d in dirs if not (d / "shard.json").exists()]
     if missing:
-        raise RunDirError(f"{folder}: shard(s) {', '.join(missing[:5])} missing; rerun the same `eclip embed` command to redo them.")
+        raise RunDirError(
+            f"{folder}: shard(s) {', '.join(missing[:5])} missing; rerun the same `eclip embed` command to redo them."
+        )
     arrays: dict[str, list[np.ndarray]] = {name: [] for name in manifest["arrays"]}
     ids: list[str] = []
     for d in dirs:
@@ -99,7 +103,9 @@ def load_embeddings(folder: str | Path) -> Embeddings:
             arrays[name].append(np.load(d / f"{name}.npy", allow_pickle=False))
     cat = {name: np.concatenate(parts) for name, parts in arrays.items()}
     if len(ids) != int(manifest["rows"]):
-        raise RunDirError(f"{folder}: shards hold {len(ids):,} rows but the manifest says {manifest['rows']:,}; rerun `eclip embed`.")
+        raise RunDirError(
+            f"{folder}: shards hold {len(ids):,} rows but the manifest says {manifest['rows']:,}; rerun `eclip embed`."
+        )
     return Embeddings(
         ids=ids,
         text=cat["text"],

@@ -2,9 +2,21 @@
 calibrate thresholds."""
 
 from eclip.evaluation.calibrate import Calibration, calibrate, calibrate_methods, read_calibration, threshold_curve
-from eclip.evaluation.classification import OperatingPoint, at_threshold, binary_metrics, classification_metrics, threshold_for_precision
+from eclip.evaluation.classification import (
+    OperatingPoint,
+    at_threshold,
+    binary_metrics,
+    classification_metrics,
+    threshold_for_precision,
+)
 from eclip.evaluation.gold import binary_gold, load_class_labels, load_gold
-from eclip.evaluation.metrics import ClusterMetrics, blocking_recall, cluster_metrics, cluster_metrics_with_noise, noise_as_singletons
+from eclip.evaluation.metrics import (
+    ClusterMetrics,
+    blocking_recall,
+    cluster_metrics,
+    cluster_metrics_with_noise,
+    noise_as_singletons,
+)
 
 __all__ = [
     "Calibration",

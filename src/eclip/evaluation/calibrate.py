@@ -67,7 +67,15 @@ def calibrate(
         ok = [x for x in results if x[1] >= target_precision]
         t, p, r, f = min(ok, key=lambda x: x[0]) if ok else max(results, key=lambda x: x[1])
         objective = f"precision>={target_precision}"
-    return Calibration(method=method, threshold=t, objective=objective, precision=p, recall=r, f1=f, meaning=threshold_meaning(t, score, method))
+    return Calibration(
+        method=method,
+        threshold=t,
+        objective=objective,
+        precision=p,
+        recall=r,
+        f1=f,
+        meaning=threshold_meaning(t, score, method),
+    )
 
 
 #: What dedupe's combined score is, for messages about thresholds on it.
@@ -90,7 +98,13 @@ def threshold_meaning(threshold: float, score: np.ndarray, method: str) -> str:
 
 
 def calibrate_methods(
-    n: int, a: np.ndarray, b: np.ndarray, score: np.ndarray, gold: np.ndarray, methods: tuple[str, ...], target_precision: float | None = None
+    n: int,
+    a: np.ndarray,
+    b: np.ndarray,
+    score: np.ndarray,
+    gold: np.ndarray,
+    methods: tuple[str, ...],
+    target_precision: float | None = None,
 ) -> tuple[Calibration, dict[str, Calibration]]:
     """:func:`calibrate` every grouping method on the same pairs and pick the winner: the best
     F1, or with ``target_precision`` the most recall among methods that reach it (else the
@@ -99,7 +113,9 @@ def calibrate_methods(
     Returns:
         ``(winner, {method: its calibration})``.
     """
-    per = {m: calibrate(n, a, b, score, gold, m, target_precision, steps=41 if m == "average" else 101) for m in methods}
+    per = {
+        m: calibrate(n, a, b, score, gold, m, target_precision, steps=41 if m == "average" else 101) for m in methods
+    }
     if target_precision is None:
         best = max(per.values(), key=lambda c: c.f1)
     else:

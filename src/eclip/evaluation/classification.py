@@ -17,7 +17,9 @@ import numpy as np
 from eclip.errors import EclipError
 
 
-def classification_metrics(pred: list[str], gold: list[str], unknown: str = "unknown", top_confusions: int = 10, worst_classes: int = 10) -> dict[str, Any]:
+def classification_metrics(
+    pred: list[str], gold: list[str], unknown: str = "unknown", top_confusions: int = 10, worst_classes: int = 10
+) -> dict[str, Any]:
     """Accuracy, macro-F1 and a confusion summary of predicted labels against gold labels.
 
     ``unknown`` predictions count as wrong in ``accuracy`` and ``macro_f1`` (over all rows);
@@ -54,8 +56,19 @@ def classification_metrics(pred: list[str], gold: list[str], unknown: str = "unk
         "weighted_f1": round(float((f1 * support).sum() / support.sum()), 4),
         "coverage": round(float(known.mean()), 4),
         "accuracy_on_predicted": round(float((p[known] == g[known]).mean()), 4) if known.any() else None,
-        "top_confusions": [{"gold": a, "predicted": b, "rows": n} for (a, b), n in mistakes.most_common(top_confusions)],
-        "worst_classes": [{"class": classes[i], "precision": round(float(prec[i]), 4), "recall": round(float(rec[i]), 4), "f1": round(float(f1[i]), 4), "support": int(support[i])} for i in order],
+        "top_confusions": [
+            {"gold": a, "predicted": b, "rows": n} for (a, b), n in mistakes.most_common(top_confusions)
+        ],
+        "worst_classes": [
+            {
+                "class": classes[i],
+                "precision": round(float(prec[i]), 4),
+                "recall": round(float(rec[i]), 4),
+                "f1": round(float(f1[i]), 4),
+                "support": int(support[i]),
+            }
+            for i in order
+        ],
     }
 
 
@@ -70,14 +83,22 @@ class OperatingPoint:
     met_target: bool
 
     def as_dict(self) -> dict[str, Any]:
-        return {"threshold": self.threshold, "precision": round(self.precision, 4), "recall": round(self.recall, 4), "flagged": self.flagged, "met_target": self.met_target}
+        return {
+            "threshold": self.threshold,
+            "precision": round(self.precision, 4),
+            "recall": round(self.recall, 4),
+            "flagged": self.flagged,
+            "met_target": self.met_target,
+        }
 
 
 def _check_binary(scores: np.ndarray, y: np.ndarray) -> None:
     if len(scores) != len(y):
         raise EclipError(f"{len(scores)} scores but {len(y)} labels.")
     if not y.any() or y.all():
-        raise EclipError(f"the labelled rows need positives and negatives; they have {int(y.sum())} positive(s) of {len(y)}.")
+        raise EclipError(
+            f"the labelled rows need positives and negatives; they have {int(y.sum())} positive(s) of {len(y)}."
+        )
 
 
 def threshold_for_precision(scores: np.ndarray, y: np.ndarray, target: float) -> OperatingPoint:

@@ -69,7 +69,9 @@ def load_gold(
             f"{p}: not a gold file eclip understands. Give either pair columns id_a,id_b or an id column "
             f"({id_col!r}) with a cluster column (--gold-col). Columns are: {', '.join(df.columns)}."
         )
-    gold = dict(zip(df.get_column(id_col).cast(pl.String).to_list(), df.get_column(cluster_col).cast(pl.String).to_list()))
+    gold = dict(
+        zip(df.get_column(id_col).cast(pl.String).to_list(), df.get_column(cluster_col).cast(pl.String).to_list())
+    )
     absent = [x for x in ids if x not in gold]
     if absent:
         raise GoldError(f"{p}: {len(absent)} predicted id(s) have no gold cluster, e.g. {absent[:5]}.")
@@ -105,7 +107,9 @@ def load_class_labels(path: str | Path, id_col: str, label_col: str) -> dict[str
     dup = ids.is_duplicated() & ids.is_not_null()
     if dup.any():
         i = int(dup.arg_true()[0])
-        raise GoldError(f"{p}: id {ids[i]!r} in column {id_col!r} repeats (row {i + 1} and others); a labelled file needs one row per id.")
+        raise GoldError(
+            f"{p}: id {ids[i]!r} in column {id_col!r} repeats (row {i + 1} and others); a labelled file needs one row per id."
+        )
     labels = df.get_column(label_col).cast(pl.String).str.strip_chars()
     keep = ids.is_not_null() & labels.is_not_null() & (labels != "")
     if not keep.any():
@@ -127,7 +131,9 @@ def binary_gold(labels: dict[str, str], ids: list[str], positive: str | None) ->
     pos = {x_: i for i, x_ in enumerate(ids)}
     pairs = [(pos[i], v) for i, v in labels.items() if i in pos]
     if not pairs:
-        raise GoldError(f"none of the {len(labels):,} labelled ids is in the run (ids look like {next(iter(labels))!r} vs {ids[0]!r}); check --id-col.")
+        raise GoldError(
+            f"none of the {len(labels):,} labelled ids is in the run (ids look like {next(iter(labels))!r} vs {ids[0]!r}); check --id-col."
+        )
     rows = np.array([r for r, _ in pairs], dtype=np.int64)
     if positive is None:
         y = np.array([v.lower() in TRUE_VALUES for _, v in pairs])
@@ -136,7 +142,9 @@ def binary_gold(labels: dict[str, str], ids: list[str], positive: str | None) ->
     return rows, y
 
 
-def load_gold_cross_pairs(path: str | Path, left_ids: set[str], right_ids: set[str]) -> tuple[set[tuple[str, str]], str, int]:
+def load_gold_cross_pairs(
+    path: str | Path, left_ids: set[str], right_ids: set[str]
+) -> tuple[set[tuple[str, str]], str, int]:
     """Gold pairs between two catalogs, as ``(left id, right id)``.
 
     The file is a pairs file (:data:`PAIR_COLUMNS`) with one id of each side; which column
@@ -155,7 +163,9 @@ def load_gold_cross_pairs(path: str | Path, left_ids: set[str], right_ids: set[s
         raise GoldError(str(exc)) from exc
     cols = next((c for c in PAIR_COLUMNS if set(c) <= set(g.columns)), None)
     if cols is None:
-        raise GoldError(f"{path}: two catalogs are scored against gold pairs: columns {' / '.join(', '.join(c) for c in PAIR_COLUMNS)}.")
+        raise GoldError(
+            f"{path}: two catalogs are scored against gold pairs: columns {' / '.join(', '.join(c) for c in PAIR_COLUMNS)}."
+        )
     x, y = g[cols[0]].cast(pl.String).to_list(), g[cols[1]].cast(pl.String).to_list()
     forward = sum(a in left_ids and b in right_ids for a, b in zip(x, y))
     backward = sum(b in left_ids and a in right_ids for a, b in zip(x, y))

@@ -115,7 +115,9 @@ def gold_pair_mask(a: np.ndarray, b: np.ndarray, gold: np.ndarray) -> np.ndarray
     return gold[a] == gold[b]
 
 
-def blocking_recall(a: np.ndarray, b: np.ndarray, rank: np.ndarray, gold: np.ndarray, ks: tuple[int, ...]) -> dict[str, float]:
+def blocking_recall(
+    a: np.ndarray, b: np.ndarray, rank: np.ndarray, gold: np.ndarray, ks: tuple[int, ...]
+) -> dict[str, float]:
     """Blocking recall@k: the share of gold pairs among the candidates of rank <= k.
 
     Args:

@@ -56,7 +56,9 @@ def choose_factory(n: int, d: int, max_memory: int | None = None, flat_max: int 
     for refine, extra in (("Refine(SQ8)", d), ("", 0)):
         if max_memory is None or (per_vector + extra) * n + 4 * d * nlist <= max_memory:
             return f"{base},{refine}" if refine else base
-    raise RunDirError(f"{n:,} vectors of dimension {d} do not fit in {max_memory:,} bytes even as {m}-byte PQ codes; raise --max-memory.")
+    raise RunDirError(
+        f"{n:,} vectors of dimension {d} do not fit in {max_memory:,} bytes even as {m}-byte PQ codes; raise --max-memory."
+    )
 
 
 def training_size(nlist: int | None, n: int) -> int:

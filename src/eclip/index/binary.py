@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 #: Rows sharing one photo (within the distance) above this many are taken for a placeholder
 #: ("no image", a shop logo): their pairs are left out, as ``--max-code-block`` does for codes.
 MAX_PHOTO_BLOCK = 50
@@ -33,7 +32,9 @@ class HammingPairs:
     crowded_rows: np.ndarray
 
 
-def hamming_pairs(codes: np.ndarray, max_distance: int, max_block: int = MAX_PHOTO_BLOCK, batch: int = 65536) -> HammingPairs:
+def hamming_pairs(
+    codes: np.ndarray, max_distance: int, max_block: int = MAX_PHOTO_BLOCK, batch: int = 65536
+) -> HammingPairs:
     """All pairs of rows whose codes are within ``max_distance`` bits, however many rows share
     a photo (a range search, ``IndexBinaryFlat.range_search``, not a top-k that would drop
     the k+1-th listing of a photo; FAISS wiki, "Binary indexes" and "Range search").

@@ -33,7 +33,13 @@ def knn_self_join(knn: IndexDir, xb: np.ndarray, k: int, batch: int = 8192) -> t
 
 
 def self_join_rows(
-    knn: IndexDir, xb: np.ndarray, lo: int, hi: int, k: int, batch: int = 8192, advance: Callable[[int], None] | None = None
+    knn: IndexDir,
+    xb: np.ndarray,
+    lo: int,
+    hi: int,
+    k: int,
+    batch: int = 8192,
+    advance: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`knn_self_join` for the query rows ``[lo, hi)`` only (one block of a
     distributed self-join): ``(scores, ids)``, both ``(hi - lo, k)``, as it returns them."""
@@ -96,7 +102,9 @@ def cached_index(xb: np.ndarray, ids: list[str], key: str, k: int, flat_max: int
     factory = choose_factory(len(xb), xb.shape[1], flat_max=flat_max)
     built = read_json(folder / MANIFEST)
     trained = read_json(folder / "trained.json")
-    if (built and (built.get("key"), built.get("factory")) != (key, factory)) or (trained and (trained.get("key"), trained.get("factory")) != (key, factory)):
+    if (built and (built.get("key"), built.get("factory")) != (key, factory)) or (
+        trained and (trained.get("key"), trained.get("factory")) != (key, factory)
+    ):
         console.print(f"[yellow]{folder} was built from other embeddings or settings; rebuilding it.[/]")
         shutil.rmtree(folder)
         built = {}

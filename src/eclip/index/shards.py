@@ -38,7 +38,12 @@ def shard_rows(i: int, n_shards: int, n: int) -> tuple[int, int]:
 
 
 def build_shard(
-    out: str | Path, part: np.ndarray, shard: tuple[int, int], start: int, key: str = "", extra: dict[str, Any] | None = None,
+    out: str | Path,
+    part: np.ndarray,
+    shard: tuple[int, int],
+    start: int,
+    key: str = "",
+    extra: dict[str, Any] | None = None,
     trained: tuple[faiss.Index, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Add one shard's vectors to a copy of ``out``'s trained index (:func:`trained_index`
@@ -63,7 +68,9 @@ def build_shard(
     if trained is None:
         meta = read_json(out / "trained.json")
         if not (out / TRAINED).exists() or not meta:
-            raise RunDirError(f"{out}: no trained index to add shard {shard[0]}/{shard[1]} to; train it first (eclip index build).")
+            raise RunDirError(
+                f"{out}: no trained index to add shard {shard[0]}/{shard[1]} to; train it first (eclip index build)."
+            )
         trained = trained_index(out, part, meta["factory"], key, meta.get("seed", 0))
     index, info = trained
     i, n_shards = shard
@@ -77,7 +84,16 @@ def build_shard(
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / "index.faiss") as tmp:
         faiss.write_index(index, str(tmp))
-    meta = {"shard": i, "shards": n_shards, "start": start, "stop": stop, "trained_digest": info["digest"], "key": key, "seconds": round(time.perf_counter() - t0, 2), **(extra or {})}
+    meta = {
+        "shard": i,
+        "shards": n_shards,
+        "start": start,
+        "stop": stop,
+        "trained_digest": info["digest"],
+        "key": key,
+        "seconds": round(time.perf_counter() - t0, 2),
+        **(extra or {}),
+    }
     write_json(meta, folder / "shard.json")
     return meta
 

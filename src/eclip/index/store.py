@@ -63,9 +63,17 @@ class IndexDir:
         """
         want = self.manifest.get("model") or {}
         if dim != self.manifest["dim"]:
-            raise RunDirError(f"query vectors have dimension {dim}, the index {self.manifest['dim']} ({want.get('name')}); embed with the index's model.")
-        if model is not None and want and (model.get("name"), model.get("weights")) != (want.get("name"), want.get("weights")):
-            raise RunDirError(f"vectors come from model {model.get('name')!r} but the index {self.folder} was built from {want.get('name')!r}; refusing to mix them.")
+            raise RunDirError(
+                f"query vectors have dimension {dim}, the index {self.manifest['dim']} ({want.get('name')}); embed with the index's model."
+            )
+        if (
+            model is not None
+            and want
+            and (model.get("name"), model.get("weights")) != (want.get("name"), want.get("weights"))
+        ):
+            raise RunDirError(
+                f"vectors come from model {model.get('name')!r} but the index {self.folder} was built from {want.get('name')!r}; refusing to mix them."
+            )
 
     def search(self, queries: np.ndarray, k: int, model: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k of ``(q, d)`` float32 L2-normalised queries, on the GPUs when there are any.
@@ -87,7 +95,6 @@ class IndexDir:
         """``id, group_id`` of every indexed row, when the index was given match groups."""
         name = self.manifest.get("files", {}).get("groups")
         return pl.read_parquet(self.folder / name) if name else None
-
 
 
 def _write_index_files(
@@ -120,9 +127,21 @@ def _complete_groups(ids: list[str], groups: pl.DataFrame | None, start: int = 0
 
 
 def _finish(
-    out: Path, index: faiss.Index, xb: np.ndarray, ids: list[str], trained: dict[str, Any], t0: float,
-    model: dict[str, Any] | None, target_recall: float, k: int, k_factor: int, tune_queries: int, seed: int,
-    groups: pl.DataFrame | None, extra: dict[str, Any] | None, texts: list[str] | None = None,
+    out: Path,
+    index: faiss.Index,
+    xb: np.ndarray,
+    ids: list[str],
+    trained: dict[str, Any],
+    t0: float,
+    model: dict[str, Any] | None,
+    target_recall: float,
+    k: int,
+    k_factor: int,
+    tune_queries: int,
+    seed: int,
+    groups: pl.DataFrame | None,
+    extra: dict[str, Any] | None,
+    texts: list[str] | None = None,
 ) -> dict[str, Any]:
     n, d = xb.shape
     refine = refine_stage(index)
@@ -162,12 +181,15 @@ def _finish(
     return manifest
 
 
-
 def finished_build(out: Path, key: str, factory: str, n: int) -> dict[str, Any] | None:
     """The manifest of an index already built in ``out`` from these embeddings (``key``, ``n``
     rows) with ``factory`` and never added to since (said on screen), else ``None``."""
     done = read_json(out / MANIFEST)
-    if done.get("job") == "index" and (done.get("key"), done.get("factory"), done.get("n")) == (key, factory, n) and not done.get("adds"):
+    if (
+        done.get("job") == "index"
+        and (done.get("key"), done.get("factory"), done.get("n")) == (key, factory, n)
+        and not done.get("adds")
+    ):
         console.print(f"{out}: already built from these embeddings ({factory}); nothing to do.")
         return done
     return None
@@ -233,10 +255,25 @@ def build_index_dir(
     fault_point("index-trained")
     if shard is None:
         add_in_steps(index, xb, "vectors")
-        return _finish(out, index, xb, ids, trained, t0, model, target_recall, k, k_factor, tune_queries, seed, groups, extra, texts)
+        return _finish(
+            out,
+            index,
+            xb,
+            ids,
+            trained,
+            t0,
+            model,
+            target_recall,
+            k,
+            k_factor,
+            tune_queries,
+            seed,
+            groups,
+            extra,
+            texts,
+        )
     start, stop = shard_rows(*shard, n)
     return build_shard(out, xb[start:stop], shard, start, key, extra, (index, trained))
-
 
 
 def merge_index_dir(
@@ -271,23 +308,30 @@ def merge_index_dir(
     have = {m["shard"] for m in metas if m["shards"] == n_shards}
     if have != set(range(n_shards)) or len(metas) != n_shards:
         missing = sorted(set(range(n_shards)) - have)
-        raise RunDirError(f"{out}: shards {', '.join(f'{i}/{n_shards}' for i in missing) or '(mixed counts)'} missing; build them before merging.")
+        raise RunDirError(
+            f"{out}: shards {', '.join(f'{i}/{n_shards}' for i in missing) or '(mixed counts)'} missing; build them before merging."
+        )
     metas.sort(key=lambda m: m["shard"])
     xb = vectors if vectors.dtype == np.float32 else vectors.astype(np.float32)
     trained = read_json(out / "trained.json")
     trained["digest"] = file_digest(out / TRAINED)
     for m in metas:
         if m["trained_digest"] != trained["digest"] or m["key"] != trained["key"]:
-            raise RunDirError(f"{out}: shard {m['shard']}/{n_shards} was built on another trained index or embeddings; rebuild it.")
+            raise RunDirError(
+                f"{out}: shard {m['shard']}/{n_shards} was built on another trained index or embeddings; rebuild it."
+            )
     if metas[-1]["stop"] != len(xb) or any(a["stop"] != b["start"] for a, b in zip(metas, metas[1:])):
-        raise RunDirError(f"{out}: the shards cover rows 0-{metas[-1]['stop']:,}, the embeddings have {len(xb):,}; rebuild the shards from these embeddings.")
+        raise RunDirError(
+            f"{out}: the shards cover rows 0-{metas[-1]['stop']:,}, the embeddings have {len(xb):,}; rebuild the shards from these embeddings."
+        )
     t0 = time.perf_counter()
     index = faiss.read_index(str(out / "shards" / f"0-of-{n_shards}" / "index.faiss"))
     for m in metas[1:]:
         merge_into(index, faiss.read_index(str(out / "shards" / f"{m['shard']}-of-{n_shards}" / "index.faiss")))
     extra = {**(extra or {}), "merged_shards": n_shards}
-    return _finish(out, index, xb, ids, trained, t0, model, target_recall, k, k_factor, tune_queries, seed, groups, extra, texts)
-
+    return _finish(
+        out, index, xb, ids, trained, t0, model, target_recall, k, k_factor, tune_queries, seed, groups, extra, texts
+    )
 
 
 def add_to_index_dir(
@@ -343,9 +387,19 @@ def add_to_index_dir(
         manifest["files"] = _write_index_files(idx.folder, idx.index, idx.ids + new_ids, all_groups, gen, all_texts)
         size = (idx.folder / manifest["files"]["index"]).stat().st_size
         manifest["n"] = int(idx.index.ntotal)
-        manifest.update(bytes=size, bytes_per_vector=round(size / manifest["n"], 1), fraction_of_float32=round(size / (4 * manifest["dim"] * manifest["n"]), 4))
+        manifest.update(
+            bytes=size,
+            bytes_per_vector=round(size / manifest["n"], 1),
+            fraction_of_float32=round(size / (4 * manifest["dim"] * manifest["n"]), 4),
+        )
     manifest["adds"] = manifest.get("adds", []) + [
-        {"source": source, "rows": int(keep.sum()), "skipped_known_ids": int((~keep).sum()), "seconds": round(time.perf_counter() - t0, 2), "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        {
+            "source": source,
+            "rows": int(keep.sum()),
+            "skipped_known_ids": int((~keep).sum()),
+            "seconds": round(time.perf_counter() - t0, 2),
+            "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
     ]
     write_json(manifest, idx.folder / MANIFEST)
     if keep.any():
@@ -377,5 +431,7 @@ def open_index_dir(folder: str | Path, mmap: bool = False) -> IndexDir:
     table = pl.read_parquet(folder / files["ids"])
     ids = table["id"].to_list()
     if len(ids) != index.ntotal:
-        raise RunDirError(f"{folder}: {files['index']} holds {index.ntotal:,} vectors but {files['ids']} {len(ids):,} ids; rebuild the index.")
+        raise RunDirError(
+            f"{folder}: {files['index']} holds {index.ntotal:,} vectors but {files['ids']} {len(ids):,} ids; rebuild the index."
+        )
     return IndexDir(index, ids, manifest, folder, table["text"].to_list() if "text" in table.columns else None)

@@ -60,7 +60,10 @@ def trained_index(
             n_train = training_size(ivf.nlist if ivf is not None else None, n)
             sample = xb[np.sort(np.random.default_rng(seed).choice(n, n_train, replace=False))]
             t0 = time.perf_counter()
-            with console.status(f"training {factory} on {n_train:,} vectors{' (GPU)' if num_gpus() else ''}"), gpu_quantizer(index):
+            with (
+                console.status(f"training {factory} on {n_train:,} vectors{' (GPU)' if num_gpus() else ''}"),
+                gpu_quantizer(index),
+            ):
                 index.train(np.ascontiguousarray(sample, dtype=np.float32))
             want["train_seconds"] = round(time.perf_counter() - t0, 2)
         want["train_vectors"] = n_train

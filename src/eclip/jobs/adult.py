@@ -109,7 +109,13 @@ def text_signals(source: str | Path, cfg: AdultFilterConfig) -> dict[str, Any]:
     if not base:
         return {"text_cols": None, "chosen": "by name"}
     category = [c for c in pick_category_columns({c: df.schema[c] for c in columns}) if c not in base]
-    return {"text_cols": [*base, *category], "chosen": "by name", "title": base[:1], "brand": base[1:], "category": category}
+    return {
+        "text_cols": [*base, *category],
+        "chosen": "by name",
+        "title": base[:1],
+        "brand": base[1:],
+        "category": category,
+    }
 
 
 def cached_concept_vectors(encoder: Any, model: dict[str, Any], templates: tuple[str, ...]) -> np.ndarray:
@@ -123,7 +129,9 @@ def cached_concept_vectors(encoder: Any, model: dict[str, Any], templates: tuple
             return load_npy(path)
         except (OSError, ValueError):
             pass  # a damaged cache entry is rebuilt
-    with console.status(f"embedding {len(concept_names()):,} concepts x {len(templates)} prompt templates (once per model; kept in {path.parent})"):
+    with console.status(
+        f"embedding {len(concept_names()):,} concepts x {len(templates)} prompt templates (once per model; kept in {path.parent})"
+    ):
         vectors = concept_vectors(encoder.encode, templates)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_npy(vectors, path)
@@ -137,13 +145,19 @@ def _check_calibration_labels(labels: dict[str, str], cfg: AdultFilterConfig) ->
         EclipError: naming the values the column does hold.
     """
     values = sorted(set(labels.values()))
-    is_positive = [(v == cfg.positive) if cfg.positive is not None else v.lower() in TRUE_VALUES for v in labels.values()]
+    is_positive = [
+        (v == cfg.positive) if cfg.positive is not None else v.lower() in TRUE_VALUES for v in labels.values()
+    ]
     meaning = f"--positive {cfg.positive!r}" if cfg.positive is not None else "true/1/yes (pass --positive VALUE)"
     shown = ", ".join(repr(v) for v in values[:10]) + (" ..." if len(values) > 10 else "")
     if not any(is_positive):
-        raise EclipError(f"{cfg.calibrate}: no row of column {cfg.label_col!r} means adult under {meaning}; its values are {shown}.")
+        raise EclipError(
+            f"{cfg.calibrate}: no row of column {cfg.label_col!r} means adult under {meaning}; its values are {shown}."
+        )
     if all(is_positive):
-        raise EclipError(f"{cfg.calibrate}: every row of column {cfg.label_col!r} means adult under {meaning}; calibration needs negative rows too.")
+        raise EclipError(
+            f"{cfg.calibrate}: every row of column {cfg.label_col!r} means adult under {meaning}; calibration needs negative rows too."
+        )
 
 
 #: Fewest scored rows a base rate is estimated from; below it the label-free threshold is the
@@ -151,13 +165,17 @@ def _check_calibration_labels(labels: dict[str, str], cfg: AdultFilterConfig) ->
 MIN_ROWS_FOR_BASE_RATE = 50
 
 
-def _label_free(margin: np.ndarray, present: np.ndarray, target: float) -> tuple[ScoreMixture | None, np.ndarray, ExpectedOperatingPoint]:
+def _label_free(
+    margin: np.ndarray, present: np.ndarray, target: float
+) -> tuple[ScoreMixture | None, np.ndarray, ExpectedOperatingPoint]:
     """The catalog's base-rate mixture on its margins, every row's posterior (0 without a
     vector) and the label-free operating point for ``target``; with fewer than
     :data:`MIN_ROWS_FOR_BASE_RATE` scored rows, no mixture, posteriors of 1 above the
     boundary, and the boundary as threshold."""
     if present.sum() < MIN_ROWS_FOR_BASE_RATE:
-        console.print(f"[yellow]{int(present.sum())} scored rows are too few to estimate a base rate from; flagging rows whose nearest concept is adult.[/]")
+        console.print(
+            f"[yellow]{int(present.sum())} scored rows are too few to estimate a base rate from; flagging rows whose nearest concept is adult.[/]"
+        )
         posterior = (present & (margin >= ADULT_BOUNDARY)).astype(np.float64)
         return None, posterior, ExpectedOperatingPoint(ADULT_BOUNDARY, 1.0, 1.0, int(posterior.sum()), True)
     mixture = fit_score_mixture(margin[present], boundary=ADULT_BOUNDARY)
@@ -197,32 +215,52 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
     if cfg.calibrate is not None and cfg.label_col is None:
         raise EclipError("--calibrate needs --label-col, the column saying which labelled rows are adult.")
     if cfg.fit_probe and (cfg.calibrate is None or cfg.probe is not None):
-        raise EclipError("--fit-probe fits on the labelled rows of --calibrate (and replaces --probe); give --calibrate, not --probe.")
+        raise EclipError(
+            "--fit-probe fits on the labelled rows of --calibrate (and replaces --probe); give --calibrate, not --probe."
+        )
     if not 0.0 <= cfg.holdout < 1.0 or not 0.0 < cfg.target_precision <= 1.0:
         raise EclipError("--holdout must be in [0, 1) and --target-precision in (0, 1].")
     if cfg.calibrate is not None:  # a label file without positives fails before embedding, not after
         _check_calibration_labels(load_class_labels(cfg.calibrate, cfg.id_col, cfg.label_col), cfg)
     signals = text_signals(source, cfg)
     out, timer = start_run(out)
-    emb_dir, emb, modality, x_all, present = row_vectors(source, out, dataclasses.replace(cfg, text_cols=signals["text_cols"]), cfg.vectors, timer)
+    emb_dir, emb, modality, x_all, present = row_vectors(
+        source, out, dataclasses.replace(cfg, text_cols=signals["text_cols"]), cfg.vectors, timer
+    )
     encoder = label_encoder(emb, emb_dir, cfg.model)
     n = len(emb.ids)
     with timer("score"):
         concepts = cached_concept_vectors(encoder, emb.manifest.get("model", {}), tuple(cfg.templates))
         margin = np.zeros(n, dtype=np.float32)
         nearest = np.full(n, -1, dtype=np.int64)
-        margin[present], nearest[present] = adult_margins(np.ascontiguousarray(x_all[present]), concepts, len(ADULT_CONCEPTS))
+        margin[present], nearest[present] = adult_margins(
+            np.ascontiguousarray(x_all[present]), concepts, len(ADULT_CONCEPTS)
+        )
     with timer("base_rate"):
         mixture, posterior, label_free = _label_free(margin, present, cfg.target_precision)
     names = concept_names()
     score = margin.copy()
     probability = posterior.astype(np.float32)
     features, scale = None, float(margin[present].std()) if present.any() else 1.0
-    threshold, source_of_threshold, calibration, probe_info, scored_by = cfg.threshold, "given", None, None, "zero-shot margin"
+    threshold, source_of_threshold, calibration, probe_info, scored_by = (
+        cfg.threshold,
+        "given",
+        None,
+        None,
+        "zero-shot margin",
+    )
     if cfg.probe is not None:
         probe = LinearProbe.load(cfg.probe)
-        if probe.meta.get("model") != emb.manifest.get("model") or probe.meta.get("vectors") != modality or probe.meta.get("task") != "adult" or "margin_scale" not in probe.meta:
-            raise RunDirError(f"{cfg.probe} is not an adult probe for {modality} vectors of {emb.manifest.get('model', {}).get('name')} (or it predates the margin score); fit one here with --calibrate ... --fit-probe.")
+        if (
+            probe.meta.get("model") != emb.manifest.get("model")
+            or probe.meta.get("vectors") != modality
+            or probe.meta.get("task") != "adult"
+            or "margin_scale" not in probe.meta
+        ):
+            raise RunDirError(
+                f"{cfg.probe} is not an adult probe for {modality} vectors of {emb.manifest.get('model', {}).get('name')} "
+                "(or it predates the margin score); fit one here with --calibrate ... --fit-probe."
+            )
         features = probe_features(x_all, margin, float(probe.meta["margin_scale"]))
         score = np.where(present, adult_probability(probe, features), 0.0).astype(np.float32)
         probability, scored_by = score, "probe probability"
@@ -240,39 +278,77 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
         if cfg.fit_probe:
             features = probe_features(x_all, margin, scale)
             with timer("probe_fit"), console.status(f"fitting the adult probe on {int(cal.sum()):,} labelled rows"):
-                probe, cv = fit_probe(features[rows[cal]], np.where(y[cal], "adult", "other").tolist(), seed=cfg.seed, class_weight="balanced")
-            cal_scores = cv["oof_proba"][:, probe.classes.index("adult")] if "oof_proba" in cv else adult_probability(probe, features[rows[cal]])
+                probe, cv = fit_probe(
+                    features[rows[cal]],
+                    np.where(y[cal], "adult", "other").tolist(),
+                    seed=cfg.seed,
+                    class_weight="balanced",
+                )
+            cal_scores = (
+                cv["oof_proba"][:, probe.classes.index("adult")]
+                if "oof_proba" in cv
+                else adult_probability(probe, features[rows[cal]])
+            )
             score = np.where(present, adult_probability(probe, features), 0.0).astype(np.float32)
             probability, scored_by = score, "probe probability"
         point = threshold_for_precision(cal_scores, y[cal], cfg.target_precision)
         if cfg.fit_probe:
-            probe.meta.update(task="adult", model=emb.manifest.get("model"), vectors=modality, margin_scale=scale, threshold=point.threshold, target_precision=cfg.target_precision)
+            probe.meta.update(
+                task="adult",
+                model=emb.manifest.get("model"),
+                vectors=modality,
+                margin_scale=scale,
+                threshold=point.threshold,
+                target_precision=cfg.target_precision,
+            )
             probe.save(out / "adult_probe.npz")
-            probe_info = {"saved": "adult_probe.npz", "features": "vectors + zero-shot margin", "cv": probe.meta["cv"], "threshold_from": "out-of-fold probabilities"}
+            probe_info = {
+                "saved": "adult_probe.npz",
+                "features": "vectors + zero-shot margin",
+                "cv": probe.meta["cv"],
+                "threshold_from": "out-of-fold probabilities",
+            }
         calibration = {
-            "file": str(Path(cfg.calibrate).resolve()), "label_col": cfg.label_col, "positive": cfg.positive, "target_precision": cfg.target_precision,
-            "rows": int(cal.sum()), "positives": int(y[cal].sum()), "on_calibration_rows": point.as_dict(),
+            "file": str(Path(cfg.calibrate).resolve()),
+            "label_col": cfg.label_col,
+            "positive": cfg.positive,
+            "target_precision": cfg.target_precision,
+            "rows": int(cal.sum()),
+            "positives": int(y[cal].sum()),
+            "on_calibration_rows": point.as_dict(),
         }
         if not point.met_target:
-            console.print(f"[yellow]no threshold reaches precision {cfg.target_precision} on the calibration rows; using the most precise one ({point.precision:.3f}).[/]")
+            console.print(
+                f"[yellow]no threshold reaches precision {cfg.target_precision} on the calibration rows; using the most precise one ({point.precision:.3f}).[/]"
+            )
         if cfg.threshold is None:
             threshold, source_of_threshold = point.threshold, "calibrated"
         if cfg.holdout > 0:
             held = ~cal
             calibration["holdout"] = {
-                "fraction": cfg.holdout, "seed": cfg.seed, "rows": int(held.sum()), "positives": int(y[held].sum()),
-                "at_calibrated_threshold": (held_point := at_threshold(score[rows[held]], y[held], point.threshold, cfg.target_precision)).as_dict(),
+                "fraction": cfg.holdout,
+                "seed": cfg.seed,
+                "rows": int(held.sum()),
+                "positives": int(y[held].sum()),
+                "at_calibrated_threshold": (
+                    held_point := at_threshold(score[rows[held]], y[held], point.threshold, cfg.target_precision)
+                ).as_dict(),
                 **binary_metrics(score[rows[held]], y[held], cfg.target_precision),
             }
             if not held_point.met_target:
-                console.print(f"[yellow]target not met on the held-out rows (P {held_point.precision:.3f} < {cfg.target_precision:g}).[/]")
+                console.print(
+                    f"[yellow]target not met on the held-out rows (P {held_point.precision:.3f} < {cfg.target_precision:g}).[/]"
+                )
             if cfg.fit_probe or cfg.probe is not None:
                 calibration["holdout"]["zero_shot"] = binary_metrics(margin[rows[held]], y[held], cfg.target_precision)
     if threshold is None:
         threshold, source_of_threshold = label_free.threshold, "base rate"
         if not label_free.met_target:
-            console.print(f"[yellow]no margin reaches expected precision {cfg.target_precision:g} at the estimated base rate ({mixture.base_rate if mixture else 0:.4%}): nothing is flagged. "
-                          "Give --threshold, or --calibrate on labelled rows, to flag anyway.[/]")
+            console.print(
+                f"[yellow]no margin reaches expected precision {cfg.target_precision:g} at the "
+                f"estimated base rate ({mixture.base_rate if mixture else 0:.4%}): nothing is flagged. "
+                "Give --threshold, or --calibrate on labelled rows, to flag anyway.[/]"
+            )
     flagged = present & (score >= threshold)
     frame = pl.DataFrame(
         {
@@ -284,7 +360,15 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
             "nearest_concept": [names[i] if i >= 0 else None for i in nearest],
             "status": np.where(present, "scored", "no_vector").tolist(),
         },
-        schema={"id": pl.String, "adult_score": pl.Float32, "adult_probability": pl.Float32, "zero_shot_score": pl.Float32, "flagged": pl.Boolean, "nearest_concept": pl.String, "status": pl.String},
+        schema={
+            "id": pl.String,
+            "adult_score": pl.Float32,
+            "adult_probability": pl.Float32,
+            "zero_shot_score": pl.Float32,
+            "flagged": pl.Boolean,
+            "nearest_concept": pl.String,
+            "status": pl.String,
+        },
     )
     with timer("write"):
         write_parquet(frame, out / "flagged.parquet")
@@ -292,8 +376,12 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
     expected = None
     if scored_by == "zero-shot margin":  # what the mixture expects of the threshold in use
         rows_at = flagged[present]
-        expected = {"expected_precision": round(float(posterior[present][rows_at].mean()), 4) if rows_at.any() else None,
-                    "expected_recall": round(float(posterior[present][rows_at].sum() / max(posterior[present].sum(), 1e-12)), 4)}
+        expected = {
+            "expected_precision": round(float(posterior[present][rows_at].mean()), 4) if rows_at.any() else None,
+            "expected_recall": round(
+                float(posterior[present][rows_at].sum() / max(posterior[present].sum(), 1e-12)), 4
+            ),
+        }
     manifest = {
         "job": "filter-adult",
         "created": created(),
@@ -302,16 +390,32 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
         "model": emb.manifest.get("model"),
         "embeddings": {"dir": str(emb_dir.resolve()), "key": emb.key, "vectors": modality},
         "base_rate": {
-            "estimated": round(mixture.base_rate, 6) if mixture else None, "adult_rows_expected": round(mixture.base_rate * int(present.sum()), 1) if mixture else None,
-            "target_precision": cfg.target_precision, "label_free_threshold": label_free.as_dict(), "mixture": mixture.as_dict() if mixture else None,
+            "estimated": round(mixture.base_rate, 6) if mixture else None,
+            "adult_rows_expected": round(mixture.base_rate * int(present.sum()), 1) if mixture else None,
+            "target_precision": cfg.target_precision,
+            "label_free_threshold": label_free.as_dict(),
+            "mixture": mixture.as_dict() if mixture else None,
         },
-        "threshold": {"value": float(threshold) if np.isfinite(threshold) else None, "source": source_of_threshold, "on": scored_by, **(expected or {})},
+        "threshold": {
+            "value": float(threshold) if np.isfinite(threshold) else None,
+            "source": source_of_threshold,
+            "on": scored_by,
+            **(expected or {}),
+        },
         "calibration": calibration,
         "probe": probe_info,
-        "concepts": {"adult": list(ADULT_CONCEPTS), "ordinary": {"source": TAXONOMY_FILE.name, "count": len(names) - len(ADULT_CONCEPTS)}, "templates": list(cfg.templates)},
+        "concepts": {
+            "adult": list(ADULT_CONCEPTS),
+            "ordinary": {"source": TAXONOMY_FILE.name, "count": len(names) - len(ADULT_CONCEPTS)},
+            "templates": list(cfg.templates),
+        },
         "summary": {
-            "rows": len(emb.ids), "scored": int(present.sum()), "flagged": int(flagged.sum()), "flagged_fraction": round(float(flagged.sum() / max(1, present.sum())), 4),
-            "no_vector": int((~present).sum()), "flagged_by_concept": dict(zip(top["nearest_concept"].to_list(), top["count"].to_list())),
+            "rows": len(emb.ids),
+            "scored": int(present.sum()),
+            "flagged": int(flagged.sum()),
+            "flagged_fraction": round(float(flagged.sum() / max(1, present.sum())), 4),
+            "no_vector": int((~present).sum()),
+            "flagged_by_concept": dict(zip(top["nearest_concept"].to_list(), top["count"].to_list())),
         },
         "timings_s": timer.timings(),
         "outputs": {"flagged": "flagged.parquet", **({"probe": "adult_probe.npz"} if cfg.fit_probe else {})},

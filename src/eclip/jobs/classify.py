@@ -76,7 +76,15 @@ class ClassifyConfig(CatalogSource):
     seed: int = 0
 
 
-def _train_rows(cfg: ClassifyConfig, emb: Embeddings, modality: str, x: np.ndarray, present: np.ndarray, out: Path, timer: StageTimer) -> tuple[np.ndarray, list[str], np.ndarray, dict[str, Any]]:
+def _train_rows(
+    cfg: ClassifyConfig,
+    emb: Embeddings,
+    modality: str,
+    x: np.ndarray,
+    present: np.ndarray,
+    out: Path,
+    timer: StageTimer,
+) -> tuple[np.ndarray, list[str], np.ndarray, dict[str, Any]]:
     """Vectors and labels of the probe's training rows: ``(x_train, y, in_train, info)``;
     ``in_train`` marks the source rows used (all false when ``train`` is another catalog)."""
     assert cfg.train is not None and cfg.label_col is not None
@@ -99,7 +107,9 @@ def _train_rows(cfg: ClassifyConfig, emb: Embeddings, modality: str, x: np.ndarr
             tdir = embeddings_dir(cfg.train, out / "train_embeddings", ecfg)
             temb = load_embeddings(tdir)
         if temb.manifest.get("model") != emb.manifest.get("model"):
-            raise RunDirError(f"{cfg.train} was embedded with another model than the source; embed both with the same --model.")
+            raise RunDirError(
+                f"{cfg.train} was embedded with another model than the source; embed both with the same --model."
+            )
         tx, tpresent = temb.vectors(modality)
         tpos = {x_: i for i, x_ in enumerate(temb.ids)}
         rows = np.array([tpos[i] for i in ids if i in tpos], dtype=np.int64)
@@ -108,7 +118,14 @@ def _train_rows(cfg: ClassifyConfig, emb: Embeddings, modality: str, x: np.ndarr
         where = "another catalog"
     if len(y) < 2:
         raise EclipError(f"{cfg.train}: only {len(y)} labelled row(s) have vectors; a probe needs more.")
-    info = {"file": str(Path(cfg.train).resolve()), "label_col": cfg.label_col, "labelled_rows": len(labelled), "train_rows": len(y), "train_fraction": cfg.train_fraction, "rows_from": where}
+    info = {
+        "file": str(Path(cfg.train).resolve()),
+        "label_col": cfg.label_col,
+        "labelled_rows": len(labelled),
+        "train_rows": len(y),
+        "train_fraction": cfg.train_fraction,
+        "rows_from": where,
+    }
     return x_train, y, in_train, info
 
 
@@ -137,7 +154,9 @@ def classify(source: str | Path, out: str | Path, cfg: ClassifyConfig | None = N
     """
     cfg = cfg or ClassifyConfig()
     if cfg.labels is None and cfg.train is None and cfg.probe is None:
-        raise EclipError("give --labels FILE (zero-shot), --train LABELLED --label-col COL (linear probe), or --probe FILE.")
+        raise EclipError(
+            "give --labels FILE (zero-shot), --train LABELLED --label-col COL (linear probe), or --probe FILE."
+        )
     if cfg.train is not None and cfg.label_col is None:
         raise EclipError("--train needs --label-col, the column holding each labelled row's class.")
     if cfg.train is not None and cfg.probe is not None:
@@ -147,7 +166,13 @@ def classify(source: str | Path, out: str | Path, cfg: ClassifyConfig | None = N
     if not 0.0 <= cfg.prior_weight <= 1.0 or not 0.0 < cfg.train_fraction <= 1.0:
         raise EclipError("--prior-weight must be in [0, 1] and --train-fraction in (0, 1].")
     taxonomy = parse_labels(cfg.labels) if cfg.labels is not None else None  # fail before embedding
-    if taxonomy is not None and cfg.train is None and cfg.probe is None and len(taxonomy.leaves) < 2 and cfg.min_score is None:
+    if (
+        taxonomy is not None
+        and cfg.train is None
+        and cfg.probe is None
+        and len(taxonomy.leaves) < 2
+        and cfg.min_score is None
+    ):
         only = " > ".join(taxonomy.leaves[0]) if taxonomy.leaves else "(none)"
         raise EclipError(
             f"{cfg.labels} has one label ({only!r}): zero-shot classification picks among labels, so every row would get it "
@@ -160,7 +185,10 @@ def classify(source: str | Path, out: str | Path, cfg: ClassifyConfig | None = N
     probe, probe_info, in_train = None, None, np.zeros(len(emb.ids), dtype=bool)
     if cfg.train is not None:
         x_train, y, in_train, train_info = _train_rows(cfg, emb, modality, x_all, present, out, timer)
-        with timer("probe_fit"), console.status(f"fitting a logistic-regression probe on {len(y):,} rows ({cfg.cv_folds}-fold CV)"):
+        with (
+            timer("probe_fit"),
+            console.status(f"fitting a logistic-regression probe on {len(y):,} rows ({cfg.cv_folds}-fold CV)"),
+        ):
             probe, cv = fit_probe(x_train, y, c=cfg.probe_c, folds=cfg.cv_folds, seed=cfg.seed)
         probe.meta.update(model=described, vectors=modality)
         probe.save(out / "probe.npz")
@@ -172,7 +200,11 @@ def classify(source: str | Path, out: str | Path, cfg: ClassifyConfig | None = N
                 f"{cfg.probe} was fitted on {probe.meta.get('vectors')} vectors of {probe.meta.get('model', {}).get('name')}; "
                 f"these are {modality} vectors of {described.get('name')}. Fit a probe on these embeddings (--train)."
             )
-        probe_info = {"loaded": str(Path(cfg.probe).resolve()), "classes": len(probe.classes), "cv": probe.meta.get("cv")}
+        probe_info = {
+            "loaded": str(Path(cfg.probe).resolve()),
+            "classes": len(probe.classes),
+            "cv": probe.meta.get("cv"),
+        }
     with timer("classify"):
         if taxonomy is not None:
             encoder = label_encoder(emb, emb_dir, cfg.model)
@@ -181,9 +213,18 @@ def classify(source: str | Path, out: str | Path, cfg: ClassifyConfig | None = N
                 own = label_vectors(encoder.encode, [p[-1] for p in taxonomy.paths], cfg.templates)
             if cfg.hierarchy == "leaves":  # one flat choice among the leaves, named by their paths
                 keep = [i for i, p in enumerate(taxonomy.paths) if p in set(taxonomy.leaves)]
-                pred = classify_taxonomy(x, Taxonomy.flat([taxonomy.name(taxonomy.paths[i]) for i in keep]), own[keep], cfg.k, cfg.min_score, cfg.logit_scale)
+                pred = classify_taxonomy(
+                    x,
+                    Taxonomy.flat([taxonomy.name(taxonomy.paths[i]) for i in keep]),
+                    own[keep],
+                    cfg.k,
+                    cfg.min_score,
+                    cfg.logit_scale,
+                )
             else:
-                pred = classify_taxonomy(x, taxonomy, taxonomy_vectors(taxonomy, own), cfg.k, cfg.min_score, cfg.logit_scale)
+                pred = classify_taxonomy(
+                    x, taxonomy, taxonomy_vectors(taxonomy, own), cfg.k, cfg.min_score, cfg.logit_scale
+                )
             how = "zero-shot"
         elif taxonomy is None:
             proba = probe.proba(x)
@@ -210,10 +251,29 @@ def classify(source: str | Path, out: str | Path, cfg: ClassifyConfig | None = N
         "model": described,
         "embeddings": {"dir": str(emb_dir.resolve()), "key": emb.key, "vectors": modality, "dim": int(x_all.shape[1])},
         "method": how,
-        "labels": {"file": str(Path(cfg.labels).resolve()), "labels": len(taxonomy.paths), "leaves": len(taxonomy.leaves), "depth": taxonomy.depth, "templates": list(cfg.templates), "logit_scale": cfg.logit_scale} if taxonomy else None,
+        "labels": {
+            "file": str(Path(cfg.labels).resolve()),
+            "labels": len(taxonomy.paths),
+            "leaves": len(taxonomy.leaves),
+            "depth": taxonomy.depth,
+            "templates": list(cfg.templates),
+            "logit_scale": cfg.logit_scale,
+        }
+        if taxonomy
+        else None,
         "probe": probe_info,
-        "settings": {"k": cfg.k, "min_score": cfg.min_score, "hierarchy": cfg.hierarchy, "prior_weight": cfg.prior_weight if how == "zero-shot prior + probe" else None, "seed": cfg.seed},
-        "counts": {"rows": len(emb.ids), **{s_: int(status_counts.get(s_, 0)) for s_ in ("predicted", "unknown", "no_vector")}, "in_train": int(in_train.sum())},
+        "settings": {
+            "k": cfg.k,
+            "min_score": cfg.min_score,
+            "hierarchy": cfg.hierarchy,
+            "prior_weight": cfg.prior_weight if how == "zero-shot prior + probe" else None,
+            "seed": cfg.seed,
+        },
+        "counts": {
+            "rows": len(emb.ids),
+            **{s_: int(status_counts.get(s_, 0)) for s_ in ("predicted", "unknown", "no_vector")},
+            "in_train": int(in_train.sum()),
+        },
         "top_labels": dict(zip(top["label"].to_list(), top["count"].to_list())),
         "timings_s": timer.timings(),
         "outputs": {"predictions": "predictions.parquet", **({"probe": "probe.npz"} if cfg.train is not None else {})},

@@ -88,7 +88,14 @@ def cluster(source: str | Path, out: str | Path, cfg: ClusterConfig | None = Non
                 res = cluster_pca(x, cfg.hdbscan)
         else:
             k = min(cfg.hdbscan.neighbours, len(x) - 1)
-            scores, nn, index_info = cached_self_join(x, np.arange(len(x)), fingerprint(emb.key, modality, "cluster"), k, cfg.flat_max, out / "index" / modality)
+            scores, nn, index_info = cached_self_join(
+                x,
+                np.arange(len(x)),
+                fingerprint(emb.key, modality, "cluster"),
+                k,
+                cfg.flat_max,
+                out / "index" / modality,
+            )
             with console.status(f"HDBSCAN on the {k}-NN graph of {len(x):,} rows"):
                 res = cluster_knn(scores, nn, cfg.hdbscan)
     with timer("summary"):
@@ -102,13 +109,31 @@ def cluster(source: str | Path, out: str | Path, cfg: ClusterConfig | None = Non
     status = np.full(n, "no_vector", dtype=object)
     status[rows] = np.where(res.labels >= 0, "clustered", "noise")
     clusters = pl.DataFrame(
-        {"id": all_ids, "cluster_id": cluster_id, "probability": prob, "outlier_score": outlier, "status": status.tolist()},
-        schema={"id": pl.String, "cluster_id": pl.Int64, "probability": pl.Float32, "outlier_score": pl.Float32, "status": pl.String},
+        {
+            "id": all_ids,
+            "cluster_id": cluster_id,
+            "probability": prob,
+            "outlier_score": outlier,
+            "status": status.tolist(),
+        },
+        schema={
+            "id": pl.String,
+            "cluster_id": pl.Int64,
+            "probability": pl.Float32,
+            "outlier_score": pl.Float32,
+            "status": pl.String,
+        },
     )
     metrics = None
     gold_path = cfg.gold or emb.manifest.get("catalog")
     if cfg.gold_col is not None or cfg.gold is not None:
-        gold = load_gold(gold_path, all_ids, cfg.gold_id_col or emb.manifest.get("id_col", cfg.id_col), cfg.gold_col, cfg.singleton_clusters)
+        gold = load_gold(
+            gold_path,
+            all_ids,
+            cfg.gold_id_col or emb.manifest.get("id_col", cfg.id_col),
+            cfg.gold_col,
+            cfg.singleton_clusters,
+        )
         metrics = cluster_metrics_with_noise(cluster_id, gold)
         summary = with_gold_purity(summary, cluster_id, gold)
     with timer("write"):
@@ -119,8 +144,21 @@ def cluster(source: str | Path, out: str | Path, cfg: ClusterConfig | None = Non
         "created": created(),
         "inputs": cfg.inputs(source, emb),
         "model": emb.manifest.get("model"),
-        "embeddings": {"dir": str(Path(emb_dir).resolve()), "key": emb.key, "vectors": modality, "dim": int(x.shape[1])},
-        "clustering": {"algorithm": "hdbscan", **asdict(cfg.hdbscan), "mode": mode, "mode_asked": cfg.hdbscan.mode, "knn_mode_min_rows": KNN_MODE_MIN_ROWS, "graph_components": res.components, "index": index_info},
+        "embeddings": {
+            "dir": str(Path(emb_dir).resolve()),
+            "key": emb.key,
+            "vectors": modality,
+            "dim": int(x.shape[1]),
+        },
+        "clustering": {
+            "algorithm": "hdbscan",
+            **asdict(cfg.hdbscan),
+            "mode": mode,
+            "mode_asked": cfg.hdbscan.mode,
+            "knn_mode_min_rows": KNN_MODE_MIN_ROWS,
+            "graph_components": res.components,
+            "index": index_info,
+        },
         "counts": {
             "rows": n,
             "clustered_rows": int((cluster_id >= 0).sum()),
@@ -131,7 +169,9 @@ def cluster(source: str | Path, out: str | Path, cfg: ClusterConfig | None = Non
             "median_cluster_size": float(np.median(sizes)) if len(sizes) else 0.0,
         },
         "metrics": metrics,
-        "gold": {"file": str(gold_path), "column": cfg.gold_col, "singleton_clusters": list(cfg.singleton_clusters)} if metrics else None,
+        "gold": {"file": str(gold_path), "column": cfg.gold_col, "singleton_clusters": list(cfg.singleton_clusters)}
+        if metrics
+        else None,
         "timings_s": timer.timings(),
         "outputs": {"clusters": "clusters.parquet", "summary": "cluster_summary.parquet"},
         "versions": versions("hdbscan"),

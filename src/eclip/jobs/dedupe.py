@@ -49,8 +49,8 @@ from eclip.matcher import (
 from eclip.matcher.comparisons import normalise_brand, parse_price
 from eclip.matcher.constraints import check_review_run, groups_fingerprint
 from eclip.matcher.mixture import learn_settings
-from eclip.matcher.pair_scoring import PairInputs, score_candidates
 from eclip.matcher.model import load_match_model, settings_from_model
+from eclip.matcher.pair_scoring import PairInputs, score_candidates
 from eclip.progress import console
 from eclip.rundir import fingerprint, write_parquet
 
@@ -124,7 +124,9 @@ class DedupeConfig(CatalogSource):
 def dedupe_embeddings(cat: Catalog, cfg: DedupeConfig, out: Path, timer: StageTimer) -> Embeddings:
     """The catalog's embeddings: read from ``cfg.embeddings``, or made (resumably) in the cache."""
     if cfg.embeddings is None:
-        ecfg = cfg.embed_config(list(cat.text_cols), settings=EmbedSettings(batch_size=cfg.batch_size, workers=cfg.workers), ray=cfg.ray)
+        ecfg = cfg.embed_config(
+            list(cat.text_cols), settings=EmbedSettings(batch_size=cfg.batch_size, workers=cfg.workers), ray=cfg.ray
+        )
         with timer("embed"):
             embed(cat.path, cfg.cache_dir or out / "embeddings", ecfg)
     folder = cfg.embeddings or cfg.cache_dir or out / "embeddings"
@@ -137,7 +139,9 @@ def dedupe_embeddings(cat: Catalog, cfg: DedupeConfig, out: Path, timer: StageTi
         )
     made_with = emb.manifest.get("settings", {}).get("text_cols")
     if made_with is not None and list(made_with) != list(cat.text_cols):
-        raise RunDirError(f"{folder} embedded the columns {made_with}, not {list(cat.text_cols)}; pass the same --text-cols or re-embed.")
+        raise RunDirError(
+            f"{folder} embedded the columns {made_with}, not {list(cat.text_cols)}; pass the same --text-cols or re-embed."
+        )
     return emb
 
 
@@ -162,7 +166,9 @@ def catalog_attributes(cat: Catalog, brand_col: str | None = None, price_col: st
         if col is None:
             continue
         if col not in columns:
-            raise EclipError(f"{cat.path}: no {role} column {col!r} (columns: {', '.join(columns)}); pass --{role}-col with one of them, or ''.")
+            raise EclipError(
+                f"{cat.path}: no {role} column {col!r} (columns: {', '.join(columns)}); pass --{role}-col with one of them, or ''."
+            )
         values = cat.table[col].cast(pl.String).to_list()
         out[f"{role}_col"] = col
         if role == "brand":
@@ -172,7 +178,15 @@ def catalog_attributes(cat: Catalog, brand_col: str | None = None, price_col: st
     return out
 
 
-def _warn_oversized(ids: list[str], group_id: np.ndarray, a: np.ndarray, b: np.ndarray, score: np.ndarray, accepted: np.ndarray, method: str) -> list[str]:
+def _warn_oversized(
+    ids: list[str],
+    group_id: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    score: np.ndarray,
+    accepted: np.ndarray,
+    method: str,
+) -> list[str]:
     """Warn (and return the warnings) when groups pass :func:`eclip.matcher.size_bound`:
     threshold-and-components grouping chains look-alikes into groups no product has."""
     bound = size_bound(len(ids))
@@ -183,7 +197,11 @@ def _warn_oversized(ids: list[str], group_id: np.ndarray, a: np.ndarray, b: np.n
     pairs = sum(g["implied_pairs"] for g in big)
     first = big[0]
     weakest = "; ".join(f"{ids[x]} ~ {ids[y]} ({s:.3f})" for x, y, s in first["weakest"])
-    safer = "--method average or auto keeps groups from chaining" if method == "components" else "raise --threshold or review them (eclip report)"
+    safer = (
+        "--method average or auto keeps groups from chaining"
+        if method == "components"
+        else "raise --threshold or review them (eclip report)"
+    )
     text = (
         f"{len(big)} group(s) exceed {bound:,} rows (largest {first['size']:,}, group {first['group_id']}); together they hold "
         f"{rows:,} rows and imply {pairs:,} matched pairs. Its weakest links: {weakest}. {safer}."
@@ -193,7 +211,9 @@ def _warn_oversized(ids: list[str], group_id: np.ndarray, a: np.ndarray, b: np.n
 
 
 def _signals(emb: Embeddings, cfg: DedupeConfig) -> tuple[str, ...]:
-    available = ["text"] + (["image", "fused"] if emb.image is not None else []) + (["phash"] if emb.phash is not None else [])
+    available = (
+        ["text"] + (["image", "fused"] if emb.image is not None else []) + (["phash"] if emb.phash is not None else [])
+    )
     if cfg.signals is None:
         return tuple(available)
     unknown = [s for s in cfg.signals if s not in SIGNALS]
@@ -210,12 +230,16 @@ def _signals(emb: Embeddings, cfg: DedupeConfig) -> tuple[str, ...]:
     return tuple(cfg.signals)
 
 
-def knn_candidates(vectors: np.ndarray, rows: np.ndarray, key: str, cfg: DedupeConfig, folder: Path) -> tuple[pl.DataFrame, dict]:
+def knn_candidates(
+    vectors: np.ndarray, rows: np.ndarray, key: str, cfg: DedupeConfig, folder: Path
+) -> tuple[pl.DataFrame, dict]:
     """kNN pairs (catalog row positions) among ``rows`` of ``vectors`` (see :func:`_knn_table`)."""
     join = partial(self_join_on_ray, cfg.ray) if cfg.ray is not None else None
     _, nn, info = cached_self_join(vectors, rows, key, cfg.k, cfg.flat_max, folder, join)
     pairs = knn_pairs(nn)  # positions within `rows`; rows is sorted, so a < b still holds
-    return pl.DataFrame({"a": rows[pairs["a"].to_numpy()], "b": rows[pairs["b"].to_numpy()], "rank": pairs["rank"]}), info
+    return pl.DataFrame(
+        {"a": rows[pairs["a"].to_numpy()], "b": rows[pairs["b"].to_numpy()], "rank": pairs["rank"]}
+    ), info
 
 
 def _keep_reviewed_groups(review: Path, out: Path) -> None:
@@ -265,7 +289,9 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
     model = load_match_model(cfg.match_model) if cfg.match_model else None  # a bad file fails before embedding
     with timer("read"):
         cat = load_catalog(catalog, cfg.id_col, cfg.text_cols, cfg.image_col, cfg.sep, cfg.encoding)
-        attrs = catalog_attributes(cat, cfg.brand_col, cfg.price_col) if cfg.lexical else {}  # a bad --brand-col fails before embedding
+        attrs = (
+            catalog_attributes(cat, cfg.brand_col, cfg.price_col) if cfg.lexical else {}
+        )  # a bad --brand-col fails before embedding
     n = len(cat)
     emb = dedupe_embeddings(cat, cfg, out, timer)
     signals_on = _signals(emb, cfg)
@@ -291,9 +317,13 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
         for s_ in ("text", "image", "fused"):
             rows = np.flatnonzero(masks[s_])
             if s_ in signals_on and len(rows) >= 2:
-                lists[s_], index_info[s_] = knn_candidates(emb.vectors(s_)[0], rows, fingerprint(emb.key, s_, rows.tolist()), cfg, out / "index" / s_)
+                lists[s_], index_info[s_] = knn_candidates(
+                    emb.vectors(s_)[0], rows, fingerprint(emb.key, s_, rows.tolist()), cfg, out / "index" / s_
+                )
         if codes is not None:
-            lists["code"] = code_block_pairs([c if has_text[i] else frozenset() for i, c in enumerate(codes)], cfg.max_code_block)
+            lists["code"] = code_block_pairs(
+                [c if has_text[i] else frozenset() for i, c in enumerate(codes)], cfg.max_code_block
+            )
         if "phash" in signals_on:
             rows = np.flatnonzero(masks["phash"])
             near = hamming_pairs(emb.phash[rows], cfg.phash_max_distance)
@@ -304,19 +334,38 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
                     f"e.g. {cat.ids[rows[near.crowded_rows[0]]]!r}; their photo is not used to propose matches.[/]"
                 )
             index_info["phash"] = {
-                "kind": "IndexBinaryFlat range search", "bits": 64, "max_distance": cfg.phash_max_distance, "rows": int(len(rows)),
-                "pairs": int(len(near.a)), "placeholder_rows": int(len(near.crowded_rows)), "max_photo_block": MAX_PHOTO_BLOCK,
+                "kind": "IndexBinaryFlat range search",
+                "bits": 64,
+                "max_distance": cfg.phash_max_distance,
+                "rows": int(len(rows)),
+                "pairs": int(len(near.a)),
+                "placeholder_rows": int(len(near.crowded_rows)),
+                "max_photo_block": MAX_PHOTO_BLOCK,
             }
     with timer("candidates"):
         cand = union_candidates(lists)
     a, b = cand["a"].to_numpy(), cand["b"].to_numpy()
     with timer("score"):
         inputs = PairInputs(
-            signals_on, emb.text, emb.image, emb.fused, emb.phash, has_text, emb.has_image, masks["fused"],
+            signals_on,
+            emb.text,
+            emb.image,
+            emb.fused,
+            emb.phash,
+            has_text,
+            emb.has_image,
+            masks["fused"],
             CharNgramTfidf().fit_transform(cat.texts) if cfg.lexical and "text" in signals_on else None,
-            codes, attrs.get("quantities"), attrs.get("brands"), attrs.get("prices"), cfg.weights, cfg.thresholds,
+            codes,
+            attrs.get("quantities"),
+            attrs.get("brands"),
+            attrs.get("prices"),
+            cfg.weights,
+            cfg.thresholds,
         )
-        signals, score = score_on_ray(cfg.ray, a, b, inputs) if cfg.ray is not None and len(a) else score_candidates(a, b, inputs)
+        signals, score = (
+            score_on_ray(cfg.ray, a, b, inputs) if cfg.ray is not None and len(a) else score_candidates(a, b, inputs)
+        )
     if cfg.review:
         _keep_reviewed_groups(Path(cfg.review), out)
     constraints = read_review(cfg.review, cat.ids) if cfg.review else None
@@ -328,7 +377,9 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             method = cfg.method
             if method == "auto":  # pairs or groups: read from every candidate score, not from the labels
                 method = learn_settings(n, a, b, score, "auto", None, DEFAULT_THRESHOLD).method
-            settings = settings_from_model(model, str(cfg.match_model), n, a, b, {**signals, "score": score}, method, cfg.threshold, constraints)
+            settings = settings_from_model(
+                model, str(cfg.match_model), n, a, b, {**signals, "score": score}, method, cfg.threshold, constraints
+            )
             if cfg.method == "auto":
                 settings.learned["method_chosen_by"] = f"auto: {method}, chosen from the label-free score mixture"
         else:
@@ -340,18 +391,22 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
         groups = groups_frame(cat.ids, grouping, usable)
         write_parquet(groups, out / "groups.parquet")
         ids = np.array(cat.ids, dtype=object)
-        pairs = pl.DataFrame(
-            {
-                "id_a": ids[a].tolist(),
-                "id_b": ids[b].tolist(),
-                "score": score,
-                "match_probability": settings.probability,
-                **signals,
-                "rank": cand["rank"],
-                "source": cand["source"],
-                "matched": grouping.accepted,
-            }
-        ).with_columns(pl.col(pl.Float32).fill_nan(None)).sort("score", descending=True)
+        pairs = (
+            pl.DataFrame(
+                {
+                    "id_a": ids[a].tolist(),
+                    "id_b": ids[b].tolist(),
+                    "score": score,
+                    "match_probability": settings.probability,
+                    **signals,
+                    "rank": cand["rank"],
+                    "source": cand["source"],
+                    "matched": grouping.accepted,
+                }
+            )
+            .with_columns(pl.col(pl.Float32).fill_nan(None))
+            .sort("score", descending=True)
+        )
         write_parquet(pairs, out / "pairs.parquet")
 
     sizes = groups.group_by("group_id").len()["len"]
@@ -371,7 +426,13 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             "allow_outside_root": cfg.allow_outside_root,
         },
         "model": emb.manifest.get("model"),
-        "embeddings": {"dir": str(cfg.embeddings or cfg.cache_dir or out / "embeddings"), "key": emb.key, "dim": int(emb.text.shape[1]), "reused_rows": emb.manifest.get("reused_rows"), "embedded_rows": emb.manifest.get("embedded_rows")},
+        "embeddings": {
+            "dir": str(cfg.embeddings or cfg.cache_dir or out / "embeddings"),
+            "key": emb.key,
+            "dim": int(emb.text.shape[1]),
+            "reused_rows": emb.manifest.get("reused_rows"),
+            "embedded_rows": emb.manifest.get("embedded_rows"),
+        },
         "index": index_info,
         "matching": {
             "signals": list(signals_on),
@@ -386,7 +447,13 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             "lexical": cfg.lexical,
             "weights": asdict(cfg.weights),
             "max_code_block": cfg.max_code_block,
-            "review": {"file": str(Path(cfg.review).resolve()), "must_link_pairs": len(constraints.must_a), "cannot_link_pairs": len(constraints.cannot_a)} if cfg.review else None,
+            "review": {
+                "file": str(Path(cfg.review).resolve()),
+                "must_link_pairs": len(constraints.must_a),
+                "cannot_link_pairs": len(constraints.cannot_a),
+            }
+            if cfg.review
+            else None,
             "match_model": model_summary(model, cfg.match_model, labelled) if model is not None else None,
         },
         "counts": {

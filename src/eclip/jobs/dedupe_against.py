@@ -67,7 +67,9 @@ def _refuse_ignored_against_options(cfg: DedupeConfig, index: str | Path) -> Non
             )
 
 
-def dedupe_against(catalog: str | Path, index: str | Path, out: str | Path, cfg: DedupeConfig | None = None) -> dict[str, Any]:
+def dedupe_against(
+    catalog: str | Path, index: str | Path, out: str | Path, cfg: DedupeConfig | None = None
+) -> dict[str, Any]:
     """Match only a catalog's new listings against an index directory and its match groups.
 
     The rows are embedded with the index's model, searched in the index (top ``cfg.k``) and
@@ -116,7 +118,11 @@ def dedupe_against(catalog: str | Path, index: str | Path, out: str | Path, cfg:
         keep = nn >= 0
         q_row = np.repeat(rows, cfg.k).reshape(len(rows), cfg.k)[keep]
         old_row, old_cos = nn[keep], scores[keep]
-        within, _ = knn_candidates(arr, rows, fingerprint(emb.key, "against", rows.tolist()), cfg, out / "index" / vectors) if len(rows) >= 2 else (pl.DataFrame({"a": [], "b": []}, schema={"a": pl.Int64, "b": pl.Int64}), {})
+        within, _ = (
+            knn_candidates(arr, rows, fingerprint(emb.key, "against", rows.tolist()), cfg, out / "index" / vectors)
+            if len(rows) >= 2
+            else (pl.DataFrame({"a": [], "b": []}, schema={"a": pl.Int64, "b": pl.Int64}), {})
+        )
         a, b = within["a"].to_numpy(), within["b"].to_numpy()
     with timer("score"):
         threshold = {"text": cfg.thresholds.text, "image": cfg.image_threshold, "fused": cfg.fused_threshold}[vectors]
@@ -137,27 +143,81 @@ def dedupe_against(catalog: str | Path, index: str | Path, out: str | Path, cfg:
     with timer("group"):
         sub = np.full(n, -1, dtype=np.int64)
         sub[fresh] = np.arange(len(fresh))
-        inc = assign_incremental(len(fresh), sub[a], sub[b], s_within, sub[q_row], old_row, s_old, old_groups, threshold, method)
+        inc = assign_incremental(
+            len(fresh), sub[a], sub[b], s_within, sub[q_row], old_row, s_old, old_groups, threshold, method
+        )
     with timer("write"):
         ids = np.array(cat.ids, dtype=object)
         old_ids = np.array(idx.ids, dtype=object)
-        groups = incremental_groups_frame(cat.ids, indexed, old_groups[[position[i] for i in ids[indexed]]], usable, inc, idx.ids)
+        groups = incremental_groups_frame(
+            cat.ids, indexed, old_groups[[position[i] for i in ids[indexed]]], usable, inc, idx.ids
+        )
         write_parquet(groups, out / "groups.parquet")
-        pairs = pl.concat([
-            pl.DataFrame({"id_a": ids[q_row].tolist(), "id_b": old_ids[old_row].tolist(), "against": "index", "score": np.asarray(s_old, np.float32), "cos_embedding": old_cos}, schema_overrides={"id_a": pl.String, "id_b": pl.String}),
-            pl.DataFrame({"id_a": ids[a].tolist(), "id_b": ids[b].tolist(), "against": "new", "score": np.asarray(s_within, np.float32), "cos_embedding": cos_within}, schema_overrides={"id_a": pl.String, "id_b": pl.String}),
-        ], how="vertical_relaxed").with_columns((pl.col("score") >= threshold).alias("matched")).sort("score", descending=True)
+        pairs = (
+            pl.concat(
+                [
+                    pl.DataFrame(
+                        {
+                            "id_a": ids[q_row].tolist(),
+                            "id_b": old_ids[old_row].tolist(),
+                            "against": "index",
+                            "score": np.asarray(s_old, np.float32),
+                            "cos_embedding": old_cos,
+                        },
+                        schema_overrides={"id_a": pl.String, "id_b": pl.String},
+                    ),
+                    pl.DataFrame(
+                        {
+                            "id_a": ids[a].tolist(),
+                            "id_b": ids[b].tolist(),
+                            "against": "new",
+                            "score": np.asarray(s_within, np.float32),
+                            "cos_embedding": cos_within,
+                        },
+                        schema_overrides={"id_a": pl.String, "id_b": pl.String},
+                    ),
+                ],
+                how="vertical_relaxed",
+            )
+            .with_columns((pl.col("score") >= threshold).alias("matched"))
+            .sort("score", descending=True)
+        )
         write_parquet(pairs, out / "pairs.parquet")
     status = groups["status"].value_counts()
-    counts = dict.fromkeys(("already_indexed", "joined", "new_group", "singleton", "unmatchable"), 0) | dict(zip(status["status"].to_list(), status["count"].to_list()))
+    counts = dict.fromkeys(("already_indexed", "joined", "new_group", "singleton", "unmatchable"), 0) | dict(
+        zip(status["status"].to_list(), status["count"].to_list())
+    )
     manifest = {
         "job": "dedupe_against",
         "created": created(),
-        "inputs": {"catalog": str(Path(catalog).resolve()), "id_col": cat.id_col, "text_cols": list(cat.text_cols), "image_col": cat.image_col},
-        "index": {"dir": str(Path(index).resolve()), "n": len(idx.ids), "factory": idx.manifest.get("factory"), "vectors": vectors, "kept_groups": kept_groups is not None, "kept_titles": idx.texts is not None},
+        "inputs": {
+            "catalog": str(Path(catalog).resolve()),
+            "id_col": cat.id_col,
+            "text_cols": list(cat.text_cols),
+            "image_col": cat.image_col,
+        },
+        "index": {
+            "dir": str(Path(index).resolve()),
+            "n": len(idx.ids),
+            "factory": idx.manifest.get("factory"),
+            "vectors": vectors,
+            "kept_groups": kept_groups is not None,
+            "kept_titles": idx.texts is not None,
+        },
         "model": emb.manifest.get("model"),
-        "matching": {"k": cfg.k, "method": method, "threshold": threshold, "lexical": lexical, "weights": asdict(cfg.weights)},
-        "counts": {"rows": n, **counts, "rows_with_also_matches": sum(bool(x) for x in inc.also_matches), "new_group_ids": int(len(np.unique(inc.group_id[~inc.joined]))) if len(fresh) else 0},
+        "matching": {
+            "k": cfg.k,
+            "method": method,
+            "threshold": threshold,
+            "lexical": lexical,
+            "weights": asdict(cfg.weights),
+        },
+        "counts": {
+            "rows": n,
+            **counts,
+            "rows_with_also_matches": sum(bool(x) for x in inc.also_matches),
+            "new_group_ids": int(len(np.unique(inc.group_id[~inc.joined]))) if len(fresh) else 0,
+        },
         "timings_s": timer.timings(),
         "outputs": {"groups": "groups.parquet", "pairs": "pairs.parquet"},
         "versions": versions(),

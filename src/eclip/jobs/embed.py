@@ -80,17 +80,28 @@ def embed(catalog: str | Path, out: str | Path, cfg: EmbedConfig | None = None) 
     out = Path(out)
     cat = load_catalog(catalog, cfg.id_col, cfg.text_cols, cfg.image_col, cfg.sep, cfg.encoding)
     if cat.empty_rows and cat.images is None:
-        console.print(f"[yellow]{len(cat.empty_rows)} row(s) have empty text; they are embedded but flagged has_text = false.[/]")
+        console.print(
+            f"[yellow]{len(cat.empty_rows)} row(s) have empty text; they are embedded but flagged has_text = false.[/]"
+        )
     dist = Dist.from_env()
     device = dist.device(cfg.device)
-    encoder = load_encoder(cfg.model, device=device, batch_size=cfg.settings.batch_size, runtime=cfg.runtime, cache_dir=out / "runtime")
+    encoder = load_encoder(
+        cfg.model, device=device, batch_size=cfg.settings.batch_size, runtime=cfg.runtime, cache_dir=out / "runtime"
+    )
     images = None
     if cat.images is not None:
         root = Path(cfg.image_root) if cfg.image_root else cat.root
         if not root.is_dir():
             raise CatalogError(f"--image-root {root}: no such folder.")
-        images = ImageSettings(root=root, cache_dir=out / "image_cache", allow_outside_root=cfg.allow_outside_root, max_bytes=cfg.url_max_bytes, timeout_s=cfg.url_timeout_s, retries=cfg.url_retries,
-            allow_private_urls=cfg.allow_private_urls, max_pixels=cfg.max_image_pixels,
+        images = ImageSettings(
+            root=root,
+            cache_dir=out / "image_cache",
+            allow_outside_root=cfg.allow_outside_root,
+            max_bytes=cfg.url_max_bytes,
+            timeout_s=cfg.url_timeout_s,
+            retries=cfg.url_retries,
+            allow_private_urls=cfg.allow_private_urls,
+            max_pixels=cfg.max_image_pixels,
         )
     runner = executor = None
     if cfg.ray is not None:
@@ -107,10 +118,22 @@ class _EmbedActor:
     """A Ray actor of ``eclip embed --ray``: loads the model once, then embeds and writes the
     shards it is handed (:func:`eclip.encoders.embed_shard`), skipping any already written."""
 
-    def __init__(self, model: str, device: str | None, runtime: str, runtime_dir: str, out: str, settings: EmbedSettings, images: ImageSettings | None, catalog: dict) -> None:
+    def __init__(
+        self,
+        model: str,
+        device: str | None,
+        runtime: str,
+        runtime_dir: str,
+        out: str,
+        settings: EmbedSettings,
+        images: ImageSettings | None,
+        catalog: dict,
+    ) -> None:
         import ray
 
-        self.encoder = load_encoder(model, device=device, batch_size=settings.batch_size, runtime=runtime, cache_dir=Path(runtime_dir))
+        self.encoder = load_encoder(
+            model, device=device, batch_size=settings.batch_size, runtime=runtime, cache_dir=Path(runtime_dir)
+        )
         self.out, self.settings, self.images, self.catalog = Path(out), settings, images, catalog
         self.restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)  # its process died once
 
@@ -118,15 +141,24 @@ class _EmbedActor:
         item = batch.to_pylist()[0]
         i, start, ids, texts = item["shard"], item["start"], item["ids"], item["texts"]
         part = Catalog(
-            path=Path(self.catalog["path"]), table=pl.DataFrame({"id": ids}, schema={"id": pl.String}), id_col=self.catalog["id_col"], text_cols=tuple(self.catalog["text_cols"]), ids=ids, texts=texts,
-            empty_rows=[j for j, t in enumerate(texts) if not t], image_col=self.catalog["image_col"], images=item["images"] if self.catalog["image_col"] else None,
+            path=Path(self.catalog["path"]),
+            table=pl.DataFrame({"id": ids}, schema={"id": pl.String}),
+            id_col=self.catalog["id_col"],
+            text_cols=tuple(self.catalog["text_cols"]),
+            ids=ids,
+            texts=texts,
+            empty_rows=[j for j, t in enumerate(texts) if not t],
+            image_col=self.catalog["image_col"],
+            images=item["images"] if self.catalog["image_col"] else None,
         )
         with named_work(f"shard {i} (rows {start + 1:,}-{start + len(ids):,})"):
             embedded = embed_shard(self.encoder, part, self.out, self.settings, self.images, i, item["key"], start)
         return {"shard": [i], "rows": [len(ids)], "embedded": [embedded], "restarted": [self.restarted]}
 
 
-def _ray_shards(cfg: EmbedConfig, cat: Catalog, out: Path, encoder: Any, images: ImageSettings | None, executor: dict[str, Any]) -> Any:
+def _ray_shards(
+    cfg: EmbedConfig, cat: Catalog, out: Path, encoder: Any, images: ImageSettings | None, executor: dict[str, Any]
+) -> Any:
     """The ``runner`` of :func:`eclip.encoders.embed_catalog` for ``--ray``: the unfinished
     shards, each with its own rows, through a Ray Data actor pool of :class:`_EmbedActor`.
     ``executor`` (the manifest's) gains ``shards_on_restarted_actors``: shards finished by
@@ -136,12 +168,27 @@ def _ray_shards(cfg: EmbedConfig, cat: Catalog, out: Path, encoder: Any, images:
 
     def run(todo: list[int], keys: dict[int, str]) -> int:
         items = [
-            {"shard": i, "start": plan[i][0], "key": keys[i], "ids": cat.ids[plan[i][0] : plan[i][1]], "texts": cat.texts[plan[i][0] : plan[i][1]],
-             "images": cat.images[plan[i][0] : plan[i][1]] if cat.images is not None else []}
+            {
+                "shard": i,
+                "start": plan[i][0],
+                "key": keys[i],
+                "ids": cat.ids[plan[i][0] : plan[i][1]],
+                "texts": cat.texts[plan[i][0] : plan[i][1]],
+                "images": cat.images[plan[i][0] : plan[i][1]] if cat.images is not None else [],
+            }
             for i in todo
         ]
         sizes = [plan[i][1] - plan[i][0] for i in todo]
-        ctor = {"model": cfg.model, "device": cfg.device, "runtime": cfg.runtime, "runtime_dir": str(out / "runtime"), "out": str(out), "settings": cfg.settings, "images": images, "catalog": meta}
+        ctor = {
+            "model": cfg.model,
+            "device": cfg.device,
+            "runtime": cfg.runtime,
+            "runtime_dir": str(out / "runtime"),
+            "out": str(out),
+            "settings": cfg.settings,
+            "images": images,
+            "catalog": meta,
+        }
         rows = cfg.ray.map_actors(_EmbedActor, items, sizes, f"embedding {sum(sizes):,} rows ({encoder.name})", ctor)
         executor["shards_on_restarted_actors"] = sum(bool(r["restarted"]) for r in rows)
         return sum(sizes)

@@ -29,7 +29,12 @@ CALIBRATED_METHODS = ("mutual", "average", "components")
 
 
 def evaluate_predictions(
-    path: str | Path, gold_path: str | Path, gold_id_col: str = "id", gold_col: str | None = None, positive: str | None = None, precision_target: float = 0.9
+    path: str | Path,
+    gold_path: str | Path,
+    gold_id_col: str = "id",
+    gold_col: str | None = None,
+    positive: str | None = None,
+    precision_target: float = 0.9,
 ) -> dict[str, Any]:
     """Score ``predictions.parquet`` (``eclip classify``) or ``flagged.parquet`` (``eclip
     filter-adult``) against labelled rows; writes ``eval.json`` beside it.
@@ -61,23 +66,34 @@ def evaluate_predictions(
         result["metrics"] = binary_metrics(score, y, precision_target)
         flag = frame["flagged"].to_numpy()[rows]
         tp = int((flag & y).sum())
-        result["metrics"]["flags_as_written"] = {"flagged": int(flag.sum()), "precision": round(tp / max(1, int(flag.sum())), 4), "recall": round(tp / max(1, int(y.sum())), 4)}
+        result["metrics"]["flags_as_written"] = {
+            "flagged": int(flag.sum()),
+            "precision": round(tp / max(1, int(flag.sum())), 4),
+            "recall": round(tp / max(1, int(y.sum())), 4),
+        }
     elif {"label", "status"} <= set(frame.columns):
         pos = {x_: i for i, x_ in enumerate(ids)}
         rows = np.array([pos[i] for i in labels if i in pos], dtype=np.int64)
         if not len(rows):
             raise GoldError(f"{gold_path}: none of its ids is in {p}; check --gold-id-col.")
-        in_train = frame["in_train"].to_numpy()[rows] if "in_train" in frame.columns else np.zeros(len(rows), dtype=bool)
+        in_train = (
+            frame["in_train"].to_numpy()[rows] if "in_train" in frame.columns else np.zeros(len(rows), dtype=bool)
+        )
         rows = rows[~in_train]
         if not len(rows):
             raise GoldError(f"{gold_path}: every labelled row trained the probe; evaluate on other rows.")
-        pred = [v if s == "predicted" else UNKNOWN for v, s in zip(frame["label"].to_numpy()[rows], frame["status"].to_numpy()[rows])]
+        pred = [
+            v if s == "predicted" else UNKNOWN
+            for v, s in zip(frame["label"].to_numpy()[rows], frame["status"].to_numpy()[rows])
+        ]
         gold = [labels[ids[r]] for r in rows]
         result["task"] = "classification"
         result["excluded_training_rows"] = int(in_train.sum())
         result["metrics"] = classification_metrics(pred, gold)
     else:
-        raise RunDirError(f"{p}: neither predictions (eclip classify) nor flags (eclip filter-adult); for groups use `eclip eval groups.parquet`.")
+        raise RunDirError(
+            f"{p}: neither predictions (eclip classify) nor flags (eclip filter-adult); for groups use `eclip eval groups.parquet`."
+        )
     write_json(result, p.parent / "eval.json")
     return result
 
@@ -109,7 +125,9 @@ def evaluate(
     try:
         groups = pl.read_parquet(gp)
     except (pl.exceptions.PolarsError, OSError) as exc:
-        raise RunDirError(f"{gp}: not a Parquet groups file ({str(exc).splitlines()[0][:120]}); pass the groups.parquet that `eclip dedupe` wrote, or its run directory.") from None
+        raise RunDirError(
+            f"{gp}: not a Parquet groups file ({str(exc).splitlines()[0][:120]}); pass the groups.parquet that `eclip dedupe` wrote, or its run directory."
+        ) from None
     if not {"id", "group_id"} <= set(groups.columns):
         raise RunDirError(f"{gp}: not a groups file (needs columns id, group_id).")
     ids = groups["id"].cast(pl.String).to_list()
@@ -123,14 +141,24 @@ def evaluate(
         pos = {x: i for i, x in enumerate(ids)}
         a = np.array([pos[x] for x in pairs["id_a"].to_list()], dtype=np.int64)
         b = np.array([pos[x] for x in pairs["id_b"].to_list()], dtype=np.int64)
-        result["blocking"] = {k: round(v, 4) for k, v in blocking_recall(a, b, pairs["rank"].cast(pl.Float64).to_numpy(), gold, ks).items()}
+        result["blocking"] = {
+            k: round(v, 4)
+            for k, v in blocking_recall(a, b, pairs["rank"].cast(pl.Float64).to_numpy(), gold, ks).items()
+        }
         if do_calibrate:
             manifest = read_json(gp.parent / MANIFEST)
             matching = manifest.get("matching", {})
             used = matching.get("method_used") or matching.get("method", DEFAULT_METHOD)
-            cal, per = calibrate_methods(len(ids), a, b, pairs["score"].to_numpy(), gold, CALIBRATED_METHODS, target_precision)
+            cal, per = calibrate_methods(
+                len(ids), a, b, pairs["score"].to_numpy(), gold, CALIBRATED_METHODS, target_precision
+            )
             out = Path(calibration_out) if calibration_out else gp.parent / "calibration.json"
-            summary = {**cal.as_dict(), "run_method": used, "methods": {m: c.as_dict() for m, c in per.items()}, "score_range": SCORE_RANGE}
+            summary = {
+                **cal.as_dict(),
+                "run_method": used,
+                "methods": {m: c.as_dict() for m, c in per.items()},
+                "score_range": SCORE_RANGE,
+            }
             write_json({**summary, "gold": str(gold_path)}, out)
             result["calibration"] = {**summary, "written_to": str(out)}
     elif do_calibrate:
@@ -181,8 +209,13 @@ def evaluate_links(path: str | Path, gold_path: str | Path) -> dict[str, Any]:
         "gold": str(gold_path),
         "gold_orientation": orientation,
         "metrics": {
-            "precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "links": len(pred), "gold_pairs": len(gold),
-            "gold_pairs_left_out": left_out, "gold_pairs_in_candidates": round(in_cand / len(gold), 4),
+            "precision": round(precision, 4),
+            "recall": round(recall, 4),
+            "f1": round(f1, 4),
+            "links": len(pred),
+            "gold_pairs": len(gold),
+            "gold_pairs_left_out": left_out,
+            "gold_pairs_in_candidates": round(in_cand / len(gold), 4),
         },
     }
     write_json(result, p.parent / "eval.json")

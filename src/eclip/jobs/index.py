@@ -33,7 +33,9 @@ def read_groups(path: str | Path | None) -> pl.DataFrame | None:
     frame = read_table(path)
     missing = {"id", "group_id"} - set(frame.columns)
     if missing:
-        raise CatalogError(f"{path}: no column(s) {', '.join(sorted(missing))}; pass a groups.parquet written by `eclip dedupe`.")
+        raise CatalogError(
+            f"{path}: no column(s) {', '.join(sorted(missing))}; pass a groups.parquet written by `eclip dedupe`."
+        )
     return frame.select(pl.col("id").cast(pl.String), pl.col("group_id").cast(pl.Int64))
 
 
@@ -83,11 +85,35 @@ def index_build(
         embeddings = embeddings_dir(source, Path(out) / "embeddings", embed_cfg)
         emb, xb, ids, texts, extra = index_source(embeddings, vectors)
         if ray is not None:
-            return _build_on_ray(ray, xb, ids, Path(out), emb, factory or choose_factory(len(xb), xb.shape[1], max_memory, flat_max, opq), target_recall, k, read_groups(groups), texts, extra)
+            return _build_on_ray(
+                ray,
+                xb,
+                ids,
+                Path(out),
+                emb,
+                factory or choose_factory(len(xb), xb.shape[1], max_memory, flat_max, opq),
+                target_recall,
+                k,
+                read_groups(groups),
+                texts,
+                extra,
+            )
         return build_index_dir(
-            xb, ids, out, model=emb.manifest.get("model"), key=emb.key, factory=factory, max_memory=max_memory,
-            target_recall=target_recall, k=k, opq=opq, flat_max=flat_max, shard=parse_shard(shard) if shard else None,
-            groups=read_groups(groups), texts=texts, extra=extra,
+            xb,
+            ids,
+            out,
+            model=emb.manifest.get("model"),
+            key=emb.key,
+            factory=factory,
+            max_memory=max_memory,
+            target_recall=target_recall,
+            k=k,
+            opq=opq,
+            flat_max=flat_max,
+            shard=parse_shard(shard) if shard else None,
+            groups=read_groups(groups),
+            texts=texts,
+            extra=extra,
         )
 
 
@@ -105,8 +131,17 @@ def _add_shard_task(j: int, lo: int, hi: int, xb: np.ndarray, out: str, n_shards
 
 
 def _build_on_ray(
-    ray: RayRunner, xb: np.ndarray, ids: list[str], out: Path, emb: Embeddings, factory: str, target_recall: float, k: int,
-    groups: pl.DataFrame | None, texts: list[str] | None, extra: dict[str, Any],
+    ray: RayRunner,
+    xb: np.ndarray,
+    ids: list[str],
+    out: Path,
+    emb: Embeddings,
+    factory: str,
+    target_recall: float,
+    k: int,
+    groups: pl.DataFrame | None,
+    texts: list[str] | None,
+    extra: dict[str, Any],
 ) -> dict[str, Any]:
     """``index build --ray``: the trained index made once here (:func:`eclip.index.trained.trained_index`),
     each shard's vectors added by a Ray task (:func:`eclip.index.shards.build_shard`, a GPU per
@@ -126,12 +161,26 @@ def _build_on_ray(
     trained_index(out, xb, factory, emb.key)
     fault_point("index-trained")
     blocks = [shard_rows(i, n_shards, len(xb)) for i in range(n_shards)]
-    ray.map_tasks(_add_shard_task, blocks, f"adding {len(xb):,} vectors", {"xb": xb, "out": str(out), "n_shards": n_shards, "key": emb.key}, use_gpu=True)
+    ray.map_tasks(
+        _add_shard_task,
+        blocks,
+        f"adding {len(xb):,} vectors",
+        {"xb": xb, "out": str(out), "n_shards": n_shards, "key": emb.key},
+        use_gpu=True,
+    )
     extra = {**extra, "executor": {"kind": "ray", **ray.describe()}}
-    return merge_index_dir(xb, ids, out, emb.manifest.get("model"), target_recall, k, groups=groups, texts=texts, extra=extra)
+    return merge_index_dir(
+        xb, ids, out, emb.manifest.get("model"), target_recall, k, groups=groups, texts=texts, extra=extra
+    )
 
 
-def index_merge(index: str | Path, embeddings: str | Path | None = None, target_recall: float = 0.95, k: int = 10, groups: str | Path | None = None) -> dict[str, Any]:
+def index_merge(
+    index: str | Path,
+    embeddings: str | Path | None = None,
+    target_recall: float = 0.95,
+    k: int = 10,
+    groups: str | Path | None = None,
+) -> dict[str, Any]:
     """Merge the shards of a sharded ``index build`` into the index directory ``index``.
 
     Args:
@@ -150,10 +199,22 @@ def index_merge(index: str | Path, embeddings: str | Path | None = None, target_
         raise RunDirError(f"{index}: no shards to merge (build them with `eclip index build ... --shard i/N`).")
     with locked(index):
         emb, xb, ids, texts, extra = index_source(embeddings or metas[0]["embeddings"], metas[0].get("vectors", "text"))
-        return merge_index_dir(xb, ids, index, emb.manifest.get("model"), target_recall, k, groups=read_groups(groups), texts=texts, extra=extra)
+        return merge_index_dir(
+            xb,
+            ids,
+            index,
+            emb.manifest.get("model"),
+            target_recall,
+            k,
+            groups=read_groups(groups),
+            texts=texts,
+            extra=extra,
+        )
 
 
-def _embed_for_index(idx: Any, source: str | Path, work: Path, catalog_args: dict[str, Any]) -> tuple[Embeddings, np.ndarray, list[str], list[str] | None]:
+def _embed_for_index(
+    idx: Any, source: str | Path, work: Path, catalog_args: dict[str, Any]
+) -> tuple[Embeddings, np.ndarray, list[str], list[str] | None]:
     """The vectors of ``source`` (an embeddings directory, or a catalog embedded now with the
     index's model into ``work``) for the index's modality, with ids and titles."""
     model = (idx.manifest.get("model") or {}).get("name", DEFAULT_MODEL)
@@ -163,7 +224,9 @@ def _embed_for_index(idx: Any, source: str | Path, work: Path, catalog_args: dic
     return emb, xb, ids, texts
 
 
-def index_add(index: str | Path, source: str | Path, groups: str | Path | None = None, **catalog_args: Any) -> dict[str, Any]:
+def index_add(
+    index: str | Path, source: str | Path, groups: str | Path | None = None, **catalog_args: Any
+) -> dict[str, Any]:
     """Append the listings of ``source`` (a catalog, or an embeddings directory made with the
     index's model) to an index directory. Catalogs are embedded, resumably, under
     ``INDEX/adds/``. Ids already indexed are skipped, so rerunning after a kill is safe.
@@ -184,7 +247,9 @@ def index_add(index: str | Path, source: str | Path, groups: str | Path | None =
     work = Path(index) / "adds" / f"{Path(source).stem}-{fingerprint(str(Path(source).resolve()))[:8]}"
     with locked(index):  # two adds at once would each rewrite the id map
         emb, xb, ids, texts = _embed_for_index(idx, source, work, catalog_args)
-        return add_to_index_dir(index, xb, ids, emb.manifest.get("model"), read_groups(groups), texts, source=str(Path(source).resolve()))
+        return add_to_index_dir(
+            index, xb, ids, emb.manifest.get("model"), read_groups(groups), texts, source=str(Path(source).resolve())
+        )
 
 
 def index_query(
@@ -228,20 +293,26 @@ def index_query(
     labels: list[str] = []
     parts = []
     if texts or images:
-        encoder = load_encoder(model.get("name", DEFAULT_MODEL), device=None, runtime=model.get("runtime", "torch"))  # a few queries: torch needs no export
+        encoder = load_encoder(
+            model.get("name", DEFAULT_MODEL), device=None, runtime=model.get("runtime", "torch")
+        )  # a few queries: torch needs no export
         if texts:
             parts.append(encoder.encode(list(texts)))
             labels += list(texts)
         if images:
             if not encoder.has_images:
-                raise EclipError(f"{index} was built with {model.get('name')}, a text model: it cannot embed --image queries; query it with --text or --catalog.")
+                raise EclipError(
+                    f"{index} was built with {model.get('name')}, a text model: it cannot embed --image queries; query it with --text or --catalog."
+                )
             import tempfile
 
             import torch
 
             pix = []
             with tempfile.TemporaryDirectory(prefix="eclip-query-") as cache:
-                settings = ImageSettings(root=Path.cwd(), cache_dir=Path(cache), allow_outside_root=True, allow_private_urls=True)  # what the user named
+                settings = ImageSettings(
+                    root=Path.cwd(), cache_dir=Path(cache), allow_outside_root=True, allow_private_urls=True
+                )  # what the user named
                 for ref in images:
                     try:
                         pix.append(encoder.image_transform(open_image(ref, settings)))
@@ -251,7 +322,11 @@ def index_query(
             labels += list(images)
         idx.check_compatible(encoder.describe(), parts[0].shape[1])
     if catalog is not None:
-        work = Path(index) / "queries" / f"{Path(catalog).stem}-{fingerprint(str(Path(catalog).resolve()), sorted(catalog_args.items(), key=str))[:8]}"
+        work = (
+            Path(index)
+            / "queries"
+            / f"{Path(catalog).stem}-{fingerprint(str(Path(catalog).resolve()), sorted(catalog_args.items(), key=str))[:8]}"
+        )
         _, xq, ids, _ = _embed_for_index(idx, catalog, work, catalog_args)
         parts.append(xq)
         labels += ids

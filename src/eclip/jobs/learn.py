@@ -27,7 +27,18 @@ LABEL_FILE = "label.csv"
 #: Default match model file name inside a run directory.
 MODEL_FILE = "match_model.json"
 #: Signal columns copied into the label file for the reviewer.
-SHOWN_SIGNALS = ("score", "cos_embedding", "cos_tfidf", "code", "quantity", "brand", "price_ratio", "cos_image", "cos_fused", "phash_distance")
+SHOWN_SIGNALS = (
+    "score",
+    "cos_embedding",
+    "cos_tfidf",
+    "code",
+    "quantity",
+    "brand",
+    "price_ratio",
+    "cos_image",
+    "cos_fused",
+    "phash_distance",
+)
 
 
 @dataclass
@@ -71,9 +82,13 @@ class RunPairs:
         path = Path(inputs.get("catalog", ""))
         if not path.is_file():
             raise RunDirError(f"{self.dir}: its catalog {path} is gone; the titles to review come from it.")
-        cat = load_catalog(path, inputs.get("id_col", "id"), inputs.get("text_cols"), None, **given_dialect(inputs.get("dialect")))
+        cat = load_catalog(
+            path, inputs.get("id_col", "id"), inputs.get("text_cols"), None, **given_dialect(inputs.get("dialect"))
+        )
         if cat.ids != self.ids:
-            raise RunDirError(f"{path} changed since the run {self.dir} ({len(cat):,} rows now, {len(self.ids):,} then); run eclip dedupe again.")
+            raise RunDirError(
+                f"{path} changed since the run {self.dir} ({len(cat):,} rows now, {len(self.ids):,} then); run eclip dedupe again."
+            )
         return cat
 
     def locate(self, labels: Labels) -> np.ndarray:
@@ -105,16 +120,24 @@ def open_run(run_dir: str | Path) -> RunPairs:
     d = Path(run_dir)
     manifest_path, pairs_path, groups_path = d / MANIFEST, d / "pairs.parquet", d / "groups.parquet"
     if not (manifest_path.is_file() and pairs_path.is_file() and groups_path.is_file()):
-        raise RunDirError(f"{d}: not a finished eclip dedupe run (it needs manifest.json, pairs.parquet and groups.parquet); run `eclip dedupe CATALOG --out {d}` first.")
+        raise RunDirError(
+            f"{d}: not a finished eclip dedupe run (it needs manifest.json, pairs.parquet and groups.parquet); run `eclip dedupe CATALOG --out {d}` first."
+        )
     manifest = read_json(manifest_path)
     if manifest.get("job") != "dedupe":
-        raise RunDirError(f"{d}: a {manifest.get('job')!r} run; eclip label and eclip learn work on an `eclip dedupe CATALOG` run.")
+        raise RunDirError(
+            f"{d}: a {manifest.get('job')!r} run; eclip label and eclip learn work on an `eclip dedupe CATALOG` run."
+        )
     ids = pl.read_parquet(groups_path, columns=["id"])["id"].cast(pl.String).to_list()
     pairs = pl.read_parquet(pairs_path)
     pos = {x: i for i, x in enumerate(ids)}
     a = np.fromiter((pos[x] for x in pairs["id_a"].to_list()), np.int64, len(pairs))
     b = np.fromiter((pos[x] for x in pairs["id_b"].to_list()), np.int64, len(pairs))
-    columns = {c: pairs[c].cast(pl.Float64).fill_null(float("nan")).to_numpy() for c in pairs.columns if pairs[c].dtype.is_numeric()}
+    columns = {
+        c: pairs[c].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+        for c in pairs.columns
+        if pairs[c].dtype.is_numeric()
+    }
     x, names = pair_features(columns, a, b, len(ids))
     prior = columns.get("match_probability", np.full(len(pairs), np.nan))
     if np.isnan(prior).all():
@@ -139,9 +162,18 @@ def fit_on_labels(run: RunPairs, labels: Labels, seed: int = 0) -> tuple[MatchMo
     where = run.locate(labels)
     use = np.isin(labels.decision, ("same", "different")) & (where >= 0)
     y = (labels.decision[use] == "same").astype(np.int64)
-    chosen_by = labels.table["chosen_by"].fill_null("").to_numpy() if "chosen_by" in labels.table.columns else np.full(len(labels.a), "")
-    model = fit_match_model(run.x[where[use]], y, run.names, run.x, run.prior, seed=seed, random_labels=chosen_by[use] == "random")
-    counts = labels.counts() | {"fitted_on": int(use.sum()), "not_candidates": int((np.isin(labels.decision, ("same", "different")) & (where < 0)).sum())}
+    chosen_by = (
+        labels.table["chosen_by"].fill_null("").to_numpy()
+        if "chosen_by" in labels.table.columns
+        else np.full(len(labels.a), "")
+    )
+    model = fit_match_model(
+        run.x[where[use]], y, run.names, run.x, run.prior, seed=seed, random_labels=chosen_by[use] == "random"
+    )
+    counts = labels.counts() | {
+        "fitted_on": int(use.sum()),
+        "not_candidates": int((np.isin(labels.decision, ("same", "different")) & (where < 0)).sum()),
+    }
     model.labels = [
         {"id_a": run.ids[i], "id_b": run.ids[j], "decision": d}
         for i, j, d in zip(labels.a.tolist(), labels.b.tolist(), labels.decision.tolist())
@@ -150,7 +182,9 @@ def fit_on_labels(run: RunPairs, labels: Labels, seed: int = 0) -> tuple[MatchMo
     return model, counts
 
 
-def learn(run_dir: str | Path, labels_path: str | Path | None = None, out: str | Path | None = None, seed: int = 0) -> tuple[MatchModel, Path]:
+def learn(
+    run_dir: str | Path, labels_path: str | Path | None = None, out: str | Path | None = None, seed: int = 0
+) -> tuple[MatchModel, Path]:
     """Fit a match model on a run's labelled pairs and save it as JSON.
 
     Args:
@@ -236,7 +270,9 @@ def existing_labels(run: RunPairs, path: Path) -> tuple[pl.DataFrame, Labels | N
     return labels.table, labels
 
 
-def propose(run_dir: str | Path, path: str | Path | None = None, batch: int = 20, seed: int | None = None) -> dict[str, Any]:
+def propose(
+    run_dir: str | Path, path: str | Path | None = None, batch: int = 20, seed: int | None = None
+) -> dict[str, Any]:
     """Append the next ``batch`` pairs worth a reviewer's time to the label file.
 
     The pairs are chosen by :func:`eclip.matcher.labels.choose_pairs` on the probabilities of
@@ -259,7 +295,13 @@ def propose(run_dir: str | Path, path: str | Path | None = None, batch: int = 20
     write_labels(pl.concat([table, as_text(rows)], how="diagonal"), path)
     counts = labels.counts() if labels is not None else {"same": 0, "different": 0, "unsure": 0, "pending": 0}
     counts["pending"] += len(idx)
-    return {"file": str(path), "added": len(idx), "counts": counts, "model": model.cv.__dict__ if model is not None and model.cv else None, "run": fingerprint(str(run.dir.resolve()))}
+    return {
+        "file": str(path),
+        "added": len(idx),
+        "counts": counts,
+        "model": model.cv.__dict__ if model is not None and model.cv else None,
+        "run": fingerprint(str(run.dir.resolve())),
+    }
 
 
 def labelled_constraints(model: MatchModel, ids: list[str]) -> tuple:
@@ -267,7 +309,9 @@ def labelled_constraints(model: MatchModel, ids: list[str]) -> tuple:
     this catalog lacks (a model learned on another catalog keeps no constraints there)."""
     constraints, skipped = model_constraints(model, ids)
     if skipped:
-        console.print(f"[yellow]{skipped} of the match model's {len(model.labels)} labelled pairs name ids not in this catalog; they are not used as constraints.[/]")
+        console.print(
+            f"[yellow]{skipped} of the match model's {len(model.labels)} labelled pairs name ids not in this catalog; they are not used as constraints.[/]"
+        )
     return constraints, skipped
 
 
@@ -339,7 +383,10 @@ class LabelSession:
     def answer(self, row: int, decision: str) -> None:
         """Record ``decision`` (same / different / unsure) for table row ``row`` and save."""
         self.table = self.table.with_columns(
-            pl.when(pl.int_range(pl.len()) == row).then(pl.lit(decision)).otherwise(pl.col("decision")).alias("decision")
+            pl.when(pl.int_range(pl.len()) == row)
+            .then(pl.lit(decision))
+            .otherwise(pl.col("decision"))
+            .alias("decision")
         )
         write_labels(self.table, self.path)
 

@@ -71,16 +71,27 @@ class LinkConfig:
     flat_max: int = FLAT_MAX
 
 
-def _side_embeddings(cat: Catalog, given: Path | None, work: Path, cfg: LinkConfig, side: str, timer: StageTimer) -> Embeddings:
+def _side_embeddings(
+    cat: Catalog, given: Path | None, work: Path, cfg: LinkConfig, side: str, timer: StageTimer
+) -> Embeddings:
     """A side's embeddings: read from ``given``, or made (resumably) under ``work``."""
     if given is None:
-        ecfg = EmbedConfig(model=cfg.model, id_col=cat.id_col, text_cols=list(cat.text_cols), runtime=cfg.runtime, settings=EmbedSettings(batch_size=cfg.batch_size))
+        ecfg = EmbedConfig(
+            model=cfg.model,
+            id_col=cat.id_col,
+            text_cols=list(cat.text_cols),
+            runtime=cfg.runtime,
+            settings=EmbedSettings(batch_size=cfg.batch_size),
+        )
         with timer(f"embed_{side}"):
             embed(cat.path, work, ecfg)
     folder = given or work
     emb = load_embeddings(folder)
     if emb.ids != cat.ids:
-        raise RunDirError(f"{folder} holds embeddings of another catalog or row order than {cat.path} ({len(emb.ids):,} rows vs {len(cat):,}); embed {cat.path} and pass that directory.")
+        raise RunDirError(
+            f"{folder} holds embeddings of another catalog or row order than {cat.path} "
+            f"({len(emb.ids):,} rows vs {len(cat):,}); embed {cat.path} and pass that directory."
+        )
     return emb
 
 
@@ -105,7 +116,9 @@ def check_same_model(left: Embeddings, right: Embeddings, left_name: str, right_
         )
 
 
-def cross_candidates(vl: np.ndarray, vr: np.ndarray, ok_l: np.ndarray, ok_r: np.ndarray, key: str, cfg: LinkConfig, folder: Path) -> tuple[pl.DataFrame, dict]:
+def cross_candidates(
+    vl: np.ndarray, vr: np.ndarray, ok_l: np.ndarray, ok_r: np.ndarray, key: str, cfg: LinkConfig, folder: Path
+) -> tuple[pl.DataFrame, dict]:
     """kNN pairs between the sides: the larger side is indexed, the smaller side searched.
 
     Returns:
@@ -127,10 +140,14 @@ def cross_candidates(vl: np.ndarray, vr: np.ndarray, ok_l: np.ndarray, ok_r: np.
     b = base_rows[np.maximum(nn.ravel(), 0)]
     l, r = (b, q) if left_indexed else (q, b)
     info = index_info(idx, cfg.k) | {"indexed": "left" if left_indexed else "right"}
-    return pl.DataFrame({"l": l[hit], "r": r[hit], "rank": rank[hit]}).unique(["l", "r"], keep="first", maintain_order=True), info
+    return pl.DataFrame({"l": l[hit], "r": r[hit], "rank": rank[hit]}).unique(
+        ["l", "r"], keep="first", maintain_order=True
+    ), info
 
 
-def _assign(mode: str, nl: int, nr: int, l: np.ndarray, r: np.ndarray, on: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray | None]:
+def _assign(
+    mode: str, nl: int, nr: int, l: np.ndarray, r: np.ndarray, on: np.ndarray, threshold: float
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Accepted cross pairs under ``mode`` (and, for many-to-many, a group per union row)."""
     above = np.nan_to_num(on, nan=-np.inf) >= threshold
     accepted = np.zeros(len(l), dtype=bool)
@@ -184,7 +201,9 @@ def link(left: str | Path, right: str | Path, out: str | Path, cfg: LinkConfig |
         lists = {"text": cand.select(pl.col("l").alias("a"), (pl.col("r") + nl).alias("b"), "rank")}
         if codes is not None:
             usable = np.concatenate([ok_l, ok_r])
-            blocks = code_block_pairs([c if usable[i] else frozenset() for i, c in enumerate(codes)], cfg.max_code_block)
+            blocks = code_block_pairs(
+                [c if usable[i] else frozenset() for i, c in enumerate(codes)], cfg.max_code_block
+            )
             lists["code"] = blocks.filter((pl.col("a") < nl) & (pl.col("b") >= nl))  # across the sides only
         cand = union_candidates(lists).with_columns(pl.col("a").alias("l"), (pl.col("b") - nl).alias("r"))
         sources = cand["source"]
@@ -195,7 +214,9 @@ def link(left: str | Path, right: str | Path, out: str | Path, cfg: LinkConfig |
         used_l = {k: v for k, v in attrs_l.items() if k.endswith("_col")}
         used_r = {k: v for k, v in attrs_r.items() if k.endswith("_col")}
         has_brands = "brands" in attrs_l or "brands" in attrs_r
-        brands = attrs_l.get("brands", [""] * nl) + attrs_r.get("brands", [""] * nr) if cfg.lexical and has_brands else None
+        brands = (
+            attrs_l.get("brands", [""] * nl) + attrs_r.get("brands", [""] * nr) if cfg.lexical and has_brands else None
+        )
         tfidf = CharNgramTfidf().fit_transform(texts) if cfg.lexical else None
         quantities = attrs_l["quantities"] + attrs_r["quantities"] if cfg.lexical else None
         signals = score_pairs(l, nl + r, vectors, tfidf, codes, cfg.weights, quantities=quantities, brands=brands)
@@ -206,16 +227,33 @@ def link(left: str | Path, right: str | Path, out: str | Path, cfg: LinkConfig |
         mixture = fit_score_mixture(score)
         prob = mixture.probability(score) if mixture is not None else np.full(len(score), np.nan, np.float32)
         if cfg.threshold is not None or mixture is None:
-            threshold, on, threshold_on = (cfg.threshold if cfg.threshold is not None else DEFAULT_THRESHOLD), score, "score"
+            threshold, on, threshold_on = (
+                (cfg.threshold if cfg.threshold is not None else DEFAULT_THRESHOLD),
+                score,
+                "score",
+            )
         else:
             threshold, on, threshold_on = 0.5, prob, "match_probability"
         accepted, labels = _assign(cfg.mode, nl, nr, l, r, on, threshold)
     with timer("write"):
         lid, rid = np.array(lcat.ids, dtype=object), np.array(rcat.ids, dtype=object)
-        table = pl.DataFrame(
-            {"left_id": lid[l].tolist(), "right_id": rid[r].tolist(), "score": score, "match_probability": prob, **signals, "rank": cand["rank"], "source": sources, "linked": accepted},
-            schema_overrides={"left_id": pl.String, "right_id": pl.String},
-        ).with_columns(pl.col(pl.Float32).fill_nan(None)).sort("score", descending=True, nulls_last=True)
+        table = (
+            pl.DataFrame(
+                {
+                    "left_id": lid[l].tolist(),
+                    "right_id": rid[r].tolist(),
+                    "score": score,
+                    "match_probability": prob,
+                    **signals,
+                    "rank": cand["rank"],
+                    "source": sources,
+                    "linked": accepted,
+                },
+                schema_overrides={"left_id": pl.String, "right_id": pl.String},
+            )
+            .with_columns(pl.col(pl.Float32).fill_nan(None))
+            .sort("score", descending=True, nulls_last=True)
+        )
         write_parquet(table, out / "candidates.parquet")
         links = table.filter(pl.col("linked")).drop("linked", "source")
         if labels is not None:
@@ -224,9 +262,14 @@ def link(left: str | Path, right: str | Path, out: str | Path, cfg: LinkConfig |
         write_parquet(links, out / "links.parquet")
         for side, cat, col, ok in (("left", lcat, "left_id", ok_l), ("right", rcat, "right_id", ok_r)):
             other = "right_id" if col == "left_id" else "left_id"
-            best = table.group_by(col).agg(pl.col(other).first().alias("best_candidate"), pl.col("score").first().alias("best_score"))
+            best = table.group_by(col).agg(
+                pl.col(other).first().alias("best_candidate"), pl.col("score").first().alias("best_score")
+            )
             linked_ids = set(links[col].to_list())
-            un = pl.DataFrame({"id": cat.ids, "title": cat.texts, "status": np.where(ok, "unmatched", "empty_text").tolist()}, schema_overrides={"id": pl.String})
+            un = pl.DataFrame(
+                {"id": cat.ids, "title": cat.texts, "status": np.where(ok, "unmatched", "empty_text").tolist()},
+                schema_overrides={"id": pl.String},
+            )
             un = un.filter(~pl.col("id").is_in(list(linked_ids))).join(best.rename({col: "id"}), on="id", how="left")
             write_parquet(un, out / f"unmatched_{side}.parquet")
     n_links = int(accepted.sum())
@@ -234,18 +277,38 @@ def link(left: str | Path, right: str | Path, out: str | Path, cfg: LinkConfig |
         "job": "link",
         "created": created(),
         "inputs": {
-            "left": {"catalog": str(Path(left).resolve()), "id_col": lcat.id_col, "text_cols": list(lcat.text_cols), "rows": nl, **used_l},
-            "right": {"catalog": str(Path(right).resolve()), "id_col": rcat.id_col, "text_cols": list(rcat.text_cols), "rows": nr, **used_r},
+            "left": {
+                "catalog": str(Path(left).resolve()),
+                "id_col": lcat.id_col,
+                "text_cols": list(lcat.text_cols),
+                "rows": nl,
+                **used_l,
+            },
+            "right": {
+                "catalog": str(Path(right).resolve()),
+                "id_col": rcat.id_col,
+                "text_cols": list(rcat.text_cols),
+                "rows": nr,
+                **used_r,
+            },
         },
         "model": el.manifest.get("model"),
-        "embeddings": {"left": str(cfg.left_embeddings or out / "embeddings" / "left"), "right": str(cfg.right_embeddings or out / "embeddings" / "right")},
+        "embeddings": {
+            "left": str(cfg.left_embeddings or out / "embeddings" / "left"),
+            "right": str(cfg.right_embeddings or out / "embeddings" / "right"),
+        },
         "index": info,
         "matching": {
             "mode": cfg.mode,
             "k": cfg.k,
             "threshold": threshold,
             "threshold_on": threshold_on,
-            "learned": {"mixture": mixture.as_dict() if mixture is not None else None, "threshold_from": "given" if cfg.threshold is not None else ("learned: match probability 0.5" if mixture is not None else "fixed default")},
+            "learned": {
+                "mixture": mixture.as_dict() if mixture is not None else None,
+                "threshold_from": "given"
+                if cfg.threshold is not None
+                else ("learned: match probability 0.5" if mixture is not None else "fixed default"),
+            },
             "lexical": cfg.lexical,
             "weights": asdict(cfg.weights),
         },
@@ -260,7 +323,12 @@ def link(left: str | Path, right: str | Path, out: str | Path, cfg: LinkConfig |
             "right_unmatched": nr - (int(links["right_id"].n_unique()) if n_links else 0),
         },
         "timings_s": timer.timings(),
-        "outputs": {"links": "links.parquet", "candidates": "candidates.parquet", "unmatched_left": "unmatched_left.parquet", "unmatched_right": "unmatched_right.parquet"},
+        "outputs": {
+            "links": "links.parquet",
+            "candidates": "candidates.parquet",
+            "unmatched_left": "unmatched_left.parquet",
+            "unmatched_right": "unmatched_right.parquet",
+        },
         "versions": versions(),
         "config_fingerprint": fingerprint(asdict(cfg)),
     }

@@ -37,8 +37,17 @@ class CatalogSource:
         """The :class:`EmbedConfig` that embeds this source (``text_cols`` overrides the
         configured columns; ``settings`` are further :class:`EmbedConfig` fields)."""
         return EmbedConfig(
-            model=self.model, id_col=self.id_col, text_cols=text_cols if text_cols is not None else self.text_cols,
-            image_col=self.image_col, image_root=self.image_root, allow_outside_root=self.allow_outside_root, allow_private_urls=self.allow_private_urls, runtime=self.runtime, sep=self.sep, encoding=self.encoding, **settings,
+            model=self.model,
+            id_col=self.id_col,
+            text_cols=text_cols if text_cols is not None else self.text_cols,
+            image_col=self.image_col,
+            image_root=self.image_root,
+            allow_outside_root=self.allow_outside_root,
+            allow_private_urls=self.allow_private_urls,
+            runtime=self.runtime,
+            sep=self.sep,
+            encoding=self.encoding,
+            **settings,
         )
 
     def inputs(self, source: str | Path, emb: Embeddings) -> dict[str, Any]:
@@ -66,7 +75,9 @@ def embeddings_dir(source: str | Path, work: Path, cfg: EmbedConfig) -> Path:
     return work
 
 
-def index_source(embeddings: str | Path, vectors: str, emb: Embeddings | None = None) -> tuple[Embeddings, np.ndarray, list[str], list[str] | None, dict[str, Any]]:
+def index_source(
+    embeddings: str | Path, vectors: str, emb: Embeddings | None = None
+) -> tuple[Embeddings, np.ndarray, list[str], list[str] | None, dict[str, Any]]:
     """One array of an embeddings directory, the rows having that modality, their ids, their
     titles (re-read from the embedded catalog when it is still there) and provenance.
     ``emb``: the directory, when the caller has already loaded it."""
@@ -76,21 +87,31 @@ def index_source(embeddings: str | Path, vectors: str, emb: Embeddings | None = 
     except KeyError:
         arr = None
     if arr is None:
-        raise RunDirError(f"{embeddings} has no {vectors!r} vectors (it has {', '.join(emb.manifest.get('arrays', []))}).")
+        raise RunDirError(
+            f"{embeddings} has no {vectors!r} vectors (it has {', '.join(emb.manifest.get('arrays', []))})."
+        )
     rows = np.flatnonzero(mask)
     texts = None
     source = emb.manifest.get("catalog")
     if source and Path(source).exists():
         try:
-            cat = load_catalog(source, emb.manifest.get("id_col", "id"), emb.manifest.get("settings", {}).get("text_cols"))
+            cat = load_catalog(
+                source, emb.manifest.get("id_col", "id"), emb.manifest.get("settings", {}).get("text_cols")
+            )
             texts = [cat.texts[i] for i in rows] if cat.ids == emb.ids else None
         except EclipError:
             texts = None
-    extra = {"embeddings": str(Path(embeddings).resolve()), "vectors": vectors, "rows_left_out": int(len(mask) - len(rows))}
+    extra = {
+        "embeddings": str(Path(embeddings).resolve()),
+        "vectors": vectors,
+        "rows_left_out": int(len(mask) - len(rows)),
+    }
     return emb, arr[rows], [emb.ids[i] for i in rows], texts, extra
 
 
-def row_vectors(source: str | Path, out: Path, src: CatalogSource, vectors: str | None, timer: StageTimer) -> tuple[Path, Embeddings, str, np.ndarray, np.ndarray]:
+def row_vectors(
+    source: str | Path, out: Path, src: CatalogSource, vectors: str | None, timer: StageTimer
+) -> tuple[Path, Embeddings, str, np.ndarray, np.ndarray]:
     """Embed ``source`` (or read it, when it is an embeddings directory): ``(emb_dir, emb,
     modality, x, present)`` with ``x`` the ``(n, d)`` float32 vectors of every row and
     ``present`` the ``(n,)`` bool rows that have them."""
@@ -104,7 +125,10 @@ def row_vectors(source: str | Path, out: Path, src: CatalogSource, vectors: str 
     except KeyError:
         raise EclipError(f"--vectors {modality!r} is not known; choose text, image or fused.") from None
     if x is None:
-        raise RunDirError(f"{emb_dir} has no {modality!r} vectors (it has {', '.join(emb.manifest.get('arrays', []))}); image vectors need an open_clip model and --image-col.")
+        raise RunDirError(
+            f"{emb_dir} has no {modality!r} vectors (it has {', '.join(emb.manifest.get('arrays', []))}); "
+            "image vectors need an open_clip model and --image-col."
+        )
     return Path(emb_dir), emb, modality, x, present
 
 

@@ -30,7 +30,8 @@ def train(
         CatalogError: bad catalog or columns. EclipError: bad settings. RunDirError: a run
             directory with checkpoints and no ``resume``, or a checkpoint of other settings.
     """
-    from eclip.train import TrainConfig, train as run_train
+    from eclip.train import TrainConfig
+    from eclip.train import train as run_train
 
     cfg = cfg or TrainConfig()
     if cfg.image_only and text_cols is None:

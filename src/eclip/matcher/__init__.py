@@ -4,7 +4,16 @@ from eclip.matcher.candidates import code_block_pairs, knn_pairs, merge_candidat
 from eclip.matcher.constraints import Constraints, read_review
 from eclip.matcher.frames import cohesion_summary, groups_frame, incremental_groups_frame, oversized_groups, size_bound
 from eclip.matcher.grouping import DEFAULT_METHOD, DEFAULT_THRESHOLD, METHODS, Grouping, group
-from eclip.matcher.signals import ModalityThresholds, ScoreWeights, code_similarity, combine_modalities, cosine_pairs, passing_counts, passing_signals, score_pairs
+from eclip.matcher.signals import (
+    ModalityThresholds,
+    ScoreWeights,
+    code_similarity,
+    combine_modalities,
+    cosine_pairs,
+    passing_counts,
+    passing_signals,
+    score_pairs,
+)
 
 #: Signals that propose and accept matches.
 SIGNALS = ("text", "image", "fused", "phash")

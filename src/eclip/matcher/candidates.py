@@ -24,12 +24,7 @@ def knn_pairs(ids: np.ndarray) -> pl.DataFrame:
     keep = (b >= 0) & (b != a)  # a row listed as its own neighbour is no pair
     a, b, rank = a[keep], b[keep], rank[keep]
     lo, hi = np.minimum(a, b), np.maximum(a, b)
-    return (
-        pl.DataFrame({"a": lo, "b": hi, "rank": rank})
-        .group_by("a", "b")
-        .agg(pl.col("rank").min())
-        .sort("a", "b")
-    )
+    return pl.DataFrame({"a": lo, "b": hi, "rank": rank}).group_by("a", "b").agg(pl.col("rank").min()).sort("a", "b")
 
 
 def code_block_pairs(codes: list[frozenset[str]], max_block: int = 20) -> pl.DataFrame:
@@ -49,9 +44,7 @@ def code_block_pairs(codes: list[frozenset[str]], max_block: int = 20) -> pl.Dat
         return pl.DataFrame({"a": [], "b": []}, schema={"a": pl.Int64, "b": pl.Int64})
     df = pl.DataFrame(rows, schema={"row": pl.Int64, "code": pl.String}, orient="row")
     blocks = (
-        df.group_by("code")
-        .agg(pl.col("row").unique().sort())
-        .filter(pl.col("row").list.len().is_between(2, max_block))
+        df.group_by("code").agg(pl.col("row").unique().sort()).filter(pl.col("row").list.len().is_between(2, max_block))
     )
     a_parts, b_parts = [], []
     for members in blocks.get_column("row").to_list():
@@ -71,14 +64,18 @@ def merge_candidates(knn: pl.DataFrame, blocked: pl.DataFrame) -> pl.DataFrame:
     ``source`` (``"knn"``, ``"code"`` or ``"knn+code"``).
     """
     both = knn.join(blocked.with_columns(pl.lit(True).alias("_code")), on=["a", "b"], how="full", coalesce=True)
-    return both.with_columns(
-        pl.when(pl.col("rank").is_null())
-        .then(pl.lit("code"))
-        .when(pl.col("_code"))
-        .then(pl.lit("knn+code"))
-        .otherwise(pl.lit("knn"))
-        .alias("source")
-    ).drop("_code").sort("a", "b")
+    return (
+        both.with_columns(
+            pl.when(pl.col("rank").is_null())
+            .then(pl.lit("code"))
+            .when(pl.col("_code"))
+            .then(pl.lit("knn+code"))
+            .otherwise(pl.lit("knn"))
+            .alias("source")
+        )
+        .drop("_code")
+        .sort("a", "b")
+    )
 
 
 def union_candidates(lists: dict[str, pl.DataFrame]) -> pl.DataFrame:

@@ -121,7 +121,9 @@ class RowFeatures:
         """
         a = np.asarray(a, dtype=np.int64)
         b = np.asarray(b, dtype=np.int64)
-        out = score_pairs(a, b, self.embeddings, self.tfidf, self.codes, weights, quantities=self.quantities, brands=self.brands)
+        out = score_pairs(
+            a, b, self.embeddings, self.tfidf, self.codes, weights, quantities=self.quantities, brands=self.brands
+        )
         missing = ~(self.valid[a] & self.valid[b])
         for name in ("cos_embedding", "cos_tfidf", "score"):
             if name in out:

@@ -61,7 +61,9 @@ def read_decisions_csv(path: Path, columns: tuple[str, ...], what: str, made_by:
         raise CatalogError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]}).") from None
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise CatalogError(f"{path}: missing column(s) {', '.join(missing)}; a {what} has {', '.join(columns)} ({made_by}).")
+        raise CatalogError(
+            f"{path}: missing column(s) {', '.join(missing)}; a {what} has {', '.join(columns)} ({made_by})."
+        )
     return restore_text_columns(df)  # undo eclip's formula guard
 
 
@@ -96,16 +98,24 @@ def check_review_run(path: str | Path, candidates: list[Path]) -> Path | None:
             a row's group does not hold its id there (a typo), naming the row.
     """
     p = Path(path)
-    df = read_decisions_csv(p, ("group_id", "id", "decision"), "review file", "eclip report writes review.csv beside the report")
+    df = read_decisions_csv(
+        p, ("group_id", "id", "decision"), "review file", "eclip report writes review.csv beside the report"
+    )
     if RUN_COLUMN not in df.columns:
         return None
     wanted = {v for v in df[RUN_COLUMN].to_list() if v}
     if len(wanted) != 1:
-        raise CatalogError(f"{p}: column {RUN_COLUMN} names {len(wanted)} runs; a review file is written for one run (rerun eclip report).")
+        raise CatalogError(
+            f"{p}: column {RUN_COLUMN} names {len(wanted)} runs; a review file is written for one run (rerun eclip report)."
+        )
     fp = wanted.pop()
     if RUN_DIR_COLUMN in df.columns:
         for folder in {v for v in df[RUN_DIR_COLUMN].to_list() if v}:
-            candidates = [Path(folder) / "groups.parquet", *sorted((Path(folder) / "reviewed").glob("*.parquet")), *candidates]
+            candidates = [
+                Path(folder) / "groups.parquet",
+                *sorted((Path(folder) / "reviewed").glob("*.parquet")),
+                *candidates,
+            ]
     for cand in candidates:
         if not cand.is_file():
             continue
@@ -117,8 +127,14 @@ def check_review_run(path: str | Path, candidates: list[Path]) -> Path | None:
             if g is None or not g.strip().lstrip("-").isdigit() or group_of.get(i) != int(g):
                 have = sorted(set(group_of.values()))
                 where = f"{i!r} is in group {group_of[i]} there" if i in group_of else f"{i!r} is not in it"
-                what = f"group {g} is not in that run" if g is None or not g.strip().lstrip("-").isdigit() or int(g) not in set(have) else f"group {g} does not hold this id"
-                raise CatalogError(f"{p}, row {r}: {what} ({where}); the file was edited or written for another run. Rerun eclip report on the run and review again.")
+                what = (
+                    f"group {g} is not in that run"
+                    if g is None or not g.strip().lstrip("-").isdigit() or int(g) not in set(have)
+                    else f"group {g} does not hold this id"
+                )
+                raise CatalogError(
+                    f"{p}, row {r}: {what} ({where}); the file was edited or written for another run. Rerun eclip report on the run and review again."
+                )
         return cand
     raise CatalogError(
         f"{p} was written for run {fp}, which is not {' nor '.join(str(c) for c in candidates if c.is_file()) or 'here'}; "
@@ -138,7 +154,9 @@ def read_review(path: str | Path, ids: list[str]) -> Constraints:
             catalog, naming the file, row (1-based, header excluded) and column.
     """
     p = Path(path)
-    df = read_decisions_csv(p, ("group_id", "id", "decision"), "review file", "eclip report writes review.csv beside the report")
+    df = read_decisions_csv(
+        p, ("group_id", "id", "decision"), "review file", "eclip report writes review.csv beside the report"
+    )
     pos = {x: i for i, x in enumerate(ids)}
     must: list[tuple[int, int]] = []
     cannot: list[tuple[int, int]] = []
@@ -146,7 +164,9 @@ def read_review(path: str | Path, ids: list[str]) -> Constraints:
     for r, (g, i, d) in enumerate(zip(df["group_id"].to_list(), df["id"].to_list(), df["decision"].to_list()), start=1):
         d = (d or "").strip().lower()
         if d not in DECISIONS:
-            raise CatalogError(f"{p}, row {r}, column decision: {d!r} is not a decision; write same, different, or leave it empty.")
+            raise CatalogError(
+                f"{p}, row {r}, column decision: {d!r} is not a decision; write same, different, or leave it empty."
+            )
         if i is None or i not in pos:
             raise CatalogError(f"{p}, row {r}, column id: {i!r} is not an id of this catalog.")
         if g is None:
@@ -169,7 +189,9 @@ def read_review(path: str | Path, ids: list[str]) -> Constraints:
     return Constraints(arr(must, 0), arr(must, 1), arr(cannot, 0), arr(cannot, 1))
 
 
-def constrained_edges(n: int, a: np.ndarray, b: np.ndarray, score: np.ndarray, accepted: np.ndarray, c: Constraints) -> tuple[np.ndarray, np.ndarray]:
+def constrained_edges(
+    n: int, a: np.ndarray, b: np.ndarray, score: np.ndarray, accepted: np.ndarray, c: Constraints
+) -> tuple[np.ndarray, np.ndarray]:
     """The edges that group ``n`` rows under must-link and cannot-link constraints.
 
     Args:

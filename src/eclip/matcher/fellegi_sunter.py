@@ -79,7 +79,11 @@ class FellegiSunterModel:
             "em_converged": self.converged,
             "comparisons": {
                 comp.name: {
-                    lab: {"m": round(float(m_), 5), "u": round(float(u_), 6), "log2_bayes_factor": round(float(np.log2(m_ / u_)), 3)}
+                    lab: {
+                        "m": round(float(m_), 5),
+                        "u": round(float(u_), 6),
+                        "log2_bayes_factor": round(float(np.log2(m_ / u_)), 3),
+                    }
                     for lab, m_, u_ in zip(comp.levels, m, u)
                 }
                 for comp, m, u in zip(self.comparisons, self.m, self.u)
@@ -87,7 +91,9 @@ class FellegiSunterModel:
         }
 
 
-def level_frequencies(levels: np.ndarray, n_levels: list[int], weights: np.ndarray | None = None, pseudo: float = PSEUDO_COUNT) -> list[np.ndarray]:
+def level_frequencies(
+    levels: np.ndarray, n_levels: list[int], weights: np.ndarray | None = None, pseudo: float = PSEUDO_COUNT
+) -> list[np.ndarray]:
     """Per comparison, the (weighted) share of each level among the pairs where it applies,
     with ``pseudo`` counts spread over the levels: ``(levels,)`` float64 each."""
     w = np.ones(len(levels)) if weights is None else weights
@@ -148,7 +154,10 @@ def fit_fellegi_sunter(
         new_prior = float(np.clip(w.mean(), *LAMBDA_BOUNDS))
         new_m = level_frequencies(candidate_levels, n_levels, w)  # M-step
         new_u = model.u if fix_u else level_frequencies(candidate_levels, n_levels, 1.0 - w)
-        delta = max([abs(new_prior - model.prior)] + [float(np.abs(a - b).max()) for a, b in zip(new_m + new_u, model.m + model.u)])
+        delta = max(
+            [abs(new_prior - model.prior)]
+            + [float(np.abs(a - b).max()) for a, b in zip(new_m + new_u, model.m + model.u)]
+        )
         model = FellegiSunterModel(comparisons, new_m, new_u, new_prior, it, delta < tol, model.history + [delta])
         if model.converged:
             break

@@ -8,7 +8,14 @@ import polars as pl
 from eclip.matcher.grouping import Grouping
 from eclip.matcher.incremental import IncrementalGroups
 
-GROUPS_SCHEMA = {"id": pl.String, "group_id": pl.Int64, "group_size": pl.Int64, "matched_to": pl.String, "score": pl.Float32, "status": pl.String}
+GROUPS_SCHEMA = {
+    "id": pl.String,
+    "group_id": pl.Int64,
+    "group_size": pl.Int64,
+    "matched_to": pl.String,
+    "score": pl.Float32,
+    "status": pl.String,
+}
 
 
 def groups_frame(ids: list[str], g: Grouping, usable: np.ndarray) -> pl.DataFrame:
@@ -53,7 +60,12 @@ def groups_frame(ids: list[str], g: Grouping, usable: np.ndarray) -> pl.DataFram
 
 
 def incremental_groups_frame(
-    ids: list[str], indexed: np.ndarray, indexed_group: np.ndarray, usable: np.ndarray, inc: IncrementalGroups, old_ids: list[str]
+    ids: list[str],
+    indexed: np.ndarray,
+    indexed_group: np.ndarray,
+    usable: np.ndarray,
+    inc: IncrementalGroups,
+    old_ids: list[str],
 ) -> pl.DataFrame:
     """``groups.parquet`` of ``dedupe --against``: every new row once.
 
@@ -78,7 +90,11 @@ def incremental_groups_frame(
     group_id[indexed] = indexed_group
     group_id[fresh] = inc.group_id
     status = np.full(n, "already_indexed", dtype=object)
-    status[fresh] = np.where(inc.joined, "joined", np.where(inc.new_sizes > 1, "new_group", np.where(usable[fresh], "singleton", "unmatchable")))
+    status[fresh] = np.where(
+        inc.joined,
+        "joined",
+        np.where(inc.new_sizes > 1, "new_group", np.where(usable[fresh], "singleton", "unmatchable")),
+    )
     matched_to = np.full(n, None, dtype=object)
     score = np.full(n, np.nan, dtype=np.float32)
     own = inc.partner_old >= 0
@@ -90,8 +106,22 @@ def incremental_groups_frame(
     for j, r in enumerate(fresh):
         also[r] = inc.also_matches[j]
     return pl.DataFrame(
-        {"id": list(ids), "group_id": group_id, "status": status.tolist(), "matched_to": matched_to.tolist(), "score": score, "also_matches": also},
-        schema={"id": pl.String, "group_id": pl.Int64, "status": pl.String, "matched_to": pl.String, "score": pl.Float32, "also_matches": pl.List(pl.Int64)},
+        {
+            "id": list(ids),
+            "group_id": group_id,
+            "status": status.tolist(),
+            "matched_to": matched_to.tolist(),
+            "score": score,
+            "also_matches": also,
+        },
+        schema={
+            "id": pl.String,
+            "group_id": pl.Int64,
+            "status": pl.String,
+            "matched_to": pl.String,
+            "score": pl.Float32,
+            "also_matches": pl.List(pl.Int64),
+        },
     )
 
 
@@ -113,19 +143,32 @@ def cohesion_summary(group_id: np.ndarray, a: np.ndarray, b: np.ndarray, score: 
     """
     counts = np.bincount(group_id) if len(group_id) else np.zeros(0, np.int64)
     sizes = counts[counts > 0]
-    buckets = {"1": int((sizes == 1).sum()), "2": int((sizes == 2).sum()), "3-5": int(((sizes >= 3) & (sizes <= 5)).sum()),
-               "6-20": int(((sizes >= 6) & (sizes <= 20)).sum()), "21-100": int(((sizes >= 21) & (sizes <= 100)).sum()), ">100": int((sizes > 100).sum())}
+    buckets = {
+        "1": int((sizes == 1).sum()),
+        "2": int((sizes == 2).sum()),
+        "3-5": int(((sizes >= 3) & (sizes <= 5)).sum()),
+        "6-20": int(((sizes >= 6) & (sizes <= 20)).sum()),
+        "21-100": int(((sizes >= 21) & (sizes <= 100)).sum()),
+        ">100": int((sizes > 100).sum()),
+    }
     inside = group_id[a] == group_id[b]
-    frame = pl.DataFrame({"g": group_id[a[inside]], "s": np.asarray(score, np.float64)[inside]}).group_by("g").agg(
-        pl.len().alias("edges"), pl.col("s").mean().alias("mean"), pl.col("s").min().alias("min")
+    frame = (
+        pl.DataFrame({"g": group_id[a[inside]], "s": np.asarray(score, np.float64)[inside]})
+        .group_by("g")
+        .agg(pl.len().alias("edges"), pl.col("s").mean().alias("mean"), pl.col("s").min().alias("min"))
     )
     size_of = pl.DataFrame({"g": np.arange(len(counts)), "size": counts})
     top = frame.join(size_of, on="g").sort(["size", "g"], descending=[True, False]).head(largest)
     return {
         "groups_by_size": buckets,
         "largest_groups": [
-            {"group_id": int(r["g"]), "size": int(r["size"]), "density": round(r["edges"] / (r["size"] * (r["size"] - 1) / 2), 4),
-             "mean_link": round(float(r["mean"]), 4), "weakest_link": round(float(r["min"]), 4)}
+            {
+                "group_id": int(r["g"]),
+                "size": int(r["size"]),
+                "density": round(r["edges"] / (r["size"] * (r["size"] - 1) / 2), 4),
+                "mean_link": round(float(r["mean"]), 4),
+                "weakest_link": round(float(r["min"]), 4),
+            }
             for r in top.iter_rows(named=True)
         ],
     }
@@ -137,7 +180,13 @@ def size_bound(n: int) -> int:
 
 
 def oversized_groups(
-    group_id: np.ndarray, a: np.ndarray, b: np.ndarray, score: np.ndarray, bound: int, accepted: np.ndarray | None = None, links: int = 3
+    group_id: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    score: np.ndarray,
+    bound: int,
+    accepted: np.ndarray | None = None,
+    links: int = 3,
 ) -> list[dict]:
     """Groups larger than ``bound`` rows, largest first, each with its ``links`` weakest
     edges (the likely places where look-alikes chained products).
@@ -156,8 +205,12 @@ def oversized_groups(
     for g in big[np.argsort(-sizes[big], kind="stable")]:
         inside = np.flatnonzero((group_id[a] == g) & (group_id[b] == g) & (True if accepted is None else accepted))
         order = inside[np.argsort(np.asarray(score, np.float64)[inside], kind="stable")][:links]
-        out.append({
-            "group_id": int(g), "size": int(sizes[g]), "implied_pairs": int(sizes[g]) * (int(sizes[g]) - 1) // 2,
-            "weakest": [(int(a[e]), int(b[e]), round(float(score[e]), 4)) for e in order],
-        })
+        out.append(
+            {
+                "group_id": int(g),
+                "size": int(sizes[g]),
+                "implied_pairs": int(sizes[g]) * (int(sizes[g]) - 1) // 2,
+                "weakest": [(int(a[e]), int(b[e]), round(float(score[e]), 4)) for e in order],
+            }
+        )
     return out

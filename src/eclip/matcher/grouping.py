@@ -60,7 +60,9 @@ class Grouping:
         return counts[inv]
 
 
-def _best_partner(n: int, a: np.ndarray, b: np.ndarray, score: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _best_partner(
+    n: int, a: np.ndarray, b: np.ndarray, score: np.ndarray, mask: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Each row's highest-scoring partner among pairs where ``mask``; ties go to the lower row."""
     best = np.full(n, -1, dtype=np.int64)
     best_score = np.full(n, np.nan, dtype=np.float32)
@@ -160,7 +162,11 @@ def group(
         accepted = (score >= threshold) & (best[a] == b) & (best[b] == a)
     if constrained:
         accepted, must = constrained_edges(n, a, b, score, accepted, constraints)
-        labels = component_labels(n, np.concatenate([a[accepted], constraints.must_a[must]]), np.concatenate([b[accepted], constraints.must_b[must]]))
+        labels = component_labels(
+            n,
+            np.concatenate([a[accepted], constraints.must_a[must]]),
+            np.concatenate([b[accepted], constraints.must_b[must]]),
+        )
     elif method != "average":
         labels = component_labels(n, a[accepted], b[accepted])
     best, best_score = _best_partner(n, a, b, score, accepted)

@@ -122,6 +122,8 @@ def assign_incremental(
         for r in rows:
             also[r] = others
     partner_new = np.where(g.best[:n] < n, g.best[:n], -1)  # -1 stays -1; index nodes (>= n) become -1
-    score_out = np.where(partner_old >= 0, partner_score, np.where(partner_new >= 0, g.best_score[:n], np.nan)).astype(np.float32)
+    score_out = np.where(partner_old >= 0, partner_score, np.where(partner_new >= 0, g.best_score[:n], np.nan)).astype(
+        np.float32
+    )
     _, inv, counts = np.unique(labels, return_inverse=True, return_counts=True)
     return IncrementalGroups(group_id, joined, partner_old, partner_new, score_out, counts[inv].astype(np.int64), also)

@@ -29,6 +29,8 @@ KEYS = {"y": "same", "n": "different", "u": "unsure"}
 LABEL_COLUMNS = ("id_a", "id_b", "title_a", "title_b", "decision", "chosen_by", "match_probability")
 #: Share of each batch drawn at random from the candidate pairs.
 RANDOM_SHARE = 0.25
+
+
 def pair_key(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``(p,)`` int64 order-free key of the row-position pairs ``(a, b)``."""
     lo, hi = np.minimum(a, b).astype(np.int64), np.maximum(a, b).astype(np.int64)
@@ -88,26 +90,34 @@ def read_labels(path: str | Path, ids: list[str]) -> Labels:
     for r, (x, y, d) in enumerate(zip(df["id_a"].to_list(), df["id_b"].to_list(), df["decision"].to_list())):
         for col, v, arr in (("id_a", x, a), ("id_b", y, b)):
             if v is None or v not in pos:
-                raise CatalogError(f"{p}, row {r + 1}, column {col}: {v!r} is not an id of this run's catalog; the file was written for another catalog, or the id was edited.")
+                raise CatalogError(
+                    f"{p}, row {r + 1}, column {col}: {v!r} is not an id of this run's catalog; the file was written for another catalog, or the id was edited."
+                )
             arr[r] = pos[v]
         if a[r] == b[r]:
             raise CatalogError(f"{p}, row {r + 1}: id_a and id_b are the same row {x!r}.")
         d = (d or "").strip().lower()
         if d not in (*DECISIONS, ""):
-            raise CatalogError(f"{p}, row {r + 1}, column decision: {d!r} is not a decision; write same, different or unsure (or leave it empty for later).")
+            raise CatalogError(
+                f"{p}, row {r + 1}, column decision: {d!r} is not a decision; write same, different or unsure (or leave it empty for later)."
+            )
         decision[r] = d
     decision = decision.astype(str)
     key = pair_key(a, b)
     seen: dict[int, tuple[int, str]] = {}
     for r, (k, d) in enumerate(zip(key.tolist(), decision.tolist())):
         if k in seen and d and seen[k][1] and d != seen[k][1]:
-            raise CatalogError(f"{p}, rows {seen[k][0] + 1} and {r + 1}: the pair {ids[a[r]]!r} / {ids[b[r]]!r} is labelled both {seen[k][1]} and {d}.")
+            raise CatalogError(
+                f"{p}, rows {seen[k][0] + 1} and {r + 1}: the pair {ids[a[r]]!r} / {ids[b[r]]!r} is labelled both {seen[k][1]} and {d}."
+            )
         if k not in seen or d:
             seen[k] = (r, d)
     return Labels(a, b, decision, df)
 
 
-def choose_pairs(probability: np.ndarray, exclude: np.ndarray, batch: int, seed: int = 0, random_share: float = RANDOM_SHARE) -> tuple[np.ndarray, list[str]]:
+def choose_pairs(
+    probability: np.ndarray, exclude: np.ndarray, batch: int, seed: int = 0, random_share: float = RANDOM_SHARE
+) -> tuple[np.ndarray, list[str]]:
     """Pairs to show a reviewer next.
 
     Args:
@@ -130,4 +140,6 @@ def choose_pairs(probability: np.ndarray, exclude: np.ndarray, batch: int, seed:
     uncertain = avail[order[: batch - n_random]]
     rest = np.setdiff1d(avail, uncertain)
     randoms = rng.choice(rest, min(n_random, len(rest)), replace=False) if n_random else np.zeros(0, np.int64)
-    return np.concatenate([uncertain, randoms]).astype(np.int64), ["uncertain"] * len(uncertain) + ["random"] * len(randoms)
+    return np.concatenate([uncertain, randoms]).astype(np.int64), ["uncertain"] * len(uncertain) + ["random"] * len(
+        randoms
+    )

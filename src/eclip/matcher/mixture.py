@@ -47,7 +47,9 @@ class ScoreMixture:
         finite = np.isfinite(x)
         out = np.zeros(len(x), dtype=np.float64)
         xs = x[finite]
-        log_lik = [np.log(w) - np.log(s) - 0.5 * ((xs - m) / s) ** 2 for m, s, w in zip(self.means, self.stds, self.weights)]
+        log_lik = [
+            np.log(w) - np.log(s) - 0.5 * ((xs - m) / s) ** 2 for m, s, w in zip(self.means, self.stds, self.weights)
+        ]
         out[finite] = 1.0 / (1.0 + np.exp(np.clip(log_lik[0] - log_lik[1], -500, 500)))
         # monotone around the decision: at or above the threshold >= 0.5, below it < 0.5 (a
         # narrow match component must not hand the far right tail back to the non-matches)
@@ -59,8 +61,16 @@ class ScoreMixture:
         """What was learned, for the manifest."""
         return {
             "model": "two-component Gaussian mixture on candidate scores",
-            "non_match": {"mean": round(self.means[0], 4), "std": round(self.stds[0], 4), "weight": round(self.weights[0], 4)},
-            "match": {"mean": round(self.means[1], 4), "std": round(self.stds[1], 4), "weight": round(self.weights[1], 4)},
+            "non_match": {
+                "mean": round(self.means[0], 4),
+                "std": round(self.stds[0], 4),
+                "weight": round(self.weights[0], 4),
+            },
+            "match": {
+                "mean": round(self.means[1], 4),
+                "std": round(self.stds[1], 4),
+                "weight": round(self.weights[1], 4),
+            },
             "threshold_at_probability_0.5": round(self.threshold, 4),
             "fitted_on_pairs": self.fitted_on,
         }
@@ -114,7 +124,15 @@ class MatchSettings:
     learned: dict
 
 
-def learn_settings(n: int, a: np.ndarray, b: np.ndarray, score: np.ndarray, method: str, threshold: float | None, fallback_threshold: float) -> MatchSettings:
+def learn_settings(
+    n: int,
+    a: np.ndarray,
+    b: np.ndarray,
+    score: np.ndarray,
+    method: str,
+    threshold: float | None,
+    fallback_threshold: float,
+) -> MatchSettings:
     """Learn a catalog's match probabilities and grouping settings from its candidate pairs.
 
     Args:
@@ -139,10 +157,20 @@ def learn_settings(n: int, a: np.ndarray, b: np.ndarray, score: np.ndarray, meth
         else:
             method, median = choose_method(n, a, b, prob)
             learned["median_expected_matches_per_likely_row"] = round(median, 3)
-            chosen_from = f"median expected matches {median:.2f} {'>' if method == 'average' else '<='} threshold of auto"
+            chosen_from = (
+                f"median expected matches {median:.2f} {'>' if method == 'average' else '<='} threshold of auto"
+            )
     learned["method_chosen_by"] = chosen_from or "given"
     if threshold is not None:
         return MatchSettings(method, float(threshold), "score", prob, {**learned, "threshold_from": "given"})
     if mixture is None:
-        return MatchSettings(method, float(fallback_threshold), "score", prob, {**learned, "threshold_from": "fixed default (too few candidate pairs to learn from)"})
-    return MatchSettings(method, 0.5, "match_probability", prob, {**learned, "threshold_from": "learned: match probability 0.5"})
+        return MatchSettings(
+            method,
+            float(fallback_threshold),
+            "score",
+            prob,
+            {**learned, "threshold_from": "fixed default (too few candidate pairs to learn from)"},
+        )
+    return MatchSettings(
+        method, 0.5, "match_probability", prob, {**learned, "threshold_from": "learned: match probability 0.5"}
+    )

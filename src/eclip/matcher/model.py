@@ -100,7 +100,9 @@ def available_features(columns: Mapping[str, Any] | list[str]) -> list[str]:
     return names
 
 
-def pair_features(columns: Mapping[str, np.ndarray], a: np.ndarray, b: np.ndarray, n: int, names: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
+def pair_features(
+    columns: Mapping[str, np.ndarray], a: np.ndarray, b: np.ndarray, n: int, names: list[str] | None = None
+) -> tuple[np.ndarray, list[str]]:
     """The feature matrix of candidate pairs.
 
     Args:
@@ -120,7 +122,11 @@ def pair_features(columns: Mapping[str, np.ndarray], a: np.ndarray, b: np.ndarra
     missing = [f for f in names if f not in available_features(columns)]
     if missing:
         raise MatchModelError(f"the pairs lack the signal(s) behind {', '.join(missing)}")
-    col = {k: np.asarray(v, dtype=np.float64) for k, v in columns.items() if k in SIGNAL_FEATURES or k in ("price_ratio", "score")}
+    col = {
+        k: np.asarray(v, dtype=np.float64)
+        for k, v in columns.items()
+        if k in SIGNAL_FEATURES or k in ("price_ratio", "score")
+    }
     best = _best_per_row(n, a, b, col["score"]) if "score" in col else None
     out = np.zeros((len(a), len(names)), dtype=np.float64)
     for j, f in enumerate(names):
@@ -218,13 +224,23 @@ def load_match_model(path: str | Path) -> MatchModel:
     if not isinstance(raw, dict) or raw.get("kind") != "eclip match model":
         raise MatchModelError(f"{p}: not an eclip match model (eclip learn writes one).")
     if raw.get("format") != FORMAT:
-        raise MatchModelError(f"{p}: match model format {raw.get('format')!r}; this eclip reads format {FORMAT}. Run eclip learn again.")
+        raise MatchModelError(
+            f"{p}: match model format {raw.get('format')!r}; this eclip reads format {FORMAT}. Run eclip learn again."
+        )
     try:
         cv = raw.get("cv")
         model = MatchModel(
-            features=list(raw["features"]), mean=list(raw["mean"]), scale=list(raw["scale"]), coef=list(raw["coef"]),
-            intercept=float(raw["intercept"]), platt_a=float(raw["platt_a"]), platt_b=float(raw["platt_b"]), calibration=str(raw.get("calibration", "none")),
-            labels=list(raw.get("labels", [])), cv=CrossValidation(**cv) if cv else None, info=dict(raw.get("info", {})),
+            features=list(raw["features"]),
+            mean=list(raw["mean"]),
+            scale=list(raw["scale"]),
+            coef=list(raw["coef"]),
+            intercept=float(raw["intercept"]),
+            platt_a=float(raw["platt_a"]),
+            platt_b=float(raw["platt_b"]),
+            calibration=str(raw.get("calibration", "none")),
+            labels=list(raw.get("labels", [])),
+            cv=CrossValidation(**cv) if cv else None,
+            info=dict(raw.get("info", {})),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise MatchModelError(f"{p}: malformed match model ({exc}).") from None
@@ -423,11 +439,25 @@ def settings_from_model(
             "Run dedupe with the signals of the run the model learned on (same --signals, --lexical, --image-col), or run eclip learn on this run."
         ) from None
     prob = model.probability(x)
-    learned: dict[str, Any] = {"match_model": {"file": str(source), "digest": model.digest, "features": model.features, "labels": len(model.labels), "cross_validated": asdict(model.cv) if model.cv else None}}
+    learned: dict[str, Any] = {
+        "match_model": {
+            "file": str(source),
+            "digest": model.digest,
+            "features": model.features,
+            "labels": len(model.labels),
+            "cross_validated": asdict(model.cv) if model.cv else None,
+        }
+    }
     if method not in ("mutual", "average", "components"):
         raise ValueError(f"settings_from_model needs a resolved grouping method, not {method!r}")
     if threshold is not None:
-        return MatchSettings(method, float(threshold), "match_probability", prob, {**learned, "threshold_from": "given (on the match model's probability)"})
+        return MatchSettings(
+            method,
+            float(threshold),
+            "match_probability",
+            prob,
+            {**learned, "threshold_from": "given (on the match model's probability)"},
+        )
 
     def labels_at(t: float) -> tuple[np.ndarray, np.ndarray]:
         g = group(n, a, b, prob, t, method, constraints)
@@ -435,4 +465,13 @@ def settings_from_model(
 
     t, curve = expected_f1_threshold(prob, labels_at)
     learned["expected_f1_by_threshold"] = curve
-    return MatchSettings(method, t, "match_probability", prob, {**learned, "threshold_from": "learned: the match model's probability threshold with the highest expected pairwise F1"})
+    return MatchSettings(
+        method,
+        t,
+        "match_probability",
+        prob,
+        {
+            **learned,
+            "threshold_from": "learned: the match model's probability threshold with the highest expected pairwise F1",
+        },
+    )

@@ -97,7 +97,9 @@ def _verdicts(verdict, values: list, a: np.ndarray, b: np.ndarray) -> np.ndarray
     has = np.fromiter((bool(v) for v in values), bool, len(values))
     both = np.flatnonzero(has[a] & has[b])
     out = np.zeros(len(a), dtype=np.float32)
-    out[both] = np.fromiter((verdict(values[i], values[j]) for i, j in zip(a[both].tolist(), b[both].tolist())), np.float32, len(both))
+    out[both] = np.fromiter(
+        (verdict(values[i], values[j]) for i, j in zip(a[both].tolist(), b[both].tolist())), np.float32, len(both)
+    )
     return out
 
 
@@ -130,7 +132,9 @@ def score_pairs(
         computed), each ``(p,)`` float32; ``quantity`` and ``brand`` are
         :func:`quantity_verdict` and :func:`brand_verdict`.
     """
-    out: dict[str, np.ndarray] = {"cos_embedding": _rowwise_dense(embeddings, a, b) if cos is None else np.asarray(cos, np.float32)}
+    out: dict[str, np.ndarray] = {
+        "cos_embedding": _rowwise_dense(embeddings, a, b) if cos is None else np.asarray(cos, np.float32)
+    }
     score = weights.embedding * out["cos_embedding"]
     total = weights.embedding
     if tfidf is not None:

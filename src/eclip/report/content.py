@@ -58,17 +58,31 @@ class ReportContent:
     notes: list[str] = field(default_factory=list)
 
 
-def _catalog(manifest: dict[str, Any], image_root: Path | None) -> tuple[list[str], list[str], list[str | None] | None, ImageSettings | None]:
+def _catalog(
+    manifest: dict[str, Any], image_root: Path | None
+) -> tuple[list[str], list[str], list[str | None] | None, ImageSettings | None]:
     """ids, titles, image refs and image settings of the run's catalog."""
     inputs = manifest.get("inputs", {})
     path = inputs.get("catalog")
     if not path or not Path(path).exists():
-        raise RunDirError(f"the run's catalog {path!r} is gone; the report needs its titles. Restore it or rerun the job.")
-    cat = load_catalog(path, inputs.get("id_col") or "id", inputs.get("text_cols"), inputs.get("image_col"), **given_dialect(inputs.get("dialect")))
+        raise RunDirError(
+            f"the run's catalog {path!r} is gone; the report needs its titles. Restore it or rerun the job."
+        )
+    cat = load_catalog(
+        path,
+        inputs.get("id_col") or "id",
+        inputs.get("text_cols"),
+        inputs.get("image_col"),
+        **given_dialect(inputs.get("dialect")),
+    )
     settings = None
     if cat.images is not None:
         root = Path(image_root or inputs.get("image_root") or cat.root)
-        settings = ImageSettings(root=root, cache_dir=Path(manifest.get("embeddings", {}).get("dir", root)) / "image_cache", allow_outside_root=bool(inputs.get("allow_outside_root")))
+        settings = ImageSettings(
+            root=root,
+            cache_dir=Path(manifest.get("embeddings", {}).get("dir", root)) / "image_cache",
+            allow_outside_root=bool(inputs.get("allow_outside_root")),
+        )
     return cat.ids, cat.texts, cat.images, settings
 
 
@@ -102,17 +116,35 @@ def _linked_by(pairs: pl.DataFrame, thresholds: dict[str, Any]) -> list[str]:
 
 
 def _detail(row: dict[str, Any]) -> str:
-    names = (("text_score", "text"), ("cos_embedding", "emb"), ("cos_tfidf", "tfidf"), ("code", "code"), ("cos_image", "image"), ("cos_fused", "fused"), ("phash_distance", "pHash"))
-    parts = [f"{label} {row[c]:.2f}" if c != "phash_distance" else f"{label} {int(row[c])} bits" for c, label in names if row.get(c) is not None]
+    names = (
+        ("text_score", "text"),
+        ("cos_embedding", "emb"),
+        ("cos_tfidf", "tfidf"),
+        ("code", "code"),
+        ("cos_image", "image"),
+        ("cos_fused", "fused"),
+        ("phash_distance", "pHash"),
+    )
+    parts = [
+        f"{label} {row[c]:.2f}" if c != "phash_distance" else f"{label} {int(row[c])} bits"
+        for c, label in names
+        if row.get(c) is not None
+    ]
     return " · ".join(parts)
 
 
-def dedupe_content(run: Path, manifest: dict[str, Any], ids: list[str], texts: list[str], max_groups: int, gold: np.ndarray | None) -> ReportContent:
+def dedupe_content(
+    run: Path, manifest: dict[str, Any], ids: list[str], texts: list[str], max_groups: int, gold: np.ndarray | None
+) -> ReportContent:
     groups = pl.read_parquet(run / "groups.parquet")
     pairs = pl.read_parquet(run / "pairs.parquet")
     pos = {x: i for i, x in enumerate(ids)}
     multi = groups.filter(pl.col("group_size") > 1)
-    order = multi.group_by("group_id").agg(pl.len().alias("size"), pl.col("score").max().alias("best")).sort(["size", "best", "group_id"], descending=[True, True, False])
+    order = (
+        multi.group_by("group_id")
+        .agg(pl.len().alias("size"), pl.col("score").max().alias("best"))
+        .sort(["size", "best", "group_id"], descending=[True, True, False])
+    )
     notes = []
     if len(order) > max_groups:
         notes.append(f"Showing the {max_groups:,} largest of {len(order):,} match groups (--max-groups).")
@@ -142,8 +174,19 @@ def dedupe_content(run: Path, manifest: dict[str, Any], ids: list[str], texts: l
                 "score": None if best is None else round(float(best), 4),
                 "label": f"group {g}",
                 "terms": [],
-                "members": [[pos[r["id"]], r["id"], texts[pos[r["id"]]], None if r["score"] is None else round(float(r["score"]), 3)] for r in rows],
-                "edges": [[local[e["id_a"]], local[e["id_b"]], round(float(e["score"]), 3), e["linked_by"], _detail(e)] for e in edges.get(g, [])],
+                "members": [
+                    [
+                        pos[r["id"]],
+                        r["id"],
+                        texts[pos[r["id"]]],
+                        None if r["score"] is None else round(float(r["score"]), 3),
+                    ]
+                    for r in rows
+                ],
+                "edges": [
+                    [local[e["id_a"]], local[e["id_b"]], round(float(e["score"]), 3), e["linked_by"], _detail(e)]
+                    for e in edges.get(g, [])
+                ],
                 "more": 0,
             }
         )
@@ -151,12 +194,27 @@ def dedupe_content(run: Path, manifest: dict[str, Any], ids: list[str], texts: l
     if gold is not None:
         a = np.array([pos[x] for x in pairs["id_a"].to_list()], dtype=np.int64)
         b = np.array([pos[x] for x in pairs["id_b"].to_list()], dtype=np.int64)
-        curve = threshold_curve(len(ids), a, b, pairs["score"].fill_null(0.0).to_numpy(), gold, _method_used(manifest), steps=41)
+        curve = threshold_curve(
+            len(ids), a, b, pairs["score"].fill_null(0.0).to_numpy(), gold, _method_used(manifest), steps=41
+        )
     sizes = groups.group_by("group_id").len()["len"].to_numpy()
-    return ReportContent("dedupe", manifest, out, {}, pairs["score"].fill_null(np.nan).to_numpy(), pairs["matched"].to_numpy(), sizes, curve, None, notes)
+    return ReportContent(
+        "dedupe",
+        manifest,
+        out,
+        {},
+        pairs["score"].fill_null(np.nan).to_numpy(),
+        pairs["matched"].to_numpy(),
+        sizes,
+        curve,
+        None,
+        notes,
+    )
 
 
-def cluster_content(run: Path, manifest: dict[str, Any], ids: list[str], texts: list[str], max_groups: int, gold: np.ndarray | None) -> ReportContent:
+def cluster_content(
+    run: Path, manifest: dict[str, Any], ids: list[str], texts: list[str], max_groups: int, gold: np.ndarray | None
+) -> ReportContent:
     clusters = pl.read_parquet(run / "clusters.parquet")
     summary = pl.read_parquet(run / "cluster_summary.parquet").sort("size", descending=True)
     pos = {x: i for i, x in enumerate(ids)}
@@ -164,7 +222,9 @@ def cluster_content(run: Path, manifest: dict[str, Any], ids: list[str], texts: 
     if len(summary) > max_groups:
         notes.append(f"Showing the {max_groups:,} largest of {len(summary):,} clusters (--max-groups).")
         summary = summary.head(max_groups)
-    ranked = clusters.filter(pl.col("cluster_id") >= 0).sort(["cluster_id", "probability", "outlier_score"], descending=[False, True, False])
+    ranked = clusters.filter(pl.col("cluster_id") >= 0).sort(
+        ["cluster_id", "probability", "outlier_score"], descending=[False, True, False]
+    )
     by_cluster = {c: frame for (c,), frame in ranked.group_by("cluster_id", maintain_order=True)}
     out = []
     for s in summary.iter_rows(named=True):
@@ -201,7 +261,18 @@ def cluster_content(run: Path, manifest: dict[str, Any], ids: list[str], texts: 
             m = cluster_metrics(noise_as_singletons(np.where(prob >= t, labels, -1)), gold)
             curve.append((float(t), m.bcubed_precision, m.bcubed_recall, m.bcubed_f1))
     sizes = summary["size"].to_numpy() if len(summary) else np.zeros(0, np.int64)
-    return ReportContent("cluster", manifest, out, {}, clusters["probability"].to_numpy(), (clusters["cluster_id"] >= 0).to_numpy(), sizes, curve, metrics, notes)
+    return ReportContent(
+        "cluster",
+        manifest,
+        out,
+        {},
+        clusters["probability"].to_numpy(),
+        (clusters["cluster_id"] >= 0).to_numpy(),
+        sizes,
+        curve,
+        metrics,
+        notes,
+    )
 
 
 def _link_catalogs(manifest: dict[str, Any]) -> tuple[list[str], list[str], int]:
@@ -213,7 +284,9 @@ def _link_catalogs(manifest: dict[str, Any]) -> tuple[list[str], list[str], int]
         inputs = manifest.get("inputs", {}).get(side) or {}
         path = inputs.get("catalog")
         if not path or not Path(path).exists():
-            raise RunDirError(f"the link run's {side.upper()} catalog {path!r} is gone; the report needs its titles. Restore it or rerun the job.")
+            raise RunDirError(
+                f"the link run's {side.upper()} catalog {path!r} is gone; the report needs its titles. Restore it or rerun the job."
+            )
         cat = load_catalog(path, inputs.get("id_col") or "id", inputs.get("text_cols"), None)
         ids += cat.ids
         texts += cat.texts
@@ -221,7 +294,15 @@ def _link_catalogs(manifest: dict[str, Any]) -> tuple[list[str], list[str], int]
     return ids, texts, sizes[0]
 
 
-def link_curve(cand: pl.DataFrame, nl: int, lpos: dict[str, int], rpos: dict[str, int], mode: str, gold: set[tuple[str, str]], steps: int = 41) -> list[tuple[float, float, float, float]]:
+def link_curve(
+    cand: pl.DataFrame,
+    nl: int,
+    lpos: dict[str, int],
+    rpos: dict[str, int],
+    mode: str,
+    gold: set[tuple[str, str]],
+    steps: int = 41,
+) -> list[tuple[float, float, float, float]]:
     """Cross-pair precision / recall / F1 of a link run's assignment redone at each raw-score
     threshold (``many-to-many`` counts every candidate pair above it)."""
     from eclip.matcher.assignment import one_to_many, one_to_one
@@ -229,7 +310,9 @@ def link_curve(cand: pl.DataFrame, nl: int, lpos: dict[str, int], rpos: dict[str
     score = cand["score"].fill_null(-np.inf).to_numpy().astype(np.float64)
     l = np.array([lpos[x] for x in cand["left_id"].to_list()], dtype=np.int64)
     r = np.array([rpos[x] for x in cand["right_id"].to_list()], dtype=np.int64)
-    is_gold = np.array([(x, y) in gold for x, y in zip(cand["left_id"].to_list(), cand["right_id"].to_list())], dtype=bool)
+    is_gold = np.array(
+        [(x, y) in gold for x, y in zip(cand["left_id"].to_list(), cand["right_id"].to_list())], dtype=bool
+    )
     finite = score[np.isfinite(score)]
     curve = []
     for t in np.quantile(finite, np.linspace(0.5, 1.0, steps)) if len(finite) else []:
@@ -267,7 +350,10 @@ def link_content(run: Path, manifest: dict[str, Any], gold_path: str | Path | No
                 "score": None if row["score"] is None else round(float(row["score"]), 4),
                 "label": f"link {i + 1}",
                 "terms": [],
-                "members": [[a, f"LEFT {row['left_id']}", texts[a], None], [b, f"RIGHT {row['right_id']}", texts[b], None]],
+                "members": [
+                    [a, f"LEFT {row['left_id']}", texts[a], None],
+                    [b, f"RIGHT {row['right_id']}", texts[b], None],
+                ],
                 "edges": [[0, 1, round(float(row["score"] or 0.0), 3), "link", _detail(row)]],
                 "more": 0,
             }
@@ -276,7 +362,18 @@ def link_content(run: Path, manifest: dict[str, Any], gold_path: str | Path | No
     if gold_path is not None:
         gold, _, _ = load_gold_cross_pairs(gold_path, set(lpos), set(rpos))
         curve = link_curve(cand, nl, lpos, rpos, manifest.get("matching", {}).get("mode", "one-to-one"), gold)
-    return ReportContent("link", manifest, out, {}, cand["score"].fill_null(np.nan).to_numpy(), cand["linked"].to_numpy(), np.full(len(links), 2), curve, None, notes)
+    return ReportContent(
+        "link",
+        manifest,
+        out,
+        {},
+        cand["score"].fill_null(np.nan).to_numpy(),
+        cand["linked"].to_numpy(),
+        np.full(len(links), 2),
+        curve,
+        None,
+        notes,
+    )
 
 
 def build_content(
@@ -307,22 +404,30 @@ def build_content(
     if job == "link":
         return link_content(run, manifest, gold, max_groups)
     if job not in ("dedupe", "cluster"):
-        raise RunDirError(f"{run}: not a dedupe or cluster run directory (its manifest.json says job={job!r}); run `eclip dedupe` or `eclip cluster` first.")
+        raise RunDirError(
+            f"{run}: not a dedupe or cluster run directory (its manifest.json says job={job!r}); run `eclip dedupe` or `eclip cluster` first."
+        )
     ids, texts, images, settings = _catalog(manifest, image_root)
     if job == "cluster" and gold is None and manifest.get("gold"):
         g = manifest["gold"]
         gold, gold_col, singleton_clusters = g["file"], g["column"], tuple(g.get("singleton_clusters") or ())
     labels = None
     if gold is not None:
-        labels = load_gold(gold, ids, gold_id_col or manifest.get("inputs", {}).get("id_col") or "id", gold_col, singleton_clusters)
+        labels = load_gold(
+            gold, ids, gold_id_col or manifest.get("inputs", {}).get("id_col") or "id", gold_col, singleton_clusters
+        )
     try:
-        content = (dedupe_content if job == "dedupe" else cluster_content)(run, manifest, ids, texts, max_groups, labels)
+        content = (dedupe_content if job == "dedupe" else cluster_content)(
+            run, manifest, ids, texts, max_groups, labels
+        )
     except (KeyError, pl.exceptions.PolarsError) as exc:
         raise EclipError(f"{run}: its outputs do not match its catalog ({exc}); rerun the job.") from None
     if images is not None and settings is not None:
         rows = list(dict.fromkeys(m[0] for g in content.groups for m in g["members"]))
         if len(rows) > max_thumbnails:
-            content.notes.append(f"Thumbnails for the first {max_thumbnails:,} of {len(rows):,} rows shown (--max-thumbnails).")
+            content.notes.append(
+                f"Thumbnails for the first {max_thumbnails:,} of {len(rows):,} rows shown (--max-thumbnails)."
+            )
             rows = rows[:max_thumbnails]
         missing = 0
         with progress_bar("thumbnails", len(rows), "images") as (bar, task):
@@ -334,5 +439,7 @@ def build_content(
                     content.thumbs[r] = uri
                 bar.advance(task)
         if missing:
-            content.notes.append(f"{missing:,} image(s) could not be read (missing, corrupt or outside the image root) and show as blanks.")
+            content.notes.append(
+                f"{missing:,} image(s) could not be read (missing, corrupt or outside the image root) and show as blanks."
+            )
     return content

@@ -16,9 +16,9 @@ from typing import Any
 
 import polars as pl
 
+from eclip.matcher.constraints import RUN_COLUMN, RUN_DIR_COLUMN, groups_fingerprint
 from eclip.report import plots
 from eclip.report.content import ReportContent, build_content
-from eclip.matcher.constraints import RUN_COLUMN, RUN_DIR_COLUMN, groups_fingerprint
 from eclip.rundir import atomic_path, write_csv
 
 #: Columns of the review file that ``eclip dedupe --review`` reads.
@@ -29,7 +29,13 @@ PAGE_SIZE = 50
 def _json_for_script(obj: Any) -> str:
     """JSON safe inside ``<script type="application/json">``: ``<``, ``>``, ``&`` escaped."""
     text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return (
+        text.replace("&", "\\u0026")
+        .replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
 
 
 def _catalog_name(manifest: dict[str, Any]) -> str:
@@ -44,28 +50,60 @@ def _facts(c: ReportContent) -> list[tuple[str, str]]:
     m = c.manifest
     counts = m.get("counts", {})
     model = m.get("model") or {}
-    facts = [("catalog", str(m.get("inputs", {}).get("catalog"))), ("model", str(model.get("name", model) if isinstance(model, dict) else model)), ("rows", f"{counts.get('rows', 0):,}")]
+    facts = [
+        ("catalog", str(m.get("inputs", {}).get("catalog"))),
+        ("model", str(model.get("name", model) if isinstance(model, dict) else model)),
+        ("rows", f"{counts.get('rows', 0):,}"),
+    ]
     if c.job == "link":
         mt = m.get("matching", {})
-        facts = [(side, f"{(m.get('inputs', {}).get(side) or {}).get('catalog')} ({counts.get(side + '_rows', 0):,} rows, {counts.get(side + '_unmatched', 0):,} unmatched)") for side in ("left", "right")]
-        facts += [("model", str(model.get("name", model) if isinstance(model, dict) else model)), ("mode / threshold", f"{mt.get('mode')} / {mt.get('threshold')} on {mt.get('threshold_on')}"), ("candidate pairs / links", f"{counts.get('candidate_pairs', 0):,} / {counts.get('links', 0):,}")]
+        facts = [
+            (
+                side,
+                f"{(m.get('inputs', {}).get(side) or {}).get('catalog')} ({counts.get(side + '_rows', 0):,} "
+                f"rows, {counts.get(side + '_unmatched', 0):,} unmatched)",
+            )
+            for side in ("left", "right")
+        ]
+        facts += [
+            ("model", str(model.get("name", model) if isinstance(model, dict) else model)),
+            ("mode / threshold", f"{mt.get('mode')} / {mt.get('threshold')} on {mt.get('threshold_on')}"),
+            ("candidate pairs / links", f"{counts.get('candidate_pairs', 0):,} / {counts.get('links', 0):,}"),
+        ]
     elif c.job == "dedupe":
         mt = m.get("matching", {})
         facts += [
             ("signals", ", ".join(mt.get("signals", []))),
             ("method / threshold", f"{mt.get('method')} / {mt.get('threshold')}"),
-            ("match groups (size > 1)", f"{counts.get('multi_row_groups', 0):,} holding {counts.get('rows_in_multi_row_groups', 0):,} rows; largest {counts.get('largest_group', 0):,}"),
+            (
+                "match groups (size > 1)",
+                f"{counts.get('multi_row_groups', 0):,} holding {counts.get('rows_in_multi_row_groups', 0):,} rows; largest {counts.get('largest_group', 0):,}",
+            ),
             ("candidate / matched pairs", f"{counts.get('candidate_pairs', 0):,} / {counts.get('matched_pairs', 0):,}"),
         ]
     else:
         cl = m.get("clustering", {})
         facts += [
-            ("HDBSCAN", f"{cl.get('mode')} mode on {m.get('embeddings', {}).get('vectors')} vectors, min_cluster_size {cl.get('min_cluster_size')}, selection {cl.get('selection')}"),
-            ("clusters", f"{counts.get('clusters', 0):,}; largest {counts.get('largest_cluster', 0):,}; noise rows {counts.get('noise_rows', 0):,}"),
+            (
+                "HDBSCAN",
+                f"{cl.get('mode')} mode on {m.get('embeddings', {}).get('vectors')} vectors, "
+                f"min_cluster_size {cl.get('min_cluster_size')}, selection {cl.get('selection')}",
+            ),
+            (
+                "clusters",
+                f"{counts.get('clusters', 0):,}; largest {counts.get('largest_cluster', 0):,}; noise rows {counts.get('noise_rows', 0):,}",
+            ),
         ]
     if c.metrics:
         mm = c.metrics
-        facts.append(("scores against gold", f"ARI {mm['ari']:.4f} · NMI {mm['nmi']:.4f} · B-cubed P/R/F1 {mm['bcubed_precision']:.3f}/{mm['bcubed_recall']:.3f}/{mm['bcubed_f1']:.3f} · pairwise F1 {mm['f1']:.3f}" + (f" · noise {mm['noise_fraction']:.1%}" if "noise_fraction" in mm else "")))
+        facts.append(
+            (
+                "scores against gold",
+                f"ARI {mm['ari']:.4f} · NMI {mm['nmi']:.4f} · B-cubed P/R/F1 "
+                f"{mm['bcubed_precision']:.3f}/{mm['bcubed_recall']:.3f}/{mm['bcubed_f1']:.3f} · pairwise F1 {mm['f1']:.3f}"
+                + (f" · noise {mm['noise_fraction']:.1%}" if "noise_fraction" in mm else ""),
+            )
+        )
     facts.append(("created", str(m.get("created"))))
     return facts
 
@@ -74,21 +112,60 @@ def _plots(c: ReportContent) -> list[str]:
     out = []
     if c.job == "link":
         if len(c.scores):
-            out.append(plots.score_histogram(c.scores, c.matched.astype(bool), "Candidate cross pair scores", "combined score", ("not linked", "linked")))
+            out.append(
+                plots.score_histogram(
+                    c.scores,
+                    c.matched.astype(bool),
+                    "Candidate cross pair scores",
+                    "combined score",
+                    ("not linked", "linked"),
+                )
+            )
         if c.curve:
-            out.append(plots.pr_curve(c.curve, "Cross-pair precision / recall vs score threshold", "threshold (raw score)"))
+            out.append(
+                plots.pr_curve(c.curve, "Cross-pair precision / recall vs score threshold", "threshold (raw score)")
+            )
     elif c.job == "dedupe":
         if len(c.scores):
-            out.append(plots.score_histogram(c.scores, c.matched.astype(bool), "Candidate pair scores", "combined score", ("not matched", "matched")))
+            out.append(
+                plots.score_histogram(
+                    c.scores,
+                    c.matched.astype(bool),
+                    "Candidate pair scores",
+                    "combined score",
+                    ("not matched", "matched"),
+                )
+            )
         out.append(plots.size_histogram(c.sizes, "Match group sizes (singletons included)"))
         if c.curve:
-            out.append(plots.pr_curve(c.curve, "Pairwise precision / recall vs threshold", "threshold", c.manifest.get("matching", {}).get("threshold")))
+            out.append(
+                plots.pr_curve(
+                    c.curve,
+                    "Pairwise precision / recall vs threshold",
+                    "threshold",
+                    c.manifest.get("matching", {}).get("threshold"),
+                )
+            )
     else:
-        out.append(plots.score_histogram(c.scores, c.matched.astype(bool), "HDBSCAN membership probability", "probability", ("noise", "clustered")))
+        out.append(
+            plots.score_histogram(
+                c.scores,
+                c.matched.astype(bool),
+                "HDBSCAN membership probability",
+                "probability",
+                ("noise", "clustered"),
+            )
+        )
         if len(c.sizes):
             out.append(plots.size_histogram(c.sizes, "Cluster sizes"))
         if c.curve:
-            out.append(plots.pr_curve(c.curve, "B-cubed precision / recall vs min probability", "rows below this probability count as noise"))
+            out.append(
+                plots.pr_curve(
+                    c.curve,
+                    "B-cubed precision / recall vs min probability",
+                    "rows below this probability count as noise",
+                )
+            )
     return out
 
 
@@ -97,8 +174,24 @@ def review_frame(c: ReportContent, run: Path) -> pl.DataFrame:
     rows = []
     if c.job == "link":
         return pl.DataFrame(
-            [(g["members"][0][1].removeprefix("LEFT "), g["members"][1][1].removeprefix("RIGHT "), "", g["members"][0][2], g["members"][1][2]) for g in c.groups],
-            schema={"left_id": pl.String, "right_id": pl.String, "decision": pl.String, "left_title": pl.String, "right_title": pl.String}, orient="row",
+            [
+                (
+                    g["members"][0][1].removeprefix("LEFT "),
+                    g["members"][1][1].removeprefix("RIGHT "),
+                    "",
+                    g["members"][0][2],
+                    g["members"][1][2],
+                )
+                for g in c.groups
+            ],
+            schema={
+                "left_id": pl.String,
+                "right_id": pl.String,
+                "decision": pl.String,
+                "left_title": pl.String,
+                "right_title": pl.String,
+            },
+            orient="row",
         )
     if c.job == "dedupe":
         for g in c.groups:
@@ -107,11 +200,18 @@ def review_frame(c: ReportContent, run: Path) -> pl.DataFrame:
         keep = {g["gid"] for g in c.groups}
         clusters = pl.read_parquet(run / "clusters.parquet").filter(pl.col("cluster_id").is_in(list(keep)))
         titles = {m[1]: m[2] for g in c.groups for m in g["members"]}
-        rows = [(cid, i, "", titles.get(i, "")) for i, cid in zip(clusters["id"].to_list(), clusters["cluster_id"].to_list())]
-    frame = pl.DataFrame(rows, schema={"group_id": pl.Int64, "id": pl.String, "decision": pl.String, "title": pl.String}, orient="row")
+        rows = [
+            (cid, i, "", titles.get(i, ""))
+            for i, cid in zip(clusters["id"].to_list(), clusters["cluster_id"].to_list())
+        ]
+    frame = pl.DataFrame(
+        rows, schema={"group_id": pl.Int64, "id": pl.String, "decision": pl.String, "title": pl.String}, orient="row"
+    )
     if c.job == "dedupe":  # the run the review is for: dedupe --review checks it (a stale file is refused)
         frame = frame.with_columns(
-            pl.lit(groups_fingerprint(pl.read_parquet(run / "groups.parquet", columns=["id", "group_id"]))).alias(RUN_COLUMN),
+            pl.lit(groups_fingerprint(pl.read_parquet(run / "groups.parquet", columns=["id", "group_id"]))).alias(
+                RUN_COLUMN
+            ),
             pl.lit(str(Path(run).resolve())).alias(RUN_DIR_COLUMN),
         )
     return frame
@@ -146,7 +246,9 @@ def write_report(
     c = build_content(run, **content_args)
     out = Path(out) if out else run / "report.html"
     review_out = Path(review_out) if review_out else run / "review.csv"
-    env = Environment(loader=FileSystemLoader(Path(__file__).parent), autoescape=select_autoescape(["html", "j2"], default=True))
+    env = Environment(
+        loader=FileSystemLoader(Path(__file__).parent), autoescape=select_autoescape(["html", "j2"], default=True)
+    )
     data = {
         "groups": c.groups,
         "thumbs": {str(k): v for k, v in c.thumbs.items()},
@@ -168,4 +270,10 @@ def write_report(
     with atomic_path(out) as tmp:
         tmp.write_text(html, encoding="utf-8")
     write_csv(review_frame(c, run), review_out, for_people=True)
-    return {"html": str(out), "review": str(review_out), "groups": len(c.groups), "thumbnails": len(c.thumbs), "bytes": out.stat().st_size}
+    return {
+        "html": str(out),
+        "review": str(review_out),
+        "groups": len(c.groups),
+        "thumbnails": len(c.thumbs),
+        "bytes": out.stat().st_size,
+    }

@@ -12,7 +12,9 @@ def _svg(fig) -> str:  # noqa: ANN001 - matplotlib Figure
     import matplotlib.pyplot as plt
 
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Creator": None, "Date": None, "Format": None, "Type": None})
+    fig.savefig(
+        buf, format="svg", bbox_inches="tight", metadata={"Creator": None, "Date": None, "Format": None, "Type": None}
+    )
     plt.close(fig)
     text = buf.getvalue()
     return text[text.index("<svg") :]
@@ -37,7 +39,9 @@ def score_histogram(scores: np.ndarray, positive: np.ndarray, title: str, xlabel
     s = np.asarray(scores, dtype=np.float64)
     ok = np.isfinite(s)
     bins = np.linspace(np.nanmin(s[ok]) if ok.any() else 0.0, np.nanmax(s[ok]) if ok.any() else 1.0, 41)
-    ax.hist([s[ok & ~positive], s[ok & positive]], bins=bins, stacked=True, label=list(labels), color=["#b0b7c3", "#2f6fdf"])
+    ax.hist(
+        [s[ok & ~positive], s[ok & positive]], bins=bins, stacked=True, label=list(labels), color=["#b0b7c3", "#2f6fdf"]
+    )
     ax.set_xlabel(xlabel)
     ax.set_ylabel("count")
     ax.legend(fontsize=8, frameon=False)
@@ -58,7 +62,9 @@ def size_histogram(sizes: np.ndarray, title: str) -> str:
     return _svg(fig)
 
 
-def pr_curve(curve: list[tuple[float, float, float, float]], title: str, xlabel: str, chosen: float | None = None) -> str:
+def pr_curve(
+    curve: list[tuple[float, float, float, float]], title: str, xlabel: str, chosen: float | None = None
+) -> str:
     """Precision, recall and F1 against the threshold, as SVG."""
     fig, ax = _axes(title)
     t, p, r, f = (np.array(v) for v in zip(*curve))

@@ -33,7 +33,9 @@ _NON_WORD = re.compile(r"[^\w]+")
 def split_by_id(ids: list[str], val_fraction: float = 0.2) -> np.ndarray:
     """``(n,)`` bool, True for validation rows (see the module docstring)."""
     cut = int(val_fraction * 2**32)
-    return np.array([int.from_bytes(hashlib.sha1(i.encode("utf-8")).digest()[:4], "big") < cut for i in ids], dtype=bool)
+    return np.array(
+        [int.from_bytes(hashlib.sha1(i.encode("utf-8")).digest()[:4], "big") < cut for i in ids], dtype=bool
+    )
 
 
 def normalise_title(title: str) -> str:
@@ -65,7 +67,13 @@ def _equal_value_pairs(values: list) -> np.ndarray:
     return np.array([a, b], dtype=np.int64).reshape(2, -1)
 
 
-def group_keys(cat: Catalog, sources: tuple[str, ...], group_col: str | None = None, phash: np.ndarray | None = None, has_image: np.ndarray | None = None) -> np.ndarray:
+def group_keys(
+    cat: Catalog,
+    sources: tuple[str, ...],
+    group_col: str | None = None,
+    phash: np.ndarray | None = None,
+    has_image: np.ndarray | None = None,
+) -> np.ndarray:
     """e-CLIP group keys: ``(n,)`` int64, equal for rows linked by any source.
 
     Args:
@@ -107,7 +115,9 @@ class _Resize:
         return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
 
-def image_cache(cat: Catalog, images: ImageSettings, size: int, folder: Path, workers: int = 0, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def image_cache(
+    cat: Catalog, images: ImageSettings, size: int, folder: Path, workers: int = 0, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decode every image once at ``size`` px; reuse the cache in ``folder`` when it matches.
 
     The pixels are written straight into a memory-mapped ``.npy`` (temporary file, renamed
@@ -126,14 +136,23 @@ def image_cache(cat: Catalog, images: ImageSettings, size: int, folder: Path, wo
     key = fingerprint(size, texts_digest([r or "" for r in cat.images]), str(images.root))
     meta = folder / "images.json"
     if read_json(meta).get("key") == key:
-        return np.load(folder / "images.npy", mmap_mode="r"), load_npy(folder / "has_image.npy"), load_npy(folder / "phash.npy")
+        return (
+            np.load(folder / "images.npy", mmap_mode="r"),
+            load_npy(folder / "has_image.npy"),
+            load_npy(folder / "phash.npy"),
+        )
     n = len(cat)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".images.{os.getpid()}.npy"
     pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, 3, size, size))
     ok = np.zeros(n, bool)
     codes = np.zeros((n, PHASH_BYTES), np.uint8)
-    loader = DataLoader(_ImageRows(cat.images, images, _Resize(size), True), batch_size=batch_size, num_workers=workers, collate_fn=_collate)
+    loader = DataLoader(
+        _ImageRows(cat.images, images, _Resize(size), True),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_collate,
+    )
     try:
         with progress_bar(f"decoding {n:,} images at {size}px", n, unit="images") as (bar, task):
             for items in loader:

@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,10 +19,14 @@ import polars as pl
 import torch
 
 from eclip.catalog import Catalog
+from eclip.progress import console
+from eclip.train.augment import normalise_pixels
 
 
 @torch.inference_mode()
-def _encode_images(model: Any, pixels: np.ndarray, rows: np.ndarray, normalise: Callable, device: str, batch: int = 256) -> torch.Tensor:
+def _encode_images(
+    model: Any, pixels: np.ndarray, rows: np.ndarray, normalise: Callable, device: str, batch: int = 256
+) -> torch.Tensor:
     out = []
     for s in range(0, len(rows), batch):
         x = normalise(pixels[rows[s : s + batch]]).to(device)
@@ -29,7 +35,9 @@ def _encode_images(model: Any, pixels: np.ndarray, rows: np.ndarray, normalise: 
 
 
 @torch.inference_mode()
-def encode_texts(model: Any, tokenizer: Any, texts: list[str], device: str, batch: int = 256, label: str | None = None) -> torch.Tensor:
+def encode_texts(
+    model: Any, tokenizer: Any, texts: list[str], device: str, batch: int = 256, label: str | None = None
+) -> torch.Tensor:
     """Text-tower features of ``texts``: ``(n, d)`` float32, L2-normalised, on the CPU.
 
     With ``label``, a progress bar of that name is shown.
@@ -42,7 +50,9 @@ def encode_texts(model: Any, tokenizer: Any, texts: list[str], device: str, batc
     with progress_bar(label, len(texts)) if label else nullcontext() as bar_task:
         for s in range(0, len(texts), batch):
             chunk = texts[s : s + batch]
-            out.append(torch.nn.functional.normalize(model.encode_text(tokenizer(chunk).to(device)).float(), dim=-1).cpu())
+            out.append(
+                torch.nn.functional.normalize(model.encode_text(tokenizer(chunk).to(device)).float(), dim=-1).cpu()
+            )
             if bar_task:
                 bar_task[0].advance(bar_task[1], len(chunk))
     return torch.cat(out)
@@ -100,3 +110,35 @@ def evaluate_split(
         out["zeroshot_top1"] = zeroshot_top1(img[torch.from_numpy(keep)], class_feats, labels)
         out["zeroshot_classes"] = float(len(names))
     return out
+
+
+def log_metrics(path: Path, record: dict) -> None:
+    """Append ``record`` as one JSON line to the run's ``metrics.jsonl``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def evaluate_epoch(
+    model, sm, cat, pixels, val_rows, text_cache, cfg, mean, std, device, metrics_path, epoch, step
+) -> dict:  # noqa: ANN001
+    """Evaluate on the validation rows (:func:`evaluate_split`), log the record and print it."""
+    model.eval()
+    result = evaluate_split(
+        model,
+        sm.tokenizer,
+        cat,
+        pixels,
+        val_rows,
+        text_cache,
+        cfg.zeroshot_col,
+        lambda x: normalise_pixels(x, mean, std),
+        device,
+        cfg.image_only,
+    )
+    model.train()
+    record = {"eval": True, "epoch": epoch, "step": step, **result}
+    log_metrics(metrics_path, record)
+    shown = "  ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float))
+    console.print(f"[bold]eval[/] epoch {epoch} step {step}: {shown}")
+    return record

@@ -40,13 +40,24 @@ import torch
 
 from eclip.catalog import Catalog
 from eclip.catalog.images import ImageSettings
-from eclip.encoders.clip import is_pickled_code_error, pickled_code_error, save_model_dir
+from eclip.encoders.clip import save_model_dir
 from eclip.encoders.embed import Dist
 from eclip.errors import EclipError, RunDirError
 from eclip.progress import console, progress_bar
-from eclip.rundir import atomic_path, fingerprint, load_npy, lock_dir, read_json, save_npy, texts_digest, unlock_dir, write_json
+from eclip.rundir import (
+    fingerprint,
+    load_npy,
+    lock_dir,
+    read_json,
+    save_npy,
+    texts_digest,
+    unlock_dir,
+    write_json,
+)
+from eclip.train.augment import augment, normalise_pixels
+from eclip.train.checkpoint import Checkpoints, read_checkpoint
 from eclip.train.data import group_keys, image_cache, split_by_id
-from eclip.train.evaluate import encode_texts, evaluate_split
+from eclip.train.evaluate import encode_texts, evaluate_epoch, log_metrics
 from eclip.train.loss import ContrastiveLoss
 from eclip.train.model import StartingModel, starting_model
 
@@ -108,21 +119,6 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
 
-def read_checkpoint(path: Path) -> dict:
-    """A training checkpoint (``step-NNNNNNN.pt``), loaded as plain tensors only
-    (``torch.load(weights_only=True)``).
-
-    Raises:
-        ModelError: the file holds pickled code, in one line.
-    """
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        if is_pickled_code_error(exc):
-            raise pickled_code_error(path) from None
-        raise
-
-
 def lr_at(step: int, total: int, base: float, warmup: int) -> float:
     """Linear warmup over ``warmup`` steps, then cosine decay to 0 at ``total`` steps."""
     if step < warmup:
@@ -131,45 +127,28 @@ def lr_at(step: int, total: int, base: float, warmup: int) -> float:
     return 0.5 * base * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-class _Checkpoints:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def latest(self) -> Path | None:
-        found = sorted(self.folder.glob("step-*.pt"))
-        return found[-1] if found else None
-
-    def save(self, state: dict, step: int) -> Path:
-        path = self.folder / f"step-{step:07d}.pt"
-        with atomic_path(path) as tmp:
-            torch.save(state, tmp)
-        for old in sorted(self.folder.glob("step-*.pt"))[:-2]:  # keep the last two
-            old.unlink(missing_ok=True)
-        return path
-
-
 def _text_features(sm: StartingModel, texts: list[str], folder: Path, device: str, batch: int = 256) -> torch.Tensor:
     """Locked-text features of ``texts``, ``(n, d)`` float32 L2-normalised, cached on disk."""
     key = fingerprint(sm.describe, sm.model_cfg.get("text_cfg"), texts_digest(texts))
     meta, path = folder / "text_features.json", folder / "text_features.npy"
     if read_json(meta).get("key") == key:
         return torch.from_numpy(load_npy(path))
-    feats = encode_texts(sm.model, sm.tokenizer, texts, device, batch, label=f"text features of {len(texts):,} titles (locked tower, computed once)")
+    feats = encode_texts(
+        sm.model,
+        sm.tokenizer,
+        texts,
+        device,
+        batch,
+        label=f"text features of {len(texts):,} titles (locked tower, computed once)",
+    )
     save_npy(feats.numpy(), path)
     write_json({"key": key, "rows": len(texts)}, meta)
     return feats
 
 
-def _normalise_pixels(x: np.ndarray | torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
-    """uint8 ``(b, 3, S, S)`` pixels (array or tensor) -> float32 normalised tensor."""
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(np.ascontiguousarray(x))
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    return (x.float() / 255.0 - m) / s
-
-
-def train(cat: Catalog, images: ImageSettings, out: str | Path, cfg: TrainConfig, resume: str | None = None) -> dict[str, Any]:
+def train(
+    cat: Catalog, images: ImageSettings, out: str | Path, cfg: TrainConfig, resume: str | None = None
+) -> dict[str, Any]:
     """Train image and text towers contrastively on a catalog's own images and titles.
 
     Args:
@@ -196,11 +175,17 @@ def train(cat: Catalog, images: ImageSettings, out: str | Path, cfg: TrainConfig
     device = dist.device(cfg.device) or ("cuda" if torch.cuda.is_available() else "cpu")
     if dist.rank == 0:  # one writer per run directory; rank 0 writes checkpoints and the model
         lock_dir(out)
-    ckpts = _Checkpoints(out / "checkpoints")
-    run_cfg = {k: v for k, v in asdict(cfg).items() if k not in ("workers", "device", "max_steps", "checkpoint_every", "cache_text")}
+    ckpts = Checkpoints(out / "checkpoints")
+    run_cfg = {
+        k: v
+        for k, v in asdict(cfg).items()
+        if k not in ("workers", "device", "max_steps", "checkpoint_every", "cache_text")
+    }
     run_key = fingerprint(run_cfg, texts_digest(cat.ids))
     if resume is None and ckpts.latest() is not None:
-        raise RunDirError(f"{out} already holds checkpoints; pass --resume latest to continue that run, or use another --out.")
+        raise RunDirError(
+            f"{out} already holds checkpoints; pass --resume latest to continue that run, or use another --out."
+        )
 
     torch.manual_seed(cfg.seed)
     sm = starting_model(cfg.init, cfg.image_size, cfg.timm_model, cfg.seed)
@@ -227,21 +212,38 @@ def train(cat: Catalog, images: ImageSettings, out: str | Path, cfg: TrainConfig
         )
     train_rows = np.flatnonzero(usable & ~is_val)
     val_rows = np.flatnonzero(usable & is_val)
-    keys = torch.from_numpy(group_keys(cat, cfg.group_by, cfg.group_col, phash, has_image)) if cfg.loss == "eclip" else torch.arange(len(cat))
+    keys = (
+        torch.from_numpy(group_keys(cat, cfg.group_by, cfg.group_col, phash, has_image))
+        if cfg.loss == "eclip"
+        else torch.arange(len(cat))
+    )
     global_batch = cfg.batch_size * cfg.accum_freq * dist.world
     steps_per_epoch = len(train_rows) // global_batch
     if steps_per_epoch < 1:
-        raise EclipError(f"{len(train_rows)} training rows (with a usable image and title) do not fill one batch of {global_batch}; lower --batch-size.")
+        raise EclipError(
+            f"{len(train_rows)} training rows (with a usable image and title) do not fill one batch of {global_batch}; lower --batch-size."
+        )
     total = steps_per_epoch * cfg.epochs if cfg.max_steps is None else min(cfg.max_steps, steps_per_epoch * cfg.epochs)
-    text_cache = _text_features(sm, cat.texts, out / "cache", device) if lock_text and cfg.cache_text and not cfg.image_only else None
+    text_cache = (
+        _text_features(sm, cat.texts, out / "cache", device)
+        if lock_text and cfg.cache_text and not cfg.image_only
+        else None
+    )
     mean = sm.preprocess_cfg.get("mean") or [0.48145466, 0.4578275, 0.40821073]
     std = sm.preprocess_cfg.get("std") or [0.26862954, 0.26130258, 0.27577711]
 
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
-    loss_fn = ContrastiveLoss(cfg.loss == "eclip", dist.rank, dist.world, local_loss=dist.world > 1, gather_with_grad=True)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
+    loss_fn = ContrastiveLoss(
+        cfg.loss == "eclip", dist.rank, dist.world, local_loss=dist.world > 1, gather_with_grad=True
+    )
     encoder: Any = model
     if dist.world > 1:  # same start on every rank; gradients are averaged after each backward
         import torch.distributed as tdist
@@ -256,7 +258,9 @@ def train(cat: Catalog, images: ImageSettings, out: str | Path, cfg: TrainConfig
             raise RunDirError(f"no checkpoint to resume from in {out / 'checkpoints'} ({resume}).")
         state = read_checkpoint(path)
         if state.get("run_key") != run_key:
-            raise RunDirError(f"{path} belongs to a run with other settings or data; use the same command, or another --out.")
+            raise RunDirError(
+                f"{path} belongs to a run with other settings or data; use the same command, or another --out."
+            )
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"])
@@ -264,13 +268,17 @@ def train(cat: Catalog, images: ImageSettings, out: str | Path, cfg: TrainConfig
         console.print(f"[green]resumed from {path.name}: epoch {epoch + 1}, step {step}[/]")
 
     metrics_path = out / "metrics.jsonl"
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else torch.autocast("cpu", enabled=False)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if device.startswith("cuda")
+        else torch.autocast("cpu", enabled=False)
+    )
 
     def prepare(rows: np.ndarray) -> dict:
         """Draw this micro-batch's randomness once, so that a recompute sees the same inputs."""
-        x = _normalise_pixels(pixels[rows], mean, std)
+        x = normalise_pixels(pixels[rows], mean, std)
         if cfg.image_only:
-            return {"rows": rows, "a": _augment(x), "b": _augment(x)}
+            return {"rows": rows, "a": augment(x), "b": augment(x)}
         if cfg.hflip:
             flip = torch.rand(len(rows)) < 0.5
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
@@ -291,22 +299,46 @@ def train(cat: Catalog, images: ImageSettings, out: str | Path, cfg: TrainConfig
 
     def save(e: int, b: int) -> None:
         if dist.rank == 0:
-            ckpts.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "rng": torch.get_rng_state(), "step": step, "epoch": e, "batch_in_epoch": b, "run_key": run_key, "config": json.loads(json.dumps(run_cfg))}, step)
+            ckpts.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "step": step,
+                    "epoch": e,
+                    "batch_in_epoch": b,
+                    "run_key": run_key,
+                    "config": json.loads(json.dumps(run_cfg)),
+                },
+                step,
+            )
         dist.barrier()
 
     seen = 0
     history: list[dict] = []
     if step == 0 and dist.rank == 0:
-        history.append(_evaluate(model, sm, cat, pixels, val_rows, text_cache, cfg, mean, std, device, metrics_path, epoch=0, step=0))
+        history.append(
+            evaluate_epoch(
+                model, sm, cat, pixels, val_rows, text_cache, cfg, mean, std, device, metrics_path, epoch=0, step=0
+            )
+        )
     t0 = time.perf_counter()
     eval_seconds = 0.0
     while epoch < cfg.epochs and step < total:
-        perm = train_rows[torch.randperm(len(train_rows), generator=torch.Generator().manual_seed(cfg.seed + epoch)).numpy()]
-        with progress_bar(f"epoch {epoch + 1}/{cfg.epochs}", steps_per_epoch * global_batch, unit="pairs") as (bar, task):
+        perm = train_rows[
+            torch.randperm(len(train_rows), generator=torch.Generator().manual_seed(cfg.seed + epoch)).numpy()
+        ]
+        with progress_bar(f"epoch {epoch + 1}/{cfg.epochs}", steps_per_epoch * global_batch, unit="pairs") as (
+            bar,
+            task,
+        ):
             bar.advance(task, batch_in_epoch * global_batch)
             while batch_in_epoch < steps_per_epoch and step < total:
                 chunk = perm[batch_in_epoch * global_batch : (batch_in_epoch + 1) * global_batch]
-                micro = [chunk[dist.rank::dist.world][j * cfg.batch_size : (j + 1) * cfg.batch_size] for j in range(cfg.accum_freq)]
+                micro = [
+                    chunk[dist.rank :: dist.world][j * cfg.batch_size : (j + 1) * cfg.batch_size]
+                    for j in range(cfg.accum_freq)
+                ]
                 preps = [prepare(m) for m in micro]
                 for g in opt.param_groups:
                     g["lr"] = lr_at(step, total, cfg.lr, cfg.warmup_steps)
@@ -341,7 +373,16 @@ def train(cat: Catalog, images: ImageSettings, out: str | Path, cfg: TrainConfig
                 seen += global_batch
                 bar.advance(task, global_batch)
                 if step % 10 == 0 and dist.rank == 0:
-                    _log(metrics_path, {"step": step, "epoch": epoch + 1, "loss": round(float(loss.detach()), 5), "lr": opt.param_groups[0]["lr"], "logit_scale": round(float(model.logit_scale.detach().exp()), 3)})
+                    log_metrics(
+                        metrics_path,
+                        {
+                            "step": step,
+                            "epoch": epoch + 1,
+                            "loss": round(float(loss.detach()), 5),
+                            "lr": opt.param_groups[0]["lr"],
+                            "logit_scale": round(float(model.logit_scale.detach().exp()), 3),
+                        },
+                    )
                 if step % cfg.checkpoint_every == 0:
                     save(epoch, batch_in_epoch)
         if batch_in_epoch >= steps_per_epoch:
@@ -349,68 +390,96 @@ def train(cat: Catalog, images: ImageSettings, out: str | Path, cfg: TrainConfig
             save(epoch, 0)
             if dist.rank == 0:
                 t_eval = time.perf_counter()
-                history.append(_evaluate(model, sm, cat, pixels, val_rows, text_cache, cfg, mean, std, device, metrics_path, epoch=epoch, step=step))
+                history.append(
+                    evaluate_epoch(
+                        model,
+                        sm,
+                        cat,
+                        pixels,
+                        val_rows,
+                        text_cache,
+                        cfg,
+                        mean,
+                        std,
+                        device,
+                        metrics_path,
+                        epoch=epoch,
+                        step=step,
+                    )
+                )
                 eval_seconds += time.perf_counter() - t_eval
     seconds = time.perf_counter() - t0
     card: dict[str, Any] = {}
     if dist.rank == 0:
         if not history or history[-1]["step"] != step:
-            history.append(_evaluate(model, sm, cat, pixels, val_rows, text_cache, cfg, mean, std, device, metrics_path, epoch=epoch, step=step))
+            history.append(
+                evaluate_epoch(
+                    model,
+                    sm,
+                    cat,
+                    pixels,
+                    val_rows,
+                    text_cache,
+                    cfg,
+                    mean,
+                    std,
+                    device,
+                    metrics_path,
+                    epoch=epoch,
+                    step=step,
+                )
+            )
         card = {
             "eclip_model_card": 1,
-            "data": {"catalog": str(cat.path.resolve()), "rows": len(cat), "train_rows": int(len(train_rows)), "val_rows": int(len(val_rows)), "rows_without_image": int((~has_image).sum()), "rows_without_title": int((~has_text).sum()), "split": f"by id hash, val_fraction {cfg.val_fraction}", "image_col": cat.image_col, "text_cols": list(cat.text_cols), "groups_with_several_rows": int((np.bincount(keys.numpy()) > 1).sum()) if cfg.loss == "eclip" else 0},
+            "data": {
+                "catalog": str(cat.path.resolve()),
+                "rows": len(cat),
+                "train_rows": int(len(train_rows)),
+                "val_rows": int(len(val_rows)),
+                "rows_without_image": int((~has_image).sum()),
+                "rows_without_title": int((~has_text).sum()),
+                "split": f"by id hash, val_fraction {cfg.val_fraction}",
+                "image_col": cat.image_col,
+                "text_cols": list(cat.text_cols),
+                "groups_with_several_rows": int((np.bincount(keys.numpy()) > 1).sum()) if cfg.loss == "eclip" else 0,
+            },
             "start": sm.describe,
-            "loss": {"variant": cfg.loss, "group_by": list(cfg.group_by) if cfg.loss == "eclip" else [], "logit_scale_final": round(float(model.logit_scale.detach().exp()), 3)},
-            "training": {"steps": step, "epochs": epoch, "contrastive_batch": global_batch, "lock_text": lock_text, "lock_image": cfg.lock_image, "seconds_this_session": round(seconds, 1), "pairs_per_s": round(seen / (seconds - eval_seconds), 1) if seen else None, "world_size": dist.world, "device": device},
+            "loss": {
+                "variant": cfg.loss,
+                "group_by": list(cfg.group_by) if cfg.loss == "eclip" else [],
+                "logit_scale_final": round(float(model.logit_scale.detach().exp()), 3),
+            },
+            "training": {
+                "steps": step,
+                "epochs": epoch,
+                "contrastive_batch": global_batch,
+                "lock_text": lock_text,
+                "lock_image": cfg.lock_image,
+                "seconds_this_session": round(seconds, 1),
+                "pairs_per_s": round(seen / (seconds - eval_seconds), 1) if seen else None,
+                "world_size": dist.world,
+                "device": device,
+            },
             "config": run_cfg,
             "eval": history,
         }
-        model_dir = save_model_dir(model.cpu(), sm.model_cfg, out / "model", {k: v for k, v in sm.preprocess_cfg.items() if k in ("size", "mean", "std", "interpolation", "resize_mode")})
+        model_dir = save_model_dir(
+            model.cpu(),
+            sm.model_cfg,
+            out / "model",
+            {
+                k: v
+                for k, v in sm.preprocess_cfg.items()
+                if k in ("size", "mean", "std", "interpolation", "resize_mode")
+            },
+        )
         write_json(card, model_dir / "model_card.json")
         unlock_dir(out)
     dist.barrier()
     return card
 
 
-def _augment(x: torch.Tensor, min_scale: float = 0.35) -> torch.Tensor:
-    """SimCLR-style views of a normalised ``(b, 3, S, S)`` batch: random resized crop
-    (area ``min_scale``-1), horizontal flip, brightness/contrast jitter; torch's RNG only."""
-    b, _, h, w = x.shape
-    out = torch.empty_like(x)
-    for i in range(b):
-        area = float(torch.empty(1).uniform_(min_scale, 1.0))
-        ratio = float(torch.exp(torch.empty(1).uniform_(math.log(3 / 4), math.log(4 / 3))))
-        ch = max(4, min(h, int(round(h * math.sqrt(area / ratio)))))
-        cw = max(4, min(w, int(round(w * math.sqrt(area * ratio)))))
-        top = int(torch.randint(0, h - ch + 1, (1,)))
-        left = int(torch.randint(0, w - cw + 1, (1,)))
-        crop = x[i : i + 1, :, top : top + ch, left : left + cw]
-        view = torch.nn.functional.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)[0]
-        if float(torch.rand(1)) < 0.5:
-            view = view.flip(-1)
-        gain, shift = float(torch.empty(1).uniform_(0.7, 1.3)), float(torch.empty(1).uniform_(-0.3, 0.3))
-        out[i] = view * gain + shift
-    return out
-
-
 def _text_params(model: Any) -> list:
     """Text-tower parameters of a plain open_clip ``CLIP`` (its text modules sit on the model)."""
     names = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection")
     return [p for n, p in model.named_parameters() if n.split(".")[0] in names]
-
-
-def _log(path: Path, record: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(record) + "\n")
-
-
-def _evaluate(model, sm, cat, pixels, val_rows, text_cache, cfg, mean, std, device, metrics_path, epoch, step) -> dict:  # noqa: ANN001
-    model.eval()
-    result = evaluate_split(model, sm.tokenizer, cat, pixels, val_rows, text_cache, cfg.zeroshot_col, lambda x: _normalise_pixels(x, mean, std), device, cfg.image_only)
-    model.train()
-    record = {"eval": True, "epoch": epoch, "step": step, **result}
-    _log(metrics_path, record)
-    shown = "  ".join(f"{k} {v:.4f}" for k, v in result.items() if isinstance(v, float))
-    console.print(f"[bold]eval[/] epoch {epoch} step {step}: {shown}")
-    return record

@@ -75,17 +75,28 @@ class ContrastiveLoss(nn.Module):
     returns the scalar loss (mean of the image->text and text->image cross-entropies).
     """
 
-    def __init__(self, multi_positive: bool = True, rank: int = 0, world_size: int = 1, local_loss: bool = False, gather_with_grad: bool = True) -> None:
+    def __init__(
+        self,
+        multi_positive: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        local_loss: bool = False,
+        gather_with_grad: bool = True,
+    ) -> None:
         super().__init__()
         self.multi_positive = multi_positive
         self.rank, self.world_size = rank, world_size
         self.local_loss, self.gather_with_grad = local_loss, gather_with_grad
 
-    def forward(self, image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, image: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor, keys: torch.Tensor
+    ) -> torch.Tensor:
         scale = logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
         b = image.shape[0]
         if self.world_size > 1:
-            all_img, all_txt, all_keys = gather_features(image, text, keys, self.rank, self.world_size, self.gather_with_grad)
+            all_img, all_txt, all_keys = gather_features(
+                image, text, keys, self.rank, self.world_size, self.gather_with_grad
+            )
             if self.local_loss:
                 rows = slice(self.rank * b, (self.rank + 1) * b)
                 logits_i = scale * image @ all_txt.T
@@ -104,7 +115,9 @@ class ContrastiveLoss(nn.Module):
             targets = same / same.sum(dim=1, keepdim=True)
         else:
             offset = self.rank * b if (self.world_size > 1 and self.local_loss) else 0
-            targets = F.one_hot(torch.arange(logits_i.shape[0], device=image.device) + offset, logits_i.shape[1]).float()
+            targets = F.one_hot(
+                torch.arange(logits_i.shape[0], device=image.device) + offset, logits_i.shape[1]
+            ).float()
         loss_i = -(targets * F.log_softmax(logits_i, dim=1)).sum(dim=1).mean()
         loss_t = -(targets * F.log_softmax(logits_t, dim=1)).sum(dim=1).mean()
         return (loss_i + loss_t) / 2

@@ -45,7 +45,13 @@ def minilm_config(image_size: int = 64, timm_model: str = "resnet18", context_le
     """open_clip ``model_cfg`` of the ``--init minilm`` starting point (portable form)."""
     return {
         "embed_dim": 384,
-        "vision_cfg": {"timm_model_name": timm_model, "timm_model_pretrained": False, "timm_pool": "avg", "timm_proj": "linear", "image_size": image_size},
+        "vision_cfg": {
+            "timm_model_name": timm_model,
+            "timm_model_pretrained": False,
+            "timm_pool": "avg",
+            "timm_proj": "linear",
+            "image_size": image_size,
+        },
         "text_cfg": {
             "hf_model_name": MINILM_HUB_ID,
             "hf_tokenizer_name": MINILM_HUB_ID,
@@ -72,16 +78,34 @@ def starting_model(init: str, image_size: int = 64, timm_model: str = "resnet18"
         cfg = minilm_config(image_size, timm_model)
         model, tokenizer = build_from_cfg(cfg, pretrained_text=True)
         # training squashes each photo to size x size (bicubic); inference must do the same
-        pre = {"size": image_size, "mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711], "interpolation": "bicubic", "resize_mode": "squash"}
-        return StartingModel(model, cfg, pre, tokenizer, {"init": "minilm", "text": MINILM_HUB_ID, "image": f"timm {timm_model} from scratch at {image_size}px"})
+        pre = {
+            "size": image_size,
+            "mean": [0.48145466, 0.4578275, 0.40821073],
+            "std": [0.26862954, 0.26130258, 0.27577711],
+            "interpolation": "bicubic",
+            "resize_mode": "squash",
+        }
+        return StartingModel(
+            model,
+            cfg,
+            pre,
+            tokenizer,
+            {"init": "minilm", "text": MINILM_HUB_ID, "image": f"timm {timm_model} from scratch at {image_size}px"},
+        )
     from eclip.encoders import load_encoder
 
     enc = load_encoder(init, device="cpu")
     if not enc.has_images:
-        raise ModelError(f"--init {init!r} is a text-only model; use --init minilm (MiniLM text + an image tower from scratch) or an open_clip spec.")
+        raise ModelError(
+            f"--init {init!r} is a text-only model; use --init minilm (MiniLM text + an image tower from scratch) or an open_clip spec."
+        )
     cfg = _config_of(enc)
     vis = getattr(enc.model.visual, "preprocess_cfg", None) or {}
-    pre = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(vis).items() if k in ("size", "mean", "std", "interpolation", "resize_mode")}
+    pre = {
+        k: (list(v) if isinstance(v, tuple) else v)
+        for k, v in dict(vis).items()
+        if k in ("size", "mean", "std", "interpolation", "resize_mode")
+    }
     return StartingModel(enc.model.train(), cfg, pre, enc.tokenizer, {"init": init, **enc.describe()})
 
 
