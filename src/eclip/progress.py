@@ -15,6 +15,7 @@ from rich.progress import (
     MofNCompleteColumn,
     Progress,
     ProgressColumn,
+    TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -65,7 +66,7 @@ class LogProgress:
             soft_wrap=True,
         )
 
-    def advance(self, task: int, advance: float = 1) -> None:
+    def advance(self, task: TaskID, advance: float = 1) -> None:
         self.done += int(advance)
         now = time.monotonic()
         if now - self.last >= self.interval:
@@ -79,12 +80,12 @@ class LogProgress:
 @contextlib.contextmanager
 def progress_bar(
     description: str, total: int | None, unit: str = "rows"
-) -> Iterator[tuple[Progress | LogProgress, int]]:
+) -> Iterator[tuple[Progress | LogProgress, TaskID]]:
     """A rich progress bar on stderr with a rate column, or :class:`LogProgress` lines when
     stderr is not a terminal; yields ``(progress, task_id)``."""
     if not console.is_terminal:
         log = LogProgress(description, total, unit, float(os.environ.get("ECLIP_PROGRESS_INTERVAL", LOG_INTERVAL_S)))
-        yield log, 0
+        yield log, TaskID(0)
         log.finish()
         return
     columns = (

@@ -143,7 +143,7 @@ def check_public(url: str, settings: ImageSettings) -> None:
     except OSError as exc:
         raise ImageFailure("unavailable", f"{url}: host {host} does not resolve ({exc})") from None
     for info in infos:
-        ip = ipaddress.ip_address(info[4][0].split("%")[0])
+        ip = ipaddress.ip_address(str(info[4][0]).split("%")[0])
         if (
             ip.is_loopback
             or ip.is_private

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
@@ -129,6 +129,7 @@ def classify(
     """Classify rows into categories: zero-shot from label names (prompt ensembling), a linear probe, or both."""
     from eclip import api
 
+    templates: dict[str, Any] = {"templates": tuple(template)} if template else {}
     cfg = api.ClassifyConfig(
         **source_options(id_col, text_cols, image_col, image_root, allow_outside_root, model),
         labels=labels,
@@ -144,7 +145,7 @@ def classify(
         hierarchy=hierarchy,
         probe_c=probe_c,
         seed=seed,
-        **({"templates": tuple(template)} if template else {}),
+        **templates,
     )
     m = api.classify(source, out, cfg)
     c = m["counts"]

@@ -7,9 +7,12 @@ carry short metavars, so that ``eclip COMMAND --help`` reads well at 80 columns.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from eclip.distributed import RayRunner
 
 INPUT, MODEL, PERFORMANCE = "Input", "Model", "Performance"
 
@@ -179,7 +182,7 @@ RayWorkersOpt = Annotated[
 ]
 
 
-def ray_runner(address: Optional[str], workers: Optional[int]) -> object | None:
+def ray_runner(address: Optional[str], workers: Optional[int]) -> RayRunner | None:
     """The :class:`eclip.distributed.RayRunner` of ``--ray`` / ``--ray-workers`` (``None``
     without ``--ray``)."""
     if address is None:

@@ -205,6 +205,7 @@ def train(
         max_steps=max_steps,
     )
     out = out or default_out("train", catalog)
+    assert image_col is not None  # defaults to "image"; the command line cannot unset it
     card = api.train(
         catalog,
         out,

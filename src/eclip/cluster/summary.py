@@ -101,7 +101,7 @@ def medoids(
     return out
 
 
-SUMMARY_SCHEMA = {
+SUMMARY_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
     "cluster_id": pl.Int64,
     "size": pl.Int64,
     "medoid_id": pl.String,

@@ -182,7 +182,7 @@ class RayRunner:
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
         gpu = 1 if use_gpu and self.gpus() else 0
-        extra = {"runtime_env": env} if (env := _runtime_env()) else {}
+        extra: dict[str, Any] = {"runtime_env": env} if (env := _runtime_env()) else {}
         dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map_batches(
             actor,
             fn_constructor_kwargs=ctor_kwargs,

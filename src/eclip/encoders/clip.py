@@ -63,6 +63,12 @@ def pickled_code_error(where: object) -> ModelError:
     )
 
 
+def _folder(spec: ModelSpec) -> Path:
+    """The model folder of a ``local-dir`` spec (:func:`eclip.encoders.spec.parse_model_spec` always sets ``location``)."""
+    assert spec.location is not None, spec
+    return Path(spec.location)
+
+
 def _explain_load_error(spec: ModelSpec, exc: Exception) -> ModelError:
     text = str(exc)
     if is_pickled_code_error(exc):
@@ -122,9 +128,9 @@ class OpenClipEncoder:
             raise ModelError(f"model {spec.raw!r} is not an open_clip model")
         try:
             if spec.kind == "local-dir" and "hf_model_name" in json.loads(
-                (Path(spec.location) / CONFIG_FILE).read_text("utf-8")
+                (_folder(spec) / CONFIG_FILE).read_text("utf-8")
             )["model_cfg"].get("text_cfg", {}):
-                model, self.tokenizer, preprocess = _load_hf_text_dir(Path(spec.location), self.device)
+                model, self.tokenizer, preprocess = _load_hf_text_dir(_folder(spec), self.device)
             else:
                 model, _, preprocess = open_clip.create_model_and_transforms(
                     model_name, pretrained=pretrained, device=self.device, weights_only=True
@@ -150,9 +156,7 @@ class OpenClipEncoder:
 
     def _weights_id(self) -> str:
         if self.spec.kind == "local-dir":
-            files = sorted(Path(self.spec.location).glob("*.safetensors")) + sorted(
-                Path(self.spec.location).glob("*.bin")
-            )
+            files = sorted(_folder(self.spec).glob("*.safetensors")) + sorted(_folder(self.spec).glob("*.bin"))
             return ",".join(_file_digest(f) for f in files) or "random-init"
         if self.spec.pretrained and Path(self.spec.pretrained).is_file():
             return _file_digest(Path(self.spec.pretrained))

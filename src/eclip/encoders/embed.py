@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -349,7 +349,7 @@ def embed_catalog(
         failures = read_failures(out, n_shards)
         write_parquet(failures, out / FAILURES)
         manifest["failures"] = {str(k): int(v) for k, v in failures.group_by("reason").len().iter_rows()}
-        manifest["image_rows"] = int(sum(1 for r in cat.images if r)) if with_images else 0
+        manifest["image_rows"] = int(sum(1 for r in cat.images if r)) if cat.images is not None else 0
         manifest["world_size"] = dist.world
         manifest["executor"] = executor or {"kind": "torchrun" if dist.world > 1 else "local"}
         manifest["rows_per_s"] = round(embedded_rows / seconds, 1) if seconds > 0 and embedded_rows else None
@@ -392,13 +392,15 @@ def _run_shards(
     with_phash = with_images and settings.phash
     loader: Any = None
     if with_images:
-        from torch.utils.data import DataLoader
+        from torch.utils.data import DataLoader, Dataset
 
+        # embed_catalog sets ``images`` whenever the catalog has an image column
+        assert cat.images is not None and images is not None
         workers = default_workers() if settings.workers < 0 else settings.workers
         dataset = _ImageRows(cat.images, images, encoder.image_transform if with_image_emb else None, with_phash)
         loader = iter(
             DataLoader(
-                dataset,
+                cast("Dataset[tuple]", dataset),  # torch's stub wants a Dataset subclass; any map-style object works
                 batch_sampler=batches,
                 num_workers=workers,
                 collate_fn=_collate,
@@ -419,6 +421,7 @@ def _run_shards(
             local = np.asarray(rows) - lo
             w.text[local] = encoder.encode([cat.texts[r] for r in rows])
             if loader is not None:
+                assert cat.images is not None  # a loader exists only for an image column
                 items = next(loader)
                 ok_rows, pixels = [], []
                 for r, pix, code, failure in items:
@@ -431,6 +434,7 @@ def _run_shards(
                         continue
                     w.has_image[r - lo] = True
                     if code is not None:
+                        assert w.phash is not None  # codes come only with with_phash
                         w.phash[r - lo] = code
                     if pix is not None:
                         ok_rows.append(r - lo)
@@ -438,6 +442,7 @@ def _run_shards(
                 if pixels:
                     import torch
 
+                    assert w.image is not None  # pixels come only with with_image_emb
                     w.image[ok_rows] = encoder.encode_images(torch.stack(pixels))
             w.filled += len(rows)
             if w.filled == hi - lo:

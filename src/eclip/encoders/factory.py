@@ -49,6 +49,7 @@ def load_encoder(
     if parsed.kind == "minilm":
         return SentenceTransformerEncoder(DEFAULT_TEXT_MODEL, bundled_minilm_path(), device, batch_size, runtime, cache)
     if parsed.kind == "sentence":
+        assert parsed.location is not None  # parse_model_spec sets a sentence folder's path
         return SentenceTransformerEncoder(parsed.raw, Path(parsed.location), device, batch_size, runtime, cache)
     if parsed.kind == "static":
         return StaticEncoder(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ class SentenceTransformerEncoder:
     """
 
     has_images = False
-    image_transform = None
+    image_transform: Callable[[Any], Any] | None = None
 
     def __init__(
         self,

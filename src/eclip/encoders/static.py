@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,7 @@ class StaticEncoder:
     """
 
     has_images = False
-    image_transform = None
+    image_transform: Callable[[Any], Any] | None = None
     runtime = "model2vec"
 
     def __init__(self, name: str, folder: Path, cache_dir: Path, batch_size: int = 1024) -> None:

@@ -93,8 +93,8 @@ def cluster_metrics(pred: np.ndarray, gold: np.ndarray) -> ClusterMetrics:
     df = df.with_columns(
         pl.len().over("p").alias("np"), pl.len().over("g").alias("ng"), pl.len().over("p", "g").alias("npg")
     )
-    bp = float((df["npg"] / df["np"]).mean()) if len(df) else 0.0
-    br = float((df["npg"] / df["ng"]).mean()) if len(df) else 0.0
+    bp = float((df["npg"] / df["np"]).mean() or 0.0) if len(df) else 0.0  # type: ignore[arg-type]  # a float Series' mean
+    br = float((df["npg"] / df["ng"]).mean() or 0.0) if len(df) else 0.0  # type: ignore[arg-type]
     return ClusterMetrics(
         precision=p,
         recall=r,

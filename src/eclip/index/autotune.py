@@ -140,4 +140,5 @@ def tune_nprobe(index: faiss.Index, queries: np.ndarray, exact: np.ndarray, targ
         best = (nprobe, recall)
         if recall >= target:
             break
+    assert best is not None  # the loop ran at least once (nlist itself)
     return best

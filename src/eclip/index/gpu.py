@@ -46,7 +46,7 @@ def gpu_quantizer(index: faiss.Index) -> Iterator[None]:
     finally:
         if gpu_q is not None:
             ivf.quantizer = cpu_q
-        ivf.clustering_index = None
+        ivf.clustering_index = None  # type: ignore[assignment]  # faiss's stub types the pointer as non-null
 
 
 def searchable(index: faiss.Index) -> tuple[faiss.Index, tuple]:

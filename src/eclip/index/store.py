@@ -120,7 +120,7 @@ def _complete_groups(ids: list[str], groups: pl.DataFrame | None, start: int = 0
     frame = pl.DataFrame({"id": list(ids)}, schema={"id": pl.String})
     given = groups.select(pl.col("id").cast(pl.String), pl.col("group_id").cast(pl.Int64)).unique("id", keep="first")
     joined = frame.join(given, on="id", how="left", maintain_order="left")
-    nxt = max(int(given["group_id"].max() or -1) + 1, start)
+    nxt = max(int(given["group_id"].max() or -1) + 1, start)  # type: ignore[arg-type]  # an Int64 column's max
     missing = joined["group_id"].is_null()
     fill = pl.Series(np.cumsum(missing.to_numpy()) - 1 + nxt, dtype=pl.Int64)
     return joined.with_columns(pl.when(missing).then(fill).otherwise(pl.col("group_id")).alias("group_id"))
@@ -375,8 +375,9 @@ def add_to_index_dir(
         old_groups = idx.groups()
         all_groups = None
         if old_groups is not None:
-            start = int(old_groups["group_id"].max() or -1) + 1
+            start = int(old_groups["group_id"].max() or -1) + 1  # type: ignore[arg-type]  # an Int64 column's max
             new_groups = _complete_groups(new_ids, groups, start)
+            assert new_groups is not None  # given ids, it always returns a frame
             all_groups = pl.concat([old_groups, new_groups])
         gen = len(manifest.get("adds", [])) + 1
         old_files = manifest["files"]

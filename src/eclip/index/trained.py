@@ -54,8 +54,11 @@ def trained_index(
         index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
         n_train = 0
         ivf = ivf_stage(index)
-        if ivf is not None and hasattr(faiss.downcast_index(ivf), "do_polysemous_training"):
-            faiss.downcast_index(ivf).do_polysemous_training = False  # 10x the training time, unused by search
+        ivf_any: Any = (
+            faiss.downcast_index(ivf) if ivf is not None else None
+        )  # IVFPQ's attribute, absent from the base stub
+        if ivf_any is not None and hasattr(ivf_any, "do_polysemous_training"):
+            ivf_any.do_polysemous_training = False  # 10x the training time, unused by search
         if not index.is_trained:
             n_train = training_size(ivf.nlist if ivf is not None else None, n)
             sample = xb[np.sort(np.random.default_rng(seed).choice(n, n_train, replace=False))]
@@ -101,7 +104,8 @@ def merge_into(dst: faiss.Index, src: faiss.Index) -> None:
     ``src``'s row ``i`` becomes ``dst.ntotal + i``. Works through OPQ and refine wrappers,
     which faiss's ``merge_from`` does not (faiss contrib ``ondisk``/``merge_from`` pattern)."""
     n0, n1 = dst.ntotal, src.ntotal
-    d, s = faiss.downcast_index(dst), faiss.downcast_index(src)
+    d: Any = faiss.downcast_index(dst)  # the wrapper's own attributes (base_index, index) are not on Index
+    s: Any = faiss.downcast_index(src)
     if isinstance(d, faiss.IndexRefine):
         merge_into(d.base_index, s.base_index)
         merge_into(d.refine_index, s.refine_index)

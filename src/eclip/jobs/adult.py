@@ -221,6 +221,7 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
     if not 0.0 <= cfg.holdout < 1.0 or not 0.0 < cfg.target_precision <= 1.0:
         raise EclipError("--holdout must be in [0, 1) and --target-precision in (0, 1].")
     if cfg.calibrate is not None:  # a label file without positives fails before embedding, not after
+        assert cfg.label_col is not None  # checked above
         _check_calibration_labels(load_class_labels(cfg.calibrate, cfg.id_col, cfg.label_col), cfg)
     signals = text_signals(source, cfg)
     out, timer = start_run(out)
@@ -242,6 +243,7 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
     score = margin.copy()
     probability = posterior.astype(np.float32)
     features, scale = None, float(margin[present].std()) if present.any() else 1.0
+    calibration: dict[str, Any] | None
     threshold, source_of_threshold, calibration, probe_info, scored_by = (
         cfg.threshold,
         "given",
@@ -268,6 +270,7 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
         if threshold is None and cfg.calibrate is None:
             threshold, source_of_threshold = float(probe.meta["threshold"]), "probe"
     if cfg.calibrate is not None:
+        assert cfg.label_col is not None  # --calibrate without --label-col was refused above
         rows, y = binary_gold(load_class_labels(cfg.calibrate, cfg.id_col, cfg.label_col), emb.ids, cfg.positive)
         keep = present[rows]
         rows, y = rows[keep], y[keep]

@@ -111,6 +111,10 @@ def _train_rows(
                 f"{cfg.train} was embedded with another model than the source; embed both with the same --model."
             )
         tx, tpresent = temb.vectors(modality)
+        if tx is None:  # --vectors image or fused, and the labelled catalog was embedded without images
+            raise RunDirError(
+                f"{cfg.train} has no {modality!r} vectors; give --image-col so its images are embedded too."
+            )
         tpos = {x_: i for i, x_ in enumerate(temb.ids)}
         rows = np.array([tpos[i] for i in ids if i in tpos], dtype=np.int64)
         rows = rows[tpresent[rows]]
@@ -209,6 +213,7 @@ def classify(source: str | Path, out: str | Path, cfg: ClassifyConfig | None = N
         if taxonomy is not None:
             encoder = label_encoder(emb, emb_dir, cfg.model)
         if probe is None:
+            assert taxonomy is not None  # no --train and no --probe: --labels was given (checked above)
             with console.status(f"embedding {len(taxonomy.paths):,} labels x {len(cfg.templates)} prompts"):
                 own = label_vectors(encoder.encode, [p[-1] for p in taxonomy.paths], cfg.templates)
             if cfg.hierarchy == "leaves":  # one flat choice among the leaves, named by their paths
@@ -259,7 +264,7 @@ def classify(source: str | Path, out: str | Path, cfg: ClassifyConfig | None = N
             "templates": list(cfg.templates),
             "logit_scale": cfg.logit_scale,
         }
-        if taxonomy
+        if taxonomy and cfg.labels is not None  # taxonomy was parsed from cfg.labels
         else None,
         "probe": probe_info,
         "settings": {

@@ -127,6 +127,7 @@ def cluster(source: str | Path, out: str | Path, cfg: ClusterConfig | None = Non
     metrics = None
     gold_path = cfg.gold or emb.manifest.get("catalog")
     if cfg.gold_col is not None or cfg.gold is not None:
+        assert gold_path is not None  # every embeddings manifest names its catalog
         gold = load_gold(
             gold_path,
             all_ids,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -317,14 +317,17 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
         for s_ in ("text", "image", "fused"):
             rows = np.flatnonzero(masks[s_])
             if s_ in signals_on and len(rows) >= 2:
+                vectors = emb.vectors(s_)[0]
+                assert vectors is not None  # _signals keeps only the modalities these embeddings have
                 lists[s_], index_info[s_] = knn_candidates(
-                    emb.vectors(s_)[0], rows, fingerprint(emb.key, s_, rows.tolist()), cfg, out / "index" / s_
+                    vectors, rows, fingerprint(emb.key, s_, rows.tolist()), cfg, out / "index" / s_
                 )
         if codes is not None:
             lists["code"] = code_block_pairs(
                 [c if has_text[i] else frozenset() for i, c in enumerate(codes)], cfg.max_code_block
             )
         if "phash" in signals_on:
+            assert emb.phash is not None  # _signals offers phash only when the embeddings have it
             rows = np.flatnonzero(masks["phash"])
             near = hamming_pairs(emb.phash[rows], cfg.phash_max_distance)
             lists["phash"] = pl.DataFrame({"a": rows[near.a], "b": rows[near.b]})
@@ -452,7 +455,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
                 "must_link_pairs": len(constraints.must_a),
                 "cannot_link_pairs": len(constraints.cannot_a),
             }
-            if cfg.review
+            if cfg.review and constraints is not None  # read_review ran whenever cfg.review is set
             else None,
             "match_model": model_summary(model, cfg.match_model, labelled) if model is not None else None,
         },
@@ -466,7 +469,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             "groups": int(len(sizes)),
             "multi_row_groups": int((sizes > 1).sum()),
             "rows_in_multi_row_groups": int(sizes.filter(sizes > 1).sum() or 0),
-            "largest_group": int(sizes.max() or 0),
+            "largest_group": int(cast("int | None", sizes.max()) or 0),  # group sizes are integers
         },
         "groups": cohesion_summary(groups["group_id"].to_numpy(), a, b, on),
         "warnings": warnings,

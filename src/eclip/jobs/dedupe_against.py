@@ -129,6 +129,7 @@ def dedupe_against(
         method = "mutual" if cfg.method == "auto" else cfg.method  # an index's groups are kept as they are
         lexical = vectors == "text" and cfg.lexical and idx.texts is not None
         if lexical:
+            assert idx.texts is not None  # lexical implies the index kept its texts
             old_u, old_pos = np.unique(old_row, return_inverse=True)
             texts = cat.texts + [idx.texts[o] for o in old_u]
             tfidf = CharNgramTfidf().fit_transform(texts)

@@ -189,6 +189,7 @@ def _ray_shards(
             "images": images,
             "catalog": meta,
         }
+        assert cfg.ray is not None  # _ray_shards is used only with --ray
         rows = cfg.ray.map_actors(_EmbedActor, items, sizes, f"embedding {sum(sizes):,} rows ({encoder.name})", ctor)
         executor["shards_on_restarted_actors"] = sum(bool(r["restarted"]) for r in rows)
         return sum(sizes)

@@ -308,6 +308,8 @@ def index_query(
 
             import torch
 
+            transform = encoder.image_transform
+            assert transform is not None  # has_images: the encoder has an image tower (checked above)
             pix = []
             with tempfile.TemporaryDirectory(prefix="eclip-query-") as cache:
                 settings = ImageSettings(
@@ -315,7 +317,7 @@ def index_query(
                 )  # what the user named
                 for ref in images:
                     try:
-                        pix.append(encoder.image_transform(open_image(ref, settings)))
+                        pix.append(transform(open_image(ref, settings)))
                     except ImageFailure as exc:
                         raise EclipError(f"--image {ref}: {exc}") from None
             parts.append(encoder.encode_images(torch.stack(pix)))

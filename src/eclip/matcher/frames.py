@@ -43,7 +43,7 @@ def groups_frame(ids: list[str], g: Grouping, usable: np.ndarray) -> pl.DataFram
     gid = renumber[group_id] if n else group_id
     id_arr = np.array(ids, dtype=object)
     has = g.best >= 0
-    matched_to = np.where(has, id_arr[np.where(has, g.best, 0)] if n else id_arr, None)
+    matched_to = np.where(has, id_arr[np.where(has, g.best, 0)] if n else id_arr, np.array(None, dtype=object))
     sizes = g.sizes
     status = np.where(~usable, "empty_text", np.where(sizes > 1, "matched", "singleton"))
     return pl.DataFrame(

@@ -152,7 +152,11 @@ def group(
         method, _ = choose_method(n, a, b, score)
     constrained = constraints is not None and len(constraints) > 0
     if method == "average":
-        cannot = set(zip(constraints.cannot_a.tolist(), constraints.cannot_b.tolist())) if constrained else None
+        cannot = (
+            set(zip(constraints.cannot_a.tolist(), constraints.cannot_b.tolist()))
+            if constraints is not None and constrained
+            else None
+        )
         labels = average_linkage(n, a, b, score, threshold, cannot=cannot)
         accepted = labels[a] == labels[b]  # the groups are the components of these edges
     elif method == "components":
@@ -160,7 +164,7 @@ def group(
     else:
         best, _ = _best_partner(n, a, b, score, np.ones(len(a), dtype=bool))
         accepted = (score >= threshold) & (best[a] == b) & (best[b] == a)
-    if constrained:
+    if constraints is not None and constrained:
         accepted, must = constrained_edges(n, a, b, score, accepted, constraints)
         labels = component_labels(
             n,

@@ -127,7 +127,7 @@ def pair_features(
         for k, v in columns.items()
         if k in SIGNAL_FEATURES or k in ("price_ratio", "score")
     }
-    best = _best_per_row(n, a, b, col["score"]) if "score" in col else None
+    best = _best_per_row(n, a, b, col["score"]) if "score" in col else np.zeros(n)  # gap features need the score
     out = np.zeros((len(a), len(names)), dtype=np.float64)
     for j, f in enumerate(names):
         if f in SIGNAL_FEATURES:

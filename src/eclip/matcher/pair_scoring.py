@@ -55,10 +55,12 @@ def score_candidates(a: np.ndarray, b: np.ndarray, x: PairInputs) -> tuple[dict[
             v[invalid] = np.nan
             signals["text_score" if name == "score" else name] = v
     if "image" in x.signals_on:
+        assert x.image is not None, "image signals need image vectors"
         signals["cos_image"] = cosine_pairs(x.image, a, b, x.has_image)
     if "fused" in x.signals_on:
         signals["cos_fused"] = cosine_pairs(x.fused, a, b, x.has_fused)
     if "phash" in x.signals_on:
+        assert x.phash is not None, "the phash signal needs pHashes"
         d = hamming(x.phash[a], x.phash[b]).astype(np.float32)
         d[~(x.has_image[a] & x.has_image[b])] = np.nan
         signals["phash_distance"] = d

@@ -232,7 +232,7 @@ def cluster_content(
         frame = by_cluster[c]
         medoid = s["medoid_id"]
         shown = [medoid] + [x for x in frame["id"].to_list() if x != medoid][: MEMBERS_SHOWN - 1]
-        prob = dict(zip(frame["id"].to_list(), frame["probability"].to_list()))
+        member_prob = dict(zip(frame["id"].to_list(), frame["probability"].to_list()))
         label = f"cluster {c}"
         if s.get("gold_purity") is not None:
             label += f" · gold purity {s['gold_purity']:.0%}"
@@ -243,7 +243,7 @@ def cluster_content(
                 "score": round(float(s["cohesion"]), 4),
                 "label": label,
                 "terms": list(s["top_terms"]),
-                "members": [[pos[x], x, texts[pos[x]], round(float(prob[x]), 3)] for x in shown],
+                "members": [[pos[x], x, texts[pos[x]], round(float(member_prob[x]), 3)] for x in shown],
                 "edges": [],
                 "more": int(s["size"]) - len(shown),
             }

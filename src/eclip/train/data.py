@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -95,6 +96,7 @@ def group_keys(
             pairs.append(_equal_value_pairs([normalise_title(t) or None for t in cat.texts]))
         elif src == "phash":
             if phash is not None:
+                assert has_image is not None, "phash needs has_image"
                 codes = [phash[i].tobytes() if has_image[i] else None for i in range(n)]
                 pairs.append(_equal_value_pairs(codes))
         else:
@@ -129,10 +131,11 @@ def image_cache(
     """
     import os
 
-    from torch.utils.data import DataLoader
+    from torch.utils.data import DataLoader, Dataset
 
     from eclip.encoders.embed import _collate, _ImageRows
 
+    assert cat.images is not None, "image_cache needs a catalog with an image column"
     key = fingerprint(size, texts_digest([r or "" for r in cat.images]), str(images.root))
     meta = folder / "images.json"
     if read_json(meta).get("key") == key:
@@ -148,7 +151,7 @@ def image_cache(
     ok = np.zeros(n, bool)
     codes = np.zeros((n, PHASH_BYTES), np.uint8)
     loader = DataLoader(
-        _ImageRows(cat.images, images, _Resize(size), True),
+        cast("Dataset[tuple]", _ImageRows(cat.images, images, _Resize(size), True)),  # any map-style object works
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=_collate,

@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from eclip.encoders.clip import MINILM_HUB_ID, build_from_cfg
+from eclip.encoders.clip import MINILM_HUB_ID, OpenClipEncoder, build_from_cfg
 from eclip.errors import ModelError
 
 
@@ -94,11 +94,12 @@ def starting_model(init: str, image_size: int = 64, timm_model: str = "resnet18"
         )
     from eclip.encoders import load_encoder
 
-    enc = load_encoder(init, device="cpu")
-    if not enc.has_images:
+    loaded = load_encoder(init, device="cpu")
+    if not loaded.has_images:
         raise ModelError(
             f"--init {init!r} is a text-only model; use --init minilm (MiniLM text + an image tower from scratch) or an open_clip spec."
         )
+    enc = cast(OpenClipEncoder, loaded)  # load_encoder's only encoder with an image tower
     cfg = _config_of(enc)
     vis = getattr(enc.model.visual, "preprocess_cfg", None) or {}
     pre = {
