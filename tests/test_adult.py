@@ -222,3 +222,27 @@ def test_filter_adult_scores_image_rows_through_the_fused_vectors(fashion_subset
     fused = pl.read_parquet(tmp_path / "run" / "flagged.parquet")["zero_shot_score"].to_numpy()
     image = pl.read_parquet(tmp_path / "img" / "flagged.parquet")["zero_shot_score"].to_numpy()
     assert m_img["embeddings"]["vectors"] == "image" and not np.allclose(fused, image)
+
+
+def test_configs_check_their_own_values_for_any_caller():
+    """Job configs refuse bad values in field terms when built, from Python as from the CLI."""
+    from eclip.api import AdultFilterConfig, ClassifyConfig, DedupeConfig, EmbedConfig
+    from eclip.checks import ConfigError
+
+    with pytest.raises(ConfigError, match=r"DedupeConfig.k is 0; it must be at least 1\."):
+        DedupeConfig(k=0)
+    with pytest.raises(
+        ConfigError, match=r"DedupeConfig.method is 'louvain'; choose one of auto, mutual, average, components\."
+    ):
+        DedupeConfig(method="louvain")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"DedupeConfig.signals holds 'audio'"):
+        DedupeConfig(signals=("text", "audio"))
+    with pytest.raises(ConfigError, match=r"AdultFilterConfig.target_precision is 1.5; it must be in \(0, 1\]\."):
+        AdultFilterConfig(target_precision=1.5)
+    with pytest.raises(ConfigError, match=r"ClassifyConfig.hierarchy is 'tree'"):
+        ClassifyConfig(hierarchy="tree")  # type: ignore[arg-type]
+    with pytest.raises(
+        ConfigError, match=r"EmbedConfig.runtime is 'tensorrt'; choose one of auto, torch, onnx, onnx-int8\."
+    ):
+        EmbedConfig(runtime="tensorrt")  # type: ignore[arg-type]
+    assert DedupeConfig(k=5, method="average", threshold=0.8).k == 5  # good values pass

@@ -150,8 +150,10 @@ def test_sides_embedded_with_different_models_are_refused(tiny_sentence_dir, tmp
 def test_unknown_mode_is_one_clear_line(tmp_path):
     from eclip import api
 
-    with pytest.raises(api.EclipError, match="link mode 'best' is not known"):
-        api.link(tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "o", api.LinkConfig(mode="best"))
+    with pytest.raises(
+        api.EclipError, match="LinkConfig.mode is 'best'; choose one of one-to-one, one-to-many, many-to-many"
+    ):
+        api.link(tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "o", api.LinkConfig(mode="best"))  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- real data

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -38,6 +38,8 @@ DEFAULT_TEMPLATES: tuple[str, ...] = (
 #: CLIP's logit scale (1 / temperature 0.01): sharpens cosines into probabilities.
 DEFAULT_LOGIT_SCALE = 100.0
 UNKNOWN = "unknown"
+#: How a taxonomy is classified: level by level (top-down), or one choice among the leaves.
+Hierarchy = Literal["levels", "leaves"]
 _CHUNK = 8192
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
+from eclip.classify.zeroshot import Hierarchy
 from eclip.cli.options import (
     AllowOutsideOpt,
     IdColOpt,
@@ -92,7 +93,7 @@ def classify(
     ] = None,
     k: Annotated[int, typer.Option(min=1, help="Top labels kept per row.", metavar="K", rich_help_panel="Scoring")] = 5,
     hierarchy: Annotated[
-        str,
+        Hierarchy,
         typer.Option(
             help="A taxonomy's classification: levels (top-down, level by level) or leaves (one choice among the leaves).",
             metavar="NAME",

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from eclip.checks import Vectors
 from eclip.cli.options import (
     AllowOutsideOpt,
     EncodingOpt,
@@ -44,7 +45,7 @@ def cluster(
     image_root: ImageRootOpt = None,
     allow_outside_root: AllowOutsideOpt = False,
     vectors: Annotated[
-        Optional[str],
+        Optional[Vectors],
         typer.Option(
             help="Vectors to cluster: text, image or fused. Default: fused with images, else text.",
             metavar="KIND",

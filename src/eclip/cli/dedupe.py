@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, cast
 
 import typer
 from rich.table import Table
@@ -28,6 +29,7 @@ from eclip.cli.options import (
     source_options,
     split_cols,
 )
+from eclip.matcher.grouping import GroupingMethod
 from eclip.progress import console
 from eclip.rundir import read_json
 
@@ -90,14 +92,14 @@ def dedupe(
         typer.Option(min=1, help="Neighbours per row in the kNN self-join.", metavar="K", rich_help_panel="Grouping"),
     ] = 10,
     method: Annotated[
-        str,
+        Optional[GroupingMethod],
         typer.Option(
             help="Grouping: auto (default: mutual or average, chosen from the catalog), mutual (reciprocal best match), "
             "average (average linkage: groups of any size, no chaining) or components (threshold + connected components).",
             metavar="NAME",
             rich_help_panel="Grouping",
         ),
-    ] = "",
+    ] = None,
     threshold: Annotated[
         Optional[float],
         typer.Option(
@@ -216,14 +218,15 @@ def dedupe(
         ray=ray_runner(ray, ray_workers),
     )
     if calibration is not None:
-        cfg.method, cfg.threshold = api.read_calibration(calibration)
+        method_, threshold_ = api.read_calibration(calibration)
+        cfg = dataclasses.replace(cfg, method=cast(GroupingMethod, method_), threshold=threshold_)  # checked on replace
         meaning = read_json(calibration).get("meaning")
         if meaning:
             console.print(f"[yellow]{calibration}: {meaning}.[/]")
-    if method:
-        cfg.method = method
+    if method is not None:
+        cfg = dataclasses.replace(cfg, method=method)
     if threshold is not None:
-        cfg.threshold = threshold
+        cfg = dataclasses.replace(cfg, threshold=threshold)
     if against is not None:
         m = api.dedupe_against(catalog, against, out, cfg)
         c = m["counts"]

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from eclip.cli.options import BatchSizeOpt, ModelOpt, RuntimeOpt, split_cols
+from eclip.matcher.assignment import LinkMode
 from eclip.progress import console
 
 SIDES = "Sides"
@@ -61,7 +62,7 @@ def link(
     model: ModelOpt = "minilm",
     runtime: RuntimeOpt = "auto",
     mode: Annotated[
-        str,
+        LinkMode,
         typer.Option(
             help="one-to-one (default: maximum-weight bipartite matching), one-to-many (each "
             "RIGHT row to its best LEFT row) or many-to-many (groups across the sources).",

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
+from eclip.checks import Runtime, Vectors
+
 if TYPE_CHECKING:
     from eclip.distributed import RayRunner
 
@@ -32,7 +34,7 @@ ModelOpt = Annotated[
     ),
 ]
 RuntimeOpt = Annotated[
-    str,
+    Runtime,
     typer.Option(
         metavar="NAME",
         rich_help_panel=MODEL,
@@ -105,7 +107,7 @@ BatchSizeOpt = Annotated[
     int, typer.Option(min=1, metavar="N", rich_help_panel=PERFORMANCE, help="Rows per encoder forward pass.")
 ]
 VectorsOpt = Annotated[
-    Optional[str],
+    Optional[Vectors],
     typer.Option(
         metavar="KIND",
         rich_help_panel="Scoring",

@@ -13,6 +13,7 @@ import polars as pl
 
 from eclip.catalog import pick_category_columns, pick_text_columns
 from eclip.catalog.reader import read_table_with_dialect
+from eclip.checks import Vectors, check_choice, check_range
 from eclip.classify import (
     ADULT_BOUNDARY,
     ADULT_CONCEPTS,
@@ -68,7 +69,7 @@ class AdultFilterConfig(CatalogSource):
         templates: zero-shot prompt templates (see :mod:`eclip.classify.zeroshot`).
     """
 
-    vectors: str | None = None
+    vectors: Vectors | None = None
     threshold: float | None = None
     calibrate: Path | None = None
     label_col: str | None = None
@@ -79,6 +80,13 @@ class AdultFilterConfig(CatalogSource):
     fit_probe: bool = False
     probe: Path | None = None
     templates: tuple[str, ...] = DEFAULT_TEMPLATES
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice(self, "vectors", Vectors, optional=True)
+        check_range(self, "threshold", -2.0, 2.0)
+        check_range(self, "target_precision", 0.0, 1.0, lo_open=True)
+        check_range(self, "holdout", 0.0, 1.0, hi_open=True)
 
 
 def text_signals(source: str | Path, cfg: AdultFilterConfig) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from eclip.checks import Vectors, check_choice, check_range
 from eclip.classify import (
     DEFAULT_LOGIT_SCALE,
     DEFAULT_TEMPLATES,
@@ -25,6 +26,7 @@ from eclip.classify import (
     softmax,
     taxonomy_vectors,
 )
+from eclip.classify.zeroshot import Hierarchy
 from eclip.encoders import Embeddings, load_embeddings
 from eclip.errors import EclipError, RunDirError
 from eclip.evaluation import load_class_labels
@@ -65,15 +67,26 @@ class ClassifyConfig(CatalogSource):
     train_fraction: float = 1.0
     probe: Path | None = None
     prior_weight: float = 0.2
-    vectors: str | None = None
+    vectors: Vectors | None = None
     k: int = 5
     min_score: float | None = None
     logit_scale: float = DEFAULT_LOGIT_SCALE
     templates: tuple[str, ...] = DEFAULT_TEMPLATES
-    hierarchy: str = "levels"
+    hierarchy: Hierarchy = "levels"
     probe_c: float | None = None
     cv_folds: int = 5
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range(self, "train_fraction", 0.0, 1.0, lo_open=True)
+        check_range(self, "prior_weight", 0.0, 1.0)
+        check_choice(self, "vectors", Vectors, optional=True)
+        check_range(self, "k", 1)
+        check_range(self, "logit_scale", 0.0, lo_open=True)
+        check_choice(self, "hierarchy", Hierarchy)
+        check_range(self, "probe_c", 0.0, lo_open=True)
+        check_range(self, "cv_folds", 2)
 
 
 def _train_rows(

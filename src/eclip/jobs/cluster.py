@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from eclip.checks import Vectors, check_choice, check_range
 from eclip.cluster import KNN_MODE_MIN_ROWS, HdbscanSettings, cluster_knn, cluster_pca
 from eclip.cluster.summary import summary_frame, with_gold_purity
 from eclip.errors import EclipError
@@ -37,7 +38,7 @@ class ClusterConfig(CatalogSource):
         flat_max: exact (Flat) kNN search below this many rows (``knn`` mode).
     """
 
-    vectors: str | None = None
+    vectors: Vectors | None = None
     hdbscan: HdbscanSettings = field(default_factory=HdbscanSettings)
     gold: Path | None = None
     gold_col: str | None = None
@@ -46,6 +47,13 @@ class ClusterConfig(CatalogSource):
     top_terms: int = 8
     exemplars: int = 5
     flat_max: int = FLAT_MAX
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_choice(self, "vectors", Vectors, optional=True)
+        check_range(self, "top_terms", 0)
+        check_range(self, "exemplars", 0)
+        check_range(self, "flat_max", 0)
 
 
 def cluster(source: str | Path, out: str | Path, cfg: ClusterConfig | None = None) -> dict[str, Any]:

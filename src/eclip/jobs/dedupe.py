@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 
 from eclip.catalog import Catalog, load_catalog, pick_attribute_column
+from eclip.checks import ConfigError, check_choice, check_range
 from eclip.distributed import RayRunner
 from eclip.encoders import (
     CharNgramTfidf,
@@ -33,6 +34,7 @@ from eclip.matcher import (
     DEFAULT_THRESHOLD,
     METHODS,
     SIGNALS,
+    GroupingMethod,
     ModalityThresholds,
     ScoreWeights,
     code_block_pairs,
@@ -97,7 +99,7 @@ class DedupeConfig(CatalogSource):
     embeddings: Path | None = None
     signals: tuple[str, ...] | None = None
     k: int = 10
-    method: str = DEFAULT_METHOD
+    method: GroupingMethod = DEFAULT_METHOD
     threshold: float | None = None
     image_threshold: float = ModalityThresholds.image
     fused_threshold: float = ModalityThresholds.fused
@@ -114,6 +116,21 @@ class DedupeConfig(CatalogSource):
     price_col: str | None = None
     match_model: Path | None = None
     ray: RayRunner | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range(self, "k", 1)
+        check_choice(self, "method", GroupingMethod)
+        check_range(self, "threshold", -2.0, 2.0)
+        check_range(self, "image_threshold", -1.0, 1.0)
+        check_range(self, "fused_threshold", -1.0, 1.0)
+        check_range(self, "phash_max_distance", 0, 64)
+        check_range(self, "max_code_block", 2)
+        check_range(self, "batch_size", 1)
+        check_range(self, "flat_max", 0)
+        for signal in self.signals or ():
+            if signal not in SIGNALS:
+                raise ConfigError(f"DedupeConfig.signals holds {signal!r}; choose among {', '.join(SIGNALS)}.")
 
     @property
     def thresholds(self) -> ModalityThresholds:
@@ -377,7 +394,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
         constraints = labelled[0] if constraints is None else constraints + labelled[0]
     with timer("learn"):
         if model is not None:
-            method = cfg.method
+            method: str = cfg.method
             if method == "auto":  # pairs or groups: read from every candidate score, not from the labels
                 method = learn_settings(n, a, b, score, "auto", None, DEFAULT_THRESHOLD).method
             settings = settings_from_model(

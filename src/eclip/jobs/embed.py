@@ -11,6 +11,7 @@ import polars as pl
 
 from eclip.catalog import Catalog, load_catalog
 from eclip.catalog.images import DEFAULT_MAX_PIXELS, MAX_IMAGE_BYTES, URL_RETRIES, URL_TIMEOUT_S, ImageSettings
+from eclip.checks import Runtime, check_choice, check_range
 from eclip.distributed import RayRunner
 from eclip.distributed.ray_runner import named_work
 from eclip.encoders import DEFAULT_MODEL, Dist, EmbedSettings, embed_catalog, embed_shard, load_encoder, shard_bounds
@@ -53,7 +54,7 @@ class EmbedConfig:
     allow_outside_root: bool = False
     allow_private_urls: bool = False
     device: str | None = None
-    runtime: str = "auto"
+    runtime: Runtime = "auto"
     overwrite: bool = False
     url_timeout_s: float = URL_TIMEOUT_S
     url_max_bytes: int = MAX_IMAGE_BYTES
@@ -61,6 +62,13 @@ class EmbedConfig:
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     settings: EmbedSettings = field(default_factory=EmbedSettings)
     ray: RayRunner | None = None
+
+    def __post_init__(self) -> None:
+        check_choice(self, "runtime", Runtime)
+        check_range(self, "url_timeout_s", 0, lo_open=True)
+        check_range(self, "url_max_bytes", 1)
+        check_range(self, "url_retries", 0)
+        check_range(self, "max_image_pixels", 1)
 
 
 def embed(catalog: str | Path, out: str | Path, cfg: EmbedConfig | None = None) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from eclip.catalog import Catalog, load_catalog
+from eclip.checks import Runtime, check_choice, check_range
 from eclip.encoders import DEFAULT_MODEL, CharNgramTfidf, Embeddings, EmbedSettings, extract_codes, load_embeddings
 from eclip.errors import EclipError, RunDirError
 from eclip.index import FLAT_MAX, cached_index, index_info
@@ -25,7 +26,7 @@ from eclip.jobs.dedupe import catalog_attributes
 from eclip.jobs.embed import EmbedConfig, embed
 from eclip.jobs.run import StageTimer, created, start_run, versions, write_manifest
 from eclip.matcher import DEFAULT_THRESHOLD, ScoreWeights, code_block_pairs, group, score_pairs, union_candidates
-from eclip.matcher.assignment import MODES, one_to_many, one_to_one
+from eclip.matcher.assignment import MODES, LinkMode, one_to_many, one_to_one
 from eclip.matcher.comparisons import price_ratio
 from eclip.matcher.mixture import fit_score_mixture
 from eclip.rundir import fingerprint, write_parquet
@@ -58,17 +59,26 @@ class LinkConfig:
     left_text_cols: list[str] | None = None
     right_text_cols: list[str] | None = None
     model: str = DEFAULT_MODEL
-    runtime: str = "auto"
+    runtime: Runtime = "auto"
     left_embeddings: Path | None = None
     right_embeddings: Path | None = None
     k: int = 10
-    mode: str = "one-to-one"
+    mode: LinkMode = "one-to-one"
     threshold: float | None = None
     lexical: bool = True
     max_code_block: int = 20
     weights: ScoreWeights = field(default_factory=ScoreWeights)
     batch_size: int = 64
     flat_max: int = FLAT_MAX
+
+    def __post_init__(self) -> None:
+        check_choice(self, "runtime", Runtime)
+        check_range(self, "k", 1)
+        check_choice(self, "mode", LinkMode)
+        check_range(self, "threshold", -2.0, 2.0)
+        check_range(self, "max_code_block", 2)
+        check_range(self, "batch_size", 1)
+        check_range(self, "flat_max", 0)
 
 
 def _side_embeddings(

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from eclip.catalog import load_catalog
+from eclip.checks import Runtime, check_choice
 from eclip.encoders import DEFAULT_MODEL, Embeddings, load_embeddings, load_encoder
 from eclip.errors import EclipError, RunDirError
 from eclip.jobs.embed import EmbedConfig, embed
@@ -29,9 +30,12 @@ class CatalogSource:
     allow_outside_root: bool = False
     allow_private_urls: bool = False
     model: str = DEFAULT_MODEL
-    runtime: str = "auto"
+    runtime: Runtime = "auto"
     sep: str | None = None
     encoding: str | None = None
+
+    def __post_init__(self) -> None:
+        check_choice(self, "runtime", Runtime)
 
     def embed_config(self, text_cols: list[str] | None = None, **settings: Any) -> EmbedConfig:
         """The :class:`EmbedConfig` that embeds this source (``text_cols`` overrides the

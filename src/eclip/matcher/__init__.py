@@ -3,7 +3,7 @@
 from eclip.matcher.candidates import code_block_pairs, knn_pairs, merge_candidates, union_candidates
 from eclip.matcher.constraints import Constraints, read_review
 from eclip.matcher.frames import cohesion_summary, groups_frame, incremental_groups_frame, oversized_groups, size_bound
-from eclip.matcher.grouping import DEFAULT_METHOD, DEFAULT_THRESHOLD, METHODS, Grouping, group
+from eclip.matcher.grouping import DEFAULT_METHOD, DEFAULT_THRESHOLD, METHODS, Grouping, GroupingMethod, group
 from eclip.matcher.signals import (
     ModalityThresholds,
     ScoreWeights,
@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_METHOD",
     "DEFAULT_THRESHOLD",
     "METHODS",
+    "GroupingMethod",
     "SIGNALS",
     "Constraints",
     "Grouping",

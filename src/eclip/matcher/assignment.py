@@ -16,6 +16,8 @@ A pair within one catalog cannot be expressed, so none is ever produced.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
@@ -26,7 +28,9 @@ from scipy.sparse.csgraph import connected_components
 #: smaller).
 MAX_DENSE_CELLS = 25_000_000
 
-MODES = ("one-to-one", "one-to-many", "many-to-many")
+#: How ``eclip link`` assigns rows across the two sources.
+LinkMode = Literal["one-to-one", "one-to-many", "many-to-many"]
+MODES: tuple[str, ...] = get_args(LinkMode)
 
 
 def _components(nl: int, nr: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:

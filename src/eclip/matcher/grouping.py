@@ -19,6 +19,7 @@ Methods:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 import scipy.sparse as sp
@@ -27,9 +28,11 @@ from scipy.sparse.csgraph import connected_components
 from eclip.matcher.constraints import Constraints, constrained_edges
 from eclip.matcher.linkage import average_linkage
 
-METHODS = ("auto", "mutual", "average", "components")
+#: Grouping methods; ``auto`` chooses mutual or average per catalog.
+GroupingMethod = Literal["auto", "mutual", "average", "components"]
+METHODS: tuple[str, ...] = get_args(GroupingMethod)
 #: Default grouping: chosen per catalog (README, "How matching works").
-DEFAULT_METHOD = "auto"
+DEFAULT_METHOD: GroupingMethod = "auto"
 #: ``auto`` picks ``average`` when the median row with a likely match is expected to have
 #: more than this many (a catalog of groups); else ``mutual`` (a catalog of pairs).
 AUTO_EXPECTED_MATCHES = 3.0
