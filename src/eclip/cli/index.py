@@ -175,16 +175,14 @@ def index_add(
     """Append new listings without retraining; ids already in the index are skipped."""
     from eclip import api
 
-    m = api.index_add(
-        index,
-        source,
-        groups,
+    columns = api.CatalogSource(
         id_col=id_col,
         text_cols=split_cols(text_cols),
         image_col=image_col,
         image_root=image_root,
         allow_outside_root=allow_outside_root,
     )
+    m = api.index_add(index, source, groups, columns=columns)
     last = m["adds"][-1]
     console.print(
         f"{index}: added {last['rows']:,} rows ({last['skipped_known_ids']:,} already indexed), {m['n']:,} in all."
@@ -232,13 +230,13 @@ def index_query(
     from eclip import api
     from eclip.rundir import write_csv, write_parquet
 
-    catalog_args = {
-        "id_col": id_col,
-        "text_cols": split_cols(text_cols),
-        "image_col": image_col,
-        "image_root": image_root,
-        "allow_outside_root": allow_outside_root,
-    }
+    columns = api.CatalogSource(
+        id_col=id_col,
+        text_cols=split_cols(text_cols),
+        image_col=image_col,
+        image_root=image_root,
+        allow_outside_root=allow_outside_root,
+    )
     res = api.index_query(
         index,
         texts=text,
@@ -246,7 +244,7 @@ def index_query(
         catalog=catalog,
         k=k,
         mmap=mmap,
-        **(catalog_args if catalog is not None else {}),
+        columns=columns if catalog is not None else None,
     )
     if out is not None:
         write_csv(res, out, for_people=True) if out.suffix == ".csv" else write_parquet(res, out)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from eclip.errors import CatalogError, EclipError, RunDirError
 from eclip.index import FLAT_MAX, build_index_dir, open_index_dir
 from eclip.index.autotune import choose_factory
 from eclip.jobs.embed import EmbedConfig
-from eclip.jobs.source import embeddings_dir, index_source
+from eclip.jobs.source import CatalogSource, embeddings_dir, index_source
 from eclip.rundir import fault_point, fingerprint, locked
 
 
@@ -213,19 +213,20 @@ def index_merge(
 
 
 def _embed_for_index(
-    idx: Any, source: str | Path, work: Path, catalog_args: dict[str, Any]
+    idx: Any, source: str | Path, work: Path, columns: CatalogSource | None
 ) -> tuple[Embeddings, np.ndarray, list[str], list[str] | None]:
     """The vectors of ``source`` (an embeddings directory, or a catalog embedded now with the
     index's model into ``work``) for the index's modality, with ids and titles."""
     model = (idx.manifest.get("model") or {}).get("name", DEFAULT_MODEL)
-    source = embeddings_dir(source, work, EmbedConfig(model=model, **catalog_args))
+    cfg = replace(columns or CatalogSource(), model=model)  # the index's model, whatever was given
+    source = embeddings_dir(source, work, cfg.embed_config())
     emb, xb, ids, texts, _ = index_source(source, idx.manifest.get("vectors", "text"))
     idx.check_compatible(emb.manifest.get("model"), xb.shape[1])
     return emb, xb, ids, texts
 
 
 def index_add(
-    index: str | Path, source: str | Path, groups: str | Path | None = None, **catalog_args: Any
+    index: str | Path, source: str | Path, groups: str | Path | None = None, columns: CatalogSource | None = None
 ) -> dict[str, Any]:
     """Append the listings of ``source`` (a catalog, or an embeddings directory made with the
     index's model) to an index directory. Catalogs are embedded, resumably, under
@@ -234,7 +235,9 @@ def index_add(
     Args:
         groups: ``groups.parquet`` of ``dedupe --against`` for these rows, when the index keeps
             groups (rows it lacks become singleton groups).
-        catalog_args: ``id_col``, ``text_cols``, ``image_col``, ``image_root``... for a catalog.
+        columns: where a catalog's ids, titles and images are (:class:`CatalogSource`: its
+            ``id_col``, ``text_cols``, ``image_col``, ``image_root``, ...); its ``model`` is
+            replaced by the index's.
 
     Raises:
         RunDirError: the vectors come from another model or dimension; another process is
@@ -246,7 +249,7 @@ def index_add(
     idx = open_index_dir(index)
     work = Path(index) / "adds" / f"{Path(source).stem}-{fingerprint(str(Path(source).resolve()))[:8]}"
     with locked(index):  # two adds at once would each rewrite the id map
-        emb, xb, ids, texts = _embed_for_index(idx, source, work, catalog_args)
+        emb, xb, ids, texts = _embed_for_index(idx, source, work, columns)
         return add_to_index_dir(
             index, xb, ids, emb.manifest.get("model"), read_groups(groups), texts, source=str(Path(source).resolve())
         )
@@ -259,7 +262,7 @@ def index_query(
     catalog: str | Path | None = None,
     k: int = 10,
     mmap: bool = False,
-    **catalog_args: Any,
+    columns: CatalogSource | None = None,
 ) -> pl.DataFrame:
     """Top-k neighbours in an index directory of titles, image files or a whole catalog.
 
@@ -271,8 +274,8 @@ def index_query(
     ``image`` or ``fused``), so an image index is searched with the catalog's images.
 
     Args:
-        catalog_args: ``id_col``, ``text_cols``, ``image_col``, ``image_root``,
-            ``allow_outside_root`` of the catalog.
+        columns: the ``catalog``'s columns and image location (:class:`CatalogSource`; its
+            ``model`` is replaced by the index's).
 
     Returns:
         Columns ``query, rank, id, score``.
@@ -327,9 +330,9 @@ def index_query(
         work = (
             Path(index)
             / "queries"
-            / f"{Path(catalog).stem}-{fingerprint(str(Path(catalog).resolve()), sorted(catalog_args.items(), key=str))[:8]}"
+            / f"{Path(catalog).stem}-{fingerprint(str(Path(catalog).resolve()), asdict(columns) if columns else {})[:8]}"
         )
-        _, xq, ids, _ = _embed_for_index(idx, catalog, work, catalog_args)
+        _, xq, ids, _ = _embed_for_index(idx, catalog, work, columns)
         parts.append(xq)
         labels += ids
     q = np.concatenate(parts)
