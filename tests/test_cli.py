@@ -58,7 +58,7 @@ def test_dedupe_then_eval_end_to_end(abt_subset, tmp_path):
     assert manifest["model"]["name"] == "all-MiniLM-L6-v2"
     assert manifest["index"]["text"]["factory"] == "Flat"
 
-    r = run("eval", out / "groups.parquet", "--gold", abt_subset / "matches.csv", "--calibrate")
+    r = run("eval", out / "groups.parquet", "--gold", abt_subset / "matches.csv", "--sweep")
     assert r.exit_code == 0, r.output
     result = json.loads((out / "eval.json").read_text())
     assert result["metrics"]["f1"] > 0.7  # easy subset: every row has a partner

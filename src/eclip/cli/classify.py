@@ -91,7 +91,12 @@ def classify(
             rich_help_panel="Scoring",
         ),
     ] = None,
-    k: Annotated[int, typer.Option(min=1, help="Top labels kept per row.", metavar="K", rich_help_panel="Scoring")] = 5,
+    k: Annotated[
+        int,
+        typer.Option(
+            "--top-labels", "-k", "--k", min=1, help="Top labels kept per row.", metavar="K", rich_help_panel="Scoring"
+        ),
+    ] = 5,
     hierarchy: Annotated[
         Hierarchy,
         typer.Option(

@@ -99,7 +99,13 @@ def cluster(
     k: Annotated[
         int,
         typer.Option(
-            min=1, help="Neighbours per row of the kNN graph in knn mode.", metavar="K", rich_help_panel="Clustering"
+            "--neighbours",
+            "-k",
+            "--k",
+            min=1,
+            help="Neighbours per row of the kNN graph in knn mode.",
+            metavar="K",
+            rich_help_panel="Clustering",
         ),
     ] = 15,
     gold_col: Annotated[

@@ -89,7 +89,15 @@ def dedupe(
     workers: WorkersOpt = -1,
     k: Annotated[
         int,
-        typer.Option(min=1, help="Neighbours per row in the kNN self-join.", metavar="K", rich_help_panel="Grouping"),
+        typer.Option(
+            "--neighbours",
+            "-k",
+            "--k",
+            min=1,
+            help="Neighbours per row in the kNN self-join.",
+            metavar="K",
+            rich_help_panel="Grouping",
+        ),
     ] = 10,
     method: Annotated[
         Optional[GroupingMethod],
@@ -112,7 +120,7 @@ def dedupe(
     calibration: Annotated[
         Optional[Path],
         typer.Option(
-            help="calibration.json from `eclip eval --calibrate`: use its method and threshold.",
+            help="calibration.json from `eclip eval --sweep`: use its method and threshold.",
             metavar="FILE",
             rich_help_panel="Grouping",
         ),

@@ -51,10 +51,12 @@ def eval_(
     calibrate: Annotated[
         bool,
         typer.Option(
+            "--sweep",
             "--calibrate",
             help="Sweep every grouping method (mutual, average, components) and threshold on the run's pairs, "
             "pick the best F1 (or the most recall at --target-precision) and write calibration.json. Thresholds are "
-            "on the raw score, about -0.7 to 1.3: a mean of cosines, +0.3 for agreeing codes, -0.2 per conflict.",
+            "on the raw score, about -0.7 to 1.3: a mean of cosines, +0.3 for agreeing codes, -0.2 per conflict. "
+            "(--calibrate: its old name.)",
             metavar="",
             rich_help_panel="Calibration",
         ),
@@ -64,7 +66,7 @@ def eval_(
         typer.Option(
             min=0.0,
             max=1.0,
-            help="With --calibrate: the lowest threshold reaching this pairwise precision.",
+            help="With --sweep: the lowest threshold reaching this pairwise precision.",
             metavar="P",
             rich_help_panel="Calibration",
         ),

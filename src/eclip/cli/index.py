@@ -67,7 +67,12 @@ def index_build(
             rich_help_panel="Index",
         ),
     ] = 0.95,
-    k: Annotated[int, typer.Option(min=1, help="k of the recall target.", metavar="K", rich_help_panel="Index")] = 10,
+    k: Annotated[
+        int,
+        typer.Option(
+            "--recall-k", "-k", "--k", min=1, help="k of the recall target.", metavar="K", rich_help_panel="Index"
+        ),
+    ] = 10,
     opq: Annotated[
         bool,
         typer.Option(
@@ -140,7 +145,7 @@ def index_merge(
     target_recall: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="recall@k that nprobe tuning must reach.", metavar="R")
     ] = 0.95,
-    k: Annotated[int, typer.Option(min=1, help="k of the recall target.", metavar="K")] = 10,
+    k: Annotated[int, typer.Option("--recall-k", "-k", "--k", min=1, help="k of the recall target.", metavar="K")] = 10,
     groups: Annotated[
         Optional[Path], typer.Option(help="groups.parquet to keep with the index.", metavar="FILE")
     ] = None,
@@ -212,7 +217,9 @@ def index_query(
         Optional[Path],
         typer.Option(help="Look up every row of this catalog.", metavar="FILE", rich_help_panel="Queries"),
     ] = None,
-    k: Annotated[int, typer.Option(min=1, metavar="K")] = 10,
+    k: Annotated[
+        int, typer.Option("--neighbours", "-k", "--k", min=1, help="Neighbours returned per query.", metavar="K")
+    ] = 10,
     mmap: Annotated[
         bool, typer.Option("--mmap", help="Memory-map the index instead of reading it.", metavar="")
     ] = False,

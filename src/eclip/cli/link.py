@@ -73,6 +73,9 @@ def link(
     k: Annotated[
         int,
         typer.Option(
+            "--neighbours",
+            "-k",
+            "--k",
             min=1,
             help="Candidates per row of the smaller side in the larger side's index.",
             metavar="K",

@@ -125,12 +125,12 @@ def calibrate_methods(
 
 
 def read_calibration(path: str | Path) -> tuple[str, float]:
-    """``(method, threshold)`` from a ``calibration.json`` written by ``eclip eval --calibrate``.
+    """``(method, threshold)`` from a ``calibration.json`` written by ``eclip eval --sweep``.
 
     Raises:
         RunDirError: the file is missing or lacks ``method``/``threshold``.
     """
     data = read_json(path)
     if "threshold" not in data or "method" not in data:
-        raise RunDirError(f"{path}: not a calibration file (run `eclip eval ... --calibrate` to write one).")
+        raise RunDirError(f"{path}: not a calibration file (run `eclip eval ... --sweep` to write one).")
     return str(data["method"]), float(data["threshold"])

@@ -24,7 +24,7 @@ from eclip.evaluation.calibrate import SCORE_RANGE
 from eclip.matcher import DEFAULT_METHOD
 from eclip.rundir import MANIFEST, read_json, write_json
 
-#: Grouping methods ``eval --calibrate`` sweeps on a run's pairs (``auto`` picks among the first two).
+#: Grouping methods ``eval --sweep`` sweeps on a run's pairs (``auto`` picks among the first two).
 CALIBRATED_METHODS = ("mutual", "average", "components")
 
 
