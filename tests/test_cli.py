@@ -283,3 +283,39 @@ def test_jobs_without_out_get_a_directory_named_after_the_catalog(tmp_path):
     b = default_out("embeddings", tmp_path / "fashion" / "catalog.csv")
     assert a == Path("runs/embeddings/abt_buy-catalog") and b != a  # two catalogs never share one
     assert default_out("train", tmp_path / "x" / "dump.csv.gz") == Path("runs/train/x-dump")
+
+
+def test_one_list_convention_repeat_or_commas(tmp_path):
+    """Name lists (columns, signals) take a repeated option, commas, or both."""
+    from eclip.cli import app
+    from eclip.cli.options import split_cols
+
+    assert split_cols(["title, brand", "colour"]) == split_cols("title,brand,colour") == ["title", "brand", "colour"]
+    assert split_cols(None) is None and split_cols([" , "]) is None
+    cat = tmp_path / "cat.csv"
+    pl.DataFrame(
+        {
+            "id": ["1", "2", "3"],
+            "title": ["red shoe", "blue hat", "red shoe"],
+            "brand": ["a", "b", "a"],
+            "colour": ["r", "b", "r"],
+        }
+    ).write_csv(cat)
+    r = CliRunner().invoke(
+        app,
+        [
+            "embed",
+            str(cat),
+            "--out",
+            str(tmp_path / "e"),
+            "--model",
+            "minilm-static",
+            "--text-cols",
+            "title,brand",
+            "--text-cols",
+            "colour",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    made = json.loads((tmp_path / "e" / "manifest.json").read_text())
+    assert made["settings"]["text_cols"] == ["title", "brand", "colour"]

@@ -269,9 +269,9 @@ def filter_adult(
     vectors: VectorsOpt = None,
     id_col: IdColOpt = "id",
     text_cols: Annotated[
-        Optional[str],
+        Optional[list[str]],
         typer.Option(
-            help="Comma-separated columns embedded. Default: the title, brand and every category or breadcrumb column found by name.",
+            help="Columns embedded (repeat, or separate by commas). Default: the title, brand and every category or breadcrumb column found by name.",
             metavar="COLS",
             rich_help_panel="Input",
         ),

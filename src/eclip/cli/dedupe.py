@@ -63,9 +63,10 @@ def dedupe(
     allow_outside_root: AllowOutsideOpt = False,
     allow_private_urls: AllowPrivateOpt = False,
     signals: Annotated[
-        Optional[str],
+        Optional[list[str]],
         typer.Option(
-            help="Comma-separated signals among text, image, fused, phash. Default: all the embeddings have.",
+            help="Signals among text, image, fused, phash (repeat, or separate by commas). Default: all the "
+            "embeddings have.",
             metavar="LIST",
             rich_help_panel="Signals",
         ),

@@ -41,15 +41,15 @@ def link(
         Optional[str], typer.Option(help="RIGHT's id column.", metavar="COL", rich_help_panel=SIDES)
     ] = None,
     left_text_cols: Annotated[
-        Optional[str],
+        Optional[list[str]],
         typer.Option(
-            help="LEFT's title columns, comma-separated (and RIGHT's unless --right-text-cols). Default: found by name.",
+            help="LEFT's title columns (repeat, or separate by commas; RIGHT's too unless --right-text-cols). Default: found by name.",
             metavar="COLS",
             rich_help_panel=SIDES,
         ),
     ] = None,
     right_text_cols: Annotated[
-        Optional[str], typer.Option(help="RIGHT's title columns.", metavar="COLS", rich_help_panel=SIDES)
+        Optional[list[str]], typer.Option(help="RIGHT's title columns.", metavar="COLS", rich_help_panel=SIDES)
     ] = None,
     left_embeddings: Annotated[
         Optional[Path],

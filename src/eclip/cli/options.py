@@ -44,11 +44,12 @@ RuntimeOpt = Annotated[
 ]
 IdColOpt = Annotated[str, typer.Option(metavar="COL", rich_help_panel=INPUT, help="Column with a unique id per row.")]
 TextColsOpt = Annotated[
-    Optional[str],
+    Optional[list[str]],
     typer.Option(
         metavar="COLS",
         rich_help_panel=INPUT,
-        help="Comma-separated columns joined into the title text. Default: title-like column, then brand/manufacturer.",
+        help="Columns joined into the title text (repeat, or separate by commas). Default: title-like column, "
+        "then brand/manufacturer.",
     ),
 ]
 ImageColOpt = Annotated[
@@ -132,14 +133,18 @@ def default_out(kind: str, catalog: Path) -> Path:
     return Path("runs") / kind / f"{resolved.parent.name}-{resolved.name.split('.')[0]}"
 
 
-def split_cols(cols: Optional[str]) -> Optional[list[str]]:
-    """``"a, b,c"`` -> ``["a", "b", "c"]``; ``None`` or empty -> ``None``."""
-    return [c.strip() for c in cols.split(",") if c.strip()] if cols else None
+def split_cols(cols: Optional[str | list[str]]) -> Optional[list[str]]:
+    """The one list convention of names (columns, signals): a repeated option, each value
+    comma-separated too. ``["a, b", "c"]`` or ``"a,b,c"`` -> ``["a", "b", "c"]``; ``None``
+    or empty -> ``None``."""
+    values = [cols] if isinstance(cols, str) else cols or []
+    names = [c.strip() for v in values for c in v.split(",") if c.strip()]
+    return names or None
 
 
 def source_options(
     id_col: str,
-    text_cols: Optional[str],
+    text_cols: Optional[list[str]],
     image_col: Optional[str],
     image_root: Optional[Path],
     allow_outside_root: bool,

@@ -35,11 +35,11 @@ def train(
     ] = None,
     image_col: ImageColOpt = "image",
     text_cols: Annotated[
-        Optional[str],
+        Optional[list[str]],
         typer.Option(
             "--text-cols",
             "--text-col",
-            help="Comma-separated columns joined into the title text (--text-col: the old name). Default: title-like column, then brand.",
+            help="Columns joined into the title text (repeat, or separate by commas; --text-col: the old name). Default: title-like column, then brand.",
             metavar="COLS",
         ),
     ] = None,
@@ -63,11 +63,13 @@ def train(
         ),
     ] = "eclip",
     group_by: Annotated[
-        str,
+        list[str],
         typer.Option(
-            help="e-CLIP group keys, comma-separated among col, title, phash.", metavar="KEYS", rich_help_panel="Loss"
+            help="e-CLIP group keys among col, title, phash (repeat, or separate by commas).",
+            metavar="KEYS",
+            rich_help_panel="Loss",
         ),
-    ] = "title,phash",
+    ] = ["title,phash"],
     group_col: Annotated[
         Optional[str],
         typer.Option(
