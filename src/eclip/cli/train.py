@@ -158,7 +158,7 @@ def train(
         ),
     ] = 100,
     seed: Annotated[int, typer.Option(metavar="N", rich_help_panel="Schedule")] = 0,
-    workers: WorkersOpt = 0,
+    workers: WorkersOpt = -1,
     device: Annotated[
         Optional[str],
         typer.Option(

@@ -23,6 +23,7 @@ import torch
 
 from eclip.catalog import Catalog
 from eclip.catalog.images import ImageSettings
+from eclip.encoders.embed import default_workers
 from eclip.encoders.phash import PHASH_BYTES
 from eclip.progress import progress_bar
 from eclip.rundir import fingerprint, load_npy, read_json, save_npy, texts_digest, write_json
@@ -153,7 +154,7 @@ def image_cache(
     loader = DataLoader(
         cast("Dataset[tuple]", _ImageRows(cat.images, images, _Resize(size), True)),  # any map-style object works
         batch_size=batch_size,
-        num_workers=workers,
+        num_workers=default_workers() if workers < 0 else workers,
         collate_fn=_collate,
     )
     try:

@@ -113,7 +113,7 @@ class TrainConfig:
     grad_checkpointing: bool = False
     hflip: bool = True
     image_only: bool = False
-    workers: int = 0
+    workers: int = -1
     device: str | None = None
     max_steps: int | None = None
     extra: dict = field(default_factory=dict)
