@@ -346,8 +346,10 @@ def test_bad_training_input_says_what_to_fix(tiny_catalog, tiny_clip_dir, tmp_pa
 
     with pytest.raises(CatalogError, match="no column 'nosuch'"):
         api.train(tiny_catalog, tmp_path / "a", TrainConfig(init=str(tiny_clip_dir), zeroshot_col="nosuch"))
-    with pytest.raises(EclipError, match="unknown loss 'bogus'"):
+    with pytest.raises(EclipError, match="TrainConfig.loss is 'bogus'; choose one of eclip, clip"):
         api.train(tiny_catalog, tmp_path / "b", TrainConfig(init=str(tiny_clip_dir), loss="bogus"))
+    with pytest.raises(EclipError, match=r"TrainConfig.val_fraction is 1.0; it must be in \[0, 1\)"):
+        TrainConfig(val_fraction=1.0)
     broken = tmp_path / "broken.csv"
     pl.read_csv(tiny_catalog).with_columns(pl.lit("img/missing.png").alias("image")).write_csv(broken)
     (tmp_path / "img").mkdir()

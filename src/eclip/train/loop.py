@@ -40,6 +40,7 @@ import torch
 
 from eclip.catalog import Catalog
 from eclip.catalog.images import ImageSettings
+from eclip.checks import check_choice, check_range
 from eclip.encoders.clip import save_model_dir
 from eclip.encoders.embed import Dist
 from eclip.errors import EclipError, RunDirError
@@ -60,6 +61,7 @@ from eclip.train.data import group_keys, image_cache, split_by_id
 from eclip.train.evaluate import encode_texts, evaluate_epoch, log_metrics
 from eclip.train.loss import ContrastiveLoss
 from eclip.train.model import StartingModel, starting_model
+from eclip.train.schedule import lr_at
 
 LOSSES = ("eclip", "clip")
 
@@ -118,13 +120,22 @@ class TrainConfig:
     max_steps: int | None = None
     extra: dict = field(default_factory=dict)
 
-
-def lr_at(step: int, total: int, base: float, warmup: int) -> float:
-    """Linear warmup over ``warmup`` steps, then cosine decay to 0 at ``total`` steps."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * base * (1 + math.cos(math.pi * min(1.0, progress)))
+    def __post_init__(self) -> None:
+        check_choice(self, "loss", LOSSES)
+        for name, lo in (
+            ("epochs", 1),
+            ("batch_size", 1),
+            ("accum_freq", 1),
+            ("checkpoint_every", 1),
+            ("max_steps", 1),
+        ):
+            check_range(self, name, lo)
+        check_range(self, "image_size", 8)
+        check_range(self, "warmup_steps", 0)
+        check_range(self, "workers", -1)
+        check_range(self, "lr", 0.0, lo_open=True)
+        check_range(self, "weight_decay", 0.0)
+        check_range(self, "val_fraction", 0.0, 1.0, hi_open=True)
 
 
 def _text_features(sm: StartingModel, texts: list[str], folder: Path, device: str, batch: int = 256) -> torch.Tensor:
@@ -162,14 +173,13 @@ def train(
         The model card (also written to ``OUT/model/model_card.json``).
 
     Raises:
-        EclipError: no image column, an unknown loss, too few training rows.
+        EclipError: no image column, too few training rows (a bad setting is refused when
+            the :class:`TrainConfig` is made: ConfigError).
         RunDirError: checkpoints exist and ``resume`` is not given, or a checkpoint of
             another configuration; another process is writing ``out``.
     """
     if cat.images is None:
         raise EclipError("eclip train needs an image column (--image-col).")
-    if cfg.loss not in LOSSES:
-        raise EclipError(f"unknown loss {cfg.loss!r}; choose among {', '.join(LOSSES)}.")
     out = Path(out)
     dist = Dist.from_env()
     device = dist.device(cfg.device) or ("cuda" if torch.cuda.is_available() else "cpu")
