@@ -325,7 +325,9 @@ def test_cli_classify_zero_shot_probe_and_eval(fashion_subset, tmp_path):
 
     # errors are one clear line
     r = runner.invoke(app, ["classify", str(cat), "--out", str(tmp_path / "x")])
-    assert r.exit_code != 0 and "--labels" in str(r.exception or r.output)
+    from eclip.errors import EclipError
+
+    assert isinstance(r.exception, EclipError) and "--labels" in str(r.exception)
 
 
 @pytest.mark.slow  # MiniLM on real rows, and its concept vectors (about 90 s once per machine)

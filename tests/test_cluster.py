@@ -163,7 +163,9 @@ def test_cli_cluster_on_fashion_both_modes(fashion_subset, tmp_path):
     assert m2["clustering"]["mode"] == "knn" and m2["clustering"]["index"]["factory"] == "Flat"
     assert m2["metrics"]["nmi"] > 0.3
     r = runner.invoke(app, ["cluster", str(out / "embeddings"), "--out", str(tmp_path / "bad"), "--gold-col", "nope"])
-    assert r.exit_code != 0
+    from eclip.errors import GoldError
+
+    assert isinstance(r.exception, GoldError) and "not a gold file eclip understands" in str(r.exception)
 
 
 def test_rows_with_missing_neighbours_get_the_largest_core_distance_not_an_error():

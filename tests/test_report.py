@@ -163,8 +163,9 @@ def test_dedupe_report_shows_linking_signals_and_review_changes_groups(fashion_s
 
 def test_report_of_a_non_run_is_a_clear_error(tmp_path):
     r = runner.invoke(app, ["report", str(tmp_path)])
-    assert r.exit_code != 0
-    assert "not a dedupe or cluster run" in str(r.exception)
+    from eclip.errors import RunDirError
+
+    assert isinstance(r.exception, RunDirError) and "not a dedupe or cluster run" in str(r.exception)
 
 
 class _Dom(HTMLParser):
