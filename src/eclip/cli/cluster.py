@@ -19,6 +19,7 @@ from eclip.cli.options import (
     SepOpt,
     SourceArg,
     TextColsOpt,
+    neighbours_opt,
     source_options,
 )
 from eclip.progress import console
@@ -96,18 +97,7 @@ def cluster(
     pca_dim: Annotated[
         int, typer.Option(min=1, help="Dimensions kept by PCA in pca mode.", metavar="N", rich_help_panel="Clustering")
     ] = 32,
-    k: Annotated[
-        int,
-        typer.Option(
-            "--neighbours",
-            "-k",
-            "--k",
-            min=1,
-            help="Neighbours per row of the kNN graph in knn mode.",
-            metavar="K",
-            rich_help_panel="Clustering",
-        ),
-    ] = 15,
+    k: Annotated[int, neighbours_opt("Neighbours per row of the kNN graph in knn mode.", "Clustering")] = 15,
     gold_col: Annotated[
         Optional[str],
         typer.Option(

@@ -25,6 +25,7 @@ from eclip.cli.options import (
     SepOpt,
     TextColsOpt,
     WorkersOpt,
+    neighbours_opt,
     ray_runner,
     source_options,
     split_cols,
@@ -88,18 +89,7 @@ def dedupe(
         ),
     ] = 8,
     workers: WorkersOpt = -1,
-    k: Annotated[
-        int,
-        typer.Option(
-            "--neighbours",
-            "-k",
-            "--k",
-            min=1,
-            help="Neighbours per row in the kNN self-join.",
-            metavar="K",
-            rich_help_panel="Grouping",
-        ),
-    ] = 10,
+    k: Annotated[int, neighbours_opt("Neighbours per row in the kNN self-join.", "Grouping")] = 10,
     method: Annotated[
         Optional[GroupingMethod],
         typer.Option(

@@ -17,6 +17,7 @@ from eclip.cli.options import (
     RayOpt,
     RayWorkersOpt,
     TextColsOpt,
+    neighbours_opt,
     ray_runner,
     split_cols,
 )
@@ -217,9 +218,7 @@ def index_query(
         Optional[Path],
         typer.Option(help="Look up every row of this catalog.", metavar="FILE", rich_help_panel="Queries"),
     ] = None,
-    k: Annotated[
-        int, typer.Option("--neighbours", "-k", "--k", min=1, help="Neighbours returned per query.", metavar="K")
-    ] = 10,
+    k: Annotated[int, neighbours_opt("Neighbours returned per query.")] = 10,
     mmap: Annotated[
         bool, typer.Option("--mmap", help="Memory-map the index instead of reading it.", metavar="")
     ] = False,

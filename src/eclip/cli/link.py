@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from eclip.cli.options import BatchSizeOpt, ModelOpt, RuntimeOpt, split_cols
+from eclip.cli.options import BatchSizeOpt, ModelOpt, RuntimeOpt, neighbours_opt, split_cols
 from eclip.matcher.assignment import LinkMode
 from eclip.progress import console
 
@@ -71,16 +71,7 @@ def link(
         ),
     ] = "one-to-one",
     k: Annotated[
-        int,
-        typer.Option(
-            "--neighbours",
-            "-k",
-            "--k",
-            min=1,
-            help="Candidates per row of the smaller side in the larger side's index.",
-            metavar="K",
-            rich_help_panel="Linking",
-        ),
+        int, neighbours_opt("Candidates per row of the smaller side in the larger side's index.", "Linking")
     ] = 10,
     threshold: Annotated[
         Optional[float],

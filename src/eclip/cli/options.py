@@ -7,7 +7,7 @@ carry short metavars, so that ``eclip COMMAND --help`` reads well at 80 columns.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
@@ -234,3 +234,8 @@ def parse_sep(sep: Optional[str]) -> Optional[str]:
     if len(sep) != 1:
         raise typer.BadParameter(f"{sep!r} is not one character; pass e.g. ';', '|' or '\\t'", param_hint="--sep")
     return sep
+
+
+def neighbours_opt(help: str, panel: str | None = None) -> Any:
+    """The ``--neighbours`` / ``-k`` option (``--k`` kept as an alias): neighbours per row."""
+    return typer.Option("--neighbours", "-k", "--k", min=1, help=help, metavar="K", rich_help_panel=panel)

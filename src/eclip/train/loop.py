@@ -326,12 +326,27 @@ def train(
 
     seen = 0
     history: list[dict] = []
-    if step == 0 and dist.rank == 0:
-        history.append(
-            evaluate_epoch(
-                model, sm, cat, pixels, val_rows, text_cache, cfg, mean, std, device, metrics_path, epoch=0, step=0
-            )
+
+    def evaluate(at_epoch: int, at_step: int) -> dict:
+        """Evaluate on the validation rows now, log and return the record (rank 0)."""
+        return evaluate_epoch(
+            model,
+            sm,
+            cat,
+            pixels,
+            val_rows,
+            text_cache,
+            cfg,
+            mean,
+            std,
+            device,
+            metrics_path,
+            epoch=at_epoch,
+            step=at_step,
         )
+
+    if step == 0 and dist.rank == 0:
+        history.append(evaluate(0, 0))
     t0 = time.perf_counter()
     eval_seconds = 0.0
     while epoch < cfg.epochs and step < total:
@@ -400,45 +415,13 @@ def train(
             save(epoch, 0)
             if dist.rank == 0:
                 t_eval = time.perf_counter()
-                history.append(
-                    evaluate_epoch(
-                        model,
-                        sm,
-                        cat,
-                        pixels,
-                        val_rows,
-                        text_cache,
-                        cfg,
-                        mean,
-                        std,
-                        device,
-                        metrics_path,
-                        epoch=epoch,
-                        step=step,
-                    )
-                )
+                history.append(evaluate(epoch, step))
                 eval_seconds += time.perf_counter() - t_eval
     seconds = time.perf_counter() - t0
     card: dict[str, Any] = {}
     if dist.rank == 0:
         if not history or history[-1]["step"] != step:
-            history.append(
-                evaluate_epoch(
-                    model,
-                    sm,
-                    cat,
-                    pixels,
-                    val_rows,
-                    text_cache,
-                    cfg,
-                    mean,
-                    std,
-                    device,
-                    metrics_path,
-                    epoch=epoch,
-                    step=step,
-                )
-            )
+            history.append(evaluate(epoch, step))
         card = {
             "eclip_model_card": 1,
             "data": {
