@@ -166,10 +166,10 @@ def gold_of(path: Path, ids: list[str]) -> np.ndarray:
     return np.array([by_id[i] for i in ids], dtype=bool)
 
 
-def old_default(run: Path, encode) -> np.ndarray:
-    """The baseline's flags on the run's text vectors."""
+def old_default(run: Path, concepts: np.ndarray) -> np.ndarray:
+    """The baseline's flags on the run's text vectors, given its ``(c, d)`` concept vectors
+    (the adult concepts, then :data:`OLD_GENERAL`)."""
     x = load_embeddings(run / "embeddings").text
-    concepts = label_vectors(encode, list(ADULT_CONCEPTS) + list(OLD_GENERAL), DEFAULT_TEMPLATES)
     z = 10.0 * (x @ concepts.T).astype(np.float64)
     log_odds = logsumexp(z[:, : len(ADULT_CONCEPTS)], axis=1) - logsumexp(z[:, len(ADULT_CONCEPTS) :], axis=1)
     return log_odds >= 0.0  # probability 0.5
@@ -183,6 +183,9 @@ def main() -> None:
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     encode = load_text_encoder("minilm").encode
+    old_concepts = label_vectors(
+        encode, list(ADULT_CONCEPTS) + list(OLD_GENERAL), DEFAULT_TEMPLATES
+    )  # once, for every catalog
     table = Table(
         title="filter-adult without labels (default threshold: expected precision 0.9 at the estimated base rate)"
     )
@@ -210,7 +213,7 @@ def main() -> None:
         flags = pl.read_parquet(run / "flagged.parquet")
         y = gold_of(path, flags["id"].to_list())
         p, r, n_flag = pr(flags["flagged"].to_numpy(), y)
-        bp, br, bn = pr(old_default(run, encode), y)
+        bp, br, bn = pr(old_default(run, old_concepts), y)
         target = 0.8 if y.mean() < 0.005 else 0.9
         oracle = recall_at_precision(flags["adult_score"].to_numpy(), y, target) if y.any() else float("nan")
         est = m["base_rate"]["estimated"]
