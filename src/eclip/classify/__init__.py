@@ -5,11 +5,9 @@ from eclip.classify.adult import (
     ADULT_CONCEPTS,
     TAXONOMY_FILE,
     adult_margins,
-    adult_probability,
     concept_names,
     concept_vectors,
     general_concepts,
-    probe_features,
 )
 from eclip.classify.adult import (
     BOUNDARY as ADULT_BOUNDARY,
@@ -17,9 +15,11 @@ from eclip.classify.adult import (
 from eclip.classify.base_rate import (
     ExpectedOperatingPoint,
     ScoreMixture,
+    adjust_to_base_rate,
     fit_score_mixture,
     threshold_for_expected_precision,
 )
+from eclip.classify.fewshot import AdultProbe, exemplar_margin, fit_adult_probe, prior_log_odds
 from eclip.classify.labels import LabelsError, Taxonomy, parse_labels
 from eclip.classify.probe import LinearProbe, align_probe, combine, fit_probe
 from eclip.classify.zeroshot import (
@@ -51,7 +51,10 @@ __all__ = [
     "ExpectedOperatingPoint",
     "ScoreMixture",
     "adult_margins",
-    "adult_probability",
+    "AdultProbe",
+    "adjust_to_base_rate",
+    "exemplar_margin",
+    "fit_adult_probe",
     "align_probe",
     "classify_taxonomy",
     "combine",
@@ -65,7 +68,7 @@ __all__ = [
     "label_vectors",
     "parse_labels",
     "predictions_frame",
-    "probe_features",
+    "prior_log_odds",
     "prompts",
     "softmax",
     "taxonomy_vectors",

@@ -24,7 +24,7 @@ content in the sense of this filter.
 Where to flag depends on the catalog: the filter fits the catalog's margins as a two-class
 mixture, estimates its adult base rate and picks the threshold whose expected precision
 reaches the target (:mod:`eclip.classify.base_rate`); labelled rows can calibrate it instead,
-or train a few-shot probe on :func:`probe_features`.
+or train a few-shot probe on them (:mod:`eclip.classify.fewshot`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from pathlib import Path
 import numpy as np
 
 from eclip.classify.labels import parse_labels
-from eclip.classify.probe import LinearProbe
 from eclip.classify.zeroshot import DEFAULT_TEMPLATES, label_vectors
 
 ADULT_CONCEPTS: tuple[str, ...] = (
@@ -114,16 +113,3 @@ def adult_margins(
         margin[lo : lo + chunk] = cos[:, :n_adult].max(axis=1) - cos[:, n_adult:].max(axis=1)
         best[lo : lo + chunk] = cos.argmax(axis=1)
     return margin, best
-
-
-def probe_features(x: np.ndarray, margin: np.ndarray, scale: float) -> np.ndarray:
-    """``(n, d + 1)`` float32 input of an adult probe: the ``(n, d)`` row vectors and the
-    ``(n,)`` zero-shot margin divided by ``scale`` (the fitting catalog's margin standard
-    deviation, stored with the probe), so the margin weighs like one unit-scale feature."""
-    return np.hstack([x, (margin / max(scale, 1e-6))[:, None]]).astype(np.float32)
-
-
-def adult_probability(probe: LinearProbe, features: np.ndarray) -> np.ndarray:
-    """``(n,)`` float32 probability of the ``adult`` class under an adult probe (fitted by
-    ``eclip filter-adult --fit-probe`` on :func:`probe_features`)."""
-    return probe.proba(features)[:, probe.classes.index("adult")]

@@ -243,3 +243,39 @@ def threshold_for_expected_precision(
         i + 1,
         True,
     )
+
+
+def adjust_to_base_rate(
+    proba: np.ndarray, train_prior: float = 0.5, tol: float = 1e-7, max_iter: int = 1000
+) -> tuple[float, np.ndarray]:
+    """Estimate the base rate of unlabelled rows from a classifier's probabilities and move
+    them to it: the EM prior adjustment of Saerens, Latinne and Decaestecker (Neural
+    Computation 14(1), 2002, section 2.2).
+
+    Args:
+        proba: ``(n,)`` float probabilities of the positive class, calibrated at the prior
+            ``train_prior`` the classifier was fitted under (0.5 for balanced class weights).
+        train_prior: that prior, in (0, 1).
+
+    Returns:
+        ``(base_rate, posterior)``: the estimated share of positives, and ``(n,)`` float64
+        probabilities at that share.
+
+    Raises:
+        EclipError: no rows, or ``train_prior`` outside (0, 1).
+    """
+    p = np.clip(np.asarray(proba, dtype=np.float64), 1e-12, 1 - 1e-12)
+    if not len(p) or not 0.0 < train_prior < 1.0:
+        raise EclipError(
+            f"the prior adjustment needs rows and a training prior in (0, 1); got {len(p)} rows, {train_prior}."
+        )
+    pi, post = float(p.mean()), p
+    for _ in range(max_iter):
+        a, b = pi / train_prior * p, (1.0 - pi) / (1.0 - train_prior) * (1.0 - p)
+        post = a / (a + b)
+        new = float(post.mean())
+        if abs(new - pi) < tol:
+            pi = new
+            break
+        pi = new
+    return pi, post

@@ -252,7 +252,7 @@ def filter_adult(
         bool,
         typer.Option(
             "--fit-probe",
-            help="Few-shot: fit a logistic-regression probe on the --calibrate rows (vectors + zero-shot margin); saved as OUT/adult_probe.npz.",
+            help="Few-shot: fit a probe on the --calibrate rows (zero-shot prior + nearest labelled rows; 20 adult rows do); saved as OUT/adult_probe.npz.",
             metavar="",
             rich_help_panel="Calibration",
         ),

@@ -19,16 +19,16 @@ from eclip.classify import (
     ADULT_CONCEPTS,
     DEFAULT_TEMPLATES,
     TAXONOMY_FILE,
+    AdultProbe,
     ExpectedOperatingPoint,
-    LinearProbe,
     ScoreMixture,
+    adjust_to_base_rate,
     adult_margins,
-    adult_probability,
     concept_names,
     concept_vectors,
-    fit_probe,
+    fit_adult_probe,
     fit_score_mixture,
-    probe_features,
+    prior_log_odds,
     threshold_for_expected_precision,
 )
 from eclip.encoders.sentence import default_cache_dir
@@ -60,10 +60,10 @@ class AdultFilterConfig(CatalogSource):
             measured on the calibration rows.
         holdout: share of the labelled rows kept out of calibration (random, ``seed``) and
             used to measure the chosen threshold.
-        fit_probe: few-shot mode (needs ``calibrate``): fit a logistic-regression probe on
-            the calibration rows' :func:`eclip.classify.probe_features`; the score becomes the
-            probe's probability and the threshold is calibrated on its out-of-fold scores.
-            Saved as ``out/adult_probe.npz``.
+        fit_probe: few-shot mode (needs ``calibrate``): fit the stacked probe of
+            :mod:`eclip.classify.fewshot` on the calibration rows (zero-shot prior + nearest
+            labelled rows); the score becomes the probe's probability and the threshold is
+            calibrated on its out-of-fold probabilities. Saved as ``out/adult_probe.npz``.
         probe: an ``adult_probe.npz`` from an earlier run to score with (and its threshold,
             unless ``threshold`` or ``calibrate`` is given).
         templates: zero-shot prompt templates (see :mod:`eclip.classify.zeroshot`).
@@ -205,8 +205,9 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
 
     Writes ``flagged.parquet`` (every row once: id; adult_score, the score the threshold
     applies to: the zero-shot margin, or the probe's probability with a probe;
-    adult_probability in [0, 1], the row's posterior at the estimated base rate, or the
-    probe's probability; zero_shot_score, the margin; flagged; nearest_concept; status
+    adult_probability in [0, 1], the row's posterior at the estimated base rate (with a
+    probe: its probability moved to the base rate the probe's scores imply, by EM prior
+    adjustment); zero_shot_score, the margin; flagged; nearest_concept; status
     ``scored`` / ``no_vector``) and ``manifest.json`` (the text columns read, the estimated
     base rate and the mixture, the threshold and where it came from with its expected
     precision and recall, the calibration and its held-out check, counts and the most
@@ -250,7 +251,7 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
     names = concept_names()
     score = margin.copy()
     probability = posterior.astype(np.float32)
-    features, scale = None, float(margin[present].std()) if present.any() else 1.0
+    prior = prior_log_odds(posterior)
     calibration: dict[str, Any] | None
     threshold, source_of_threshold, calibration, probe_info, scored_by = (
         cfg.threshold,
@@ -259,24 +260,23 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
         None,
         "zero-shot margin",
     )
+    probe: AdultProbe | None = None
     if cfg.probe is not None:
-        probe = LinearProbe.load(cfg.probe)
+        probe = AdultProbe.load(cfg.probe)
         if (
             probe.meta.get("model") != emb.manifest.get("model")
             or probe.meta.get("vectors") != modality
-            or probe.meta.get("task") != "adult"
-            or "margin_scale" not in probe.meta
+            or probe.exemplars.shape[1] != x_all.shape[1]
         ):
             raise RunDirError(
-                f"{cfg.probe} is not an adult probe for {modality} vectors of {emb.manifest.get('model', {}).get('name')} "
-                "(or it predates the margin score); fit one here with --calibrate ... --fit-probe."
+                f"{cfg.probe} is an adult probe for {probe.meta.get('vectors')} vectors of "
+                f"{(probe.meta.get('model') or {}).get('name')}, not {modality} vectors of "
+                f"{emb.manifest.get('model', {}).get('name')}; fit one here with --calibrate ... --fit-probe."
             )
-        features = probe_features(x_all, margin, float(probe.meta["margin_scale"]))
-        score = np.where(present, adult_probability(probe, features), 0.0).astype(np.float32)
-        probability, scored_by = score, "probe probability"
         probe_info = {"loaded": str(Path(cfg.probe).resolve()), "cv": probe.meta.get("cv")}
         if threshold is None and cfg.calibrate is None:
             threshold, source_of_threshold = float(probe.meta["threshold"]), "probe"
+    cal_oof: np.ndarray | None = None
     if cfg.calibrate is not None:
         assert cfg.label_col is not None  # --calibrate without --label-col was refused above
         rows, y = binary_gold(load_class_labels(cfg.calibrate, cfg.id_col, cfg.label_col), emb.ids, cfg.positive)
@@ -285,37 +285,39 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
         cal = np.ones(len(rows), dtype=bool)
         if cfg.holdout > 0:
             cal[np.random.default_rng(cfg.seed).permutation(len(rows))[: int(round(cfg.holdout * len(rows)))]] = False
-        cal_scores = score[rows[cal]]
         if cfg.fit_probe:
-            features = probe_features(x_all, margin, scale)
             with timer("probe_fit"), console.status(f"fitting the adult probe on {int(cal.sum()):,} labelled rows"):
-                probe, cv = fit_probe(
-                    features[rows[cal]],
-                    np.where(y[cal], "adult", "other").tolist(),
-                    seed=cfg.seed,
-                    class_weight="balanced",
-                )
-            cal_scores = (
-                cv["oof_proba"][:, probe.classes.index("adult")]
-                if "oof_proba" in cv
-                else adult_probability(probe, features[rows[cal]])
-            )
-            score = np.where(present, adult_probability(probe, features), 0.0).astype(np.float32)
-            probability, scored_by = score, "probe probability"
+                probe, cal_oof, _ = fit_adult_probe(x_all[rows[cal]], y[cal], prior[rows[cal]], seed=cfg.seed)
+    with_probe = None
+    if probe is not None:
+        with timer("probe_score"):
+            score = np.zeros(n, dtype=np.float32)
+            score[present] = probe.proba(np.ascontiguousarray(x_all[present]), prior[present])
+            base_rate_with_probe, adjusted = adjust_to_base_rate(score[present])
+            probability = np.zeros(n, dtype=np.float32)
+            probability[present] = adjusted
+        scored_by = "probe probability"
+        with_probe = {
+            "estimated": round(base_rate_with_probe, 6),
+            "method": "EM prior adjustment (Saerens et al. 2002)",
+        }
+    if cfg.calibrate is not None:
+        cal_scores = cal_oof if cal_oof is not None else score[rows[cal]]
         point = threshold_for_precision(cal_scores, y[cal], cfg.target_precision)
         if cfg.fit_probe:
+            assert probe is not None
             probe.meta.update(
                 task="adult",
                 model=emb.manifest.get("model"),
                 vectors=modality,
-                margin_scale=scale,
                 threshold=point.threshold,
                 target_precision=cfg.target_precision,
             )
             probe.save(out / "adult_probe.npz")
             probe_info = {
                 "saved": "adult_probe.npz",
-                "features": "vectors + zero-shot margin",
+                "features": probe.meta["cv"]["features"],
+                "exemplars": {"adult": int(probe.positive.sum()), "other": int((~probe.positive).sum())},
                 "cv": probe.meta["cv"],
                 "threshold_from": "out-of-fold probabilities",
             }
@@ -384,15 +386,11 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
     with timer("write"):
         write_parquet(frame, out / "flagged.parquet")
     top = frame.filter(pl.col("flagged"))["nearest_concept"].value_counts(sort=True).head(10)
-    expected = None
-    if scored_by == "zero-shot margin":  # what the mixture expects of the threshold in use
-        rows_at = flagged[present]
-        expected = {
-            "expected_precision": round(float(posterior[present][rows_at].mean()), 4) if rows_at.any() else None,
-            "expected_recall": round(
-                float(posterior[present][rows_at].sum() / max(posterior[present].sum(), 1e-12)), 4
-            ),
-        }
+    rows_at, post = flagged[present], probability[present]  # the posterior at the estimated base rate
+    expected = {
+        "expected_precision": round(float(post[rows_at].mean()), 4) if rows_at.any() else None,
+        "expected_recall": round(float(post[rows_at].sum() / max(post.sum(), 1e-12)), 4),
+    }
     manifest = {
         "job": "filter-adult",
         "created": created(),
@@ -406,12 +404,13 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
             "target_precision": cfg.target_precision,
             "label_free_threshold": label_free.as_dict(),
             "mixture": mixture.as_dict() if mixture else None,
+            "with_probe": with_probe,
         },
         "threshold": {
             "value": float(threshold) if np.isfinite(threshold) else None,
             "source": source_of_threshold,
             "on": scored_by,
-            **(expected or {}),
+            **expected,
         },
         "calibration": calibration,
         "probe": probe_info,
