@@ -161,6 +161,8 @@ def test_filter_adult_fits_and_reuses_a_probe(tmp_path, monkeypatch):
     assert m["threshold"]["source"] == "calibrated" and m["threshold"]["on"] == "probe probability"
     assert m["probe"]["exemplars"] == {"adult": 4, "other": 20} and len(m["probe"]["features"]) == 2
     assert 0.0 < m["base_rate"]["with_probe"]["estimated"] < 0.5
+    blended = m["calibration"]["blended"]
+    assert blended["met_target"] and blended["threshold"] == pytest.approx(m["threshold"]["value"], abs=1e-5)
     flags = pl.read_parquet(tmp_path / "fit" / "flagged.parquet")
     unlabelled_adult = flags.filter(pl.col("id").is_in([f"a{i}" for i in range(4, 12)]))
     assert unlabelled_adult["flagged"].all()
@@ -185,3 +187,22 @@ def test_filter_adult_fits_and_reuses_a_probe(tmp_path, monkeypatch):
             tmp_path / "bad",
             AdultFilterConfig(model="minilm-static", probe=tmp_path / "image_probe.npz"),
         )
+
+
+def test_blended_precision_threshold_by_hand():
+    """Each candidate threshold's precision is the mean of the labelled rows' measured
+    precision and the catalog's expected precision (mean posterior above it)."""
+    from eclip.classify import threshold_for_blended_precision
+
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    posterior = np.array([1.0, 1.0, 0.8, 0.4, 0.1])
+    lab_scores = np.array([0.95, 0.75, 0.65, 0.55])
+    lab_y = np.array([True, True, False, True])
+    # at 0.9: catalog 1.0, labelled 1/1 -> 1.0; at 0.8: 1.0 and 1/1; at 0.7: 0.933 and 2/2 -> 0.967;
+    # at 0.6: 0.8 and 2/3 -> 0.733; at 0.5: 0.66 and 3/4 -> 0.705
+    point = threshold_for_blended_precision(scores, posterior, lab_scores, lab_y, 0.9)
+    assert point.threshold == 0.7 and point.flagged == 3 and point.met_target
+    assert point.expected_precision == pytest.approx((2.8 / 3 + 1.0) / 2)
+    assert point.expected_recall == pytest.approx(2.8 / 3.3)
+    none = threshold_for_blended_precision(scores, np.zeros(5), lab_scores, ~lab_y, 0.9)
+    assert not none.met_target and none.flagged == 0 and none.threshold == np.inf

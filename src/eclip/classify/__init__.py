@@ -17,6 +17,7 @@ from eclip.classify.base_rate import (
     ScoreMixture,
     adjust_to_base_rate,
     fit_score_mixture,
+    threshold_for_blended_precision,
     threshold_for_expected_precision,
 )
 from eclip.classify.fewshot import AdultProbe, exemplar_margin, fit_adult_probe, prior_log_odds
@@ -72,5 +73,6 @@ __all__ = [
     "prompts",
     "softmax",
     "taxonomy_vectors",
+    "threshold_for_blended_precision",
     "threshold_for_expected_precision",
 ]

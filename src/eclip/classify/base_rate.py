@@ -279,3 +279,59 @@ def adjust_to_base_rate(
             break
         pi = new
     return pi, post
+
+
+def threshold_for_blended_precision(
+    scores: np.ndarray,
+    posterior: np.ndarray,
+    labelled_scores: np.ndarray,
+    labelled_y: np.ndarray,
+    target: float,
+) -> ExpectedOperatingPoint:
+    """The lowest threshold at which two estimates of precision, averaged, reach ``target``.
+
+    With a few dozen labelled positives, the precision measured on the labelled rows is
+    unbiased but noisy (the lowest threshold that reaches the target is the one noise favours
+    most); the precision the catalog's posteriors expect is steady but rests on the model's
+    calibration. Their mean, at each candidate threshold, kept precision at or above 0.9 in
+    95 % of draws on netmeds with 20 labelled positives, where the labelled rows alone did so in
+    90 % and, with 80 positives, in 50 % (``bench/adult.py``).
+
+    Args:
+        scores: ``(n,)`` float scores of the catalog's rows; posterior: ``(n,)`` their
+            probability of being positive at the catalog's base rate
+            (:func:`adjust_to_base_rate`).
+        labelled_scores: ``(m,)`` float scores of labelled rows that did not fit the model
+            (out-of-fold); labelled_y: ``(m,)`` bool.
+        target: precision to reach, in (0, 1].
+
+    Returns:
+        The operating point: ``expected_precision`` is the averaged estimate at the threshold,
+        ``expected_recall`` the posterior mass flagged; ``threshold`` is ``inf`` when no
+        threshold reaches the target.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    p = np.asarray(posterior, dtype=np.float64)
+    order = np.argsort(-s, kind="stable")
+    s_sorted = s[order]
+    catalog = np.cumsum(p[order]) / np.arange(1, len(s) + 1)
+    ls = np.asarray(labelled_scores, dtype=np.float64)
+    ly = np.asarray(labelled_y, dtype=bool)
+    lab_order = np.argsort(-ls, kind="stable")
+    tp = np.cumsum(ly[lab_order])
+    above = np.searchsorted(-ls[lab_order], -s_sorted, side="right")  # labelled rows scoring >= each threshold
+    labelled = np.where(above > 0, tp[np.maximum(above - 1, 0)] / np.maximum(above, 1), 1.0)
+    blended = (catalog + labelled) / 2
+    last_of_tie = np.r_[s_sorted[1:] != s_sorted[:-1], True]
+    ok = np.flatnonzero((blended >= target) & last_of_tie)
+    if not len(ok):
+        return ExpectedOperatingPoint(float("inf"), 1.0, 0.0, 0, False)
+    i = int(ok.max())
+    total = float(p.sum())
+    return ExpectedOperatingPoint(
+        float(s_sorted[i]),
+        float(blended[i]),
+        float(p[order][: i + 1].sum() / total) if total > 0 else 0.0,
+        i + 1,
+        True,
+    )

@@ -29,6 +29,7 @@ from eclip.classify import (
     fit_adult_probe,
     fit_score_mixture,
     prior_log_odds,
+    threshold_for_blended_precision,
     threshold_for_expected_precision,
 )
 from eclip.encoders.sentence import default_cache_dir
@@ -304,6 +305,13 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
     if cfg.calibrate is not None:
         cal_scores = cal_oof if cal_oof is not None else score[rows[cal]]
         point = threshold_for_precision(cal_scores, y[cal], cfg.target_precision)
+        blended = None
+        if probe is not None:  # the labelled rows' precision, steadied by the catalog's expected precision
+            blended = threshold_for_blended_precision(
+                score[present], probability[present], cal_scores, y[cal], cfg.target_precision
+            )
+            if blended.met_target:  # else the labelled rows' most precise threshold, as without a probe
+                point = at_threshold(cal_scores, y[cal], blended.threshold, cfg.target_precision)
         if cfg.fit_probe:
             assert probe is not None
             probe.meta.update(
@@ -329,8 +337,17 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
             "rows": int(cal.sum()),
             "positives": int(y[cal].sum()),
             "on_calibration_rows": point.as_dict(),
+            "blended": (
+                {
+                    "rule": "lowest threshold where the mean of the labelled rows' (out-of-fold) precision "
+                    "and the catalog's expected precision reaches the target",
+                    **blended.as_dict(),
+                }
+                if blended is not None
+                else None
+            ),
         }
-        if not point.met_target:
+        if not (blended.met_target if blended is not None else point.met_target):
             console.print(
                 f"[yellow]no threshold reaches precision {cfg.target_precision} on the calibration rows; using the most precise one ({point.precision:.3f}).[/]"
             )
