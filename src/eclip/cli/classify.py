@@ -306,13 +306,19 @@ def filter_adult(
     if m["text_signals"].get("text_cols"):
         table.add_row("text", ", ".join(m["text_signals"]["text_cols"]) + f" ({m['text_signals']['chosen']})")
     if b["estimated"] is not None:
-        table.add_row("base rate", f"{b['estimated']:.4%} estimated (about {b['adult_rows_expected']:,.0f} adult rows)")
+        table.add_row(
+            "base rate",
+            f"{b['estimated']:.4%} estimated (about {b['adult_rows_expected']:,.0f} adult rows)"
+            + (f"; {b['with_probe']['estimated']:.4%} by the probe" if b.get("with_probe") else ""),
+        )
     value = "none reached" if t["value"] is None else f"{t['value']:.4f}"
     expect = (
         f"; expected precision {t['expected_precision']:.3f}, recall {t['expected_recall']:.3f}"
         if t.get("expected_precision") is not None
         else ""
     )
+    if t.get("blended_precision") is not None:
+        expect += f"; with the labelled rows' precision, {t['blended_precision']:.3f}"
     table.add_row("threshold", f"{value} on the {t['on']} ({t['source']}){expect}")
     table.add_row(
         "flagged",
@@ -348,7 +354,8 @@ def filter_adult(
             "probe",
             f"{m['probe'].get('saved') or m['probe'].get('loaded')}"
             + (
-                f" (C {m['probe']['cv']['C']:g}, CV macro-F1 {m['probe']['cv'].get('macro_f1', float('nan')):.4f})"
+                f" ({m['probe']['cv']['positives']:,} adult and {m['probe']['cv']['rows'] - m['probe']['cv']['positives']:,} "
+                f"other exemplars; out-of-fold average precision {m['probe']['cv']['average_precision']:.4f})"
                 if m["probe"].get("cv")
                 else ""
             ),

@@ -278,6 +278,7 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
         if threshold is None and cfg.calibrate is None:
             threshold, source_of_threshold = float(probe.meta["threshold"]), "probe"
     cal_oof: np.ndarray | None = None
+    blended: ExpectedOperatingPoint | None = None
     if cfg.calibrate is not None:
         assert cfg.label_col is not None  # --calibrate without --label-col was refused above
         rows, y = binary_gold(load_class_labels(cfg.calibrate, cfg.id_col, cfg.label_col), emb.ids, cfg.positive)
@@ -305,7 +306,6 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
     if cfg.calibrate is not None:
         cal_scores = cal_oof if cal_oof is not None else score[rows[cal]]
         point = threshold_for_precision(cal_scores, y[cal], cfg.target_precision)
-        blended = None
         if probe is not None:  # the labelled rows' precision, steadied by the catalog's expected precision
             blended = threshold_for_blended_precision(
                 score[present], probability[present], cal_scores, y[cal], cfg.target_precision
@@ -428,6 +428,11 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
             "source": source_of_threshold,
             "on": scored_by,
             **expected,
+            **(
+                {"blended_precision": round(blended.expected_precision, 4)}
+                if blended is not None and blended.met_target and source_of_threshold == "calibrated"
+                else {}
+            ),
         },
         "calibration": calibration,
         "probe": probe_info,
