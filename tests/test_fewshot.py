@@ -109,7 +109,7 @@ def test_probe_file_round_trip_and_refusals(tmp_path):
     with pytest.raises(RunDirError, match=r"not a current adult probe .*fit it again"):
         AdultProbe.load(tmp_path / "old.npz")
     np.save(tmp_path / "plain.npy", np.zeros(3))
-    with pytest.raises(RunDirError, match=r"not an eclip adult probe file"):
+    with pytest.raises(RunDirError, match=r"not an eclip probe file \(a single array"):
         AdultProbe.load(tmp_path / "plain.npy")
     with pytest.raises(RunDirError, match=r"no such probe file"):
         AdultProbe.load(tmp_path / "missing.npz")

@@ -30,15 +30,14 @@ code.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from eclip.classify.probe import load_probe_file, save_probe_file
 from eclip.errors import EclipError, RunDirError
-from eclip.rundir import atomic_path
 
 PROBE_FORMAT = "eclip-adult-probe/2"
 #: Labelled neighbours averaged on each side of the exemplar margin.
@@ -144,18 +143,15 @@ class AdultProbe:
 
     def save(self, path: str | Path) -> Path:
         """Write the probe atomically as ``.npz`` (no pickles)."""
-        header = json.dumps({"format": PROBE_FORMAT, **self.meta})
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(
-                    fh,
-                    exemplars=self.exemplars.astype(np.float32),
-                    positive=self.positive.astype(bool),
-                    coef=self.coef.astype(np.float32),
-                    intercept=np.float32(self.intercept),
-                    header=np.array(header),
-                )
-        return Path(path)
+        return save_probe_file(
+            path,
+            PROBE_FORMAT,
+            self.meta,
+            exemplars=self.exemplars.astype(np.float32),
+            positive=self.positive.astype(bool),
+            coef=self.coef.astype(np.float32),
+            intercept=np.array(self.intercept, dtype=np.float32),
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> AdultProbe:
@@ -164,33 +160,22 @@ class AdultProbe:
         Raises:
             RunDirError: the file is missing, is not an adult probe, or is an older one.
         """
-        p = Path(path)
-        if not p.exists():
-            raise RunDirError(
-                f"{p}: no such probe file; fit one with `eclip filter-adult CATALOG --calibrate LABELLED --label-col COL --fit-probe`."
-            )
+        arrays, meta = load_probe_file(
+            path,
+            PROBE_FORMAT,
+            "fit it again with `eclip filter-adult CATALOG --calibrate LABELLED --label-col COL --fit-probe`.",
+            "not a current adult probe",
+        )
         try:
-            z = np.load(p, allow_pickle=False)
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise ValueError("a single array, not an .npz archive")
-            with z:
-                header = json.loads(str(z["header"]))
-                if header.get("format") != PROBE_FORMAT:
-                    raise RunDirError(
-                        f"{p}: not a current adult probe (format {header.get('format')!r}, this eclip reads "
-                        f"{PROBE_FORMAT!r}); fit it again with --calibrate ... --fit-probe."
-                    )
-                probe = cls(
-                    exemplars=z["exemplars"],
-                    positive=z["positive"].astype(bool),
-                    coef=z["coef"],
-                    intercept=float(z["intercept"]),
-                    meta=header,
-                )
-        except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
-            raise RunDirError(f"{p}: not an eclip adult probe file ({exc}).") from None
-        probe.meta.pop("format", None)
-        return probe
+            return cls(
+                exemplars=arrays["exemplars"],
+                positive=arrays["positive"].astype(bool),
+                coef=arrays["coef"],
+                intercept=float(arrays["intercept"]),
+                meta=meta,
+            )
+        except KeyError as exc:
+            raise RunDirError(f"{path}: not an eclip adult probe file (no {exc} array).") from None
 
 
 def fit_adult_probe(

@@ -53,17 +53,14 @@ class LinearProbe:
 
     def save(self, path: str | Path) -> Path:
         """Write the probe atomically as ``.npz`` (no pickles)."""
-        header = json.dumps({"format": PROBE_FORMAT, **self.meta})
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(
-                    fh,
-                    coef=self.coef.astype(np.float32),
-                    intercept=self.intercept.astype(np.float32),
-                    classes=np.array(self.classes, dtype=str),
-                    header=np.array(header),
-                )
-        return Path(path)
+        return save_probe_file(
+            path,
+            PROBE_FORMAT,
+            self.meta,
+            coef=self.coef.astype(np.float32),
+            intercept=self.intercept.astype(np.float32),
+            classes=np.array(self.classes, dtype=str),
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> LinearProbe:
@@ -72,26 +69,64 @@ class LinearProbe:
         Raises:
             RunDirError: the file is missing or is not an eclip probe.
         """
-        p = Path(path)
-        if not p.exists():
-            raise RunDirError(
-                f"{p}: no such probe file; fit one with `eclip classify CATALOG --train LABELLED --label-col COL`."
-            )
+        arrays, meta = load_probe_file(
+            path,
+            PROBE_FORMAT,
+            "fit one with `eclip classify CATALOG --train LABELLED --label-col COL`.",
+            "not an eclip probe file",
+        )
         try:
-            z = np.load(p, allow_pickle=False)
-            if not isinstance(z, np.lib.npyio.NpzFile):
-                raise ValueError("a single array, not an .npz archive")
-            with z:
-                header = json.loads(str(z["header"]))
-                probe = cls(
-                    classes=[str(c) for c in z["classes"]], coef=z["coef"], intercept=z["intercept"], meta=header
-                )
-        except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
-            raise RunDirError(f"{p}: not an eclip probe file ({exc}).") from None
-        if header.get("format") != PROBE_FORMAT:
-            raise RunDirError(f"{p}: not an eclip probe file (format {header.get('format')!r}).")
-        probe.meta.pop("format", None)
-        return probe
+            return cls(
+                classes=[str(c) for c in arrays["classes"]],
+                coef=arrays["coef"],
+                intercept=arrays["intercept"],
+                meta=meta,
+            )
+        except KeyError as exc:
+            raise RunDirError(f"{path}: not an eclip probe file (no {exc} array).") from None
+
+
+def save_probe_file(path: str | Path, fmt: str, meta: dict[str, Any], **arrays: np.ndarray) -> Path:
+    """Write ``arrays`` and a JSON header (``{"format": fmt, **meta}``) atomically as one
+    ``.npz`` of plain arrays, readable with ``allow_pickle=False``."""
+    named: dict[str, Any] = {"header": np.array(json.dumps({"format": fmt, **meta})), **arrays}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **named)
+    return Path(path)
+
+
+def load_probe_file(
+    path: str | Path, fmt: str, how_to_fit: str, wrong_format: str
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read a file written by :func:`save_probe_file` without running code
+    (``allow_pickle=False``).
+
+    Returns:
+        ``(arrays, meta)``: every array but the header, and the header without ``format``.
+
+    Raises:
+        RunDirError: the file is missing (naming ``how_to_fit``), is not such a file, or
+            has another format (``wrong_format``, then the format found and ``fmt``).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise RunDirError(f"{p}: no such probe file; {how_to_fit}")
+    try:
+        z = np.load(p, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an .npz archive")
+        with z:
+            arrays = {k: z[k] for k in z.files}
+        meta = json.loads(str(arrays.pop("header")))
+    except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
+        raise RunDirError(f"{p}: not an eclip probe file ({exc}).") from None
+    if meta.get("format") != fmt:
+        raise RunDirError(
+            f"{p}: {wrong_format} (format {meta.get('format')!r}, this eclip reads {fmt!r}); {how_to_fit}"
+        )
+    meta.pop("format", None)
+    return arrays, meta
 
 
 #: Inverse regularisation strengths tried when none is given (CLIP sweeps ``C`` on
