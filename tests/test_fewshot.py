@@ -138,8 +138,8 @@ def test_prior_adjustment_recovers_a_known_base_rate(rate):
 def test_filter_adult_fits_and_reuses_a_probe(tmp_path, monkeypatch):
     """`--fit-probe` on a made-up catalog with the static model: the manifest names the
     probe's features and exemplars and the base rate its scores imply; the labelled adult rows'
-    relatives are flagged; `--probe` reuses the file with its own threshold on the same scores;
-    a probe for other vectors is refused in one line."""
+    relatives are flagged; `--probe` on the same rows gives the same scores and threshold, and
+    on a dump without adult rows flags none; a probe for other vectors is refused in one line."""
     from eclip.jobs.adult import AdultFilterConfig, filter_adult
 
     monkeypatch.setattr("eclip.jobs.adult.default_cache_dir", lambda: tmp_path / "cache")
@@ -178,7 +178,20 @@ def test_filter_adult_fits_and_reuses_a_probe(tmp_path, monkeypatch):
     )
     again = pl.read_parquet(tmp_path / "reuse" / "flagged.parquet")
     assert np.allclose(again["adult_score"].to_numpy(), flags["adult_score"].to_numpy(), atol=1e-6)
+    assert m2["probe"]["fitted_threshold"] == pytest.approx(m["threshold"]["value"], abs=1e-6)
+    # on a dump without adult rows, the reused probe's threshold is chosen again at that
+    # dump's base rate, and it flags none
+    plain = tmp_path / "plain.csv"
+    pl.DataFrame(
+        [{"id": f"p{i}", "title": f"{goods[i % 5]} family pack {rng.integers(1, 99)}"} for i in range(300)]
+    ).write_csv(plain)
+    m3 = filter_adult(
+        plain, tmp_path / "plain", AdultFilterConfig(model="minilm-static", probe=tmp_path / "fit" / "adult_probe.npz")
+    )
+    assert m3["summary"]["flagged"] == 0 and m3["base_rate"]["with_probe"]["estimated"] < 0.01
+    assert m3["threshold"]["value"] is None and m3["threshold"]["source"] == "probe"  # no threshold reaches 0.9 here
     probe = AdultProbe.load(tmp_path / "fit" / "adult_probe.npz")
+    assert probe.oof.shape == (24,) and probe.positive.sum() == 4
     probe.meta["vectors"] = "image"
     probe.save(tmp_path / "image_probe.npz")
     with pytest.raises(RunDirError, match=r"adult probe for image vectors of .*not text vectors"):

@@ -115,6 +115,9 @@ class AdultProbe:
         exemplars: ``(m, d)`` float32 L2-normalised vectors of the labelled rows.
         positive: ``(m,)`` bool, which of them are adult.
         coef: ``(2,)`` float32 weights of :data:`FEATURES`; intercept: float.
+        oof: ``(m,)`` float32 out-of-fold probabilities of the labelled rows, kept so that a
+            threshold can be chosen again on another catalog, at its own base rate
+            (:func:`eclip.classify.base_rate.threshold_for_blended_precision`).
         meta: model and vectors it was fitted on, threshold, cross-validation figures.
     """
 
@@ -122,6 +125,7 @@ class AdultProbe:
     positive: np.ndarray
     coef: np.ndarray
     intercept: float
+    oof: np.ndarray
     meta: dict[str, Any] = field(default_factory=dict)
 
     def features(self, x: np.ndarray, prior: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
@@ -151,6 +155,7 @@ class AdultProbe:
             positive=self.positive.astype(bool),
             coef=self.coef.astype(np.float32),
             intercept=np.array(self.intercept, dtype=np.float32),
+            oof=self.oof.astype(np.float32),
         )
 
     @classmethod
@@ -172,6 +177,7 @@ class AdultProbe:
                 positive=arrays["positive"].astype(bool),
                 coef=arrays["coef"],
                 intercept=float(arrays["intercept"]),
+                oof=arrays["oof"],
                 meta=meta,
             )
         except KeyError as exc:
@@ -238,5 +244,5 @@ def fit_adult_probe(
         "intercept": round(float(model.intercept_[0]), 4),
         "average_precision": round(float(average_precision_score(y, oof)), 4),
     }
-    probe = AdultProbe(exemplars, y.copy(), coef, float(model.intercept_[0]), meta={"cv": cv})
+    probe = AdultProbe(exemplars, y.copy(), coef, float(model.intercept_[0]), oof, meta={"cv": cv})
     return probe, oof, cv

@@ -260,7 +260,7 @@ def filter_adult(
     probe: Annotated[
         Optional[Path],
         typer.Option(
-            help="adult_probe.npz from an earlier --fit-probe run: score with it (and its threshold).",
+            help="adult_probe.npz from an earlier --fit-probe run: score with it; its threshold is chosen again at this catalog's base rate.",
             metavar="FILE",
             rich_help_panel="Calibration",
         ),

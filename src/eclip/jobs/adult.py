@@ -53,8 +53,10 @@ class AdultFilterConfig(CatalogSource):
         vectors: ``text``, ``image`` or ``fused``; ``None``: fused with images, else text.
         threshold: flag rows whose ``adult_score`` reaches it (the zero-shot margin, or the
             probe's probability with a probe); ``None``: calibrated when ``calibrate`` is
-            given, the probe's own with ``probe``, else the lowest margin whose expected
-            precision at the catalog's estimated base rate reaches ``target_precision``.
+            given; with ``probe``, chosen again for this catalog (the probe's labelled rows'
+            precision blended with this catalog's expected precision, at the base rate the probe's
+            scores imply); else the lowest margin whose expected precision at the catalog's
+            estimated base rate reaches ``target_precision``.
         calibrate: a labelled table (``id_col`` + ``label_col``); label_col: its column;
             positive: the value meaning "adult" (default: ``true`` / ``1`` / ``yes``).
         target_precision: the precision the threshold is chosen for, expected (no labels) or
@@ -65,8 +67,9 @@ class AdultFilterConfig(CatalogSource):
             :mod:`eclip.classify.fewshot` on the calibration rows (zero-shot prior + nearest
             labelled rows); the score becomes the probe's probability and the threshold is
             calibrated on its out-of-fold probabilities. Saved as ``out/adult_probe.npz``.
-        probe: an ``adult_probe.npz`` from an earlier run to score with (and its threshold,
-            unless ``threshold`` or ``calibrate`` is given).
+        probe: an ``adult_probe.npz`` from an earlier run to score with; its threshold is
+            chosen again at this catalog's base rate unless ``threshold`` or ``calibrate`` is
+            given (the threshold it was fitted with is kept in the manifest).
         templates: zero-shot prompt templates (see :mod:`eclip.classify.zeroshot`).
     """
 
@@ -274,9 +277,11 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
                 f"{(probe.meta.get('model') or {}).get('name')}, not {modality} vectors of "
                 f"{emb.manifest.get('model', {}).get('name')}; fit one here with --calibrate ... --fit-probe."
             )
-        probe_info = {"loaded": str(Path(cfg.probe).resolve()), "cv": probe.meta.get("cv")}
-        if threshold is None and cfg.calibrate is None:
-            threshold, source_of_threshold = float(probe.meta["threshold"]), "probe"
+        probe_info = {
+            "loaded": str(Path(cfg.probe).resolve()),
+            "cv": probe.meta.get("cv"),
+            "fitted_threshold": probe.meta.get("threshold"),
+        }
     cal_oof: np.ndarray | None = None
     blended: ExpectedOperatingPoint | None = None
     if cfg.calibrate is not None:
@@ -303,6 +308,17 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
             "estimated": round(base_rate_with_probe, 6),
             "method": "EM prior adjustment (Saerens et al. 2002)",
         }
+        if cfg.calibrate is None and threshold is None:  # a reused probe: its threshold, re-chosen at this base rate
+            blended = threshold_for_blended_precision(
+                score[present], probability[present], probe.oof, probe.positive, cfg.target_precision
+            )
+            threshold, source_of_threshold = blended.threshold, "probe"
+            if not blended.met_target:
+                console.print(
+                    f"[yellow]no probe probability reaches precision {cfg.target_precision:g} at this catalog's "
+                    f"estimated base rate ({base_rate_with_probe:.4%}): nothing is flagged. Give --threshold, or "
+                    "--calibrate on labelled rows of this catalog, to flag anyway.[/]"
+                )
     if cfg.calibrate is not None:
         cal_scores = cal_oof if cal_oof is not None else score[rows[cal]]
         point = threshold_for_precision(cal_scores, y[cal], cfg.target_precision)
@@ -430,7 +446,7 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
             **expected,
             **(
                 {"blended_precision": round(blended.expected_precision, 4)}
-                if blended is not None and blended.met_target and source_of_threshold == "calibrated"
+                if blended is not None and blended.met_target and source_of_threshold in ("calibrated", "probe")
                 else {}
             ),
         },
