@@ -368,6 +368,18 @@ def test_index_query_reads_images_safely_and_names_catalog_columns(tmp_path):
     assert r.exit_code == 0, r.output
     q = pl.read_csv(tmp_path / "q.csv")
     assert q["query"].to_list() == q["id"].to_list() == ["a1", "a2", "a3"]  # each row finds itself first
+    # from Python, a CatalogSource naming another model reuses the same embedded queries: the
+    # index's model is the one used, so it is not part of the work folder's key
+    from eclip.api import CatalogSource, index_query
+
+    again = index_query(
+        tmp_path / "idx",
+        catalog=tmp_path / "c.csv",
+        k=1,
+        columns=CatalogSource(id_col="sku", text_cols=["product"], model="some-other-model"),
+    )
+    assert again["id"].to_list() == ["a1", "a2", "a3"]
+    assert len(list((tmp_path / "idx" / "queries").iterdir())) == 1
     r = run(app, ["index", "query", str(tmp_path / "idx"), "--image", str(BAD / "bomb.png")])
     assert isinstance(r.exception, EclipError) and "a text model: it cannot embed --image queries" in str(r.exception)
 

@@ -326,12 +326,9 @@ def index_query(
             parts.append(encoder.encode_images(torch.stack(pix)))
             labels += list(images)
         idx.check_compatible(encoder.describe(), parts[0].shape[1])
-    if catalog is not None:
-        work = (
-            Path(index)
-            / "queries"
-            / f"{Path(catalog).stem}-{fingerprint(str(Path(catalog).resolve()), asdict(columns) if columns else {})[:8]}"
-        )
+    if catalog is not None:  # keyed by the catalog and its columns; the model is always the index's
+        where = {k_: v for k_, v in asdict(columns).items() if k_ != "model"} if columns else {}
+        work = Path(index) / "queries" / f"{Path(catalog).stem}-{fingerprint(str(Path(catalog).resolve()), where)[:8]}"
         _, xq, ids, _ = _embed_for_index(idx, catalog, work, columns)
         parts.append(xq)
         labels += ids
