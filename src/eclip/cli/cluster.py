@@ -12,11 +12,13 @@ from eclip.checks import Vectors
 from eclip.cli.options import (
     AllowOutsideOpt,
     EncodingOpt,
+    GoldIdColOpt,
     IdColOpt,
     ImageColOpt,
     ImageRootOpt,
     ModelOpt,
     SepOpt,
+    SingletonClusterOpt,
     SourceArg,
     TextColsOpt,
     neighbours_opt,
@@ -110,18 +112,8 @@ def cluster(
         Optional[Path],
         typer.Option(help="Table with the gold labels (default: the catalog).", metavar="FILE", rich_help_panel="Gold"),
     ] = None,
-    gold_id_col: Annotated[
-        Optional[str],
-        typer.Option(help="Id column of --gold (default: the catalog's).", metavar="COL", rich_help_panel="Gold"),
-    ] = None,
-    singleton_cluster: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            help="Gold label whose rows are unrelated (a catch-all, e.g. WDC's 2432); repeatable.",
-            metavar="LABEL",
-            rich_help_panel="Gold",
-        ),
-    ] = None,
+    gold_id_col: GoldIdColOpt = None,
+    singleton_cluster: SingletonClusterOpt = None,
 ) -> None:
     """Cluster products with HDBSCAN: clusters.parquet (-1 = noise), per-cluster summary with top terms, metrics with --gold-col."""
     from eclip import api

@@ -9,6 +9,7 @@ import polars as pl
 import typer
 from rich.table import Table
 
+from eclip.cli.options import SingletonClusterOpt
 from eclip.progress import console
 
 
@@ -40,14 +41,7 @@ def eval_(
     gold_id_col: Annotated[
         str, typer.Option(help="Id column of the gold table.", metavar="COL", rich_help_panel="Gold")
     ] = "id",
-    singleton_cluster: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            help="Gold cluster id whose rows are unrelated (a catch-all); repeatable.",
-            metavar="LABEL",
-            rich_help_panel="Gold",
-        ),
-    ] = None,
+    singleton_cluster: SingletonClusterOpt = None,
     calibrate: Annotated[
         bool,
         typer.Option(

@@ -43,6 +43,18 @@ RuntimeOpt = Annotated[
     ),
 ]
 IdColOpt = Annotated[str, typer.Option(metavar="COL", rich_help_panel=INPUT, help="Column with a unique id per row.")]
+GoldIdColOpt = Annotated[
+    Optional[str],
+    typer.Option(help="Id column of --gold (default: the catalog's).", metavar="COL", rich_help_panel="Gold"),
+]
+SingletonClusterOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        help='Gold label whose rows are unrelated (a catch-all, e.g. a "no match" cluster); repeatable.',
+        metavar="LABEL",
+        rich_help_panel="Gold",
+    ),
+]
 TextColsOpt = Annotated[
     Optional[list[str]],
     typer.Option(

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from eclip.cli.options import ImageRootOpt
+from eclip.cli.options import GoldIdColOpt, ImageRootOpt, SingletonClusterOpt
 from eclip.progress import console
 
 
@@ -42,18 +42,8 @@ def report(
     gold_col: Annotated[
         Optional[str], typer.Option(help="Cluster-id column of --gold.", metavar="COL", rich_help_panel="Gold")
     ] = None,
-    gold_id_col: Annotated[
-        Optional[str],
-        typer.Option(help="Id column of --gold (default: the catalog's).", metavar="COL", rich_help_panel="Gold"),
-    ] = None,
-    singleton_cluster: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            help="Gold label whose rows are unrelated (a catch-all); repeatable.",
-            metavar="LABEL",
-            rich_help_panel="Gold",
-        ),
-    ] = None,
+    gold_id_col: GoldIdColOpt = None,
+    singleton_cluster: SingletonClusterOpt = None,
     image_root: ImageRootOpt = None,
     max_groups: Annotated[
         int,
