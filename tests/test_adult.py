@@ -246,3 +246,20 @@ def test_configs_check_their_own_values_for_any_caller():
     ):
         EmbedConfig(runtime="tensorrt")  # type: ignore[arg-type]
     assert DedupeConfig(k=5, method="average", threshold=0.8).k == 5  # good values pass
+
+
+def test_jobs_check_a_config_changed_after_it_was_made(tmp_path):
+    """A field set after construction is not checked by the dataclass; each job checks its
+    config again (``eclip.checks.recheck``) before any work."""
+    from eclip.api import AdultFilterConfig, DedupeConfig, dedupe, filter_adult
+    from eclip.checks import ConfigError
+
+    cfg = DedupeConfig()
+    cfg.method = "louvain"  # type: ignore[assignment]
+    with pytest.raises(ConfigError, match=r"DedupeConfig.method is 'louvain'"):
+        dedupe(tmp_path / "missing.csv", tmp_path / "run", cfg)
+    adult = AdultFilterConfig()
+    adult.holdout = 1.5
+    with pytest.raises(ConfigError, match=r"AdultFilterConfig.holdout is 1.5"):
+        filter_adult(tmp_path / "missing.csv", tmp_path / "adult", adult)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "adult").exists()

@@ -64,3 +64,13 @@ def check_range(
         else:
             rule = f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
         raise ConfigError(f"{_name(cfg, field)} is {value!r}; it must be {rule}.")
+
+
+def recheck(cfg: Any) -> None:
+    """Run a job config's own checks (its ``__post_init__``) again, at the start of its job:
+    dataclasses check values when a config is made, not when a field is set afterwards.
+
+    Raises:
+        ConfigError: a field holds a value out of its range or choices.
+    """
+    cfg.__post_init__()

@@ -13,7 +13,7 @@ import polars as pl
 
 from eclip.catalog import pick_category_columns, pick_text_columns
 from eclip.catalog.reader import read_table_with_dialect
-from eclip.checks import Vectors, check_choice, check_range
+from eclip.checks import Vectors, check_choice, check_range, recheck
 from eclip.classify import (
     ADULT_BOUNDARY,
     ADULT_CONCEPTS,
@@ -231,8 +231,7 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
         raise EclipError(
             "--fit-probe fits on the labelled rows of --calibrate (and replaces --probe); give --calibrate, not --probe."
         )
-    if not 0.0 <= cfg.holdout < 1.0 or not 0.0 < cfg.target_precision <= 1.0:
-        raise EclipError("--holdout must be in [0, 1) and --target-precision in (0, 1].")
+    recheck(cfg)
     if cfg.calibrate is not None:  # a label file without positives fails before embedding, not after
         assert cfg.label_col is not None  # checked above
         _check_calibration_labels(load_class_labels(cfg.calibrate, cfg.id_col, cfg.label_col), cfg)

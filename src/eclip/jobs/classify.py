@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from eclip.checks import Vectors, check_choice, check_range
+from eclip.checks import Vectors, check_choice, check_range, recheck
 from eclip.classify import (
     DEFAULT_LOGIT_SCALE,
     DEFAULT_TEMPLATES,
@@ -178,10 +178,7 @@ def classify(source: str | Path, out: str | Path, cfg: ClassifyConfig | None = N
         raise EclipError("--train needs --label-col, the column holding each labelled row's class.")
     if cfg.train is not None and cfg.probe is not None:
         raise EclipError("give --train (fit a new probe) or --probe (use a saved one), not both.")
-    if cfg.hierarchy not in ("levels", "leaves"):
-        raise EclipError(f"--hierarchy {cfg.hierarchy!r} is not known; use levels or leaves.")
-    if not 0.0 <= cfg.prior_weight <= 1.0 or not 0.0 < cfg.train_fraction <= 1.0:
-        raise EclipError("--prior-weight must be in [0, 1] and --train-fraction in (0, 1].")
+    recheck(cfg)
     taxonomy = parse_labels(cfg.labels) if cfg.labels is not None else None  # fail before embedding
     if (
         taxonomy is not None

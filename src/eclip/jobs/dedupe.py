@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 
 from eclip.catalog import Catalog, load_catalog, pick_attribute_column
-from eclip.checks import ConfigError, check_choice, check_range
+from eclip.checks import ConfigError, check_choice, check_range, recheck
 from eclip.distributed import RayRunner
 from eclip.encoders import (
     CharNgramTfidf,
@@ -32,7 +32,6 @@ from eclip.jobs.source import CatalogSource
 from eclip.matcher import (
     DEFAULT_METHOD,
     DEFAULT_THRESHOLD,
-    METHODS,
     SIGNALS,
     GroupingMethod,
     ModalityThresholds,
@@ -277,8 +276,7 @@ def _keep_reviewed_groups(review: Path, out: Path) -> None:
 def start_dedupe_run(cfg: DedupeConfig | None, out: str | Path) -> tuple[DedupeConfig, Path, StageTimer]:
     """Check the config, create the run directory, start the clock."""
     cfg = cfg or DedupeConfig()
-    if cfg.method not in METHODS:
-        raise EclipError(f"grouping method {cfg.method!r} is not known; use one of {', '.join(METHODS)}.")
+    recheck(cfg)
     return (cfg, *start_run(out))
 
 

@@ -18,15 +18,15 @@ import numpy as np
 import polars as pl
 
 from eclip.catalog import Catalog, load_catalog
-from eclip.checks import Runtime, check_choice, check_range
+from eclip.checks import Runtime, check_choice, check_range, recheck
 from eclip.encoders import DEFAULT_MODEL, CharNgramTfidf, Embeddings, EmbedSettings, extract_codes, load_embeddings
-from eclip.errors import EclipError, RunDirError
+from eclip.errors import RunDirError
 from eclip.index import FLAT_MAX, cached_index, index_info
 from eclip.jobs.dedupe import catalog_attributes
 from eclip.jobs.embed import EmbedConfig, embed
 from eclip.jobs.run import StageTimer, created, start_run, versions, write_manifest
 from eclip.matcher import DEFAULT_THRESHOLD, ScoreWeights, code_block_pairs, group, score_pairs, union_candidates
-from eclip.matcher.assignment import MODES, LinkMode, one_to_many, one_to_one
+from eclip.matcher.assignment import LinkMode, one_to_many, one_to_one
 from eclip.matcher.comparisons import price_ratio
 from eclip.matcher.mixture import fit_score_mixture
 from eclip.rundir import fingerprint, write_parquet
@@ -187,11 +187,10 @@ def link(left: str | Path, right: str | Path, out: str | Path, cfg: LinkConfig |
         CatalogError, ModelError: bad input, naming the file and column.
         RunDirError: the sides were embedded with different models, or given embeddings
             belong to another catalog.
-        EclipError: unknown mode.
+        ConfigError: a setting out of its range or choices (an unknown mode, say).
     """
     cfg = cfg or LinkConfig()
-    if cfg.mode not in MODES:
-        raise EclipError(f"link mode {cfg.mode!r} is not known; use one of {', '.join(MODES)}.")
+    recheck(cfg)
     out, timer = start_run(out)
     with timer("read"):
         lcat = load_catalog(left, cfg.left_id_col, cfg.left_text_cols, None)
