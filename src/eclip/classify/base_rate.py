@@ -23,6 +23,7 @@ not grow with the rows: a 10-million-row catalog fits as fast as a 10-thousand-r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -222,27 +223,7 @@ def threshold_for_expected_precision(
         The operating point; ``threshold`` is ``inf`` (nothing flagged) when no threshold
         reaches the target, as on a catalog the mixture finds no positives in.
     """
-    s = np.asarray(scores, dtype=np.float64)
-    p = np.asarray(posterior, dtype=np.float64)
-    order = np.argsort(-s, kind="stable")
-    s_sorted, p_sorted = s[order], p[order]
-    flagged = np.arange(1, len(s) + 1)
-    mean_post = np.cumsum(p_sorted) / flagged
-    last_of_tie = np.r_[s_sorted[1:] != s_sorted[:-1], True]  # a threshold keeps all tied scores
-    ok = (mean_post >= target) & last_of_tie
-    if floor is not None:
-        ok &= s_sorted >= floor
-    total = float(p.sum())
-    if not ok.any():
-        return ExpectedOperatingPoint(float("inf"), 1.0, 0.0, 0, False)
-    i = int(np.flatnonzero(ok).max())
-    return ExpectedOperatingPoint(
-        float(s_sorted[i]),
-        float(mean_post[i]),
-        float(p_sorted[: i + 1].sum() / total) if total > 0 else 0.0,
-        i + 1,
-        True,
-    )
+    return _lowest_threshold(scores, posterior, target, floor=floor)
 
 
 def adjust_to_base_rate(
@@ -310,28 +291,48 @@ def threshold_for_blended_precision(
         ``expected_recall`` the posterior mass flagged; ``threshold`` is ``inf`` when no
         threshold reaches the target.
     """
-    s = np.asarray(scores, dtype=np.float64)
-    p = np.asarray(posterior, dtype=np.float64)
-    order = np.argsort(-s, kind="stable")
-    s_sorted = s[order]
-    catalog = np.cumsum(p[order]) / np.arange(1, len(s) + 1)
     ls = np.asarray(labelled_scores, dtype=np.float64)
     ly = np.asarray(labelled_y, dtype=bool)
     lab_order = np.argsort(-ls, kind="stable")
     tp = np.cumsum(ly[lab_order])
-    above = np.searchsorted(-ls[lab_order], -s_sorted, side="right")  # labelled rows scoring >= each threshold
-    labelled = np.where(above > 0, tp[np.maximum(above - 1, 0)] / np.maximum(above, 1), 1.0)
-    blended = (catalog + labelled) / 2
+
+    def labelled_precision(thresholds: np.ndarray) -> np.ndarray:
+        above = np.searchsorted(-ls[lab_order], -thresholds, side="right")  # labelled rows scoring >= each
+        return np.where(above > 0, tp[np.maximum(above - 1, 0)] / np.maximum(above, 1), 1.0)
+
+    return _lowest_threshold(scores, posterior, target, also=labelled_precision)
+
+
+def _lowest_threshold(
+    scores: np.ndarray,
+    posterior: np.ndarray,
+    target: float,
+    floor: float | None = None,
+    also: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> ExpectedOperatingPoint:
+    """The lowest threshold whose precision estimate reaches ``target``: the flagged rows' mean
+    posterior, or its mean with ``also(thresholds)`` (another estimate at each candidate
+    threshold, scores in descending order); never below ``floor``; a threshold keeps all
+    tied scores. ``inf`` (nothing flagged) when none reaches the target."""
+    s = np.asarray(scores, dtype=np.float64)
+    p = np.asarray(posterior, dtype=np.float64)
+    order = np.argsort(-s, kind="stable")
+    s_sorted, p_sorted = s[order], p[order]
+    estimate = np.cumsum(p_sorted) / np.arange(1, len(s) + 1)
+    if also is not None:
+        estimate = (estimate + also(s_sorted)) / 2
     last_of_tie = np.r_[s_sorted[1:] != s_sorted[:-1], True]
-    ok = np.flatnonzero((blended >= target) & last_of_tie)
-    if not len(ok):
+    ok = (estimate >= target) & last_of_tie
+    if floor is not None:
+        ok &= s_sorted >= floor
+    if not ok.any():
         return ExpectedOperatingPoint(float("inf"), 1.0, 0.0, 0, False)
-    i = int(ok.max())
+    i = int(np.flatnonzero(ok).max())
     total = float(p.sum())
     return ExpectedOperatingPoint(
         float(s_sorted[i]),
-        float(blended[i]),
-        float(p[order][: i + 1].sum() / total) if total > 0 else 0.0,
+        float(estimate[i]),
+        float(p_sorted[: i + 1].sum() / total) if total > 0 else 0.0,
         i + 1,
         True,
     )

@@ -107,6 +107,19 @@ def exemplar_margin(
     return out
 
 
+def stacked_features(
+    x: np.ndarray,
+    prior: np.ndarray,
+    exemplars: np.ndarray,
+    positive: np.ndarray,
+    exclude: np.ndarray | None = None,
+) -> np.ndarray:
+    """``(n, 2)`` float32 input of the stacked regression (:data:`FEATURES`): ``prior``
+    (``(n,)`` log-odds, :func:`prior_log_odds`) and the rows' :func:`exemplar_margin` against
+    the labelled ``exemplars`` (``x``: ``(n, d)`` float32 L2-normalised)."""
+    return np.column_stack([prior, exemplar_margin(x, exemplars, positive, exclude=exclude)]).astype(np.float32)
+
+
 @dataclass
 class AdultProbe:
     """A fitted few-shot adult probe (see the module docstring).
@@ -131,9 +144,7 @@ class AdultProbe:
     def features(self, x: np.ndarray, prior: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
         """``(n, 2)`` float32: ``prior`` (``(n,)`` log-odds, :func:`prior_log_odds`) and the
         rows' :func:`exemplar_margin` (``x``: ``(n, d)`` float32 L2-normalised)."""
-        return np.column_stack([prior, exemplar_margin(x, self.exemplars, self.positive, exclude=exclude)]).astype(
-            np.float32
-        )
+        return stacked_features(x, prior, self.exemplars, self.positive, exclude)
 
     def decision(self, x: np.ndarray, prior: np.ndarray) -> np.ndarray:
         """``(n,)`` float32 log-odds of being adult at a 50 % prior."""
@@ -219,9 +230,7 @@ def fit_adult_probe(
             f"--fit-probe needs at least 2 labelled adult rows and 2 others; the labelled rows hold {n_pos} adult and {n_neg} other."
         )
     exemplars = np.ascontiguousarray(x, dtype=np.float32)
-    z = np.column_stack(
-        [prior, exemplar_margin(exemplars, exemplars, y, exclude=np.arange(len(y)))]  # leave-one-out
-    ).astype(np.float64)
+    z = stacked_features(exemplars, prior, exemplars, y, exclude=np.arange(len(y))).astype(np.float64)  # leave-one-out
     model = LogisticRegression(C=c, class_weight="balanced", max_iter=1000).fit(z, y)
     n_folds = min(folds, n_pos, n_neg)
     with warnings.catch_warnings():
