@@ -111,15 +111,36 @@ def test_auto_picks_mutual_for_pairs_and_average_for_groups():
         pa.append(base)
         pb.append(base + 1)
         pp.append(0.95)
-    assert choose_method(100, np.array(pa), np.array(pb), np.array(pp))[0] == "mutual"
+    assert choose_method(100, np.array(pa), np.array(pb), np.array(pp), 0.5) == ("mutual", 0.0)
     ga, gb, gp = [], [], []
     for base in range(0, 100, 10):  # 10 products, 10 rows each
         a, b, s = _clique(list(range(base, base + 10)), 0.9)
         ga += a.tolist()
         gb += b.tolist()
         gp += s.tolist()
-    method, median = choose_method(100, np.array(ga), np.array(gb), np.array(gp))
-    assert method == "average" and median == pytest.approx(8.1)
+    method, share = choose_method(100, np.array(ga), np.array(gb), np.array(gp), 0.5)
+    assert method == "average" and share == 1.0
+    # the same groups below the threshold: no group at all, so a catalog of pairs
+    assert choose_method(100, np.array(ga), np.array(gb), np.array(gp), 0.95) == ("mutual", 0.0)
+
+
+def test_mixture_boundary_never_falls_below_the_floor():
+    rng = np.random.default_rng(3)
+    # a catalog without duplicates: look-alikes only, which a mixture still splits in two
+    scores = np.concatenate([rng.normal(0.2, 0.05, 3000), rng.normal(0.4, 0.08, 2000)])
+    fitted = fit_score_mixture(scores)
+    assert fitted is not None and fitted.threshold < 0.4
+    floored = fitted.floored(0.65)
+    assert floored.threshold == pytest.approx(0.65) and floored.moved_by == pytest.approx(0.65 - fitted.threshold)
+    assert floored.floored(0.5) is floored  # already above
+    p = floored.probability(scores.astype(np.float32))
+    assert ((p >= 0.5) == (scores >= 0.65)).all()  # only what passes the floor is a match
+    order = np.argsort(scores)
+    assert (np.diff(p[order].astype(np.float64)) >= -1e-6).all()  # monotone in the score
+    a = np.arange(len(scores) - 1)
+    s = learn_settings(len(scores), a, a + 1, scores.astype(np.float32), "auto", None, 0.6, min_match_score=0.65)
+    assert s.learned["mixture"]["threshold_at_probability_0.5"] == pytest.approx(0.65)
+    assert s.method == "mutual" and s.learned["expected_matches_per_row"] < 0.5
 
 
 def test_em_recovers_known_m_and_u():

@@ -189,19 +189,30 @@ def extract_codes(text: str, min_len: int = 4) -> frozenset[str]:
     return frozenset(out)
 
 
+#: A bare number of 2 to 5 digits standing alone (no unit, not part of a decimal, a code or a
+#: longer number): a model or series number (``HP 901``, ``AV 500``, ``GeForce 8400``).
+_BARE_NUMBER = re.compile(r"(?<![\w.,:/-])(\d{2,5})(?![\w.,:/%-])")
+
+
 def extract_quantities(text: str) -> dict[str, frozenset[float]]:
     """Numeric attributes with units in ``text``: dimension -> the values found, in the
     dimension's base unit (:data:`UNITS`), rounded to 3 significant digits. A quote after a
     number reads as inches (``55"``, and ``50'`` as catalogs that escape quotes write it).
 
     ``"SanDisk Ultra 128GB microSDXC 100MB/s"`` -> ``{"storage_gb": {128.0, 0.1}}``;
-    ``"Pack of 2"`` style counts are read from ``2-pack`` / ``2 pcs``. Numbers without a unit
-    are left to :func:`extract_codes`.
+    ``"Pack of 2"`` style counts are read from ``2-pack`` / ``2 pcs``. Bare numbers of 2 to 5
+    digits that stand alone (``HP 901``, ``NETGEAR AV 500``, ``GeForce 8400 GS``) are the
+    dimension ``number``: model and series numbers, which tell near-twins apart (HP 901 vs
+    HP 95) as sizes do. Longer digit runs and letter-digit tokens are left to
+    :func:`extract_codes`.
     """
+    low = text.lower()
     out: dict[str, set[float]] = {}
-    for num, unit in _QUANTITY.findall(text.lower()):
+    for num, unit in _QUANTITY.findall(low):
         dim, factor = UNITS[unit]
         value = float(num.replace(",", ".")) * factor
         if value > 0:
             out.setdefault(dim, set()).add(float(f"{value:.3g}"))
+    for num in _BARE_NUMBER.findall(_QUANTITY.sub(" ", low)):
+        out.setdefault("number", set()).add(float(num))
     return {k: frozenset(v) for k, v in out.items()}

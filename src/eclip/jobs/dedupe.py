@@ -48,7 +48,7 @@ from eclip.matcher import (
     union_candidates,
 )
 from eclip.matcher.comparisons import normalise_brand, parse_price
-from eclip.matcher.constraints import check_review_run, groups_fingerprint
+from eclip.matcher.constraints import check_review_run, groups_fingerprint, identical_text_constraints
 from eclip.matcher.mixture import learn_settings
 from eclip.matcher.model import load_match_model, settings_from_model
 from eclip.matcher.pair_scoring import PairInputs, score_candidates
@@ -226,6 +226,33 @@ def _warn_oversized(
     return [text]
 
 
+def match_rate(n: int, group_id: np.ndarray, learned: dict) -> tuple[dict[str, float | None], list[str]]:
+    """Matches per row the match model expects (twice the sum of the candidates' match
+    probabilities, over ``n``) beside those the groups imply (each row is matched to every
+    other row of its group), and a warning when they disagree by more than a factor of 2
+    (and 0.1 per row): the groups then say something the model does not believe.
+
+    Args:
+        n: rows. group_id: ``(n,)`` group of each row. learned: the settings' ``learned``.
+
+    Returns:
+        ``({"expected_matches_per_row", "predicted_matches_per_row"}, warnings)``.
+    """
+    _, counts = np.unique(group_id, return_counts=True)
+    predicted = float((counts * (counts - 1)).sum() / max(n, 1))
+    expected = learned.get("expected_matches_per_row")
+    rate = {"expected_matches_per_row": expected, "predicted_matches_per_row": round(predicted, 4)}
+    if expected is None or abs(predicted - expected) <= 0.1 or expected / 2 <= predicted <= 2 * expected:
+        return rate, []
+    text = f"the groups imply {predicted:.2f} matches per row, the match model expects {expected:.2f}: " + (
+        "groups hold rows the model does not believe match (chaining?); raise --threshold or try --method mutual."
+        if predicted > expected
+        else "the grouping keeps fewer matches than the model expects; try --method average or review (eclip report)."
+    )
+    console.print(f"[yellow]warning: {text}[/]")
+    return rate, [text]
+
+
 def _signals(emb: Embeddings, cfg: DedupeConfig) -> tuple[str, ...]:
     available = (
         ["text"] + (["image", "fused"] if emb.image is not None else []) + (["phash"] if emb.phash is not None else [])
@@ -390,6 +417,9 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
     labelled = labelled_constraints(model, cat.ids) if model is not None else None
     if labelled is not None:
         constraints = labelled[0] if constraints is None else constraints + labelled[0]
+    identical = identical_text_constraints([t if has_text[i] else "" for i, t in enumerate(cat.texts)])
+    if len(identical):
+        constraints = identical if constraints is None else identical + constraints
     with timer("learn"):
         if model is not None:
             method: str = cfg.method
@@ -429,6 +459,8 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
 
     sizes = groups.group_by("group_id").len()["len"]
     warnings = _warn_oversized(cat.ids, groups["group_id"].to_numpy(), a, b, on, grouping.accepted, settings.method)
+    rate, rate_warnings = match_rate(n, grouping.labels, settings.learned)
+    warnings += rate_warnings
     matched = grouping.accepted
     manifest = {
         "job": "dedupe",
@@ -479,6 +511,8 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             "empty_text_rows": len(cat.empty_rows),
             "unmatchable_rows": int((~usable).sum()),
             "candidate_pairs": len(cand),
+            **rate,
+            "identical_text_links": len(identical),
             "matched_pairs": int(matched.sum()),
             "matched_pairs_by_signal": passing_counts(signals, cfg.thresholds, matched),
             "groups": int(len(sizes)),

@@ -46,6 +46,27 @@ class Constraints:
         return self.must_a, self.must_b, self.cannot_a, self.cannot_b
 
 
+def identical_text_constraints(texts: list[str]) -> Constraints:
+    """Must-link every row to the other rows with the same text (case and white space
+    aside): identical listings are one product whatever the grouping method (``mutual``
+    alone would pair off the ties and leave the rest single). Empty texts link nothing.
+
+    Args:
+        texts: ``n`` titles (the text columns as embedded).
+
+    Returns:
+        Must-link pairs chaining each set of identical rows (``k - 1`` pairs for ``k`` rows);
+        no cannot-link pairs.
+    """
+    key = pl.Series([" ".join(t.lower().split()) for t in texts])
+    frame = pl.DataFrame({"key": key, "row": np.arange(len(texts), dtype=np.int64)}).filter(pl.col("key") != "")
+    chained = frame.sort("key", "row").with_columns(pl.col("row").shift(1).over("key").alias("prev")).drop_nulls("prev")
+    none = np.zeros(0, np.int64)
+    return Constraints(
+        chained["prev"].to_numpy().astype(np.int64), chained["row"].to_numpy().astype(np.int64), none, none
+    )
+
+
 def read_decisions_csv(path: Path, columns: tuple[str, ...], what: str, made_by: str) -> pl.DataFrame:
     """A reviewer's CSV (review or label file), every column as text.
 

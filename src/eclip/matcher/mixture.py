@@ -11,6 +11,15 @@ This replaces a threshold fixed on the dev catalogs: where the two populations s
 with the catalog (its language, how alike its variants are, the model), and the mixture
 follows them. It is the "two-component mixture" alternative to Fellegi-Sunter weights
 (:mod:`eclip.matcher.fellegi_sunter`); README "How matching works" compares them.
+
+A mixture on one score always finds two halves, whether or not the catalog holds duplicates:
+in a catalog without any, or one where most candidates are near-twins of another product,
+its "match" component is the upper half of the look-alikes, and its boundary falls far too
+low (a raw score of 0.09 on 100 Abt-Buy rows without a single duplicate). So the boundary is
+never below :data:`MIN_MATCH_SCORE`: when it is, the fitted mixture is moved up the score
+axis until it is (:meth:`ScoreMixture.floored`), which keeps its shape and moves its
+probabilities with it. The floor was chosen leave-one-catalog-out on the dev suite
+(``bench/transfer.py``).
 """
 
 from __future__ import annotations
@@ -19,10 +28,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from eclip.matcher.grouping import choose_method
+from eclip.matcher.grouping import AUTO_GROUP_SHARE, choose_method
 
 #: Largest number of scores the mixture is fitted on (a uniform sample above it).
 MAX_FIT_SCORES = 200_000
+#: Lowest raw score the learned decision boundary may take (see the module docstring):
+#: chosen leave-one-catalog-out over the dev suite by ``bench/transfer.py``.
+MIN_MATCH_SCORE = 0.65
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,8 @@ class ScoreMixture:
         means, stds, weights: ``(non-match, match)`` component parameters.
         threshold: the lowest score whose match probability is >= 0.5.
         fitted_on: number of scores fitted.
+        moved_by: how far up the score axis the fitted mixture was moved to keep its
+            boundary at the floor (:meth:`floored`); 0 when it was not.
     """
 
     means: tuple[float, float]
@@ -40,21 +54,51 @@ class ScoreMixture:
     weights: tuple[float, float]
     threshold: float
     fitted_on: int
+    moved_by: float = 0.0
+
+    def floored(self, min_score: float) -> "ScoreMixture":
+        """The mixture moved up the score axis so that its boundary is at least
+        ``min_score`` (itself when it already is): both means and the threshold move by the
+        same amount, so the posterior is the fitted one, read ``moved_by`` lower."""
+        delta = float(min_score) - self.threshold
+        if delta <= 0:
+            return self
+        return ScoreMixture(
+            (self.means[0] + delta, self.means[1] + delta),
+            self.stds,
+            self.weights,
+            self.threshold + delta,
+            self.fitted_on,
+            self.moved_by + delta,
+        )
+
+    def _posterior(self, x: np.ndarray) -> np.ndarray:
+        log_lik = [
+            np.log(w) - np.log(s) - 0.5 * ((x - m) / s) ** 2 for m, s, w in zip(self.means, self.stds, self.weights)
+        ]
+        return 1.0 / (1.0 + np.exp(np.clip(log_lik[0] - log_lik[1], -500, 500)))
 
     def probability(self, score: np.ndarray) -> np.ndarray:
-        """``(p,)`` float32 match probability of ``(p,)`` scores; NaN and ``-inf`` give 0."""
+        """``(p,)`` float32 match probability of ``(p,)`` scores; NaN and ``-inf`` give 0.
+
+        The posterior of the match component, made monotone in the score: with unequal
+        variances the wider component wins both tails, so the raw posterior rises again far
+        below the boundary (and can fall far above it). Below the threshold a score gets
+        the lowest posterior between it and the threshold (and < 0.5), above it the
+        highest between the threshold and it (and >= 0.5).
+        """
         x = np.nan_to_num(np.asarray(score, dtype=np.float64), nan=-np.inf)
         finite = np.isfinite(x)
         out = np.zeros(len(x), dtype=np.float64)
         xs = x[finite]
-        log_lik = [
-            np.log(w) - np.log(s) - 0.5 * ((xs - m) / s) ** 2 for m, s, w in zip(self.means, self.stds, self.weights)
-        ]
-        out[finite] = 1.0 / (1.0 + np.exp(np.clip(log_lik[0] - log_lik[1], -500, 500)))
-        # monotone around the decision: at or above the threshold >= 0.5, below it < 0.5 (a
-        # narrow match component must not hand the far right tail back to the non-matches)
-        out[finite & (x >= self.threshold)] = np.maximum(out[finite & (x >= self.threshold)], 0.5)
-        out[finite & (x < self.threshold)] = np.minimum(out[finite & (x < self.threshold)], 0.5 - 1e-6)
+        if not len(xs):
+            return out.astype(np.float32)
+        lo, hi = min(float(xs.min()), self.threshold), max(float(xs.max()), self.threshold)
+        below = np.linspace(lo, self.threshold, 2001)
+        above = np.linspace(self.threshold, hi, 2001)
+        env_below = np.minimum(np.minimum.accumulate(self._posterior(below)[::-1])[::-1], 0.5 - 1e-6)
+        env_above = np.maximum(np.maximum.accumulate(self._posterior(above)), 0.5)
+        out[finite] = np.where(xs >= self.threshold, np.interp(xs, above, env_above), np.interp(xs, below, env_below))
         return out.astype(np.float32)
 
     def as_dict(self) -> dict:
@@ -72,6 +116,7 @@ class ScoreMixture:
                 "weight": round(self.weights[1], 4),
             },
             "threshold_at_probability_0.5": round(self.threshold, 4),
+            "moved_up_to_the_floor_by": round(self.moved_by, 4),
             "fitted_on_pairs": self.fitted_on,
         }
 
@@ -132,34 +177,44 @@ def learn_settings(
     method: str,
     threshold: float | None,
     fallback_threshold: float,
+    min_match_score: float = MIN_MATCH_SCORE,
+    auto_group_share: float = AUTO_GROUP_SHARE,
 ) -> MatchSettings:
     """Learn a catalog's match probabilities and grouping settings from its candidate pairs.
 
     Args:
         n: rows; a, b, score: ``(p,)`` candidate pairs (row positions) and their scores.
         method: a grouping method, or ``auto`` (chosen by
-            :func:`eclip.matcher.grouping.choose_method` from the probabilities).
+            :func:`eclip.matcher.grouping.choose_method` from the groups average linkage
+            makes at the threshold).
         threshold: a given threshold on the raw score (``--threshold``, a calibration), which
             overrides the learned one; ``None`` groups the probabilities at 0.5.
         fallback_threshold: the score threshold used when nothing can be learned.
+        min_match_score: the floor of the learned boundary (:data:`MIN_MATCH_SCORE`).
+        auto_group_share: ``auto``'s rule (:data:`eclip.matcher.grouping.AUTO_GROUP_SHARE`).
 
     Returns:
         The settings; ``learned`` records the mixture, the expected matches per row and why
         the method and threshold are what they are.
     """
-    mixture = fit_score_mixture(score)
+    fitted = fit_score_mixture(score)
+    mixture = fitted.floored(min_match_score) if fitted is not None else None
     prob = mixture.probability(score) if mixture is not None else np.full(len(score), np.nan, np.float32)
     learned: dict = {"mixture": mixture.as_dict() if mixture is not None else None}
+    if mixture is not None:
+        learned["expected_matches_per_row"] = round(float(2.0 * np.nansum(prob) / max(n, 1)), 4)
     chosen_from = None
     if method == "auto":
-        if mixture is None:
-            method, chosen_from = "mutual", "no mixture could be fitted: mutual"
-        else:
-            method, median = choose_method(n, a, b, prob)
-            learned["median_expected_matches_per_likely_row"] = round(median, 3)
-            chosen_from = (
-                f"median expected matches {median:.2f} {'>' if method == 'average' else '<='} threshold of auto"
-            )
+        on, at = (score, float(threshold)) if threshold is not None else (prob, 0.5)
+        if threshold is None and mixture is None:
+            on, at = score, float(fallback_threshold)
+        method, share = choose_method(n, a, b, np.nan_to_num(on, nan=-np.inf), at, auto_group_share)
+        learned["auto_share_of_grouped_rows_in_groups_of_3_or_more"] = round(share, 4)
+        chosen_from = (
+            f"average linkage puts {share:.0%} of its grouped rows in groups of 3 or more "
+            f"({'>=' if method == 'average' else '<'} {auto_group_share:.0%}): "
+            f"{'a catalog of groups, average' if method == 'average' else 'a catalog of pairs, mutual'}"
+        )
     learned["method_chosen_by"] = chosen_from or "given"
     if threshold is not None:
         return MatchSettings(method, float(threshold), "score", prob, {**learned, "threshold_from": "given"})

@@ -41,7 +41,9 @@ def code_similarity(x: frozenset[str], y: frozenset[str], min_prefix: int = 5) -
     the other (``wh1000xm3`` / ``wh1000xm3b``, both >= ``min_prefix`` chars); 0: either has no
     code, or a shared code while each side also has a code the other lacks and that does
     not extend it (``s320`` shared, ``3780001`` vs ``3880001``: a series shared by two
-    variants); -1: both have codes and none agree.
+    variants); -1: both have codes and none agree, or the codes they share are shorter
+    than the ones they disagree on (``2line`` shared, ``kxtsc14w`` vs ``kxts208w``: a
+    generic token agrees, the model numbers do not).
     """
     if not x or not y:
         return 0.0
@@ -49,7 +51,11 @@ def code_similarity(x: frozenset[str], y: frozenset[str], min_prefix: int = 5) -
     rest_x, rest_y = x - shared, y - shared
     related = any(_extends(p, q, min_prefix) for p in rest_x for q in rest_y)
     if shared:
-        return 0.0 if rest_x and rest_y and not related else 1.0
+        if not rest_x or not rest_y or related:
+            return 1.0
+        longest_shared = max(map(len, shared))
+        specific = min(max(map(len, rest_x)), max(map(len, rest_y))) > longest_shared
+        return -1.0 if specific else 0.0
     return 0.5 if related else -1.0
 
 

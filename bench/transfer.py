@@ -1,0 +1,349 @@
+"""Do eclip's label-free defaults transfer? ``eclip dedupe`` (and ``eclip link`` where the
+gold is cross-source) with default settings on every dev catalog, beside a TF-IDF baseline
+measured in the same run, with every numeric default chosen leave-one-catalog-out.
+
+Catalogs: the six labelled-pair sets of ``../shared/data/pair_sets`` (test split), Abt-Buy,
+WDC Products (gold ``product_id``) and the non-English catalogs under ``bench/data/``.
+
+Scoring (as ``../shared/data/README.md`` says): on a pair set, a labelled pair counts as
+predicted a match when both rows share a group (or are linked); unlabelled pairs are
+unknown. On a catalog with full gold, pairwise precision / recall / F1 over all row pairs.
+
+Leave-one-out: each default that is a number is a grid here (:data:`GRID`). For each
+catalog, the grid point with the best mean F1 over the *other* catalogs is chosen, and its
+F1 on the held-out catalog is what the table prints ("default F1, LOO"). The TF-IDF
+baseline's threshold is chosen the same way (and its hindsight-best F1 is printed too).
+
+    uv run python bench/transfer.py [--data ../shared/data] [--work /tmp/eclip-transfer] [--only beer,abt_buy]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from rich.console import Console
+from rich.table import Table
+
+from eclip import api
+from eclip.catalog import load_catalog
+from eclip.encoders import CharNgramTfidf
+
+console = Console(width=150)
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Catalog:
+    """One dev catalog: where its rows are, which columns hold its text, and its gold."""
+
+    name: str
+    path: Path
+    text_cols: list[str] | None
+    #: labelled pairs (id_a, id_b, label) of a pair set, or None when gold is per row
+    pairs: pl.DataFrame | None = None
+    #: per-row gold product ids, when the catalog has full gold
+    gold: dict[str, str] | None = None
+    #: ids of each source, for link (left, right)
+    sides: tuple[set[str], set[str]] | None = None
+    language: str = "en"
+
+
+def _pair_set(data: Path, name: str, text_cols: list[str] | None) -> Catalog:
+    folder = data / "pair_sets" / name
+    pairs = pl.read_csv(folder / "pairs.csv", infer_schema=False).filter(pl.col("split") == "test")
+    pairs = pairs.with_columns(pl.col("label").cast(pl.Int8))
+    all_pairs = pl.read_csv(folder / "pairs.csv", infer_schema=False)
+    left, right = set(all_pairs["id_a"]), set(all_pairs["id_b"])
+    sides = (left, right) if not (left & right) else None
+    return Catalog(name, folder / "catalog.csv", text_cols, pairs=pairs, sides=sides)
+
+
+def _groups_gold(ids: list[str], a: list[str], b: list[str]) -> dict[str, str]:
+    """Gold product per row from matching id pairs (connected components)."""
+    parent = {x: x for x in ids}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for x, y in zip(a, b):
+        if x in parent and y in parent:
+            parent[find(x)] = find(y)
+    return {x: find(x) for x in ids}
+
+
+def catalogs(data: Path) -> list[Catalog]:
+    """Every dev catalog that is present."""
+    out = [
+        _pair_set(data, "wdc_computers", None),
+        _pair_set(data, "wdc_cameras", None),
+        _pair_set(data, "wdc_watches", None),
+        _pair_set(data, "wdc_shoes", None),
+        _pair_set(data, "beer", ["Beer_Name", "Brew_Factory_Name", "Style", "ABV"]),
+        _pair_set(data, "itunes_amazon", ["Song_Name", "Artist_Name", "Album_Name", "Genre", "Price", "Time"]),
+    ]
+    ab = pl.read_csv(data / "abt_buy" / "catalog.csv", infer_schema=False)
+    m = pl.read_csv(data / "abt_buy" / "matches.csv", infer_schema=False)
+    ids = ab["id"].to_list()
+    is_abt = {x for x in ids if int(x) < 1_000_000}
+    out.append(
+        Catalog(
+            "abt_buy",
+            data / "abt_buy" / "catalog.csv",
+            None,
+            gold=_groups_gold(ids, m["id_a"].to_list(), m["id_b"].to_list()),
+            sides=(is_abt, set(ids) - is_abt),
+        )
+    )
+    wdc = pl.read_csv(data / "wdc_products" / "offers.csv", infer_schema=False, columns=["id", "product_id"])
+    out.append(
+        Catalog(
+            "wdc_products", data / "wdc_products" / "offers.csv", None, gold=dict(zip(wdc["id"], wdc["product_id"]))
+        )
+    )
+    for folder in sorted((HERE / "data").glob("*/")):
+        meta = json.loads((folder / "bench.json").read_text()) if (folder / "bench.json").is_file() else {}
+        cat = pl.read_csv(folder / "catalog.csv", infer_schema=False)
+        if "product_id" in cat.columns:
+            gold = dict(zip(cat["id"], cat["product_id"]))
+        else:
+            mm = pl.read_csv(folder / "matches.csv", infer_schema=False)
+            gold = _groups_gold(cat["id"].to_list(), mm["id_a"].to_list(), mm["id_b"].to_list())
+        out.append(
+            Catalog(
+                folder.name,
+                folder / "catalog.csv",
+                meta.get("text_cols"),
+                gold=gold,
+                language=meta.get("language", "?"),
+            )
+        )
+    return out
+
+
+def prf(tp: int, n_pred: int, n_true: int) -> tuple[float, float, float]:
+    p = tp / n_pred if n_pred else 0.0
+    r = tp / n_true if n_true else 0.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def score_groups(cat: Catalog, group_of: dict[str, Any]) -> tuple[float, float, float]:
+    """Pairwise P / R / F1 of a grouping (id -> group) against the catalog's gold."""
+    if cat.pairs is not None:
+        same = np.array([group_of[x] == group_of[y] for x, y in zip(cat.pairs["id_a"], cat.pairs["id_b"])])
+        y = cat.pairs["label"].to_numpy() == 1
+        return prf(int((same & y).sum()), int(same.sum()), int(y.sum()))
+    assert cat.gold is not None
+    df = pl.DataFrame({"id": list(cat.gold), "g": list(cat.gold.values())}).with_columns(
+        pl.col("id").replace_strict(group_of, default=None).cast(pl.String).alias("p")
+    )
+
+    def npairs(col: list[str]) -> int:
+        c = df.group_by(col).len()["len"].to_numpy().astype(np.int64)
+        return int((c * (c - 1) // 2).sum())
+
+    return prf(npairs(["g", "p"]), npairs(["p"]), npairs(["g"]))
+
+
+def score_pair_list(cat: Catalog, a: list[str], b: list[str]) -> tuple[float, float, float]:
+    """Pairwise P / R / F1 of predicted matching pairs (no transitivity)."""
+    pred = {(x, y) if x < y else (y, x) for x, y in zip(a, b)}
+    if cat.pairs is not None:
+        y = cat.pairs["label"].to_numpy() == 1
+        hit = np.array([((x, z) if x < z else (z, x)) in pred for x, z in zip(cat.pairs["id_a"], cat.pairs["id_b"])])
+        return prf(int((hit & y).sum()), int(hit.sum()), int(y.sum()))
+    assert cat.gold is not None
+    tp = sum(cat.gold[x] == cat.gold[y] for x, y in pred)
+    c = np.array(list(pl.Series(list(cat.gold.values())).value_counts()["count"]), dtype=np.int64)
+    return prf(tp, len(pred), int((c * (c - 1) // 2).sum()))
+
+
+def tfidf_candidates(cat: Catalog, k: int = 10) -> tuple[list[str], list[str], np.ndarray]:
+    """The TF-IDF baseline's candidate pairs: each row's k nearest by char 3-5-gram TF-IDF
+    cosine (exact, blocked sparse products), each unordered pair once, with its cosine."""
+    c = load_catalog(cat.path, "id", cat.text_cols)
+    x = CharNgramTfidf().fit_transform(c.texts)
+    n = x.shape[0]
+    k = min(k, n - 1)
+    ids = np.array(c.ids, dtype=object)
+    seen: dict[tuple[int, int], float] = {}
+    for s in range(0, n, 2048):
+        sim = (x[s : s + 2048] @ x.T).toarray()
+        sim[np.arange(len(sim)), np.arange(s, s + len(sim))] = -1
+        top = np.argpartition(-sim, k, axis=1)[:, :k]
+        for i, row in enumerate(top):
+            for j in row.tolist():
+                key = (min(s + i, j), max(s + i, j))
+                seen[key] = float(sim[i, j])
+    keys = np.array(list(seen), dtype=np.int64).reshape(-1, 2)
+    return ids[keys[:, 0]].tolist(), ids[keys[:, 1]].tolist(), np.array(list(seen.values()), dtype=np.float32)
+
+
+#: The TF-IDF baseline's thresholds (cosine; pairs at or above are matches).
+TFIDF_GRID = tuple(round(t, 2) for t in np.arange(0.3, 0.96, 0.05))
+
+
+def cpu_flags() -> str:
+    try:
+        flags = next(
+            line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")
+        ).split()
+    except (OSError, StopIteration):
+        return platform.processor() or "?"
+    return " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16") if f in flags) or "no avx2"
+
+
+def run_dedupe(cat: Catalog, work: Path, settings: dict[str, Any]) -> tuple[dict, dict[str, Any], float]:
+    """``eclip dedupe`` with default settings (plus ``settings``); embeddings cached per catalog."""
+    emb = work / cat.name / "embeddings"
+    tag = "-".join(f"{k}={v}" for k, v in sorted(settings.items())) or "default"
+    out = work / cat.name / f"dedupe-{tag}"
+    cfg = api.DedupeConfig(text_cols=cat.text_cols, **settings)
+    if (emb / "manifest.json").is_file():
+        cfg.embeddings = emb
+    else:
+        cfg.cache_dir = emb
+    t0 = time.perf_counter()
+    manifest = api.dedupe(cat.path, out, cfg)
+    secs = time.perf_counter() - t0
+    groups = pl.read_parquet(out / "groups.parquet", columns=["id", "group_id"])
+    return manifest, dict(zip(groups["id"], groups["group_id"])), secs
+
+
+def run_link(cat: Catalog, work: Path, settings: dict[str, Any]) -> tuple[dict, tuple[float, float, float]]:
+    """``eclip link`` of the catalog's two sources (left = the first source)."""
+    assert cat.sides is not None
+    folder = work / cat.name
+    table = pl.read_csv(cat.path, infer_schema=False)
+    left, right = folder / "left.csv", folder / "right.csv"
+    if not left.is_file():
+        table.filter(pl.col("id").is_in(list(cat.sides[0]))).write_csv(left)
+        table.filter(pl.col("id").is_in(list(cat.sides[1]))).write_csv(right)
+    tag = "-".join(f"{k}={v}" for k, v in sorted(settings.items())) or "default"
+    out = folder / f"link-{tag}"
+    cfg = api.LinkConfig(left_text_cols=cat.text_cols, **settings)
+    first = folder / "link-default" / "embeddings"
+    if (first / "right" / "manifest.json").is_file():
+        cfg.left_embeddings, cfg.right_embeddings = first / "left", first / "right"
+    manifest = api.link(left, right, out, cfg)
+    links = pl.read_parquet(out / "links.parquet", columns=["left_id", "right_id"])
+    return manifest, score_pair_list(cat, links["left_id"].to_list(), links["right_id"].to_list())
+
+
+def loo_choice(scores: dict[str, dict[Any, float]], held_out: str) -> Any:
+    """The grid point with the best mean F1 over every catalog but ``held_out``."""
+    points = next(iter(scores.values())).keys()
+    others = [c for c in scores if c != held_out]
+    return max(points, key=lambda p: (np.mean([scores[c][p] for c in others]), str(p)))
+
+
+#: Numeric defaults of the label-free matcher, each a grid chosen leave-one-catalog-out:
+#: ``{}`` is today's default. Extend with {"field": [values]} entries of DedupeConfig.
+GRID: dict[str, list[Any]] = {}
+
+
+def grid_points() -> list[dict[str, Any]]:
+    keys = sorted(GRID)
+    return [dict(zip(keys, vals)) for vals in itertools.product(*(GRID[k] for k in keys))] or [{}]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--work", type=Path, default=Path("/tmp/eclip-transfer"))
+    ap.add_argument("--only", default="", help="comma-separated catalog names")
+    ap.add_argument("--no-link", action="store_true")
+    args = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    cats = [c for c in catalogs(args.data) if not args.only or c.name in args.only.split(",")]
+    points = grid_points()
+    dedupe_f1: dict[str, dict[Any, float]] = {}
+    detail: dict[str, dict[str, Any]] = {}
+    for cat in cats:
+        (args.work / cat.name).mkdir(parents=True, exist_ok=True)
+        dedupe_f1[cat.name] = {}
+        for point in points:
+            manifest, groups, secs = run_dedupe(cat, args.work, point)
+            p, r, f = score_groups(cat, groups)
+            key = json.dumps(point, sort_keys=True)
+            dedupe_f1[cat.name][key] = f
+            learned = manifest["matching"]["learned"]
+            detail.setdefault(cat.name, {})[key] = {
+                "p": p,
+                "r": r,
+                "f1": f,
+                "secs": secs,
+                "rows": manifest["counts"]["rows"],
+                "method": manifest["matching"]["method_used"],
+                "expected_per_row": learned.get("expected_matches_per_row"),
+                "predicted_per_row": 2 * manifest["counts"]["matched_pairs"] / max(manifest["counts"]["rows"], 1),
+                "candidate_recall": None,
+            }
+            console.print(f"{cat.name} {key}: P {p:.3f} R {r:.3f} F1 {f:.3f} ({secs:.0f} s)")
+    # TF-IDF baseline
+    base_f1: dict[str, dict[Any, float]] = {}
+    for cat in cats:
+        a, b, cos = tfidf_candidates(cat)
+        base_f1[cat.name] = {}
+        for t in TFIDF_GRID:
+            keep = cos >= t
+            base_f1[cat.name][t] = score_pair_list(
+                cat, [x for x, k in zip(a, keep) if k], [y for y, k in zip(b, keep) if k]
+            )[2]
+    link_f1: dict[str, float] = {}
+    if not args.no_link:
+        for cat in cats:
+            if cat.sides is not None:
+                _, (p, r, f) = run_link(cat, args.work, {})
+                link_f1[cat.name] = f
+    table = Table(title=f"Label-free defaults, leave-one-catalog-out (CPU: {cpu_flags()})")
+    for col in (
+        "catalog",
+        "rows",
+        "lang",
+        "default F1 (LOO)",
+        "P",
+        "R",
+        "method",
+        "exp./row",
+        "pred./row",
+        "TF-IDF (LOO t)",
+        "TF-IDF best",
+        "link F1",
+    ):
+        table.add_column(col)
+    for cat in cats:
+        choice = loo_choice(dedupe_f1, cat.name) if len(cats) > 1 else next(iter(dedupe_f1[cat.name]))
+        d = detail[cat.name][choice]
+        t = loo_choice(base_f1, cat.name) if len(cats) > 1 else max(base_f1[cat.name], key=base_f1[cat.name].get)
+        table.add_row(
+            cat.name,
+            f"{d['rows']:,}",
+            cat.language,
+            f"{d['f1']:.3f}",
+            f"{d['p']:.3f}",
+            f"{d['r']:.3f}",
+            d["method"],
+            "-" if d["expected_per_row"] is None else f"{d['expected_per_row']:.2f}",
+            f"{d['predicted_per_row']:.2f}",
+            f"{base_f1[cat.name][t]:.3f} (t {t})",
+            f"{max(base_f1[cat.name].values()):.3f}",
+            f"{link_f1[cat.name]:.3f}" if cat.name in link_f1 else "-",
+        )
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()
