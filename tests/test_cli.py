@@ -104,7 +104,8 @@ def test_default_dedupe_learns_its_settings_and_components_chaining_is_flagged(a
     assert r.exit_code == 0, r.output
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"]["largest_group"] > 100
-    assert len(manifest["warnings"]) == 1 and "--method average or auto" in manifest["warnings"][0]
+    assert len(manifest["warnings"]) == 2 and "--method average or auto" in manifest["warnings"][0]
+    assert "matches per row" in manifest["warnings"][1]  # the groups imply far more than the model expects
     assert "warning:" in r.output and "exceed 100 rows" in r.output
     assert manifest["groups"]["largest_groups"][0]["size"] == manifest["counts"]["largest_group"]
 

@@ -88,6 +88,23 @@ def dedupe(
             rich_help_panel="Signals",
         ),
     ] = 8,
+    phash_col: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Column of precomputed 64-bit pHashes (16 hex digits or integers): the phash signal, without images.",
+            metavar="COL",
+            rich_help_panel="Signals",
+        ),
+    ] = None,
+    tfidf_knn_max_rows: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Up to this many rows, character n-gram TF-IDF neighbours are candidates too (any language).",
+            metavar="ROWS",
+            rich_help_panel="Signals",
+        ),
+    ] = 100_000,
     workers: WorkersOpt = -1,
     k: Annotated[int, neighbours_opt("Neighbours per row in the kNN self-join.", "Grouping")] = 10,
     method: Annotated[
@@ -204,6 +221,8 @@ def dedupe(
         image_threshold=image_threshold,
         fused_threshold=fused_threshold,
         phash_max_distance=phash_max_distance,
+        phash_col=phash_col,
+        tfidf_knn_max_rows=tfidf_knn_max_rows,
         workers=workers,
         k=k,
         lexical=lexical,

@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 
 from eclip.catalog import Catalog, load_catalog, pick_attribute_column
+from eclip.catalog.phash_column import parse_phash_column
 from eclip.checks import ConfigError, check_choice, check_range, recheck
 from eclip.distributed import RayRunner
 from eclip.encoders import (
@@ -24,6 +25,7 @@ from eclip.encoders.lexical import extract_quantities
 from eclip.errors import EclipError, RunDirError
 from eclip.index import FLAT_MAX, cached_self_join
 from eclip.index.binary import MAX_PHOTO_BLOCK, hamming_pairs
+from eclip.index.sparse_knn import pairs_frame, tfidf_knn
 from eclip.jobs.embed import embed
 from eclip.jobs.learn import labelled_constraints, model_summary
 from eclip.jobs.ray_steps import score_on_ray, self_join_on_ray
@@ -54,6 +56,10 @@ from eclip.matcher.model import load_match_model, settings_from_model
 from eclip.matcher.pair_scoring import PairInputs, score_candidates
 from eclip.progress import console
 from eclip.rundir import fingerprint, write_parquet
+
+#: Above this many rows with text, character n-gram TF-IDF neighbours are not proposed
+#: (about 1 minute at 100k rows on 2 cores; ``bench/sparse_knn.py``).
+TFIDF_KNN_MAX_ROWS = 100_000
 
 
 @dataclass
@@ -91,6 +97,14 @@ class DedupeConfig(CatalogSource):
             scores every candidate pair instead of the label-free mixture, ``threshold`` is
             then on its probability, and its labelled pairs become must-link / cannot-link
             constraints.
+        tfidf_knn_max_rows: with the lexical signals, each row's ``k`` nearest rows by
+            character n-gram TF-IDF cosine are candidates too (language-agnostic: a title in
+            a language the text model does not know still finds its twins), up to this many
+            rows with text; the exact sparse top-k grows faster than linearly, so above it
+            only the embedding and the model codes propose candidates.
+        phash_col: a column of precomputed 64-bit perceptual hashes (16 hex digits, or
+            integers, as many scrapers ship: :func:`eclip.catalog.phash_column.parse_phash_column`);
+            it is the ``phash`` signal, as pHashes of images are. Not with ``image_col``.
         ray: run embedding, the kNN self-joins and pair scoring on Ray (``--ray``); grouping
             stays in this process. The output equals a run without it.
     """
@@ -114,6 +128,8 @@ class DedupeConfig(CatalogSource):
     brand_col: str | None = None
     price_col: str | None = None
     match_model: Path | None = None
+    phash_col: str | None = None
+    tfidf_knn_max_rows: int = TFIDF_KNN_MAX_ROWS
     ray: RayRunner | None = None
 
     def __post_init__(self) -> None:
@@ -127,6 +143,12 @@ class DedupeConfig(CatalogSource):
         check_range(self, "max_code_block", 2)
         check_range(self, "batch_size", 1)
         check_range(self, "flat_max", 0)
+        check_range(self, "tfidf_knn_max_rows", 0)
+        if self.phash_col is not None and self.image_col is not None:
+            raise ConfigError(
+                "DedupeConfig.phash_col and image_col are both set; the pHash comes from one of them: "
+                "drop --phash-col to hash the images, or --image-col to use the column."
+            )
         for signal in self.signals or ():
             if signal not in SIGNALS:
                 raise ConfigError(f"DedupeConfig.signals holds {signal!r}; choose among {', '.join(SIGNALS)}.")
@@ -254,9 +276,8 @@ def match_rate(n: int, group_id: np.ndarray, learned: dict) -> tuple[dict[str, f
 
 
 def _signals(emb: Embeddings, cfg: DedupeConfig) -> tuple[str, ...]:
-    available = (
-        ["text"] + (["image", "fused"] if emb.image is not None else []) + (["phash"] if emb.phash is not None else [])
-    )
+    has_phash = emb.phash is not None or cfg.phash_col is not None
+    available = ["text"] + (["image", "fused"] if emb.image is not None else []) + (["phash"] if has_phash else [])
     if cfg.signals is None:
         return tuple(available)
     unknown = [s for s in cfg.signals if s not in SIGNALS]
@@ -266,7 +287,7 @@ def _signals(emb: Embeddings, cfg: DedupeConfig) -> tuple[str, ...]:
     if missing:
         raise EclipError(
             f"signal(s) {', '.join(missing)} not in these embeddings (they have {', '.join(available)}); "
-            "image and fused need an open_clip model and --image-col, phash needs --image-col."
+            "image and fused need an open_clip model and --image-col, phash needs --image-col or --phash-col."
         )
     if not cfg.signals:
         raise EclipError(f"--signals is empty; choose among {', '.join(available)}.")
@@ -334,11 +355,13 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
         attrs = (
             catalog_attributes(cat, cfg.brand_col, cfg.price_col) if cfg.lexical else {}
         )  # a bad --brand-col fails before embedding
+        given_phash = parse_phash_column(cat.table, cfg.phash_col, cat.path) if cfg.phash_col else None
     n = len(cat)
     emb = dedupe_embeddings(cat, cfg, out, timer)
     signals_on = _signals(emb, cfg)
     has_text = emb.has_text & np.array([bool(t) for t in cat.texts])
-    masks = {"text": has_text, "image": emb.has_image, "fused": emb.has_text | emb.has_image, "phash": emb.has_image}
+    phash, has_phash = given_phash if given_phash is not None else (emb.phash, emb.has_image)
+    masks = {"text": has_text, "image": emb.has_image, "fused": emb.has_text | emb.has_image, "phash": has_phash}
     usable = np.zeros(n, dtype=bool)
     for s_ in signals_on:
         usable |= masks[s_]
@@ -355,6 +378,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
     codes = [extract_codes(t) for t in cat.texts] if cfg.lexical and "text" in signals_on else None
     if codes is None:
         attrs = {}  # no text signal: nothing to compare the attributes with
+    tfidf = CharNgramTfidf().fit_transform(cat.texts) if codes is not None else None
     with timer("search"):
         for s_ in ("text", "image", "fused"):
             rows = np.flatnonzero(masks[s_])
@@ -368,10 +392,26 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             lists["code"] = code_block_pairs(
                 [c if has_text[i] else frozenset() for i, c in enumerate(codes)], cfg.max_code_block
             )
+        text_rows = np.flatnonzero(has_text)
+        if tfidf is not None and len(text_rows) >= 2:
+            if len(text_rows) <= cfg.tfidf_knn_max_rows:
+                lists["ngram"] = pairs_frame(*tfidf_knn(tfidf, text_rows, cfg.k))
+                index_info["ngram"] = {
+                    "kind": "exact sparse top-k over character n-gram TF-IDF (sparse_dot_topn)",
+                    "rows": int(len(text_rows)),
+                    "k": cfg.k,
+                }
+            else:
+                console.print(
+                    f"[yellow]{len(text_rows):,} rows with text: more than --tfidf-knn-max-rows "
+                    f"({cfg.tfidf_knn_max_rows:,}), so character n-gram neighbours are not proposed "
+                    "(only the embedding's and the model codes').[/]"
+                )
+                index_info["ngram"] = {"skipped": f"{len(text_rows):,} rows > {cfg.tfidf_knn_max_rows:,}"}
         if "phash" in signals_on:
-            assert emb.phash is not None  # _signals offers phash only when the embeddings have it
+            assert phash is not None  # _signals offers phash only when the embeddings or a column have it
             rows = np.flatnonzero(masks["phash"])
-            near = hamming_pairs(emb.phash[rows], cfg.phash_max_distance)
+            near = hamming_pairs(phash[rows], cfg.phash_max_distance)
             lists["phash"] = pl.DataFrame({"a": rows[near.a], "b": rows[near.b]})
             if len(near.crowded_rows):
                 console.print(
@@ -380,6 +420,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
                 )
             index_info["phash"] = {
                 "kind": "IndexBinaryFlat range search",
+                "from": f"column {cfg.phash_col}" if cfg.phash_col else "images",
                 "bits": 64,
                 "max_distance": cfg.phash_max_distance,
                 "rows": int(len(rows)),
@@ -396,11 +437,11 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             emb.text,
             emb.image,
             emb.fused,
-            emb.phash,
+            phash,
             has_text,
-            emb.has_image,
+            has_phash if given_phash is not None else emb.has_image,
             masks["fused"],
-            CharNgramTfidf().fit_transform(cat.texts) if cfg.lexical and "text" in signals_on else None,
+            tfidf,
             codes,
             attrs.get("quantities"),
             attrs.get("brands"),

@@ -45,6 +45,7 @@ def _refuse_ignored_against_options(cfg: DedupeConfig, index: str | Path) -> Non
         "--review": cfg.review is not None,
         "--signals": cfg.signals is not None,
         "--phash-max-distance": cfg.phash_max_distance != default.phash_max_distance,
+        "--phash-col": cfg.phash_col is not None,
         "--match-model": cfg.match_model is not None,
         "--ray": cfg.ray is not None,
         "--embeddings": cfg.embeddings is not None,
