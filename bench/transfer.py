@@ -219,7 +219,14 @@ def run_dedupe(cat: Catalog, work: Path, settings: dict[str, Any]) -> tuple[dict
     manifest = api.dedupe(cat.path, out, cfg)
     secs = time.perf_counter() - t0
     groups = pl.read_parquet(out / "groups.parquet", columns=["id", "group_id"])
+    pairs = pl.read_parquet(out / "pairs.parquet", columns=["id_a", "id_b"])
+    manifest["candidate_recall"] = candidate_recall(cat, pairs["id_a"].to_list(), pairs["id_b"].to_list())
     return manifest, dict(zip(groups["id"], groups["group_id"])), secs
+
+
+def candidate_recall(cat: Catalog, a: list[str], b: list[str]) -> float:
+    """Share of the gold's matching pairs (a pair set's labelled matches) that are candidates."""
+    return score_pair_list(cat, a, b)[1]
 
 
 def run_link(cat: Catalog, work: Path, settings: dict[str, Any]) -> tuple[dict, tuple[float, float, float]]:
@@ -251,7 +258,10 @@ def loo_choice(scores: dict[str, dict[Any, float]], held_out: str) -> Any:
 
 #: Numeric defaults of the label-free matcher, each a grid chosen leave-one-catalog-out:
 #: ``{}`` is today's default. Extend with {"field": [values]} entries of DedupeConfig.
-GRID: dict[str, list[Any]] = {}
+GRID: dict[str, list[Any]] = {
+    "min_match_score": [0.55, 0.6, 0.65, 0.7, 0.75],  # eclip.matcher.mixture.MIN_MATCH_SCORE
+    "auto_group_share": [0.3, 0.45, 0.6],  # eclip.matcher.grouping.AUTO_GROUP_SHARE
+}
 
 
 def grid_points() -> list[dict[str, Any]]:
@@ -288,8 +298,8 @@ def main() -> None:
                 "rows": manifest["counts"]["rows"],
                 "method": manifest["matching"]["method_used"],
                 "expected_per_row": learned.get("expected_matches_per_row"),
-                "predicted_per_row": 2 * manifest["counts"]["matched_pairs"] / max(manifest["counts"]["rows"], 1),
-                "candidate_recall": None,
+                "predicted_per_row": manifest["counts"]["predicted_matches_per_row"],
+                "candidate_recall": manifest["candidate_recall"],
             }
             console.print(f"{cat.name} {key}: P {p:.3f} R {r:.3f} F1 {f:.3f} ({secs:.0f} s)")
     # TF-IDF baseline
@@ -308,6 +318,10 @@ def main() -> None:
             if cat.sides is not None:
                 _, (p, r, f) = run_link(cat, args.work, {})
                 link_f1[cat.name] = f
+    from eclip.matcher.grouping import AUTO_GROUP_SHARE
+    from eclip.matcher.mixture import MIN_MATCH_SCORE
+
+    default_key = json.dumps({"auto_group_share": AUTO_GROUP_SHARE, "min_match_score": MIN_MATCH_SCORE}, sort_keys=True)
     table = Table(title=f"Label-free defaults, leave-one-catalog-out (CPU: {cpu_flags()})")
     for col in (
         "catalog",
@@ -335,7 +349,10 @@ def main() -> None:
             f"{d['f1']:.3f}",
             f"{d['p']:.3f}",
             f"{d['r']:.3f}",
+            " ".join(f"{k}={v}" for k, v in json.loads(choice).items()) or "default",
+            f"{dedupe_f1[cat.name].get(default_key, float('nan')):.3f}",
             d["method"],
+            f"{d['candidate_recall']:.3f}",
             "-" if d["expected_per_row"] is None else f"{d['expected_per_row']:.2f}",
             f"{d['predicted_per_row']:.2f}",
             f"{base_f1[cat.name][t]:.3f} (t {t})",
@@ -343,6 +360,14 @@ def main() -> None:
             f"{link_f1[cat.name]:.3f}" if cat.name in link_f1 else "-",
         )
     console.print(table)
+    loo = [detail[c.name][loo_choice(dedupe_f1, c.name)]["f1"] for c in cats] if len(cats) > 1 else []
+    if loo:
+        console.print(f"mean default F1 (LOO) over {len(cats)} catalogs: {np.mean(loo):.3f}")
+    totals = {k: float(np.mean([dedupe_f1[c.name][k] for c in cats])) for k in dedupe_f1[cats[0].name]}
+    best = max(totals, key=lambda k: totals[k])
+    console.print(
+        f"grid point with the best mean F1 over all catalogs: {best} ({totals[best]:.3f}); today's default {default_key} ({totals.get(default_key, float('nan')):.3f})"
+    )
 
 
 if __name__ == "__main__":

@@ -102,3 +102,24 @@ def test_a_bad_phash_value_names_the_row_and_column(hashed_catalog, tmp_path):
         "dedupe", hashed_catalog, "--phash-col", "phash", "--image-col", "name", "--out", tmp_path / "r"
     )
     assert code == 2 and "phash_col and image_col are both set" in said
+
+
+def test_any_local_sentence_transformers_folder_is_a_model(shared_data, tmp_path):
+    """--model PATH: the way to bring a better (e.g. multilingual) encoder; here the bundled
+    MiniLM's own folder stands in for one."""
+    from conftest import run_main
+
+    from eclip.encoders.spec import bundled_minilm_path
+
+    catalog = pl.read_csv(shared_data / "abt_buy" / "catalog.csv", infer_schema=False).head(30)
+    catalog.write_csv(tmp_path / "c.csv")
+    folder = bundled_minilm_path()
+    r = run("dedupe", tmp_path / "c.csv", "--model", folder, "--out", tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert m["embeddings"]["dim"] == 384 and str(folder.resolve()) in json.dumps(m["model"])
+    (tmp_path / "not-a-model").mkdir()
+    (tmp_path / "not-a-model" / "weights.bin").write_bytes(b"\0")
+    code, said = run_main("dedupe", tmp_path / "c.csv", "--model", tmp_path / "not-a-model", "--out", tmp_path / "o")
+    assert code == 2 and "Traceback" not in said and len(said.strip().splitlines()) == 1
+    assert "nor modules.json (a sentence-transformers model)" in said

@@ -51,7 +51,8 @@ from eclip.matcher import (
 )
 from eclip.matcher.comparisons import normalise_brand, parse_price
 from eclip.matcher.constraints import check_review_run, groups_fingerprint, identical_text_constraints
-from eclip.matcher.mixture import learn_settings
+from eclip.matcher.grouping import AUTO_GROUP_SHARE
+from eclip.matcher.mixture import MIN_MATCH_SCORE, learn_settings
 from eclip.matcher.model import load_match_model, settings_from_model
 from eclip.matcher.pair_scoring import PairInputs, score_candidates
 from eclip.progress import console
@@ -97,6 +98,11 @@ class DedupeConfig(CatalogSource):
             scores every candidate pair instead of the label-free mixture, ``threshold`` is
             then on its probability, and its labelled pairs become must-link / cannot-link
             constraints.
+        min_match_score: the lowest raw score the learned boundary may take
+            (:data:`eclip.matcher.mixture.MIN_MATCH_SCORE`).
+        auto_group_share: ``auto`` picks ``average`` when average linkage puts at least this
+            share of its grouped rows in groups of 3 or more
+            (:data:`eclip.matcher.grouping.AUTO_GROUP_SHARE`).
         tfidf_knn_max_rows: with the lexical signals, each row's ``k`` nearest rows by
             character n-gram TF-IDF cosine are candidates too (language-agnostic: a title in
             a language the text model does not know still finds its twins), up to this many
@@ -130,6 +136,8 @@ class DedupeConfig(CatalogSource):
     match_model: Path | None = None
     phash_col: str | None = None
     tfidf_knn_max_rows: int = TFIDF_KNN_MAX_ROWS
+    min_match_score: float = MIN_MATCH_SCORE
+    auto_group_share: float = AUTO_GROUP_SHARE
     ray: RayRunner | None = None
 
     def __post_init__(self) -> None:
@@ -144,6 +152,8 @@ class DedupeConfig(CatalogSource):
         check_range(self, "batch_size", 1)
         check_range(self, "flat_max", 0)
         check_range(self, "tfidf_knn_max_rows", 0)
+        check_range(self, "min_match_score", -2.0, 2.0)
+        check_range(self, "auto_group_share", 0.0, 1.0)
         if self.phash_col is not None and self.image_col is not None:
             raise ConfigError(
                 "DedupeConfig.phash_col and image_col are both set; the pHash comes from one of them: "
@@ -465,14 +475,18 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
         if model is not None:
             method: str = cfg.method
             if method == "auto":  # pairs or groups: read from every candidate score, not from the labels
-                method = learn_settings(n, a, b, score, "auto", None, DEFAULT_THRESHOLD).method
+                method = learn_settings(
+                    n, a, b, score, "auto", None, DEFAULT_THRESHOLD, cfg.min_match_score, cfg.auto_group_share
+                ).method
             settings = settings_from_model(
                 model, str(cfg.match_model), n, a, b, {**signals, "score": score}, method, cfg.threshold, constraints
             )
             if cfg.method == "auto":
                 settings.learned["method_chosen_by"] = f"auto: {method}, chosen from the label-free score mixture"
         else:
-            settings = learn_settings(n, a, b, score, cfg.method, cfg.threshold, DEFAULT_THRESHOLD)
+            settings = learn_settings(
+                n, a, b, score, cfg.method, cfg.threshold, DEFAULT_THRESHOLD, cfg.min_match_score, cfg.auto_group_share
+            )
     with timer("group"):
         on = settings.probability if settings.on == "match_probability" else score
         grouping = group(n, a, b, on, settings.threshold, settings.method, constraints)

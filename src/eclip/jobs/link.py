@@ -28,7 +28,8 @@ from eclip.jobs.run import StageTimer, created, start_run, versions, write_manif
 from eclip.matcher import DEFAULT_THRESHOLD, ScoreWeights, code_block_pairs, group, score_pairs, union_candidates
 from eclip.matcher.assignment import LinkMode, one_to_many, one_to_one
 from eclip.matcher.comparisons import price_ratio
-from eclip.matcher.mixture import fit_score_mixture
+from eclip.matcher.mixture import MIN_MATCH_SCORE, fit_score_mixture
+from eclip.progress import console
 from eclip.rundir import fingerprint, write_parquet
 
 
@@ -51,7 +52,8 @@ class LinkConfig:
         threshold: ``None``: match probability 0.5 under a score mixture fitted to this
             pair of catalogs; else the minimum raw score of a link.
         lexical: TF-IDF, model-code, quantity and brand signals (and code blocking).
-        max_code_block, weights, batch_size, flat_max: as in :class:`DedupeConfig`.
+        max_code_block, weights, batch_size, flat_max, min_match_score: as in
+            :class:`DedupeConfig` (the learned boundary is never below ``min_match_score``).
     """
 
     left_id_col: str = "id"
@@ -70,8 +72,10 @@ class LinkConfig:
     weights: ScoreWeights = field(default_factory=ScoreWeights)
     batch_size: int = 64
     flat_max: int = FLAT_MAX
+    min_match_score: float = MIN_MATCH_SCORE
 
     def __post_init__(self) -> None:
+        check_range(self, "min_match_score", -2.0, 2.0)
         check_choice(self, "runtime", Runtime)
         check_range(self, "k", 1)
         check_choice(self, "mode", LinkMode)
@@ -155,6 +159,24 @@ def cross_candidates(
     ), info
 
 
+def expected_one_to_one_links(nl: int, nr: int, l: np.ndarray, r: np.ndarray, prob: np.ndarray) -> float:
+    """The links the match model expects under one-to-one linkage: each row takes part in at
+    most one link, so a row's expected links are ``min(1, sum of its pairs' probabilities)``,
+    and the count is the smaller of the two sides' sums.
+
+    Args:
+        nl, nr: rows per side. l, r: ``(p,)`` int64 cross pairs. prob: ``(p,)`` match
+            probabilities (NaN counts 0).
+
+    Returns:
+        The expected number of links (float).
+    """
+    p = np.nan_to_num(np.asarray(prob, np.float64))
+    left = np.minimum(np.bincount(l, p, nl), 1.0).sum()
+    right = np.minimum(np.bincount(r, p, nr), 1.0).sum()
+    return float(min(left, right))
+
+
 def _assign(
     mode: str, nl: int, nr: int, l: np.ndarray, r: np.ndarray, on: np.ndarray, threshold: float
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -233,7 +255,8 @@ def link(left: str | Path, right: str | Path, out: str | Path, cfg: LinkConfig |
         if "prices" in attrs_l and "prices" in attrs_r:
             signals["price_ratio"] = price_ratio(np.concatenate([attrs_l["prices"], attrs_r["prices"]]), l, nl + r)
     with timer("assign"):
-        mixture = fit_score_mixture(score)
+        fitted = fit_score_mixture(score)
+        mixture = fitted.floored(cfg.min_match_score) if fitted is not None else None  # as dedupe's
         prob = mixture.probability(score) if mixture is not None else np.full(len(score), np.nan, np.float32)
         if cfg.threshold is not None or mixture is None:
             threshold, on, threshold_on = (
@@ -282,6 +305,14 @@ def link(left: str | Path, right: str | Path, out: str | Path, cfg: LinkConfig |
             un = un.filter(~pl.col("id").is_in(list(linked_ids))).join(best.rename({col: "id"}), on="id", how="left")
             write_parquet(un, out / f"unmatched_{side}.parquet")
     n_links = int(accepted.sum())
+    expected_links = expected_one_to_one_links(nl, nr, l, r, prob) if mixture is not None else None
+    warnings = []
+    if expected_links is not None and n_links > 2 * expected_links + 5:
+        warnings.append(
+            f"{n_links:,} links, where the match model expects about {expected_links:,.0f}: "
+            "many links rest on weak evidence; raise --threshold or review them."
+        )
+        console.print(f"[yellow]warning: {warnings[-1]}[/]")
     manifest = {
         "job": "link",
         "created": created(),
@@ -326,11 +357,13 @@ def link(left: str | Path, right: str | Path, out: str | Path, cfg: LinkConfig |
             "right_rows": nr,
             "candidate_pairs": len(cand),
             "links": n_links,
+            "expected_links": None if expected_links is None else round(expected_links, 1),
             "left_linked": int(links["left_id"].n_unique()) if n_links else 0,
             "right_linked": int(links["right_id"].n_unique()) if n_links else 0,
             "left_unmatched": nl - (int(links["left_id"].n_unique()) if n_links else 0),
             "right_unmatched": nr - (int(links["right_id"].n_unique()) if n_links else 0),
         },
+        "warnings": warnings,
         "timings_s": timer.timings(),
         "outputs": {
             "links": "links.parquet",
