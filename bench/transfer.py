@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 import polars as pl
 from rich.console import Console
-from rich.table import Table
 
 from eclip import api
 from eclip.catalog import load_catalog
@@ -265,8 +264,12 @@ GRID: dict[str, list[Any]] = {
 
 
 def grid_points() -> list[dict[str, Any]]:
-    keys = sorted(GRID)
-    return [dict(zip(keys, vals)) for vals in itertools.product(*(GRID[k] for k in keys))] or [{}]
+    from eclip.matcher.grouping import AUTO_GROUP_SHARE
+    from eclip.matcher.mixture import MIN_MATCH_SCORE
+
+    grid = GRID or {"auto_group_share": [AUTO_GROUP_SHARE], "min_match_score": [MIN_MATCH_SCORE]}
+    keys = sorted(grid)
+    return [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
 
 
 def main() -> None:
@@ -275,7 +278,10 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/eclip-transfer"))
     ap.add_argument("--only", default="", help="comma-separated catalog names")
     ap.add_argument("--no-link", action="store_true")
+    ap.add_argument("--defaults-only", action="store_true", help="no grid: today's defaults only (no LOO choice)")
     args = ap.parse_args()
+    if args.defaults_only:
+        GRID.clear()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cats = [c for c in catalogs(args.data) if not args.only or c.name in args.only.split(",")]
     points = grid_points()
@@ -322,34 +328,38 @@ def main() -> None:
     from eclip.matcher.mixture import MIN_MATCH_SCORE
 
     default_key = json.dumps({"auto_group_share": AUTO_GROUP_SHARE, "min_match_score": MIN_MATCH_SCORE}, sort_keys=True)
-    table = Table(title=f"Label-free defaults, leave-one-catalog-out (CPU: {cpu_flags()})")
-    for col in (
+    print(f"Label-free defaults, leave-one-catalog-out (CPU flags: {cpu_flags()})")
+    head = (
         "catalog",
         "rows",
         "lang",
         "default F1 (LOO)",
         "P",
         "R",
+        "chosen LOO",
+        "F1 at today's default",
         "method",
+        "cand. recall",
         "exp./row",
         "pred./row",
         "TF-IDF (LOO t)",
-        "TF-IDF best",
+        "TF-IDF best t",
         "link F1",
-    ):
-        table.add_column(col)
+    )
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
     for cat in cats:
         choice = loo_choice(dedupe_f1, cat.name) if len(cats) > 1 else next(iter(dedupe_f1[cat.name]))
         d = detail[cat.name][choice]
         t = loo_choice(base_f1, cat.name) if len(cats) > 1 else max(base_f1[cat.name], key=base_f1[cat.name].get)
-        table.add_row(
+        cells = (
             cat.name,
             f"{d['rows']:,}",
             cat.language,
-            f"{d['f1']:.3f}",
+            f"**{d['f1']:.3f}**",
             f"{d['p']:.3f}",
             f"{d['r']:.3f}",
-            " ".join(f"{k}={v}" for k, v in json.loads(choice).items()) or "default",
+            " ".join(f"{k.split('_')[0]} {v}" for k, v in json.loads(choice).items()) or "default",
             f"{dedupe_f1[cat.name].get(default_key, float('nan')):.3f}",
             d["method"],
             f"{d['candidate_recall']:.3f}",
@@ -359,7 +369,7 @@ def main() -> None:
             f"{max(base_f1[cat.name].values()):.3f}",
             f"{link_f1[cat.name]:.3f}" if cat.name in link_f1 else "-",
         )
-    console.print(table)
+        print("| " + " | ".join(cells) + " |")
     loo = [detail[c.name][loo_choice(dedupe_f1, c.name)]["f1"] for c in cats] if len(cats) > 1 else []
     if loo:
         console.print(f"mean default F1 (LOO) over {len(cats)} catalogs: {np.mean(loo):.3f}")

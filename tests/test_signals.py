@@ -31,7 +31,7 @@ def test_extract_quantities_reads_units_into_base_units():
     from eclip.encoders.lexical import extract_quantities
 
     assert extract_quantities("SanDisk Ultra 128GB microSDXC") == {"storage_gb": {128.0}}
-    assert extract_quantities("Samsung 850 EVO 1TB SSD") == {"storage_gb": {1000.0}}
+    assert extract_quantities("Samsung 850 EVO 1TB SSD") == {"storage_gb": {1000.0}, "number": {850.0}}
     assert extract_quantities("Corsair 16GB (2x8GB) DDR4 3200MHz") == {
         "storage_gb": {16.0, 8.0},
         "frequency_hz": {3.2e9},

@@ -10,7 +10,7 @@ from typing import Any, cast
 import numpy as np
 import polars as pl
 
-from eclip.catalog import Catalog, load_catalog, pick_attribute_column
+from eclip.catalog import Catalog, load_catalog
 from eclip.catalog.phash_column import parse_phash_column
 from eclip.checks import ConfigError, check_choice, check_range, recheck
 from eclip.distributed import RayRunner
@@ -21,11 +21,12 @@ from eclip.encoders import (
     extract_codes,
     load_embeddings,
 )
-from eclip.encoders.lexical import extract_quantities
 from eclip.errors import EclipError, RunDirError
 from eclip.index import FLAT_MAX, cached_self_join
 from eclip.index.binary import MAX_PHOTO_BLOCK, hamming_pairs
 from eclip.index.sparse_knn import pairs_frame, tfidf_knn
+from eclip.jobs.attributes import catalog_attributes
+from eclip.jobs.dedupe_checks import match_rate, warn_oversized
 from eclip.jobs.embed import embed
 from eclip.jobs.learn import labelled_constraints, model_summary
 from eclip.jobs.ray_steps import score_on_ray, self_join_on_ray
@@ -43,13 +44,10 @@ from eclip.matcher import (
     group,
     groups_frame,
     knn_pairs,
-    oversized_groups,
     passing_counts,
     read_review,
-    size_bound,
     union_candidates,
 )
-from eclip.matcher.comparisons import normalise_brand, parse_price
 from eclip.matcher.constraints import check_review_run, groups_fingerprint, identical_text_constraints
 from eclip.matcher.grouping import AUTO_GROUP_SHARE
 from eclip.matcher.mixture import MIN_MATCH_SCORE, learn_settings
@@ -191,98 +189,6 @@ def dedupe_embeddings(cat: Catalog, cfg: DedupeConfig, out: Path, timer: StageTi
             f"{folder} embedded the columns {made_with}, not {list(cat.text_cols)}; pass the same --text-cols or re-embed."
         )
     return emb
-
-
-def catalog_attributes(cat: Catalog, brand_col: str | None = None, price_col: str | None = None) -> dict[str, Any]:
-    """Per-row quantities (from the titles), normalised brands and prices (from the
-    catalog's brand and price columns, when it has them), with the columns used.
-
-    Args:
-        brand_col, price_col: ``None``: found by name
-            (:func:`eclip.catalog.pick_attribute_column`); ``""``: left out.
-
-    Returns:
-        ``{"quantities", "brands"?, "prices"?, "brand_col"?, "price_col"?}``.
-
-    Raises:
-        EclipError: a named column is not in the catalog.
-    """
-    out: dict[str, Any] = {"quantities": [extract_quantities(t) for t in cat.texts]}
-    columns = cat.table.columns
-    for role, given in (("brand", brand_col), ("price", price_col)):
-        col = pick_attribute_column(columns, role) if given is None else (given or None)
-        if col is None:
-            continue
-        if col not in columns:
-            raise EclipError(
-                f"{cat.path}: no {role} column {col!r} (columns: {', '.join(columns)}); pass --{role}-col with one of them, or ''."
-            )
-        values = cat.table[col].cast(pl.String).to_list()
-        out[f"{role}_col"] = col
-        if role == "brand":
-            out["brands"] = [normalise_brand(v) for v in values]
-        else:
-            out["prices"] = np.array([parse_price(v) for v in values], dtype=np.float64)
-    return out
-
-
-def _warn_oversized(
-    ids: list[str],
-    group_id: np.ndarray,
-    a: np.ndarray,
-    b: np.ndarray,
-    score: np.ndarray,
-    accepted: np.ndarray,
-    method: str,
-) -> list[str]:
-    """Warn (and return the warnings) when groups pass :func:`eclip.matcher.size_bound`:
-    threshold-and-components grouping chains look-alikes into groups no product has."""
-    bound = size_bound(len(ids))
-    big = oversized_groups(group_id, a, b, score, bound, accepted)
-    if not big:
-        return []
-    rows = sum(g["size"] for g in big)
-    pairs = sum(g["implied_pairs"] for g in big)
-    first = big[0]
-    weakest = "; ".join(f"{ids[x]} ~ {ids[y]} ({s:.3f})" for x, y, s in first["weakest"])
-    safer = (
-        "--method average or auto keeps groups from chaining"
-        if method == "components"
-        else "raise --threshold or review them (eclip report)"
-    )
-    text = (
-        f"{len(big)} group(s) exceed {bound:,} rows (largest {first['size']:,}, group {first['group_id']}); together they hold "
-        f"{rows:,} rows and imply {pairs:,} matched pairs. Its weakest links: {weakest}. {safer}."
-    )
-    console.print(f"[yellow]warning: {text}[/]")
-    return [text]
-
-
-def match_rate(n: int, group_id: np.ndarray, learned: dict) -> tuple[dict[str, float | None], list[str]]:
-    """Matches per row the match model expects (twice the sum of the candidates' match
-    probabilities, over ``n``) beside those the groups imply (each row is matched to every
-    other row of its group), and a warning when they disagree by more than a factor of 2
-    (and 0.1 per row): the groups then say something the model does not believe.
-
-    Args:
-        n: rows. group_id: ``(n,)`` group of each row. learned: the settings' ``learned``.
-
-    Returns:
-        ``({"expected_matches_per_row", "predicted_matches_per_row"}, warnings)``.
-    """
-    _, counts = np.unique(group_id, return_counts=True)
-    predicted = float((counts * (counts - 1)).sum() / max(n, 1))
-    expected = learned.get("expected_matches_per_row")
-    rate = {"expected_matches_per_row": expected, "predicted_matches_per_row": round(predicted, 4)}
-    if expected is None or abs(predicted - expected) <= 0.1 or expected / 2 <= predicted <= 2 * expected:
-        return rate, []
-    text = f"the groups imply {predicted:.2f} matches per row, the match model expects {expected:.2f}: " + (
-        "groups hold rows the model does not believe match (chaining?); raise --threshold or try --method mutual."
-        if predicted > expected
-        else "the grouping keeps fewer matches than the model expects; try --method average or review (eclip report)."
-    )
-    console.print(f"[yellow]warning: {text}[/]")
-    return rate, [text]
 
 
 def _signals(emb: Embeddings, cfg: DedupeConfig) -> tuple[str, ...]:
@@ -513,7 +419,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
         write_parquet(pairs, out / "pairs.parquet")
 
     sizes = groups.group_by("group_id").len()["len"]
-    warnings = _warn_oversized(cat.ids, groups["group_id"].to_numpy(), a, b, on, grouping.accepted, settings.method)
+    warnings = warn_oversized(cat.ids, groups["group_id"].to_numpy(), a, b, on, grouping.accepted, settings.method)
     rate, rate_warnings = match_rate(n, grouping.labels, settings.learned)
     warnings += rate_warnings
     matched = grouping.accepted

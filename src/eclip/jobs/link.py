@@ -22,7 +22,7 @@ from eclip.checks import Runtime, check_choice, check_range, recheck
 from eclip.encoders import DEFAULT_MODEL, CharNgramTfidf, Embeddings, EmbedSettings, extract_codes, load_embeddings
 from eclip.errors import RunDirError
 from eclip.index import FLAT_MAX, cached_index, index_info
-from eclip.jobs.dedupe import catalog_attributes
+from eclip.jobs.attributes import catalog_attributes
 from eclip.jobs.embed import EmbedConfig, embed
 from eclip.jobs.run import StageTimer, created, start_run, versions, write_manifest
 from eclip.matcher import DEFAULT_THRESHOLD, ScoreWeights, code_block_pairs, group, score_pairs, union_candidates

@@ -41,9 +41,10 @@ def code_similarity(x: frozenset[str], y: frozenset[str], min_prefix: int = 5) -
     the other (``wh1000xm3`` / ``wh1000xm3b``, both >= ``min_prefix`` chars); 0: either has no
     code, or a shared code while each side also has a code the other lacks and that does
     not extend it (``s320`` shared, ``3780001`` vs ``3880001``: a series shared by two
-    variants); -1: both have codes and none agree, or the codes they share are shorter
-    than the ones they disagree on (``2line`` shared, ``kxtsc14w`` vs ``kxts208w``: a
-    generic token agrees, the model numbers do not).
+    variants, or a shop's own numeric SKUs); -1: both have codes and none agree, or the
+    codes they share are shorter than the letter-and-digit model codes they disagree on
+    (``2line`` shared, ``kxtsc14w`` vs ``kxts208w``: a generic token agrees, the model
+    numbers do not).
     """
     if not x or not y:
         return 0.0
@@ -54,8 +55,11 @@ def code_similarity(x: frozenset[str], y: frozenset[str], min_prefix: int = 5) -
         if not rest_x or not rest_y or related:
             return 1.0
         longest_shared = max(map(len, shared))
-        specific = min(max(map(len, rest_x)), max(map(len, rest_y))) > longest_shared
-        return -1.0 if specific else 0.0
+
+        def model_codes(rest: frozenset[str]) -> bool:
+            return any(len(c) > longest_shared and not c.isdigit() for c in rest)
+
+        return -1.0 if model_codes(rest_x) and model_codes(rest_y) else 0.0
     return 0.5 if related else -1.0
 
 
