@@ -420,7 +420,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
 
     sizes = groups.group_by("group_id").len()["len"]
     warnings = warn_oversized(cat.ids, groups["group_id"].to_numpy(), a, b, on, grouping.accepted, settings.method)
-    rate, rate_warnings = match_rate(n, grouping.labels, settings.learned)
+    rate, rate_warnings = match_rate(n, grouping.labels, settings.learned, settings.method, a, b, settings.probability)
     warnings += rate_warnings
     matched = grouping.accepted
     manifest = {
