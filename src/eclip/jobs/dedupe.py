@@ -26,7 +26,7 @@ from eclip.index import FLAT_MAX, cached_self_join
 from eclip.index.binary import MAX_PHOTO_BLOCK, hamming_pairs
 from eclip.index.sparse_knn import pairs_frame, tfidf_knn
 from eclip.jobs.attributes import catalog_attributes
-from eclip.jobs.dedupe_checks import match_rate, warn_oversized
+from eclip.jobs.dedupe_checks import warn_match_rate, warn_oversized
 from eclip.jobs.embed import embed
 from eclip.jobs.learn import labelled_constraints, model_summary
 from eclip.jobs.ray_steps import score_on_ray, self_join_on_ray
@@ -355,7 +355,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             emb.fused,
             phash,
             has_text,
-            has_phash if given_phash is not None else emb.has_image,
+            has_phash,
             masks["fused"],
             tfidf,
             codes,
@@ -420,7 +420,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
 
     sizes = groups.group_by("group_id").len()["len"]
     warnings = warn_oversized(cat.ids, groups["group_id"].to_numpy(), a, b, on, grouping.accepted, settings.method)
-    rate, rate_warnings = match_rate(n, grouping.labels, settings.learned, settings.method, a, b, settings.probability)
+    rate, rate_warnings = warn_match_rate(n, grouping.labels, settings, a, b)
     warnings += rate_warnings
     matched = grouping.accepted
     manifest = {

@@ -26,7 +26,7 @@ from eclip.jobs.attributes import catalog_attributes
 from eclip.jobs.embed import EmbedConfig, embed
 from eclip.jobs.run import StageTimer, created, start_run, versions, write_manifest
 from eclip.matcher import DEFAULT_THRESHOLD, ScoreWeights, code_block_pairs, group, score_pairs, union_candidates
-from eclip.matcher.assignment import LinkMode, one_to_many, one_to_one
+from eclip.matcher.assignment import LinkMode, expected_one_to_one_links, one_to_many, one_to_one
 from eclip.matcher.comparisons import price_ratio
 from eclip.matcher.mixture import MIN_MATCH_SCORE, fit_score_mixture
 from eclip.progress import console
@@ -157,24 +157,6 @@ def cross_candidates(
     return pl.DataFrame({"l": l[hit], "r": r[hit], "rank": rank[hit]}).unique(
         ["l", "r"], keep="first", maintain_order=True
     ), info
-
-
-def expected_one_to_one_links(nl: int, nr: int, l: np.ndarray, r: np.ndarray, prob: np.ndarray) -> float:
-    """The links the match model expects under one-to-one linkage: each row takes part in at
-    most one link, so a row's expected links are ``min(1, sum of its pairs' probabilities)``,
-    and the count is the smaller of the two sides' sums.
-
-    Args:
-        nl, nr: rows per side. l, r: ``(p,)`` int64 cross pairs. prob: ``(p,)`` match
-            probabilities (NaN counts 0).
-
-    Returns:
-        The expected number of links (float).
-    """
-    p = np.nan_to_num(np.asarray(prob, np.float64))
-    left = np.minimum(np.bincount(l, p, nl), 1.0).sum()
-    right = np.minimum(np.bincount(r, p, nr), 1.0).sum()
-    return float(min(left, right))
 
 
 def _assign(

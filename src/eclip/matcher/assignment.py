@@ -23,6 +23,8 @@ import scipy.sparse as sp
 from scipy.optimize import linear_sum_assignment
 from scipy.sparse.csgraph import connected_components
 
+from eclip.matcher.grouping import expected_matches
+
 #: Components with more cells than this are matched by :func:`mutual_best` instead of the
 #: exact assignment (its dense cost matrix would not fit; real candidate graphs are far
 #: smaller).
@@ -36,6 +38,23 @@ MODES: tuple[str, ...] = get_args(LinkMode)
 def _components(nl: int, nr: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
     graph = sp.coo_matrix((np.ones(len(left), np.int8), (left, nl + right)), shape=(nl + nr, nl + nr))
     return connected_components(graph, directed=False)[1]
+
+
+def expected_one_to_one_links(nl: int, nr: int, left: np.ndarray, right: np.ndarray, probability: np.ndarray) -> float:
+    """The links the match model expects under one-to-one linkage: each row takes part in at
+    most one link, so a row expects ``min(1, sum of its pairs' probabilities)`` links
+    (:func:`eclip.matcher.grouping.expected_matches` over both sides), and the count is the
+    smaller of the two sides' sums.
+
+    Args:
+        nl, nr: rows per side. left, right: ``(p,)`` int64 cross pairs. probability: ``(p,)``
+            match probabilities (NaN counts 0).
+
+    Returns:
+        The expected number of links (float).
+    """
+    per_row = np.minimum(expected_matches(nl + nr, left, nl + np.asarray(right, np.int64), probability), 1.0)
+    return float(min(per_row[:nl].sum(), per_row[nl:].sum()))
 
 
 def mutual_best(nl: int, nr: int, left: np.ndarray, right: np.ndarray, weight: np.ndarray) -> np.ndarray:

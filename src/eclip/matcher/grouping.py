@@ -104,6 +104,52 @@ def expected_matches(n: int, a: np.ndarray, b: np.ndarray, probability: np.ndarr
     return np.bincount(a, p, n) + np.bincount(b, p, n)
 
 
+def match_rate(
+    n: int,
+    group_id: np.ndarray,
+    expected_per_row: float | None,
+    method: str,
+    a: np.ndarray,
+    b: np.ndarray,
+    probability: np.ndarray,
+) -> tuple[dict[str, float | None], str | None]:
+    """Matches per row the match model expects beside those the groups imply (each row is
+    matched to every other row of its group), and a warning when they disagree by more than
+    a factor of 2 (and 0.1 per row): the groups then say something the model does not
+    believe.
+
+    The model expects :func:`expected_matches` matches of each row; under ``mutual`` a row has
+    one match at most, so there a row expects ``min(1, that)`` (both are in the figures).
+
+    Args:
+        n: rows. group_id: ``(n,)`` group of each row.
+        expected_per_row: the mean of :func:`expected_matches` as the match model recorded
+            it, or ``None`` when no model was fitted (then nothing is compared).
+        method: the grouping method used. a, b, probability: ``(p,)`` candidate pairs and
+            their match probabilities (NaN counts 0).
+
+    Returns:
+        ``({"expected_matches_per_row", "expected_matches_per_row_one_to_one",
+        "predicted_matches_per_row"}, the warning or None)``.
+    """
+    _, counts = np.unique(group_id, return_counts=True)
+    predicted = float((counts * (counts - 1)).sum() / max(n, 1))
+    one_to_one = float(np.minimum(expected_matches(n, a, b, probability), 1.0).mean()) if n else 0.0
+    rate = {
+        "expected_matches_per_row": expected_per_row,
+        "expected_matches_per_row_one_to_one": round(one_to_one, 4) if expected_per_row is not None else None,
+        "predicted_matches_per_row": round(predicted, 4),
+    }
+    expected = rate["expected_matches_per_row_one_to_one" if method == "mutual" else "expected_matches_per_row"]
+    if expected is None or abs(predicted - expected) <= 0.1 or expected / 2 <= predicted <= 2 * expected:
+        return rate, None
+    return rate, f"the groups imply {predicted:.2f} matches per row, the match model expects {expected:.2f}: " + (
+        "groups hold rows the model does not believe match (chaining?); raise --threshold or try --method mutual."
+        if predicted > expected
+        else "the grouping keeps fewer matches than the model expects; try --method average or review (eclip report)."
+    )
+
+
 def choose_method(
     n: int,
     a: np.ndarray,
