@@ -65,6 +65,21 @@ def test_near_twin_numbers_and_codes_conflict():
     assert code_similarity(frozenset({"pslx350h", "a1b2"}), frozenset({"pslx350h", "zz99"})) == 0.0
 
 
+def test_short_model_tokens_and_colours_tell_near_twins_apart():
+    q = extract_quantities
+    # camera bodies one short model token apart, and the same body in two shops
+    assert quantity_verdict(q("Canon EOS 6D (Body)"), q("Canon EOS 80D DSLR Camera (Body)")) == -1
+    assert quantity_verdict(q("Canon EOS 70D Body Only"), q("Used Canon EOS 70D DSLR")) == 1
+    assert q("Canon EOS Rebel T7i")["model"] == {"t7i"}
+    # ordinals, multipliers, 4K and dotted references are no model tokens
+    assert "model" not in q("2nd gen 4x zoom 4K T36.1.316.72")
+    # colours are read in several languages and mapped to one name
+    assert q("Nike Train Speed 4 - Negro/Blanco")["colour"] == {"black", "white"}
+    assert quantity_verdict(q("Nike Train Speed 4 Black/White"), q("Nike Train Speed 4 - Negro/Blanco")) == 1
+    assert quantity_verdict(q("GoPro HERO4 Silver"), q("GoPro HERO4 Black")) == -1
+    assert "colour" not in q("Sony Blu-ray player BDP-S3700 or DVD")  # "blu", "or": no colours here
+
+
 @pytest.fixture
 def hashed_catalog(shared_data, tmp_path):
     catalog = pl.read_csv(shared_data / "abt_buy" / "catalog.csv", infer_schema=False).head(60)

@@ -189,12 +189,41 @@ def extract_codes(text: str, min_len: int = 4) -> frozenset[str]:
     return frozenset(out)
 
 
+#: A short model token standing alone: 2 or 3 letters and digits, mixing both (``EOS 70D``,
+#: ``Rebel T6``, ``Alpha A7``, ``Core i5``), minus ordinals and multipliers (``2nd``, ``4x``).
+_MODEL_TOKEN = re.compile(r"(?<![\w/.-])((?=[a-z]*\d)(?=\d*[a-z])[a-z0-9]{2,3})(?![\w/-]|\.\d)")
+_NOT_MODEL = re.compile(r"\d+(?:st|nd|rd|th|x|k)|x\d+")
+
+#: Colour words in the languages of the dev catalogs (English, Spanish, French, German,
+#: Italian, Dutch, Portuguese, Polish, Czech), each to one English name, so that "Negro" and
+#: "Black" agree and "Silver" and "Black" conflict.
+COLOURS: dict[str, str] = {
+    word: colour
+    for colour, words in {
+        "black": "black negro negra noir noire schwarz nero nera zwart preto preta czarny czarna černý černá černé",
+        "white": "white blanco blanca blanc blanche weiss weiß bianco bianca wit branco branca biały biała bílý bílá bílé",
+        "grey": "grey gray gris grau grigio grijs cinza szary szara šedý šedá šedé",
+        "silver": "silver plata argent argenté silber argento zilver prata srebrny stříbrný stříbrná",
+        "gold": "gold oro dorado doré goud ouro złoty zlatý zlatá",
+        "red": "red rojo roja rouge rot rosso rossa rood vermelho czerwony červený červená",
+        "blue": "blue azul bleu blau blauw niebieski modrý modrá",
+        "green": "green verde vert grün groen zielony zelený zelená",
+        "yellow": "yellow amarillo jaune gelb giallo geel amarelo żółty žlutý žlutá",
+        "orange": "orange naranja arancione oranje laranja pomarańczowy oranžový oranžová",
+        "pink": "pink rosa rose roze różowy růžový růžová",
+        "purple": "purple morado violet violett viola paars roxo fioletowy fialový fialová",
+        "brown": "brown marrón marron braun marrone bruin marrom brązowy hnědý hnědá",
+    }.items()
+    for word in words.split()
+}
+_WORD = re.compile(r"[^\W\d_]+")
+
 #: A bare number of 2 to 5 digits standing alone (no unit, not part of a decimal, a code or a
 #: longer number): a model or series number (``HP 901``, ``AV 500``, ``GeForce 8400``).
 _BARE_NUMBER = re.compile(r"(?<![\w.,:/-])(\d{2,5})(?![\w.,:/%-])")
 
 
-def extract_quantities(text: str) -> dict[str, frozenset[float]]:
+def extract_quantities(text: str) -> dict[str, frozenset]:
     """Numeric attributes with units in ``text``: dimension -> the values found, in the
     dimension's base unit (:data:`UNITS`), rounded to 3 significant digits. A quote after a
     number reads as inches (``55"``, and ``50'`` as catalogs that escape quotes write it).
@@ -204,7 +233,10 @@ def extract_quantities(text: str) -> dict[str, frozenset[float]]:
     digits that stand alone (``HP 901``, ``NETGEAR AV 500``, ``GeForce 8400 GS``) are the
     dimension ``number``: model and series numbers, which tell near-twins apart (HP 901 vs
     HP 95) as sizes do. Longer digit runs and letter-digit tokens are left to
-    :func:`extract_codes`.
+    :func:`extract_codes`. Two more dimensions hold words, not numbers: ``model``, short
+    letter-and-digit model tokens too short to be codes (``EOS 70D`` vs ``6D``, ``T6`` vs
+    ``T7i``), and ``colour``, colour words mapped to one English name (:data:`COLOURS`:
+    ``Negro`` is ``black``). Their values are strings.
     """
     low = text.lower()
     out: dict[str, set[float]] = {}
@@ -213,6 +245,10 @@ def extract_quantities(text: str) -> dict[str, frozenset[float]]:
         value = float(num.replace(",", ".")) * factor
         if value > 0:
             out.setdefault(dim, set()).add(float(f"{value:.3g}"))
-    for num in _BARE_NUMBER.findall(_QUANTITY.sub(" ", low)):
+    rest = _QUANTITY.sub(" ", low)
+    for num in _BARE_NUMBER.findall(rest):
         out.setdefault("number", set()).add(float(num))
-    return {k: frozenset(v) for k, v in out.items()}
+    sets = {k: frozenset(v) for k, v in out.items()}
+    models = frozenset(t for t in _MODEL_TOKEN.findall(rest) if not _NOT_MODEL.fullmatch(t))
+    colours = frozenset(COLOURS[w] for w in _WORD.findall(low) if w in COLOURS)
+    return {**sets, **({"model": models} if models else {}), **({"colour": colours} if colours else {})}

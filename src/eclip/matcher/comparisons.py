@@ -95,7 +95,7 @@ class RowFeatures:
     valid: np.ndarray
     tfidf: sp.csr_matrix | None = None
     codes: list[frozenset[str]] | None = None
-    quantities: list[dict[str, frozenset[float]]] | None = None
+    quantities: list[dict[str, frozenset]] | None = None
     brands: list[str] | None = None
     prices: np.ndarray | None = None
 

@@ -82,7 +82,7 @@ def _rowwise_sparse(x: sp.csr_matrix, a: np.ndarray, b: np.ndarray, step: int = 
     return out
 
 
-def quantity_verdict(x: dict[str, frozenset[float]], y: dict[str, frozenset[float]]) -> int:
+def quantity_verdict(x: dict[str, frozenset], y: dict[str, frozenset]) -> int:
     """+1 the two share a value in every dimension both state; -1 some dimension both state
     has no value in common (``64GB`` vs ``128GB``); 0 no dimension in common."""
     common = x.keys() & y.keys()
@@ -121,7 +121,7 @@ def score_pairs(
     codes: list[frozenset[str]] | None,
     weights: ScoreWeights = ScoreWeights(),
     cos: np.ndarray | None = None,
-    quantities: list[dict[str, frozenset[float]]] | None = None,
+    quantities: list[dict[str, frozenset]] | None = None,
     brands: list[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Signals and combined score of the pairs ``(a[p], b[p])``.
