@@ -39,6 +39,7 @@ from eclip.encoders import CharNgramTfidf
 from eclip.evaluation import load_gold
 from eclip.evaluation.metrics import pairwise_counts, pairwise_prf
 from eclip.index.sparse_knn import tfidf_knn
+from eclip.matcher.signals import ScoreWeights
 
 console = Console(width=150)
 HERE = Path(__file__).resolve().parent
@@ -183,7 +184,9 @@ def run_dedupe(cat: Catalog, work: Path, settings: dict[str, Any]) -> tuple[dict
     emb = work / cat.name / "embeddings"
     tag = "-".join(f"{k}={v}" for k, v in sorted(settings.items())) or "default"
     out = work / cat.name / f"dedupe-{tag}"
-    cfg = api.DedupeConfig(text_cols=cat.text_cols, **settings)
+    settings = dict(settings)
+    weights = ScoreWeights(**{"quantity": settings.pop("quantity_weight")} if "quantity_weight" in settings else {})
+    cfg = api.DedupeConfig(text_cols=cat.text_cols, weights=weights, **settings)
     if (emb / "manifest.json").is_file():
         cfg.embeddings = emb
     else:
@@ -232,16 +235,26 @@ def loo_choice(scores: dict[str, dict[Any, float]], held_out: str) -> Any:
 #: Numeric defaults of the label-free matcher, each a grid chosen leave-one-catalog-out:
 #: ``{}`` is today's default. Extend with {"field": [values]} entries of DedupeConfig.
 GRID: dict[str, list[Any]] = {
-    "min_match_score": [0.55, 0.6, 0.65, 0.7, 0.75],  # eclip.matcher.mixture.MIN_MATCH_SCORE
+    "min_match_score": [0.6, 0.65, 0.7],  # eclip.matcher.mixture.MIN_MATCH_SCORE
     "auto_group_share": [0.3, 0.45, 0.6],  # eclip.matcher.grouping.AUTO_GROUP_SHARE
+    "quantity_weight": [0.2, 0.5, 0.8],  # eclip.matcher.signals.ScoreWeights.quantity
 }
 
 
-def grid_points() -> list[dict[str, Any]]:
+def today() -> dict[str, Any]:
+    """Today's value of every numeric default in :data:`GRID`."""
     from eclip.matcher.grouping import AUTO_GROUP_SHARE
     from eclip.matcher.mixture import MIN_MATCH_SCORE
 
-    grid = GRID or {"auto_group_share": [AUTO_GROUP_SHARE], "min_match_score": [MIN_MATCH_SCORE]}
+    return {
+        "auto_group_share": AUTO_GROUP_SHARE,
+        "min_match_score": MIN_MATCH_SCORE,
+        "quantity_weight": ScoreWeights().quantity,
+    }
+
+
+def grid_points() -> list[dict[str, Any]]:
+    grid = GRID or {k: [v] for k, v in today().items()}
     keys = sorted(grid)
     return [dict(zip(keys, vals)) for vals in itertools.product(*(grid[k] for k in keys))]
 
@@ -298,10 +311,7 @@ def main() -> None:
             if cat.sides is not None:
                 _, (p, r, f) = run_link(cat, args.work, {})
                 link_f1[cat.name] = f
-    from eclip.matcher.grouping import AUTO_GROUP_SHARE
-    from eclip.matcher.mixture import MIN_MATCH_SCORE
-
-    default_key = json.dumps({"auto_group_share": AUTO_GROUP_SHARE, "min_match_score": MIN_MATCH_SCORE}, sort_keys=True)
+    default_key = json.dumps(today(), sort_keys=True)
     print(f"Label-free defaults, leave-one-catalog-out (CPU flags: {cpu_flags()})")
     head = (
         "catalog",
