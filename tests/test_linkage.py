@@ -12,6 +12,8 @@ from eclip.matcher.frames import groups_frame
 from eclip.matcher.grouping import choose_method
 from eclip.matcher.linkage import average_linkage
 from eclip.matcher.mixture import fit_score_mixture, learn_settings
+from eclip.matcher.pair_scoring import score_before_penalties
+from eclip.matcher.signals import ModalityThresholds, ScoreWeights, conflict_penalty
 
 
 def _clique(rows, score):
@@ -141,6 +143,30 @@ def test_mixture_boundary_never_falls_below_the_floor():
     s = learn_settings(len(scores), a, a + 1, scores.astype(np.float32), "auto", None, 0.6, min_match_score=0.65)
     assert s.learned["mixture"]["threshold_at_probability_0.5"] == pytest.approx(0.65)
     assert s.method == "mutual" and s.learned["expected_matches_per_row"] < 0.5
+
+
+def test_the_mixture_is_fitted_before_conflict_penalties():
+    rng = np.random.default_rng(4)
+    # look-alikes, matches, and a quarter of all pairs with a quantity conflict (-0.8)
+    raw = np.concatenate([rng.normal(0.4, 0.1, 6000), rng.normal(1.1, 0.15, 4000)])
+    quantity = np.where(rng.random(len(raw)) < 0.25, -1.0, 0.0).astype(np.float32)
+    signals = {"text_score": (raw + 0.8 * quantity).astype(np.float32), "quantity": quantity}
+    w, t = ScoreWeights(), ModalityThresholds()
+    assert conflict_penalty(signals, w) == pytest.approx(0.8 * quantity)
+    before = score_before_penalties(signals, w, t)
+    assert before == pytest.approx(raw, abs=1e-5)
+    score = signals["text_score"]
+    a = np.arange(len(raw))
+    on_penalised = learn_settings(len(raw) + 1, a, a + 1, score, "mutual", None, 0.6, min_match_score=0.0)
+    fitted = learn_settings(len(raw) + 1, a, a + 1, score, "mutual", None, 0.6, min_match_score=0.0, fit_on=before)
+    boundary = fitted.learned["mixture"]["threshold_at_probability_0.5"]
+    assert 0.6 < boundary < 0.85  # between the look-alikes and the matches
+    # fitted to the penalised scores, the wide tail drags the match component up
+    assert on_penalised.learned["mixture"]["threshold_at_probability_0.5"] > boundary + 0.1
+    # the probabilities are read at the penalised score: a conflict still costs the match
+    p = fitted.probability
+    assert (p[(raw > 1.2) & (quantity == 0)] >= 0.5).all()
+    assert (p[(raw < 1.4) & (quantity < 0)] < 0.5).all()
 
 
 def test_em_recovers_known_m_and_u():

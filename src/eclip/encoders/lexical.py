@@ -127,6 +127,8 @@ UNITS: dict[str, tuple[str, float]] = {
             ("lb", 453.6),
             ("lbs", 453.6),
             ("oz", 28.35),
+            ("gm", 1.0),
+            ("gms", 1.0),
         )
     },
     **{
@@ -155,6 +157,9 @@ UNITS: dict[str, tuple[str, float]] = {
             "tabs",
             "tablets",
             "capsules",
+            "capsule",
+            "caps",
+            "tablet",
             "sheets",
             "rolls",
         )
@@ -213,6 +218,9 @@ COLOURS: dict[str, str] = {
         "pink": "pink rosa rose roze różowy růžový růžová",
         "purple": "purple morado violet violett viola paars roxo fioletowy fialový fialová",
         "brown": "brown marrón marron braun marrone bruin marrom brązowy hnědý hnědá",
+        # English shades that shops name as colours of their own (not food words: cream, olive)
+        **{c: c for c in ("navy", "beige", "maroon", "teal", "charcoal", "khaki", "bronze", "turquoise")},
+        **{c: c for c in ("lavender", "ivory", "burgundy", "magenta", "cyan")},
     }.items()
     for word in words.split()
 }

@@ -29,6 +29,7 @@ from eclip.matcher import DEFAULT_THRESHOLD, ScoreWeights, code_block_pairs, gro
 from eclip.matcher.assignment import LinkMode, expected_one_to_one_links, one_to_many, one_to_one
 from eclip.matcher.comparisons import price_ratio
 from eclip.matcher.mixture import MIN_MATCH_SCORE, fit_score_mixture
+from eclip.matcher.signals import conflict_penalty
 from eclip.progress import console
 from eclip.rundir import fingerprint, write_parquet
 
@@ -237,8 +238,8 @@ def link(left: str | Path, right: str | Path, out: str | Path, cfg: LinkConfig |
         if "prices" in attrs_l and "prices" in attrs_r:
             signals["price_ratio"] = price_ratio(np.concatenate([attrs_l["prices"], attrs_r["prices"]]), l, nl + r)
     with timer("assign"):
-        fitted = fit_score_mixture(score)
-        mixture = fitted.floored(cfg.min_match_score) if fitted is not None else None  # as dedupe's
+        fitted = fit_score_mixture(score - conflict_penalty(signals, cfg.weights))  # before penalties, as dedupe's
+        mixture = fitted.floored(cfg.min_match_score) if fitted is not None else None
         prob = mixture.probability(score) if mixture is not None else np.full(len(score), np.nan, np.float32)
         if cfg.threshold is not None or mixture is None:
             threshold, on, threshold_on = (

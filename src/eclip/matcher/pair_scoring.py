@@ -11,7 +11,14 @@ import numpy as np
 
 from eclip.encoders.phash import hamming
 from eclip.matcher.comparisons import price_ratio
-from eclip.matcher.signals import ModalityThresholds, ScoreWeights, combine_modalities, cosine_pairs, score_pairs
+from eclip.matcher.signals import (
+    ModalityThresholds,
+    ScoreWeights,
+    combine_modalities,
+    conflict_penalty,
+    cosine_pairs,
+    score_pairs,
+)
 
 
 @dataclass
@@ -68,3 +75,16 @@ def score_candidates(a: np.ndarray, b: np.ndarray, x: PairInputs) -> tuple[dict[
         signals["price_ratio"] = price_ratio(x.prices, a, b)
     score = combine_modalities(signals, x.thresholds) if len(a) else np.zeros(0, np.float32)
     return signals, score
+
+
+def score_before_penalties(
+    signals: dict[str, np.ndarray], weights: ScoreWeights, thresholds: ModalityThresholds
+) -> np.ndarray:
+    """``(p,)`` float32: the final score (:func:`eclip.matcher.combine_modalities`) with the
+    text score's conflict penalties (:func:`eclip.matcher.signals.conflict_penalty`) left
+    out; the scores the label-free match model is fitted to. Without a text score, the
+    final score itself."""
+    if "text_score" not in signals or not len(signals["text_score"]):
+        return combine_modalities(signals, thresholds) if signals else np.zeros(0, np.float32)
+    text = signals["text_score"] - conflict_penalty(signals, weights)
+    return combine_modalities({**signals, "text_score": text}, thresholds)

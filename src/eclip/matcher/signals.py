@@ -169,6 +169,19 @@ def score_pairs(
     return out
 
 
+def conflict_penalty(signals: dict[str, np.ndarray], weights: ScoreWeights) -> np.ndarray:
+    """``(p,)`` float32, <= 0: the part of each pair's text score that its conflicts took
+    away (``w_quantity * min(quantity, 0) + w_brand * min(brand, 0)``; 0 where a verdict is
+    missing). ``text_score - conflict_penalty`` is the score before penalties, which the
+    match model is fitted to (:func:`eclip.matcher.mixture.learn_settings`)."""
+    n = len(next(iter(signals.values()))) if signals else 0
+    out = np.zeros(n, dtype=np.float32)
+    for name, w in (("quantity", weights.quantity), ("brand", weights.brand)):
+        if name in signals:
+            out += w * np.minimum(np.nan_to_num(np.asarray(signals[name], dtype=np.float32)), 0)
+    return out
+
+
 @dataclass(frozen=True)
 class ModalityThresholds:
     """Per-signal thresholds: a pair matches when any enabled signal passes its own.
