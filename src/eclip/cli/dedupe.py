@@ -30,6 +30,7 @@ from eclip.cli.options import (
     source_options,
     split_cols,
 )
+from eclip.errors import EclipError
 from eclip.matcher.grouping import GroupingMethod
 from eclip.progress import console
 from eclip.rundir import read_json
@@ -201,6 +202,21 @@ def dedupe(
             rich_help_panel="Grouping",
         ),
     ] = None,
+    self_train: Annotated[
+        bool,
+        typer.Option(
+            "--self-train",
+            help="Two passes: fine-tune the text model on the first pass's most certain matches "
+            "(e-CLIP on the catalog's own pairs; minutes on a CPU), then dedupe with it.",
+            rich_help_panel="Model",
+        ),
+    ] = False,
+    self_train_pairs: Annotated[
+        int,
+        typer.Option(
+            min=2, help="Most certain pairs that --self-train trains on.", metavar="N", rich_help_panel="Model"
+        ),
+    ] = 4000,
     ray: RayOpt = None,
     ray_workers: RayWorkersOpt = None,
 ) -> None:
@@ -245,6 +261,8 @@ def dedupe(
         cfg = dataclasses.replace(cfg, method=method)
     if threshold is not None:
         cfg = dataclasses.replace(cfg, threshold=threshold)
+    if self_train and against is not None:
+        raise EclipError("--self-train does not apply with --against: run it on the whole catalog")
     if against is not None:
         m = api.dedupe_against(catalog, against, out, cfg)
         c = m["counts"]
@@ -269,7 +287,10 @@ def dedupe(
         table.add_row("written", f"{out}/groups.parquet, pairs.parquet, manifest.json")
         console.print(table)
         return
-    manifest = api.dedupe(catalog, out, cfg)
+    if self_train:
+        manifest = api.dedupe_self_trained(catalog, out, cfg, api.SelfTrainConfig(max_pairs=self_train_pairs))
+    else:
+        manifest = api.dedupe(catalog, out, cfg)
     c = manifest["counts"]
     table = Table(title=f"eclip dedupe: {catalog}", show_header=False)
     table.add_row("rows", f"{c['rows']:,}")
@@ -297,6 +318,13 @@ def dedupe(
             f"{match_model} ({mdl['labels']} labels"
             + (f"; cross-validated P {cv['precision']:.3f} R {cv['recall']:.3f}" if cv else "")
             + ")",
+        )
+    if manifest.get("self_training"):
+        st = manifest["self_training"]
+        table.add_row(
+            "self-training",
+            f"{st['pairs']:,} certain pairs of the first pass, {st['steps']} steps in {st['seconds']:.0f} s "
+            f"(loss {st['loss_first']:.3f} -> {st['loss_last']:.3f}); model in {out}/self-train/model",
         )
     table.add_row("index", ", ".join(f"{k}: {v.get('factory') or v.get('kind')}" for k, v in manifest["index"].items()))
     table.add_row("time", f"{manifest['timings_s']['total']:.1f} s")

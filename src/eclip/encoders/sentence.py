@@ -24,12 +24,17 @@ def weights_digest(model_dir: Path) -> str:
     """SHA-256 (16 hex digits) over the sizes and names of the weight files of ``model_dir``.
 
     Sizes rather than contents keep this instant for large checkpoints; any retrained or
-    different checkpoint changes at least the file set or sizes in practice.
+    different checkpoint changes at least the file set or sizes in practice. A model that
+    ``eclip dedupe --self-train`` fine-tuned keeps the sizes of the one it started from, so
+    its marker file (:data:`eclip.train.pairs.MARKER`, which holds a SHA-256 of the
+    weights' contents) is hashed by content.
     """
     h = hashlib.sha256()
     for f in sorted(model_dir.rglob("*")):
         if f.is_file() and f.suffix in {".safetensors", ".bin", ".json", ".txt"}:
             h.update(f"{f.relative_to(model_dir)}:{f.stat().st_size}".encode())
+            if f.name == "eclip_self_train.json":
+                h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -18,6 +18,7 @@ from eclip.jobs.evaluate import evaluate, evaluate_links, evaluate_predictions
 from eclip.jobs.index import index_add, index_build, index_merge, index_query
 from eclip.jobs.learn import LabelSession, learn, propose
 from eclip.jobs.link import LinkConfig, link
+from eclip.jobs.self_train import SelfTrainConfig, dedupe_self_trained
 from eclip.jobs.source import CatalogSource
 from eclip.jobs.train import train
 
@@ -27,11 +28,13 @@ __all__ = [
     "ClassifyConfig",
     "ClusterConfig",
     "DedupeConfig",
+    "SelfTrainConfig",
     "EmbedConfig",
     "classify",
     "cluster",
     "dedupe",
     "dedupe_against",
+    "dedupe_self_trained",
     "embed",
     "evaluate",
     "evaluate_links",

@@ -50,7 +50,7 @@ from eclip.matcher import (
 )
 from eclip.matcher.constraints import check_review_run, groups_fingerprint, identical_text_constraints
 from eclip.matcher.grouping import AUTO_GROUP_SHARE
-from eclip.matcher.mixture import MIN_MATCH_SCORE, learn_settings
+from eclip.matcher.mixture import MIN_MATCH_SCORE, MatchSettings, learn_settings
 from eclip.matcher.model import load_match_model, settings_from_model
 from eclip.matcher.pair_scoring import PairInputs, score_before_penalties, score_candidates
 from eclip.progress import console
@@ -379,30 +379,22 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
         constraints = identical if constraints is None else identical + constraints
     with timer("learn"):
         fit_on = score_before_penalties(signals, cfg.weights, cfg.thresholds) if len(a) else score
+
+        def label_free(method: str, threshold: float | None) -> MatchSettings:
+            floor, share = cfg.min_match_score, cfg.auto_group_share
+            return learn_settings(n, a, b, score, method, threshold, DEFAULT_THRESHOLD, floor, share, fit_on)
+
         if model is not None:
             method: str = cfg.method
             if method == "auto":  # pairs or groups: read from every candidate score, not from the labels
-                method = learn_settings(
-                    n, a, b, score, "auto", None, DEFAULT_THRESHOLD, cfg.min_match_score, cfg.auto_group_share, fit_on
-                ).method
+                method = label_free("auto", None).method
             settings = settings_from_model(
                 model, str(cfg.match_model), n, a, b, {**signals, "score": score}, method, cfg.threshold, constraints
             )
             if cfg.method == "auto":
                 settings.learned["method_chosen_by"] = f"auto: {method}, chosen from the label-free score mixture"
         else:
-            settings = learn_settings(
-                n,
-                a,
-                b,
-                score,
-                cfg.method,
-                cfg.threshold,
-                DEFAULT_THRESHOLD,
-                cfg.min_match_score,
-                cfg.auto_group_share,
-                fit_on,
-            )
+            settings = label_free(cfg.method, cfg.threshold)
     with timer("group"):
         on = settings.probability if settings.on == "match_probability" else score
         grouping = group(n, a, b, on, settings.threshold, settings.method, constraints)
