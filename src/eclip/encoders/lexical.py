@@ -218,9 +218,10 @@ COLOURS: dict[str, str] = {
         "pink": "pink rosa rose roze różowy růžový růžová",
         "purple": "purple morado violet violett viola paars roxo fioletowy fialový fialová",
         "brown": "brown marrón marron braun marrone bruin marrom brązowy hnědý hnědá",
-        # English shades that shops name as colours of their own (not food words: cream, olive)
+        # English shades that fashion shops name as colours of their own ("olive oil" or
+        # "face cream" on both sides of a pair agree, so food words cost little)
         **{c: c for c in ("navy", "beige", "maroon", "teal", "charcoal", "khaki", "bronze", "turquoise")},
-        **{c: c for c in ("lavender", "ivory", "burgundy", "magenta", "cyan")},
+        **{c: c for c in ("lavender", "ivory", "burgundy", "magenta", "cyan", "olive", "cream", "mustard")},
     }.items()
     for word in words.split()
 }

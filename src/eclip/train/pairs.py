@@ -53,7 +53,7 @@ class PairTrainingConfig:
         device: ``cpu``, ``cuda`` or ``None`` (CUDA when torch sees a GPU).
     """
 
-    epochs: int = 1
+    epochs: int = 2
     batch_size: int = 32
     lr: float = 2e-5
     warmup_steps: int = 10
