@@ -93,9 +93,15 @@ def test_a_killed_fine_tuning_resumes_to_the_same_weights(tiny_sentence_dir, tmp
     assert resumed["weights_sha256"] == whole["weights_sha256"]
 
 
-def test_fine_tuning_refuses_too_few_pairs(tiny_sentence_dir, tmp_path):
+def test_fine_tuning_refuses_too_few_pairs_and_bad_settings(tiny_sentence_dir, tmp_path):
     with pytest.raises(EclipError, match="at least 2 confident pairs"):
         fine_tune_on_pairs(tiny_sentence_dir, ["a"], ["b"], np.zeros(1), tmp_path / "w")
+    with pytest.raises(EclipError, match="batch_size"):
+        PairTrainingConfig(batch_size=1)
+    with pytest.raises(EclipError, match="lr"):
+        PairTrainingConfig(lr=0.0)
+    with pytest.raises(EclipError, match="min_probability"):
+        api.SelfTrainConfig(min_probability=0.2)
 
 
 def test_dedupe_self_trained_runs_two_passes_and_resumes(tiny_sentence_dir, tmp_path):

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eclip.checks import check_range
 from eclip.errors import ModelError
 from eclip.progress import progress_bar
 from eclip.rundir import write_json
@@ -60,6 +61,11 @@ class PairTrainingConfig:
     seed: int = 0
     checkpoint_every: int = 50
     device: str | None = None
+
+    def __post_init__(self) -> None:
+        for name, lo in (("epochs", 1), ("batch_size", 2), ("warmup_steps", 0), ("checkpoint_every", 1)):
+            check_range(self, name, lo, None)
+        check_range(self, "lr", 0.0, None, lo_open=True)
 
 
 def weights_sha256(folder: Path) -> str:
