@@ -65,6 +65,10 @@ def test_fine_tuning_pulls_pairs_together_and_marks_the_model(tiny_sentence_dir,
     # a finished model is not trained again
     again = fine_tune_on_pairs(tiny_sentence_dir, left, right, keys, tmp_path / "w", cfg)
     assert again == json.loads((model_dir / MARKER).read_text())
+    # other pairs: trained again, not the stale model
+    other = fine_tune_on_pairs(tiny_sentence_dir, left[:16], right[:16], keys[:16], tmp_path / "w", cfg)
+    assert other["pairs"] == 16 and other["task_sha256"] != record["task_sha256"]
+    assert other["weights_sha256"] != record["weights_sha256"]
 
 
 def test_a_killed_fine_tuning_resumes_to_the_same_weights(tiny_sentence_dir, tmp_path, monkeypatch):

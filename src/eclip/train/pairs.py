@@ -24,6 +24,7 @@ around it) and what its look-alikes do not.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import shutil
 import time
@@ -41,6 +42,8 @@ from eclip.rundir import write_json
 PAIR_LOGIT_SCALE = 20.0
 #: Name of the file that marks a finished self-trained model folder.
 MARKER = "eclip_self_train.json"
+#: Beside the checkpoints: the digest of the task they belong to.
+TASK_FILE = "task.sha256"
 
 
 @dataclass
@@ -80,6 +83,18 @@ def weights_sha256(folder: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def _task_digest(model_dir: Path, left: list[str], right: list[str], keys: np.ndarray, cfg: PairTrainingConfig) -> str:
+    """SHA-256 (16 hex digits) of what a training run depends on: the starting model's
+    weights digest, the pairs, their keys and the settings (not the device)."""
+    from eclip.encoders.sentence import weights_digest
+
+    h = hashlib.sha256(weights_digest(Path(model_dir)).encode())
+    h.update(json.dumps({**asdict(cfg), "device": None}, sort_keys=True).encode())
+    for x, y, k in zip(left, right, np.asarray(keys).tolist()):
+        h.update(f"{x}\x1f{y}\x1f{k}\x1e".encode())
+    return h.hexdigest()[:16]
+
+
 def is_trained(folder: Path) -> bool:
     """Whether ``folder`` holds a finished self-trained model."""
     return (folder / MARKER).is_file()
@@ -105,9 +120,11 @@ def fine_tune_on_pairs(
         cfg: the settings; about: what the pairs came from, kept in the marker file.
 
     Returns:
-        The marker's contents: settings, pairs, steps, first and last loss, seconds, and
-        the trained weights' SHA-256. When ``out/model`` is already finished, its marker,
-        without training again.
+        The marker's contents: settings, pairs, steps, first and last loss, seconds, the
+        trained weights' SHA-256 and the task's (:func:`_task_digest`). When ``out/model``
+        is already finished for the same task, its marker, without training again; a model
+        or checkpoints of another task (other pairs, settings or starting model) are
+        replaced.
 
     Raises:
         ModelError: fewer than 2 pairs, mismatched lengths, or a folder that is not a
@@ -122,14 +139,20 @@ def fine_tune_on_pairs(
 
     cfg = cfg or PairTrainingConfig()
     final = out / "model"
-    if is_trained(final):
-        import json
-
-        return json.loads((final / MARKER).read_text("utf-8"))
     if len(left) != len(right) or len(left) != len(keys):
         raise ModelError(f"self-training needs as many right texts and keys as left texts ({len(left)})")
     if len(left) < 2:
         raise ModelError(f"self-training needs at least 2 confident pairs; the first pass found {len(left)}")
+    digest = _task_digest(model_dir, left, right, keys, cfg)
+    if is_trained(final):
+        done = json.loads((final / MARKER).read_text("utf-8"))
+        if done.get("task_sha256") == digest:
+            return done
+        shutil.rmtree(final)  # trained on other pairs or settings: train again
+    if (out / "checkpoints" / TASK_FILE).is_file() and (out / "checkpoints" / TASK_FILE).read_text() != digest:
+        shutil.rmtree(out / "checkpoints")  # checkpoints of another task are not resumed
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (out / "checkpoints" / TASK_FILE).write_text(digest)
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         model = SentenceTransformer(str(model_dir), device=device)
@@ -142,7 +165,6 @@ def fine_tune_on_pairs(
     per_epoch = math.ceil(len(left) / cfg.batch_size)
     total = per_epoch * cfg.epochs
     ckpts = Checkpoints(out / "checkpoints")
-    ckpts.folder.mkdir(parents=True, exist_ok=True)
     step, losses = 0, []
     latest = ckpts.latest()
     if latest is not None:
@@ -194,6 +216,7 @@ def fine_tune_on_pairs(
         "loss_last": losses[-1] if losses else None,
         "seconds": round(time.perf_counter() - t0, 1),
         "weights_sha256": weights_sha256(tmp),
+        "task_sha256": digest,
         **({"trained_on": about} if about else {}),
     }
     write_json(marker, tmp / MARKER)
