@@ -1,4 +1,4 @@
-"""Benchmark the sparse TF-IDF kNN candidate source (``eclip.index.sparse_knn.tfidf_knn``).
+"""Benchmark the sparse TF-IDF kNN candidate source (``eclip.matcher.candidates.tfidf_knn`` over ``eclip.index.sparse_knn.tfidf_knn_table``).
 
 Two data sets, both char 3-5-gram TF-IDF (``eclip.encoders.CharNgramTfidf``) over product titles:
 
@@ -32,7 +32,8 @@ import polars as pl
 import scipy.sparse as sp
 
 from eclip.encoders import CharNgramTfidf
-from eclip.index.sparse_knn import tfidf_knn, tfidf_knn_table
+from eclip.index.sparse_knn import tfidf_knn_table
+from eclip.matcher.candidates import tfidf_knn
 
 
 def cpu_flags() -> str:

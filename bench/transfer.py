@@ -42,7 +42,7 @@ from eclip.catalog import load_catalog
 from eclip.encoders import CharNgramTfidf
 from eclip.evaluation import load_gold
 from eclip.evaluation.metrics import pairwise_counts, pairwise_prf
-from eclip.index.sparse_knn import tfidf_knn
+from eclip.matcher.candidates import tfidf_knn
 from eclip.matcher.signals import ScoreWeights
 
 console = Console(width=150)
@@ -159,7 +159,7 @@ def score_pair_list(cat: Catalog, a: list[str], b: list[str]) -> tuple[float, fl
 
 def tfidf_candidates(cat: Catalog, k: int = 10) -> tuple[list[str], list[str], np.ndarray]:
     """The TF-IDF baseline's candidate pairs: each row's k nearest by char 3-5-gram TF-IDF
-    cosine (exact sparse top-k, :func:`eclip.index.sparse_knn.tfidf_knn`), each unordered
+    cosine (exact sparse top-k, :func:`eclip.matcher.candidates.tfidf_knn`), each unordered
     pair once, with its cosine."""
     c = load_catalog(cat.path, "id", cat.text_cols)
     x = CharNgramTfidf().fit_transform(c.texts)

@@ -7,7 +7,8 @@ import pytest
 import scipy.sparse as sp
 
 from eclip.encoders import CharNgramTfidf
-from eclip.index.sparse_knn import neighbour_pairs, pairs_frame, tfidf_knn, tfidf_knn_table
+from eclip.index.sparse_knn import tfidf_knn_table
+from eclip.matcher.candidates import knn_pairs, tfidf_knn
 
 BASES = [
     "Sepatu Lari Pria Hitam Ukuran 42",
@@ -113,11 +114,11 @@ def test_pairs_well_formed(x: sp.csr_matrix) -> None:
 
 
 def test_knn_pairs_layout(x: sp.csr_matrix) -> None:
-    from eclip.matcher import knn_pairs
-
     rows = np.arange(x.shape[0])
     _, ids = tfidf_knn_table(x, rows, 7)
-    assert pairs_frame(*tfidf_knn(x, rows, 7)).equals(knn_pairs(ids))
+    frame = knn_pairs(ids)
+    for got, col in zip(tfidf_knn(x, rows, 7), ("a", "b", "rank")):
+        np.testing.assert_array_equal(got, frame[col].to_numpy())
 
 
 def test_blocks_and_threads_do_not_change_the_result(x: sp.csr_matrix) -> None:
@@ -180,10 +181,13 @@ def test_identical_titles_and_empty_titles() -> None:
     assert 6 not in a and 6 not in b and (a < b).all()
 
 
-def test_neighbour_pairs_pure() -> None:
+def test_knn_pairs_with_query_rows() -> None:
     ids = np.array([[1, 2], [0, -1], [2, 0]])  # row 2 lists itself
-    a, b, rank = neighbour_pairs(np.array([10, 11, 12]) - 10, ids)
-    assert a.tolist() == [0, 0] and b.tolist() == [1, 2] and rank.tolist() == [1, 2]
+    pairs = knn_pairs(ids, np.array([10, 11, 12]) - 10)
+    assert pairs["a"].to_list() == [0, 0] and pairs["b"].to_list() == [1, 2] and pairs["rank"].to_list() == [1, 2]
+    # lines that hold other rows than their position: ids are catalog positions
+    sub = knn_pairs(np.array([[7, -1], [3, 9], [7, 3]]), np.array([3, 7, 9]))
+    assert list(zip(sub["a"], sub["b"], sub["rank"])) == [(3, 7, 1), (3, 9, 2), (7, 9, 1)]
 
 
 def test_errors(x: sp.csr_matrix) -> None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import polars as pl
 import scipy.sparse as sp
 
 #: Largest deviation from 1 accepted for the L2 norm of a non-empty row.
@@ -132,62 +131,3 @@ def tfidf_knn_table(
         scores[s + q, rank0] = val
         ids[s + q, rank0] = r[nb]
     return scores, ids
-
-
-def neighbour_pairs(query: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Undirected pairs from a neighbour table (pure; no library).
-
-    Args:
-        query: ``(m,)`` int64 row positions, the row whose neighbours each line of ``ids`` holds.
-        ids: ``(m, k)`` int64 neighbour row positions, best first, ``-1`` for none; a row
-            listing itself is skipped.
-
-    Returns:
-        ``(a, b, rank)``, each ``(p,)`` int64: ``a < b``, each pair once, sorted by ``(a, b)``;
-        ``rank`` is the best 1-based rank at which either row lists the other. The same pairs
-        and order as :func:`eclip.matcher.knn_pairs` gives for ``query = arange(n)``.
-    """
-    m, k = ids.shape
-    src = np.repeat(np.asarray(query, dtype=np.int64), k)
-    dst = np.asarray(ids, dtype=np.int64).reshape(-1)
-    rank = np.tile(np.arange(1, k + 1, dtype=np.int64), m)
-    keep = (dst >= 0) & (dst != src)
-    src, dst, rank = src[keep], dst[keep], rank[keep]
-    a, b = np.minimum(src, dst), np.maximum(src, dst)
-    order = np.lexsort((rank, b, a))  # by a, then b, best rank first
-    a, b, rank = a[order], b[order], rank[order]
-    first = np.ones(a.size, dtype=bool)
-    first[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
-    return a[first], b[first], rank[first]
-
-
-def tfidf_knn(
-    x: sp.csr_matrix,
-    rows: np.ndarray,
-    k: int,
-    min_cosine: float = 0.0,
-    block: int = 16384,
-    n_threads: int | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Candidate pairs from each row's ``k`` nearest rows among ``rows`` by TF-IDF cosine.
-
-    :func:`tfidf_knn_table` followed by :func:`neighbour_pairs`; see the first for the
-    arguments and the errors raised (``TypeError``, ``ValueError``).
-
-    Returns:
-        ``(a, b, rank)``, each ``(p,)`` int64: catalog row positions ``a < b``, each unordered
-        pair once, sorted by ``(a, b)``, and ``rank``, the lower of the 1-based ranks (self
-        excluded) at which either row found the other. Empty arrays when ``rows`` has fewer
-        than two rows. :func:`pairs_frame` turns them into the frame
-        :func:`eclip.matcher.knn_pairs` returns.
-    """
-    _, ids = tfidf_knn_table(x, rows, k, min_cosine, block, n_threads)
-    return neighbour_pairs(np.asarray(rows, dtype=np.int64), ids)
-
-
-def pairs_frame(a: np.ndarray, b: np.ndarray, rank: np.ndarray) -> pl.DataFrame:
-    """``(a, b, rank)`` as :func:`eclip.matcher.knn_pairs` lays them out: columns ``a``, ``b``
-    (int64) and ``rank`` (uint32)."""
-    return pl.DataFrame(
-        {"a": np.asarray(a, np.int64), "b": np.asarray(b, np.int64), "rank": np.asarray(rank).astype(np.uint32)}
-    )

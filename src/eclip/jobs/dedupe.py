@@ -24,7 +24,7 @@ from eclip.encoders import (
 from eclip.errors import EclipError, RunDirError
 from eclip.index import FLAT_MAX, cached_self_join
 from eclip.index.binary import MAX_PHOTO_BLOCK, hamming_pairs
-from eclip.index.sparse_knn import pairs_frame, tfidf_knn
+from eclip.index.sparse_knn import tfidf_knn_table
 from eclip.jobs.attributes import catalog_attributes
 from eclip.jobs.dedupe_checks import warn_match_rate, warn_oversized
 from eclip.jobs.embed import embed
@@ -311,7 +311,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
         text_rows = np.flatnonzero(has_text)
         if tfidf is not None and len(text_rows) >= 2:
             if len(text_rows) <= cfg.tfidf_knn_max_rows:
-                lists["ngram"] = pairs_frame(*tfidf_knn(tfidf, text_rows, cfg.k))
+                lists["ngram"] = knn_pairs(tfidf_knn_table(tfidf, text_rows, cfg.k)[1], text_rows)
                 index_info["ngram"] = {
                     "kind": "exact sparse top-k over character n-gram TF-IDF (sparse_dot_topn)",
                     "rows": int(len(text_rows)),

@@ -4,27 +4,56 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 
 
-def knn_pairs(ids: np.ndarray) -> pl.DataFrame:
+def knn_pairs(ids: np.ndarray, query: np.ndarray | None = None) -> pl.DataFrame:
     """Undirected pairs from a kNN table.
 
     Args:
         ids: ``(n, k)`` int64 neighbour row positions, best first, ``-1`` for none (a row
             listing itself is skipped).
+        query: ``(n,)`` int64 row position whose neighbours each line of ``ids`` holds
+            (default ``arange(n)``: line ``i`` is row ``i``), for tables over a subset of
+            rows whose ids are catalog positions (:func:`eclip.index.sparse_knn.tfidf_knn_table`).
 
     Returns:
         Columns ``a`` < ``b`` (int64 row positions) and ``rank`` (uint32): the best 1-based rank
-        at which either row lists the other. One row per pair.
+        at which either row lists the other. One row per pair, sorted by ``(a, b)``.
     """
     n, k = ids.shape
-    a = np.repeat(np.arange(n, dtype=np.int64), k)
-    b = ids.reshape(-1)
+    src = np.arange(n, dtype=np.int64) if query is None else np.asarray(query, dtype=np.int64)
+    a = np.repeat(src, k)
+    b = np.asarray(ids, dtype=np.int64).reshape(-1)
     rank = np.tile(np.arange(1, k + 1, dtype=np.uint32), n)
     keep = (b >= 0) & (b != a)  # a row listed as its own neighbour is no pair
     a, b, rank = a[keep], b[keep], rank[keep]
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     return pl.DataFrame({"a": lo, "b": hi, "rank": rank}).group_by("a", "b").agg(pl.col("rank").min()).sort("a", "b")
+
+
+def tfidf_knn(
+    x: sp.csr_matrix,
+    rows: np.ndarray,
+    k: int,
+    min_cosine: float = 0.0,
+    block: int = 16384,
+    n_threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate pairs from each row's ``k`` nearest rows among ``rows`` by character n-gram
+    TF-IDF cosine: :func:`eclip.index.sparse_knn.tfidf_knn_table` (see it for the arguments
+    and the ``TypeError`` / ``ValueError`` it raises), then :func:`knn_pairs`.
+
+    Returns:
+        ``(a, b, rank)``, each ``(p,)`` int64: catalog row positions ``a < b``, each unordered
+        pair once, sorted by ``(a, b)``, and ``rank``, the lower of the 1-based ranks (self
+        excluded) at which either row found the other. Empty when ``rows`` has fewer than two.
+    """
+    from eclip.index.sparse_knn import tfidf_knn_table
+
+    _, ids = tfidf_knn_table(x, rows, k, min_cosine, block, n_threads)
+    pairs = knn_pairs(ids, np.asarray(rows, dtype=np.int64))
+    return tuple(pairs[c].to_numpy().astype(np.int64) for c in ("a", "b", "rank"))  # type: ignore[return-value]
 
 
 def code_block_pairs(codes: list[frozenset[str]], max_block: int = 20) -> pl.DataFrame:
