@@ -126,6 +126,31 @@ def test_auto_picks_mutual_for_pairs_and_average_for_groups():
     assert choose_method(100, np.array(ga), np.array(gb), np.array(gp), 0.95) == ("mutual", 0.0)
 
 
+def test_auto_hands_its_average_groups_to_grouping():
+    rng = np.random.default_rng(5)
+    ga, gb, gs = [], [], []
+    for base in range(0, 120, 6):  # 20 products of 6 rows, and weak pairs across products
+        a, b, s = _clique(list(range(base, base + 6)), 0.9)
+        ga += a.tolist()
+        gb += b.tolist()
+        gs += (s + rng.normal(0, 0.03, len(s))).tolist()
+    for _ in range(300):
+        x, y = sorted(rng.choice(120, 2, replace=False).tolist())
+        if x // 6 != y // 6:
+            ga.append(x)
+            gb.append(y)
+            gs.append(float(rng.normal(0.3, 0.1)))
+    a, b, score = np.array(ga), np.array(gb), np.array(gs, np.float32)
+    s = learn_settings(120, a, b, score, "auto", None, 0.6, min_match_score=0.0)
+    assert s.method == "average" and s.average_labels is not None
+    on = s.probability
+    fresh = group(120, a, b, on, s.threshold, "average")
+    reused = group(120, a, b, on, s.threshold, "average", average_labels=s.average_labels)
+    assert (fresh.labels == reused.labels).all() and (fresh.accepted == reused.accepted).all()
+    assert len(np.unique(fresh.labels)) == 20
+    assert learn_settings(120, a, b, score, "mutual", None, 0.6).average_labels is None
+
+
 def test_mixture_boundary_never_falls_below_the_floor():
     rng = np.random.default_rng(3)
     # a catalog without duplicates: look-alikes only, which a mixture still splits in two

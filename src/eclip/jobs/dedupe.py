@@ -397,7 +397,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             settings = label_free(cfg.method, cfg.threshold)
     with timer("group"):
         on = settings.probability if settings.on == "match_probability" else score
-        grouping = group(n, a, b, on, settings.threshold, settings.method, constraints)
+        grouping = group(n, a, b, on, settings.threshold, settings.method, constraints, settings.average_labels)
     with timer("write"):
         groups = groups_frame(cat.ids, grouping, usable)
         write_parquet(groups, out / "groups.parquet")

@@ -177,12 +177,26 @@ def choose_method(
     Returns:
         ``(method, share of grouped rows in groups of 3 or more)``.
     """
+    method, share, _ = auto_choice(n, a, b, score, threshold, group_share)
+    return method, share
+
+
+def auto_choice(
+    n: int,
+    a: np.ndarray,
+    b: np.ndarray,
+    score: np.ndarray,
+    threshold: float,
+    group_share: float = AUTO_GROUP_SHARE,
+) -> tuple[str, float, np.ndarray]:
+    """:func:`choose_method`, with the ``(n,)`` int64 group labels average linkage made to
+    decide, so that :func:`group` need not make them again when it picks ``average``."""
     s = np.nan_to_num(np.asarray(score, np.float32), nan=-np.inf)
     labels = average_linkage(n, np.asarray(a, np.int64), np.asarray(b, np.int64), s, threshold)
     _, counts = np.unique(labels, return_counts=True)
     grouped = counts[counts > 1]
     share = float(grouped[grouped >= 3].sum() / grouped.sum()) if grouped.sum() else 0.0
-    return ("average" if share >= group_share else "mutual"), share
+    return ("average" if share >= group_share else "mutual"), share, labels
 
 
 def group(
@@ -193,6 +207,7 @@ def group(
     threshold: float,
     method: str = "mutual",
     constraints: Constraints | None = None,
+    average_labels: np.ndarray | None = None,
 ) -> Grouping:
     """Group ``n`` rows from scored pairs.
 
@@ -206,6 +221,9 @@ def group(
         method: one of :data:`METHODS`.
         constraints: reviewer must-link / cannot-link pairs (:mod:`eclip.matcher.constraints`),
             applied to the accepted edges.
+        average_labels: ``(n,)`` the groups average linkage already made on these pairs,
+            scores and threshold (:func:`auto_choice`); ``average`` uses them instead of
+            running again, unless cannot-links must be obeyed.
 
     Returns:
         The grouping. For ``average``, ``accepted`` marks every candidate pair inside a group.
@@ -227,7 +245,10 @@ def group(
             if constraints is not None and constrained
             else None
         )
-        labels = average_linkage(n, a, b, score, threshold, cannot=cannot)
+        if average_labels is not None and not cannot:  # made on the same pairs, nothing to keep apart
+            labels = np.asarray(average_labels, dtype=np.int64)
+        else:
+            labels = average_linkage(n, a, b, score, threshold, cannot=cannot)
         accepted = labels[a] == labels[b]  # the groups are the components of these edges
     elif method == "components":
         accepted = score >= threshold

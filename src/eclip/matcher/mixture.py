@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from eclip.matcher.grouping import AUTO_GROUP_SHARE, choose_method
+from eclip.matcher.grouping import AUTO_GROUP_SHARE, auto_choice
 
 #: Largest number of scores the mixture is fitted on (a uniform sample above it).
 MAX_FIT_SCORES = 200_000
@@ -160,6 +160,9 @@ class MatchSettings:
         probability: ``(p,)`` float32 match probability per candidate pair (NaN without a
             mixture).
         learned: what was learned, for the manifest.
+        average_labels: ``(n,)`` int64 groups that ``auto`` had average linkage make on
+            ``on`` at ``threshold`` when it chose ``average`` (``None`` otherwise), for
+            :func:`eclip.matcher.grouping.group` to reuse.
     """
 
     method: str
@@ -167,6 +170,7 @@ class MatchSettings:
     on: str
     probability: np.ndarray
     learned: dict
+    average_labels: np.ndarray | None = None
 
 
 def learn_settings(
@@ -211,11 +215,14 @@ def learn_settings(
     if mixture is not None:
         learned["expected_matches_per_row"] = round(float(2.0 * np.nansum(prob) / max(n, 1)), 4)
     chosen_from = None
+    average_labels = None
     if method == "auto":
         on, at = (score, float(threshold)) if threshold is not None else (prob, 0.5)
         if threshold is None and mixture is None:
             on, at = score, float(fallback_threshold)
-        method, share = choose_method(n, a, b, np.nan_to_num(on, nan=-np.inf), at, auto_group_share)
+        method, share, labels = auto_choice(n, a, b, on, at, auto_group_share)
+        if method == "average" and not np.isnan(on).any():  # grouping would see the same scores
+            average_labels = labels
         learned["auto_share_of_grouped_rows_in_groups_of_3_or_more"] = round(share, 4)
         chosen_from = (
             f"average linkage puts {share:.0%} of its grouped rows in groups of 3 or more "
@@ -224,7 +231,9 @@ def learn_settings(
         )
     learned["method_chosen_by"] = chosen_from or "given"
     if threshold is not None:
-        return MatchSettings(method, float(threshold), "score", prob, {**learned, "threshold_from": "given"})
+        return MatchSettings(
+            method, float(threshold), "score", prob, {**learned, "threshold_from": "given"}, average_labels
+        )
     if mixture is None:
         return MatchSettings(
             method,
@@ -232,7 +241,7 @@ def learn_settings(
             "score",
             prob,
             {**learned, "threshold_from": "fixed default (too few candidate pairs to learn from)"},
+            average_labels,
         )
-    return MatchSettings(
-        method, 0.5, "match_probability", prob, {**learned, "threshold_from": "learned: match probability 0.5"}
-    )
+    learned["threshold_from"] = "learned: match probability 0.5"
+    return MatchSettings(method, 0.5, "match_probability", prob, learned, average_labels)
