@@ -1,39 +1,45 @@
-"""Learning curves of active learning: pairwise F1 against the number of reviewed pairs, on
-both dev catalogs, in one run.
+"""Labels that never hurt: pairwise F1 with a reviewer's labels against F1 without them, at
+every budget and whatever the batch size, on Abt-Buy and catalogs of the transfer bench.
 
-A simulated reviewer answers from the gold labels. Three ways of choosing the pairs are
-compared at each budget (25, 50, 100, 200, 400 labels by default):
+A simulated reviewer answers from the gold. For each catalog, budget (25-400 labels) and
+labelling sequence, the rows that no labelled pair touches are scored (pairwise F1) under:
 
-* ``eclip active``: ``eclip label``'s choice (uncertainty sampling on a model refitted after
-  every batch of 20, a quarter of each batch at random), then ``eclip learn`` and ``dedupe
-  --match-model``'s grouping (probabilities from the match model, threshold by expected F1,
-  labelled pairs as constraints);
-* ``eclip random``: the same model and grouping, trained on candidate pairs drawn at random;
+* ``no labels``: the run's own groups (``eclip dedupe`` with defaults);
+* ``eclip, one batch``: ``eclip label --batch N`` once, every pair answered, then ``eclip
+  learn`` (which keeps, blends or sets aside the model after its held-out check) and
+  ``eclip dedupe --match-model`` (the labels as constraints);
+* ``eclip, batches of 20``: the same budget in ``N / 20`` rounds of ``eclip label --batch
+  20``, each round proposed by a model refitted to the answers so far;
+* ``random labels``: the same learn and dedupe path on candidate pairs drawn uniformly;
 * ``dedupe library``: dedupe.io's own active learner (``uncertain_pairs``, ``mark_pairs``,
-  ``train``, ``partition``) with String/Text comparisons of the title, the brand and the
-  price, answered by the same reviewer, partitioned at its default threshold 0.5 (and, for
-  reference, at the best of 0.1-0.9 on the gold: an oracle). It runs in ``--dedupe-python``,
-  an interpreter of its own, because its pins do not fit eclip's lock file::
+  ``train``, ``partition``) with String/Text comparisons of the title (and brand and price
+  where the catalog has them), answered by the same reviewer, partitioned at its default
+  threshold 0.5. It runs in ``--dedupe-python``, an interpreter of its own, because its pins
+  do not fit eclip's lock file::
 
       python -m venv /tmp/dedupe-env && /tmp/dedupe-env/bin/pip install dedupe "BTrees<6"
 
   (dedupe 3.0.3 calls ``IFBucket.byValue``, which BTrees 6 removed.) Without one it is
   skipped, and the table says so.
 
-F1 is measured on the rows that no labelled pair touches (each method's own labels), and
-each label sequence is scored at every budget it passes. The unlabelled eclip default is
-printed beside them (all rows).
+``kept`` counts what ``eclip learn`` kept over the sequences (learned / blended /
+label-free). Catalogs: Abt-Buy, WDC Products (gold ``product_id``, a lower bound) and
+ProMap CZ (``bench/data/promapcz``, Czech), the three catalogs of ``bench/transfer.py`` with a
+gold for every row (the pair sets know only their labelled pairs, so a simulated reviewer
+could not answer most proposals there).
 
     uv run python bench/active.py [--data ../shared/data] [--only abt_buy] [--seeds 3]
-        [--dedupe-python /path/to/python] [--plot bench/active.png]
+        [--budgets 25,50,100,200,400] [--dedupe-python /path/to/python] [--plot bench/active.png]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
 import subprocess
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -44,17 +50,21 @@ from rich.table import Table
 from eclip import api
 from eclip.evaluation import load_gold
 from eclip.evaluation.metrics import pairwise_prf
-from eclip.jobs.learn import open_run
+from eclip.jobs.learn import RunPairs, fit_on_labels, open_run
 from eclip.matcher import group
 from eclip.matcher.comparisons import parse_price
 from eclip.matcher.labels import Labels, choose_pairs
-from eclip.matcher.model import fit_match_model, model_constraints, settings_from_model
+from eclip.matcher.mixture import MatchSettings
+from eclip.matcher.model import MatchModelError, fit_match_model, settings_from_model
 
-#: name -> (catalog, gold file, gold column, dedupe-library fields)
+HERE = Path(__file__).parent
+#: name -> (catalog, gold file, gold column, text columns, dedupe-library fields); a
+#: relative path starting with "bench/" is under this folder, others under --data.
 CATALOGS = {
     "abt_buy": (
         "abt_buy/catalog.csv",
         "abt_buy/matches.csv",
+        None,
         None,
         [["String", "name"], ["Text", "name"], ["String", "manufacturer"], ["Price", "price"]],
     ),
@@ -62,28 +72,29 @@ CATALOGS = {
         "wdc_products/offers.csv",
         "wdc_products/offers.csv",
         "product_id",
+        None,
         [["String", "title"], ["Text", "title"], ["String", "brand"], ["Price", "price"]],
+    ),
+    "promapcz": (
+        "bench/data/promapcz/catalog.csv",
+        "bench/data/promapcz/catalog.csv",
+        "product_id",
+        ["title"],
+        [["String", "title"], ["Text", "title"]],
     ),
 }
 BATCH = 20
 #: Partition thresholds tried for the dedupe library (0.5 is its default).
 DEDUPE_THRESHOLDS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
-console = Console(width=110)
+console = Console(width=130)
 
 
-def code_version() -> str:
-    """Digest of the code behind eclip's curves (labels, model, grouping, this file): cached
-    curves are reused only while it is unchanged."""
-    import hashlib
-
-    import eclip.matcher.grouping as grouping
-    import eclip.matcher.labels as labels
-    import eclip.matcher.model as model
-
-    h = hashlib.sha256()
-    for f in (labels.__file__, model.__file__, grouping.__file__, __file__):
-        h.update(Path(f).read_bytes())
-    return h.hexdigest()[:12]
+def cpu_flags() -> str:
+    try:
+        flags = next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return platform.processor() or "?"
+    return " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16") if f in flags) or "no avx2"
 
 
 def f1_unlabelled(labels: np.ndarray, gold: np.ndarray, labelled_rows: set[int]) -> float:
@@ -92,56 +103,67 @@ def f1_unlabelled(labels: np.ndarray, gold: np.ndarray, labelled_rows: set[int])
     return pairwise_prf(labels[keep], gold[keep])[2]
 
 
-def eclip_curve(
-    run, columns, gold, budgets, strategy: str, seed: int, default: np.ndarray, unlabelled_default: dict
-) -> dict[int, float]:
-    """One labelling sequence (batches of 20, cut to land on each budget), scored at each
-    budget; the run's own groups (no labels) are scored on the same rows into
-    ``unlabelled_default``."""
+def label_free_settings(run: RunPairs) -> MatchSettings:
+    """The run's own label-free settings, as ``eclip dedupe`` rebuilds them beside a model."""
+    on, threshold = run.label_free()
+    m = run.manifest["matching"]
+    return MatchSettings(
+        m["method_used"],
+        threshold,
+        m["threshold_on"],
+        on if m["threshold_on"] == "match_probability" else run.prior,
+        {},
+    )
+
+
+def taught_groups(run: RunPairs, chosen: list[int], answers: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+    """``eclip learn`` on the answered pairs, then ``eclip dedupe --match-model``'s grouping:
+    ``((n,) group labels, what learn kept)``."""
     n, a, b = len(run.ids), run.a, run.b
-    y_all = gold[a] == gold[b]
+    decision = np.where(answers, "same", "different")
+    labels = Labels(a[chosen], b[chosen], decision, pl.DataFrame())
+    constraints = labels.constraints()
+    free = label_free_settings(run)
+    try:
+        model, _ = fit_on_labels(run, labels, seed)
+    except MatchModelError:  # one class only: learn refuses, and dedupe runs without a model
+        return group(n, a, b, run.label_free()[0], free.threshold, free.method, constraints).labels, "no model"
+    s = settings_from_model(model, "bench", n, a, b, run.columns, free.method, None, constraints, lambda: free)
+    on = s.probability if s.on == "match_probability" else run.label_free()[0]
+    return group(n, a, b, on, s.threshold, s.method, constraints).labels, model.use
+
+
+def eclip_curve(
+    run: RunPairs, gold: np.ndarray, base: np.ndarray, budgets: list[int], strategy: str, batch: int | None, seed: int
+) -> dict[int, tuple[float, float, str]]:
+    """One labelling sequence scored at each budget: ``{budget: (F1 with labels, F1 of the run
+    without labels on the same rows, what learn kept)}``. ``batch=None``: one batch per budget
+    (a fresh sequence each time)."""
+    a, b = run.a, run.b
+    truth = gold[a] == gold[b]
+    out: dict[int, tuple[float, float, str]] = {}
     chosen: list[int] = []
-    why: list[str] = []
     prob = run.prior
-    out: dict[int, float] = {}
     for budget in budgets:
+        if batch is None:
+            chosen, prob = [], run.prior
+        step_size = batch or budget
         while len(chosen) < budget:
-            step = min(BATCH, budget - len(chosen))
+            step = min(step_size, budget - len(chosen))
             exclude = np.zeros(len(a), bool)
             exclude[chosen] = True
-            idx, reasons = choose_pairs(
-                prob, exclude, step, seed=seed * 1000 + len(chosen), random_share=1.0 if strategy == "random" else 0.25
-            )
+            if strategy == "random":
+                rng = np.random.default_rng(seed * 7919 + len(chosen))
+                idx = rng.choice(np.flatnonzero(~exclude), min(step, int((~exclude).sum())), replace=False)
+            else:  # eclip label: what propose() does, on the model fitted to the answers so far
+                idx, _ = choose_pairs(prob, exclude, step, seed=seed * 1000 + len(chosen), keys=run.keys)
             chosen += idx.tolist()
-            why += reasons
-            y = y_all[chosen].astype(np.int64)
-            if len(np.unique(y)) == 2:
-                model = fit_match_model(
-                    run.x[chosen], y, run.names, run.x, run.prior, seed=seed, random_labels=np.array(why) == "random"
-                )
-                prob = model.probability(run.x)
-        decision = np.where(y_all[chosen], "same", "different")
-        labels = Labels(a[chosen], b[chosen], decision, pl.DataFrame())
-        y = y_all[chosen].astype(np.int64)
+            y = truth[chosen].astype(np.int64)
+            if strategy != "random" and len(np.unique(y)) == 2:
+                prob = fit_match_model(run.x[chosen], y, run.names, run.x, run.prior, seed=seed).probability(run.x)
+        labels, kept = taught_groups(run, chosen, truth[chosen], seed)
         rows = set(a[chosen].tolist()) | set(b[chosen].tolist())
-        if len(np.unique(y)) < 2:  # nothing to fit yet: the run's own grouping, with the labels as constraints
-            g = group(n, a, b, run.prior, 0.5, "auto", labels.constraints())
-            out[budget] = f1_unlabelled(g.labels, gold, rows)
-            continue
-        model = fit_match_model(
-            run.x[chosen], y, run.names, run.x, run.prior, seed=seed, random_labels=np.array(why) == "random"
-        )
-        model.labels = [
-            {"id_a": run.ids[i], "id_b": run.ids[j], "decision": d}
-            for i, j, d in zip(labels.a.tolist(), labels.b.tolist(), decision.tolist())
-        ]
-        constraints, _ = model_constraints(model, run.ids)
-        settings = settings_from_model(
-            model, "bench", n, a, b, columns, run.manifest["matching"]["method_used"], None, constraints
-        )
-        g = group(n, a, b, settings.probability, settings.threshold, settings.method, constraints)
-        out[budget] = f1_unlabelled(g.labels, gold, rows)
-        unlabelled_default.setdefault(budget, []).append(f1_unlabelled(default, gold, rows))
+        out[budget] = (f1_unlabelled(labels, gold, rows), f1_unlabelled(base, gold, rows), kept)
     return out
 
 
@@ -209,6 +231,10 @@ def dedupe_library_curve(
     return out, oracle, seconds
 
 
+def catalog_path(data: Path, rel: str) -> Path:
+    return HERE / rel.removeprefix("bench/") if rel.startswith("bench/") else data / rel
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
@@ -228,75 +254,68 @@ def main() -> None:
     ap.add_argument("--plot", type=Path, default=None, help="Write the learning curves as a PNG.")
     args = ap.parse_args()
     budgets = [int(x) for x in args.budgets.split(",")]
+    console.print(f"CPU: {platform.processor() or platform.machine()}, flags {cpu_flags()}")
     results: dict[str, dict[str, dict[int, list[float]]]] = {}
-    for name, (cat_rel, gold_rel, gold_col, fields) in CATALOGS.items():
+    for name, (cat_rel, gold_rel, gold_col, text_cols, fields) in CATALOGS.items():
         if args.only and name != args.only:
             continue
-        catalog = args.data / cat_rel
+        catalog = catalog_path(args.data, cat_rel)
         run_dir = args.work / name
         t0 = time.perf_counter()
         if not (run_dir / "manifest.json").exists():
-            api.dedupe(catalog, run_dir)
+            api.dedupe(catalog, run_dir, api.DedupeConfig(text_cols=text_cols))
         run = open_run(run_dir)
-        gold = load_gold(args.data / gold_rel, run.ids, cluster_col=gold_col)
+        gold = load_gold(catalog_path(args.data, gold_rel), run.ids, cluster_col=gold_col)
         base = pl.read_parquet(run_dir / "groups.parquet")["group_id"].to_numpy()
-        columns = run.columns
         y = gold[run.a] == gold[run.b]
         console.print(
             f"[bold]{name}[/]: {len(run.ids):,} rows, {len(run.a):,} candidate pairs ({y.mean():.1%} same "
-            f"product); eclip default without labels: F1 {pairwise_prf(base, gold)[2]:.3f} (all rows)"
+            f"product); eclip without labels: F1 {pairwise_prf(base, gold)[2]:.3f} (all rows)"
         )
-        res: dict[str, dict[int, list[float]]] = {
-            "eclip, no labels (same rows as active)": {},
-            "eclip active": {},
-            "eclip random": {},
+        columns = {
+            "no labels": {},
+            "eclip, one batch": {},
+            "eclip, batches of 20": {},
+            "random labels": {},
             "dedupe library": {},
-            "dedupe, best threshold (oracle)": {},
-            "_": {},
         }
-        for strategy in ("active", "random"):
+        res: dict[str, dict[int, list[float]]] = {c: {} for c in columns}
+        kept: dict[str, dict[int, Counter]] = {c: {} for c in columns}
+        worst_gap = {c: np.inf for c in ("eclip, one batch", "eclip, batches of 20", "random labels")}
+        for col, strategy, batch in (
+            ("eclip, one batch", "active", None),
+            ("eclip, batches of 20", "active", BATCH),
+            ("random labels", "random", BATCH),
+        ):
             t1 = time.perf_counter()
             for seed in range(args.seeds):
-                cache = args.work / f"eclip_{name}_{strategy}_seed{seed}_{code_version()}.json"
-                if cache.exists():  # the same code, catalog, budgets and seed: the same numbers
-                    saved = json.loads(cache.read_text())
-                    curve, same_rows = (
-                        {int(k): v for k, v in saved["curve"].items()},
-                        {int(k): v for k, v in saved["same_rows"].items()},
-                    )
-                else:
-                    same_rows: dict = {}
-                    curve = eclip_curve(run, columns, gold, budgets, strategy, seed, base, same_rows)
-                    same_rows = {k: v[0] for k, v in same_rows.items()}
-                    cache.write_text(json.dumps({"curve": curve, "same_rows": same_rows}))
-                for k in budgets:
-                    res[f"eclip {strategy}"].setdefault(k, []).append(curve[k])
-                    if strategy == "active":
-                        res["eclip, no labels (same rows as active)"].setdefault(k, []).append(same_rows[k])
-            console.print(f"  eclip {strategy}: {time.perf_counter() - t1:.0f} s for {args.seeds} sequence(s)")
+                for k, (f1, f1_base, use) in eclip_curve(run, gold, base, budgets, strategy, batch, seed).items():
+                    res[col].setdefault(k, []).append(f1)
+                    if col == "eclip, batches of 20":
+                        res["no labels"].setdefault(k, []).append(f1_base)
+                    kept[col].setdefault(k, Counter())[use] += 1
+                    worst_gap[col] = min(worst_gap[col], f1 - f1_base)
+            console.print(f"  {col}: {time.perf_counter() - t1:.0f} s for {args.seeds} sequence(s)")
         if args.dedupe_python:
             for seed in range(args.dedupe_seeds):
                 dd_budgets = [int(x) for x in args.dedupe_budgets.split(",")] if args.dedupe_budgets else budgets
-                curve, oracle, secs = dedupe_library_curve(
+                curve, _, secs = dedupe_library_curve(
                     args.dedupe_python, catalog, fields, run.ids, gold, dd_budgets, seed, args.work
                 )
                 for k, v in curve.items():
                     res["dedupe library"].setdefault(k, []).append(v)
-                    res["dedupe, best threshold (oracle)"].setdefault(k, []).append(oracle[k])
                 console.print(f"  dedupe library: {secs:.0f} s (seed {seed})")
         else:
             console.print("  dedupe library: skipped (pass --dedupe-python)")
-        res.pop("_")
         results[name] = res
-        table = Table(title=f"{name}: pairwise F1 on the unlabelled rows (mean over sequences; min-max)")
+        table = Table(title=f"{name}: pairwise F1 on the rows no label touches (mean over sequences; min-max)")
         table.add_column("labels", justify="right")
         for m in res:
             table.add_column(m, justify="right")
-        table.add_column("active / random", justify="right")
-        table.add_column("active / dedupe", justify="right")
+        table.add_column("one batch / batches", justify="right")
+        table.add_column("kept (one batch | batches of 20)")
         for k in budgets:
-            cells = []
-            means = {}
+            cells, means = [], {}
             for m, curve in res.items():
                 v = np.array(curve.get(k, []), dtype=float)
                 means[m] = float(np.nanmean(v)) if len(v) and not np.isnan(v).all() else float("nan")
@@ -305,14 +324,19 @@ def main() -> None:
                     if np.isnan(means[m])
                     else f"{means[m]:.3f}" + (f" ({np.nanmin(v):.3f}-{np.nanmax(v):.3f})" if len(v) > 1 else "")
                 )
-            ratio = lambda x, y: "-" if np.isnan(x) or np.isnan(y) or y == 0 else f"{x / y:.2f}x"  # noqa: E731
+            one, many = means["eclip, one batch"], means["eclip, batches of 20"]
+            show = lambda c: ", ".join(f"{u} {n}" for u, n in sorted(c.items()))  # noqa: E731
             table.add_row(
                 str(k),
                 *cells,
-                ratio(means["eclip active"], means["eclip random"]),
-                ratio(means["eclip active"], means["dedupe library"]),
+                f"{one / many:.2f}x" if many else "-",
+                f"{show(kept['eclip, one batch'][k])} | {show(kept['eclip, batches of 20'][k])}",
             )
         console.print(table)
+        console.print(
+            "  worst (with labels - without) over every budget and sequence: "
+            + ", ".join(f"{c} {g:+.3f}" for c, g in worst_gap.items())
+        )
         console.print(f"  {name}: {time.perf_counter() - t0:.0f} s in all")
     if args.plot:
         _plot(results, budgets, args.plot)

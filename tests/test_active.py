@@ -15,13 +15,23 @@ from typer.testing import CliRunner
 
 from eclip.cli import app
 from eclip.errors import CatalogError
-from eclip.matcher.labels import choose_pairs, read_labels
+from eclip.matcher.label_check import check_labels, weighted_prf
+from eclip.matcher.labels import (
+    PROBABILITY_STRATA,
+    choose_pairs,
+    poststratified_weights,
+    probability_stratum,
+    read_labels,
+)
+from eclip.matcher.mixture import MatchSettings
 from eclip.matcher.model import (
     MatchModelError,
+    blended,
     expected_f1_threshold,
     fit_match_model,
     load_match_model,
     pair_features,
+    settings_from_model,
 )
 from eclip.rundir import neutralise, neutralise_text_columns, restore_text_columns
 
@@ -64,27 +74,25 @@ def test_pair_features_indicators_and_context():
         pair_features(cols, a, b, 3, names=["cos_tfidf"])
 
 
-def test_fit_calibrates_saves_as_json_and_refuses_one_class(tmp_path):
+def test_fit_learns_saves_as_json_and_refuses_one_class(tmp_path):
     rng = np.random.default_rng(0)
     pop = rng.normal(size=(2000, 2))
     truth = (pop[:, 0] + 0.3 * rng.normal(size=2000) > 0.8).astype(int)
     lab = rng.choice(2000, 120, replace=False)
     prior = 1 / (1 + np.exp(-3 * pop[:, 0]))
-    model = fit_match_model(pop[lab], truth[lab], ["s", "noise"], pop, prior, random_labels=np.ones(len(lab), bool))
-    assert model.calibration.startswith("Platt on 120 random labels")
-    uncalibrated = fit_match_model(
-        pop[lab], truth[lab], ["s", "noise"], pop, prior, random_labels=np.arange(len(lab)) < 15
-    )
-    assert uncalibrated.calibration.startswith("none") and uncalibrated.platt_a == 1.0  # too few random labels
+    model = fit_match_model(pop[lab], truth[lab], ["s", "noise"], pop, prior)
+    assert model.calibration.startswith("none") and model.platt_a == 1.0 and model.use == "learned"
     p = model.probability(pop)
     assert abs(model.coef[0]) > 3 * abs(model.coef[1])  # learned which feature matters
     assert ((p >= 0.5) == truth).mean() > 0.85
     assert model.cv is not None and model.cv.folds == 5 and model.cv.precision > 0.6
+    model.use, model.blend, model.check = "blended", 0.5, {"reason": "x"}
     path = model.save(tmp_path / "m.json")
     raw = json.loads(path.read_text())
-    assert raw["kind"] == "eclip match model" and raw["features"] == ["s", "noise"]
+    assert raw["kind"] == "eclip match model" and raw["features"] == ["s", "noise"] and raw["use"] == "blended"
     again = load_match_model(path)
     assert np.array_equal(again.probability(pop), p) and again.digest == model.digest
+    assert (again.use, again.blend, again.check) == ("blended", 0.5, {"reason": "x"})
     with pytest.raises(MatchModelError, match="at least one same and one different"):
         fit_match_model(pop[:10], np.zeros(10), ["s", "noise"], pop)
     (tmp_path / "bad.json").write_text('{"kind": "something else"}')
@@ -93,19 +101,90 @@ def test_fit_calibrates_saves_as_json_and_refuses_one_class(tmp_path):
     (tmp_path / "pickle.json").write_bytes(b"\x80\x04\x95")
     with pytest.raises(MatchModelError, match="not a JSON match model"):
         load_match_model(tmp_path / "pickle.json")
+    (tmp_path / "use.json").write_text(json.dumps({**raw, "use": "always"}))
+    with pytest.raises(MatchModelError, match="use 'always'"):
+        load_match_model(tmp_path / "use.json")
 
 
-def test_choose_pairs_mixes_uncertain_and_random():
+def test_choose_pairs_mixes_diverse_uncertain_and_stratified_random():
     p = np.linspace(0, 1, 101)
     exclude = np.zeros(101, bool)
     exclude[50] = True  # p = 0.5 itself is already labelled
     idx, why = choose_pairs(p, exclude, 20, seed=1)
     assert len(idx) == 20 and len(set(idx.tolist())) == 20 and 50 not in idx
-    unc = idx[np.array(why) == "uncertain"]
-    assert len(unc) == 15 and why.count("random") == 5
-    assert np.abs(p[unc] - 0.5).max() <= 0.08 + 1e-9  # the 15 nearest 0.5
+    unc, rnd = idx[np.array(why) == "uncertain"], idx[np.array(why) == "random"]
+    assert len(unc) == 10 and len(rnd) == 10
+    assert np.abs(p[unc] - 0.5).max() <= 0.06 + 1e-9  # the 10 nearest 0.5
+    # the random half reaches every probability stratum, not only the crowded middle
+    assert set(probability_stratum(p[rnd]).tolist()) == set(range(len(PROBABILITY_STRATA) - 1))
     idx, _ = choose_pairs(p, ~exclude, 20)
     assert idx.tolist() == [50]  # fewer remain than asked
+    # diversity: pairs of one group are not proposed together while others remain
+    group = np.arange(101) // 10  # ten near-twins per group, eleven groups
+    idx, _ = choose_pairs(np.full(101, 0.5), exclude, 8, seed=2, random_share=0.0, keys=(group, group))
+    assert len(set(group[idx].tolist())) == 8
+    idx, _ = choose_pairs(np.full(101, 0.5), exclude, 15, seed=2, random_share=0.0, keys=(group, group))
+    assert len(idx) == 15 and len(set(group[idx].tolist())) == 11  # all eleven groups, then repeats
+
+
+def test_poststratified_weights_and_weighted_prf():
+    prob = np.array([0.01] * 90 + [0.5] * 10)
+    w = poststratified_weights(prob, np.array([0, 1, 90, 91, 92, 93, 94]))
+    assert w.tolist() == [45.0, 45.0, 2.0, 2.0, 2.0, 2.0, 2.0]  # 90 / 2 and 10 / 5
+    pred, truth = np.array([1, 0, 1, 1]), np.array([1, 1, 0, 1])
+    plain = weighted_prf(pred, truth, np.ones(4))
+    assert plain["precision"] == plain["recall"] == plain["f1"] == pytest.approx(2 / 3, abs=1e-4)
+    heavy_miss = weighted_prf(pred, truth, np.array([1, 10, 1, 1]))
+    assert heavy_miss["recall"] == pytest.approx(2 / 12, abs=1e-4) and heavy_miss["precision"] == plain["precision"]
+
+
+def _pairs_catalog(seed: int, pairs: int = 400):
+    """``pairs`` disjoint row pairs (2 rows each), two features, a gold label per pair."""
+    rng = np.random.default_rng(seed)
+    a, b = np.arange(0, 2 * pairs, 2), np.arange(1, 2 * pairs, 2)
+    x = rng.normal(size=(pairs, 2))
+    truth = (x[:, 0] > 0.5).astype(np.int64)
+    return a, b, x, truth
+
+
+def test_check_keeps_the_model_only_when_held_out_labels_say_it_is_better():
+    a, b, x, truth = _pairs_catalog(0)
+    n = 2 * len(a)
+    labelled = np.random.default_rng(1).choice(len(a), 120, replace=False)
+    # the label-free probability knows nothing (it follows the noise feature): the model is kept
+    bad_prior = (1 / (1 + np.exp(-3 * x[:, 1]))).astype(np.float32)
+    m = check_labels(n, a, b, x, ["s", "noise"], bad_prior, labelled, truth[labelled], "mutual", (bad_prior, 0.5))
+    est = m.check["estimates"]
+    assert m.use in ("learned", "blended") and est[m.use]["f1"] > est["label-free"]["f1"]
+    assert m.check["folds"] == 5 and set(m.check["thresholds"]) == {"learned", "blended"}
+    # the label-free probability is right and the features know nothing: the model is set aside
+    good_prior = np.where(truth == 1, 0.95, 0.05).astype(np.float32)
+    blind = np.random.default_rng(2).normal(size=x.shape)
+    m = check_labels(n, a, b, blind, ["u", "v"], good_prior, labelled, truth[labelled], "mutual", (good_prior, 0.5))
+    assert m.use == "label-free" and m.blend == 1.0 and "label-free" in m.check["reason"]
+    # one label of a class cannot be checked: never used
+    few = np.zeros(len(labelled), np.int64)
+    few[0] = 1
+    m = check_labels(n, a, b, x, ["s", "noise"], bad_prior, labelled, few, "mutual", (bad_prior, 0.5))
+    assert m.use == "label-free" and m.check["folds"] == 0
+
+
+def test_settings_from_a_set_aside_or_blended_model():
+    a, b, x, truth = _pairs_catalog(3, 50)
+    n = 2 * len(a)
+    cols = {"cos_embedding": x[:, 0], "score": x[:, 0]}
+    feats = np.c_[x[:, 0], x[:, 0]]
+    model = fit_match_model(feats[:30], truth[:30], ["cos_embedding", "score"], feats)
+    free = MatchSettings("mutual", 0.7, "match_probability", np.full(len(a), 0.2, np.float32), {"mixture": 1})
+    model.use = "label-free"
+    s = settings_from_model(model, "m.json", n, a, b, cols, "mutual", None, None, lambda: free)
+    assert s.threshold == 0.7 and s.learned["mixture"] == 1 and s.learned["match_model"]["use"] == "label-free"
+    model.use, model.blend = "blended", 0.5
+    s = settings_from_model(model, "m.json", n, a, b, cols, "mutual", None, None, lambda: free)
+    assert np.allclose(s.probability, blended(model.probability(feats), free.probability, 0.5))
+    assert set(s.learned["expected_at_threshold"]) == {"precision", "recall", "f1"}
+    with pytest.raises(MatchModelError, match="is blended"):
+        settings_from_model(model, "m.json", n, a, b, cols, "mutual", None, None)
 
 
 def test_expected_f1_threshold_prefers_the_grouping_the_probabilities_support():
@@ -119,7 +198,8 @@ def test_expected_f1_threshold_prefers_the_grouping_the_probabilities_support():
         return labels, keep
 
     t, curve = expected_f1_threshold(prob, labels_at, grid=(0.1, 0.5, 0.95))
-    assert t == 0.5 and curve["0.5"] > curve["0.1"] > curve["0.95"]
+    assert t == 0.5 and curve["0.5"]["f1"] > curve["0.1"]["f1"] > curve["0.95"]["f1"]
+    assert curve["0.95"]["precision"] == 1.0 and curve["0.1"]["recall"] == 1.0  # all four pairs joined
 
 
 def test_neutralise_formula_cells():
@@ -188,6 +268,9 @@ def test_label_learn_then_dedupe_with_the_model(abt_run, tmp_path):
     assert "cos_tfidf" in model["features"] and "gap_to_best_a" in model["features"]
     assert model["info"]["label_counts"]["fitted_on"] == 100 and len(model["labels"]) == 100
     assert 0 < model["cv"]["precision"] <= 1 and 0 < model["cv"]["recall"] <= 1
+    assert model["use"] in ("learned", "blended", "label-free") and model["check"]["folds"] >= 2
+    assert set(model["check"]["estimates"]) == {"learned", "blended", "label-free"}
+    assert f"kept {model['use']}" in said(r)
 
     out = tmp_path / "with_model"
     r = run(
@@ -205,6 +288,7 @@ def test_label_learn_then_dedupe_with_the_model(abt_run, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     mm = manifest["matching"]["match_model"]
     assert mm["labels"] == 100 and mm["cross_validated"]["precision"] == model["cv"]["precision"]
+    assert mm["use"] == model["use"] and mm["check"]["estimates"] == model["check"]["estimates"]
     assert mm["must_link_pairs"] + mm["cannot_link_pairs"] == 100
     assert manifest["matching"]["threshold_on"] == "match_probability"
     assert "expected pairwise F1" in manifest["matching"]["learned"]["threshold_from"]

@@ -317,8 +317,14 @@ def dedupe(
             "match model",
             f"{match_model} ({mdl['labels']} labels"
             + (f"; cross-validated P {cv['precision']:.3f} R {cv['recall']:.3f}" if cv else "")
-            + ")",
+            + f"), used: {mdl.get('use', 'learned')}",
         )
+        at = mm["learned"].get("expected_at_threshold") if isinstance(mm["learned"], dict) else None
+        if at:
+            table.add_row(
+                "expected at threshold",
+                f"precision {at['precision']:.3f}, recall {at['recall']:.3f}, F1 {at['f1']:.3f} (the model's own estimate)",
+            )
     if manifest.get("self_training"):
         st = manifest["self_training"]
         table.add_row(

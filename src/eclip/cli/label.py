@@ -133,9 +133,11 @@ def learn(
         typer.Option("--out", "-o", help="Model file to write. Default: RUN_DIR/match_model.json.", metavar="FILE"),
     ] = None,
 ) -> None:
-    """Fit a match model on labelled pairs: logistic regression over every signal, calibrated by cross-validation, saved as JSON.
+    """Fit a match model on labelled pairs: logistic regression over every signal, saved as JSON.
 
-    Use it with `eclip dedupe CATALOG --match-model FILE`.
+    It is checked against the run's label-free probability on held-out labels, and kept,
+    blended or set aside (never worse than no labels). Use it with
+    `eclip dedupe CATALOG --match-model FILE`.
     """
     from eclip import api
 
@@ -162,7 +164,21 @@ def learn(
         )
     else:
         table.add_row("cross-validated", "too few labels of a class for 2 folds: not calibrated")
-    table.add_row("calibration", model.calibration)
+    check = model.check or {}
+    table.add_row("kept", f"{model.use}: {check.get('reason', '')}")
+    for option, e in check.get("estimates", {}).items():
+        exp = check.get("expected", {}).get(option)
+        t = check.get("thresholds", {}).get(option)
+        table.add_row(
+            f"  {option}",
+            f"held-out P {e['precision']:.3f} R {e['recall']:.3f} F1 {e['f1']:.3f}"
+            + (f"; at threshold {t:g} it expects P {exp['precision']:.3f} R {exp['recall']:.3f}" if exp else ""),
+        )
+    if check.get("folds"):
+        table.add_row(
+            "",
+            f"({check['folds']} folds over {check['labels']} labels, weighted to the candidate pairs they stand for)",
+        )
     table.add_row("written", str(path))
     console.print(table)
     console.print(f"next: eclip dedupe CATALOG --out DIR --match-model {path}")

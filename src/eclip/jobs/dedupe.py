@@ -388,8 +388,10 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             method: str = cfg.method
             if method == "auto":  # pairs or groups: read from every candidate score, not from the labels
                 method = label_free("auto", None).method
+            columns = {**signals, "score": score}
+            free = lambda: label_free(method, cfg.threshold)  # noqa: E731 - used only by a blend or fallback
             settings = settings_from_model(
-                model, str(cfg.match_model), n, a, b, {**signals, "score": score}, method, cfg.threshold, constraints
+                model, str(cfg.match_model), n, a, b, columns, method, cfg.threshold, constraints, free
             )
             if cfg.method == "auto":
                 settings.learned["method_chosen_by"] = f"auto: {method}, chosen from the label-free score mixture"

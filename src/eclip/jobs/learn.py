@@ -17,6 +17,8 @@ import polars as pl
 from eclip.catalog import Catalog, given_dialect, load_catalog
 from eclip.errors import RunDirError
 from eclip.jobs.run import created, versions
+from eclip.matcher.constraints import Constraints
+from eclip.matcher.label_check import check_labels
 from eclip.matcher.labels import LABEL_COLUMNS, RANDOM_SHARE, Labels, choose_pairs, pair_key, read_labels
 from eclip.matcher.model import MatchModel, fit_match_model, model_constraints, pair_features
 from eclip.progress import console
@@ -54,6 +56,7 @@ class RunPairs:
         x, names: ``(p, f)`` float64 features of every pair (:func:`pair_features`).
         prior: ``(p,)`` float32 the run's label-free match probability (from its score
             mixture; the min-max scaled score when the run learned none).
+        groups: ``(n,)`` int64 the run's group of each row.
     """
 
     dir: Path
@@ -66,6 +69,19 @@ class RunPairs:
     x: np.ndarray
     names: list[str]
     prior: np.ndarray
+    groups: np.ndarray
+
+    @property
+    def keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """The run's groups of each pair's two rows: what two pairs of a batch should not share."""
+        return self.groups[self.a], self.groups[self.b]
+
+    def label_free(self) -> tuple[np.ndarray, float]:
+        """``((p,) values, threshold)``: how the run grouped without labels (on its match
+        probability or its score)."""
+        m = self.manifest.get("matching", {})
+        on = self.prior if m.get("threshold_on") == "match_probability" else self.columns["score"]
+        return np.nan_to_num(on, nan=-np.inf).astype(np.float32), float(m.get("threshold", 0.5))
 
     @property
     def key(self) -> np.ndarray:
@@ -128,7 +144,9 @@ def open_run(run_dir: str | Path) -> RunPairs:
         raise RunDirError(
             f"{d}: a {manifest.get('job')!r} run; eclip label and eclip learn work on an `eclip dedupe CATALOG` run."
         )
-    ids = pl.read_parquet(groups_path, columns=["id"])["id"].cast(pl.String).to_list()
+    grouped = pl.read_parquet(groups_path, columns=["id", "group_id"])
+    ids = grouped["id"].cast(pl.String).to_list()
+    groups = grouped["group_id"].rank("dense").cast(pl.Int64).fill_null(-1).to_numpy()
     pairs = pl.read_parquet(pairs_path)
     pos = {x: i for i, x in enumerate(ids)}
     a = np.fromiter((pos[x] for x in pairs["id_a"].to_list()), np.int64, len(pairs))
@@ -143,15 +161,23 @@ def open_run(run_dir: str | Path) -> RunPairs:
     if np.isnan(prior).all():
         s = np.nan_to_num(columns.get("score", np.zeros(len(pairs))), nan=0.0, neginf=0.0)
         prior = (s - s.min()) / (np.ptp(s) or 1.0)
-    return RunPairs(d, manifest, ids, pairs, a, b, columns, x, names, np.nan_to_num(prior, nan=0.5).astype(np.float32))
+    prior = np.nan_to_num(prior, nan=0.5).astype(np.float32)
+    return RunPairs(d, manifest, ids, pairs, a, b, columns, x, names, prior, groups)
 
 
-def fit_on_labels(run: RunPairs, labels: Labels, seed: int = 0) -> tuple[MatchModel, dict[str, int]]:
+def fit_on_labels(
+    run: RunPairs, labels: Labels, seed: int = 0, check: bool = True
+) -> tuple[MatchModel, dict[str, int]]:
     """Fit a match model on a run's labelled pairs.
 
     Pairs labelled ``unsure``, or waiting for a decision, are left out; so are labelled
     pairs that are not candidates of the run (the search never proposes them, so no
     signals are at hand): they are counted, and still act as constraints.
+
+    Args:
+        check: check the model against the run's label-free probability on held-out labels
+            (:func:`eclip.matcher.label_check.check_labels`), and record whether it is used,
+            blended or not; ``False``: fit only (to choose the next pairs).
 
     Returns:
         ``(model, counts)``: the model with its labels filled in, and the label counts.
@@ -160,20 +186,32 @@ def fit_on_labels(run: RunPairs, labels: Labels, seed: int = 0) -> tuple[MatchMo
         MatchModelError: the usable labels hold one class only.
     """
     where = run.locate(labels)
-    use = np.isin(labels.decision, ("same", "different")) & (where >= 0)
+    decided = np.isin(labels.decision, ("same", "different"))
+    use = decided & (where >= 0)
     y = (labels.decision[use] == "same").astype(np.int64)
-    chosen_by = (
-        labels.table["chosen_by"].fill_null("").to_numpy()
-        if "chosen_by" in labels.table.columns
-        else np.full(len(labels.a), "")
-    )
-    model = fit_match_model(
-        run.x[where[use]], y, run.names, run.x, run.prior, seed=seed, random_labels=chosen_by[use] == "random"
-    )
-    counts = labels.counts() | {
-        "fitted_on": int(use.sum()),
-        "not_candidates": int((np.isin(labels.decision, ("same", "different")) & (where < 0)).sum()),
-    }
+    if check:
+        outside = decided & (where < 0)
+        same = labels.decision[outside] == "same"
+        a_out, b_out = labels.a[outside], labels.b[outside]
+        extra = Constraints(a_out[same], b_out[same], a_out[~same], b_out[~same])
+        method = run.manifest.get("matching", {}).get("method_used", "mutual")
+        model = check_labels(
+            len(run.ids),
+            run.a,
+            run.b,
+            run.x,
+            run.names,
+            run.prior,
+            where[use],
+            y,
+            method,
+            run.label_free(),
+            extra,
+            seed,
+        )
+    else:
+        model = fit_match_model(run.x[where[use]], y, run.names, run.x, run.prior, seed=seed)
+    counts = labels.counts() | {"fitted_on": int(use.sum()), "not_candidates": int((decided & (where < 0)).sum())}
     model.labels = [
         {"id_a": run.ids[i], "id_b": run.ids[j], "decision": d}
         for i, j, d in zip(labels.a.tolist(), labels.b.tolist(), labels.decision.tolist())
@@ -214,6 +252,7 @@ def learn(
         "label_counts": counts,
         "signals": run.manifest.get("matching", {}).get("signals"),
         "classifier": f"logistic regression (scikit-learn) with a label-free prior; calibration: {model.calibration}",
+        "used_as": model.use,
         "versions": versions(),
     }
     path = Path(out) if out else run.dir / MODEL_FILE
@@ -229,7 +268,7 @@ def current_probability(run: RunPairs, labels: Labels | None, seed: int = 0) -> 
     decided = labels.decision[run.locate(labels) >= 0]
     if not ({"same", "different"} <= set(decided.tolist())):
         return run.prior, None
-    model, _ = fit_on_labels(run, labels, seed)
+    model, _ = fit_on_labels(run, labels, seed, check=False)
     return model.probability(run.x), model
 
 
@@ -290,7 +329,7 @@ def propose(
     table, labels = existing_labels(run, path)
     prob, model = current_probability(run, labels)
     seed = len(table) if seed is None else seed
-    idx, why = choose_pairs(prob, run.labelled_mask(labels), batch, seed=seed)
+    idx, why = choose_pairs(prob, run.labelled_mask(labels), batch, seed=seed, keys=run.keys)
     rows = label_rows(run, run.catalog(), idx, why, prob)
     write_labels(pl.concat([table, as_text(rows)], how="diagonal"), path)
     counts = labels.counts() if labels is not None else {"same": 0, "different": 0, "unsure": 0, "pending": 0}
@@ -325,6 +364,8 @@ def model_summary(model: MatchModel, path: Path | None, labelled: tuple | None) 
         "labels": len(model.labels),
         "learned_on": model.info.get("catalog"),
         "cross_validated": asdict(model.cv) if model.cv else None,
+        "use": model.use,
+        "check": model.check or None,
         "must_link_pairs": int(len(c.must_a)) if c is not None else 0,
         "cannot_link_pairs": int(len(c.cannot_a)) if c is not None else 0,
         "labelled_pairs_not_in_catalog": labelled[1] if labelled else 0,
@@ -336,8 +377,8 @@ class LabelSession:
 
     Pending pairs of the file are offered first; after them, each next pair is chosen by
     :func:`eclip.matcher.labels.choose_pairs` on a model refitted to every answer so far (one
-    pair in :data:`eclip.matcher.labels.RANDOM_SHARE`'s share is a random one). Every answer
-    rewrites the file atomically, so a kill loses nothing already answered.
+    pair in ``1 / RANDOM_SHARE`` is a random one, from a random probability stratum). Every
+    answer rewrites the file atomically, so a kill loses nothing already answered.
     """
 
     def __init__(self, run_dir: str | Path, path: str | Path | None = None, seed: int = 0) -> None:
@@ -362,13 +403,11 @@ class LabelSession:
         prob, self.model = current_probability(self.run, labels, self.seed)
         exclude = self.run.labelled_mask(labels)
         random_turn = RANDOM_SHARE > 0 and (len(self.table) + 1) % round(1 / RANDOM_SHARE) == 0
-        if random_turn and (~exclude).sum() > 1:
-            idx = np.random.default_rng(self.seed + len(self.table)).choice(np.flatnonzero(~exclude), 1)
-        else:
-            idx, _ = choose_pairs(prob, exclude, 1, seed=self.seed + len(self.table), random_share=0.0)
+        share = 1.0 if random_turn else 0.0
+        idx, why = choose_pairs(prob, exclude, 1, seed=self.seed + len(self.table), random_share=share)
         if not len(idx):
             return None
-        row = label_rows(self.run, self.cat, idx, ["random" if random_turn else "uncertain"], prob)
+        row = label_rows(self.run, self.cat, idx, why, prob)
         self.table = pl.concat([self.table, as_text(row)], how="diagonal")
         return len(self.table) - 1
 

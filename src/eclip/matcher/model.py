@@ -16,15 +16,14 @@ every candidate pair (``eclip dedupe --match-model``).
   probabilities (:mod:`eclip.matcher.mixture`) enter the fit as soft pseudo-labels on a
   sample of candidate pairs, worth :data:`PRIOR_WEIGHT` labels in all. With no labels the
   model reproduces the unsupervised ranking; each label moves it further from it.
-* **Calibration**: Platt scaling (Platt, 1999) of cross-validated decision values, the recipe
-  of scikit-learn's ``CalibratedClassifierCV(method="sigmoid")``, fitted only on the labels
-  drawn at random from the candidate pairs (``chosen_by = random``), and only when they hold
-  :data:`MIN_CALIBRATION` of each class. Labels chosen by uncertainty sampling crowd near
-  the decision boundary and are no sample of the pairs, so calibrating on them distorts the
-  probabilities: on both dev catalogs it cost 0.02 to 0.08 F1 (README, "Teaching the
-  matcher"). Without enough random labels the regression's own probabilities are kept (the
-  prior anchors them to the whole candidate population). The same cross-validation gives
-  the precision and recall recorded with the model.
+* **Probabilities**: the regression's own, anchored to the whole candidate population by the
+  prior. Platt scaling on the random labels was tried and dropped: on Abt-Buy it cost 0.01
+  to 0.02 F1 at 200 labels (issue 33). Cross-validation gives the precision and recall
+  recorded with the model.
+* **Never worse than no labels** (:mod:`eclip.matcher.label_check`): before the model
+  replaces the label-free probability it is checked against it on held-out labels; the
+  model file records whether it is used alone (``use = "learned"``), blended with the
+  label-free probability (``"blended"``), or not at all (``"label-free"``).
 
 The model is saved as JSON (feature names, standardisation, coefficients, Platt
 parameters, labels): no pickle, nothing executable.
@@ -32,122 +31,37 @@ parameters, labels): no pickle, nothing executable.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from eclip.errors import EclipError
 from eclip.matcher.constraints import Constraints
+from eclip.matcher.features import (
+    CODE_LEVELS,
+    SIGNAL_FEATURES,
+    MatchModelError,
+    available_features,
+    pair_features,
+)
 from eclip.matcher.grouping import group
 from eclip.matcher.mixture import MatchSettings
 from eclip.rundir import write_json
+
+__all__ = ["CODE_LEVELS", "SIGNAL_FEATURES", "MatchModelError", "available_features", "pair_features"]
 
 #: Weight, in labels, of the run's own (label-free) match probabilities in the fit.
 PRIOR_WEIGHT = 20.0
 #: Candidate pairs sampled to carry the prior.
 PRIOR_SAMPLE = 2000
-#: Random labels of each class needed to fit the Platt calibration on them.
-MIN_CALIBRATION = 10
+#: How a model file's probabilities are used (see :mod:`eclip.matcher.label_check`).
+USES = ("learned", "blended", "label-free")
 #: Version of the JSON format.
 FORMAT = 1
-
-#: Signals that feed the model when the run has them, and whether they can be missing.
-SIGNAL_FEATURES = {
-    "cos_embedding": False,
-    "cos_tfidf": False,
-    "code": False,
-    "quantity": False,
-    "brand": False,
-    "cos_image": True,
-    "cos_fused": True,
-    "phash_distance": True,
-}
-#: Code verdict levels with a one-hot feature each (see :func:`eclip.matcher.signals.code_similarity`).
-CODE_LEVELS = {"code_shared": 1.0, "code_extends": 0.5, "code_conflict": -1.0}
-
-
-class MatchModelError(EclipError):
-    """A match model file cannot be used: unreadable, or built on other signals."""
-
-
-def _best_per_row(n: int, a: np.ndarray, b: np.ndarray, score: np.ndarray) -> np.ndarray:
-    best = np.full(n, -np.inf)
-    s = np.nan_to_num(np.asarray(score, np.float64), nan=-np.inf)
-    np.maximum.at(best, a, s)
-    np.maximum.at(best, b, s)
-    return best
-
-
-def available_features(columns: Mapping[str, Any] | list[str]) -> list[str]:
-    """The feature names :func:`pair_features` can compute from a pair table's columns."""
-    cols = set(columns)
-    names = []
-    for sig, can_miss in SIGNAL_FEATURES.items():
-        if sig in cols:
-            names.append(sig)
-            if can_miss:
-                names.append(f"{sig}_missing")
-            if sig == "code":
-                names += list(CODE_LEVELS)
-    if "price_ratio" in cols:
-        names += ["log_price_ratio", "price_ratio_missing"]
-    if "score" in cols:
-        names += ["score", "gap_to_best_a", "gap_to_best_b"]
-    return names
-
-
-def pair_features(
-    columns: Mapping[str, np.ndarray], a: np.ndarray, b: np.ndarray, n: int, names: list[str] | None = None
-) -> tuple[np.ndarray, list[str]]:
-    """The feature matrix of candidate pairs.
-
-    Args:
-        columns: pair-table columns by name (``pairs.parquet``'s signal columns and
-            ``score``), each ``(p,)`` numeric, NaN where missing.
-        a, b: ``(p,)`` int64 row positions of the pairs (for the context features).
-        n: rows in the catalog.
-        names: the features wanted (a model's); ``None``: all the columns allow.
-
-    Returns:
-        ``((p, f) float64 features, names)``; missing values are 0 with their indicator set.
-
-    Raises:
-        MatchModelError: a wanted feature needs a column the table lacks.
-    """
-    names = available_features(columns) if names is None else list(names)
-    missing = [f for f in names if f not in available_features(columns)]
-    if missing:
-        raise MatchModelError(f"the pairs lack the signal(s) behind {', '.join(missing)}")
-    col = {
-        k: np.asarray(v, dtype=np.float64)
-        for k, v in columns.items()
-        if k in SIGNAL_FEATURES or k in ("price_ratio", "score")
-    }
-    best = _best_per_row(n, a, b, col["score"]) if "score" in col else np.zeros(n)  # gap features need the score
-    out = np.zeros((len(a), len(names)), dtype=np.float64)
-    for j, f in enumerate(names):
-        if f in SIGNAL_FEATURES:
-            v = np.nan_to_num(col[f], nan=0.0)
-        elif f == "score":
-            v = np.nan_to_num(col[f], nan=0.0, neginf=0.0)
-        elif f.endswith("_missing"):
-            v = np.isnan(col[f.removesuffix("_missing")]).astype(np.float64)
-        elif f in CODE_LEVELS:
-            v = (col["code"] == CODE_LEVELS[f]).astype(np.float64)
-        elif f == "log_price_ratio":
-            with np.errstate(divide="ignore", invalid="ignore"):
-                v = np.nan_to_num(np.log(col["price_ratio"]), nan=0.0, posinf=0.0, neginf=0.0)
-        else:  # gap_to_best_a / _b: how far below each row's best candidate the pair scores
-            rows = a if f.endswith("_a") else b
-            s = np.nan_to_num(col["score"], nan=-np.inf)
-            v = np.nan_to_num(best[rows] - s, nan=0.0, posinf=2.0, neginf=0.0)
-            v = np.minimum(v, 2.0)
-        out[:, j] = v
-    return out, names
 
 
 @dataclass(frozen=True)
@@ -168,10 +82,15 @@ class MatchModel:
         features: feature names, in coefficient order.
         mean, scale: standardisation of each feature.
         coef, intercept: logistic regression on standardised features.
-        platt_a, platt_b: probability = sigmoid(platt_a * decision + platt_b).
+        platt_a, platt_b: probability = sigmoid(platt_a * decision + platt_b) (1 and 0
+            unless a calibration is fitted).
         calibration: how ``platt_a, platt_b`` were chosen.
         labels: the labelled pairs it was fitted on: ``{"id_a", "id_b", "decision"}`` rows.
         cv: cross-validated precision / recall on the labels.
+        use: one of :data:`USES`: the model alone, blended with the label-free probability,
+            or not at all (the held-out check found it no better than no labels).
+        blend: weight of the model's log-odds in a blend (the label-free one gets the rest).
+        check: the held-out check's figures (:class:`eclip.matcher.label_check.LabelCheck`).
         info: what else is recorded (catalog, run, counts, versions).
     """
 
@@ -185,6 +104,9 @@ class MatchModel:
     calibration: str = "none"
     labels: list[dict[str, str]] = field(default_factory=list)
     cv: CrossValidation | None = None
+    use: str = "learned"
+    blend: float = 1.0
+    check: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
     def decision(self, x: np.ndarray) -> np.ndarray:
@@ -240,12 +162,17 @@ def load_match_model(path: str | Path) -> MatchModel:
             calibration=str(raw.get("calibration", "none")),
             labels=list(raw.get("labels", [])),
             cv=CrossValidation(**cv) if cv else None,
+            use=str(raw.get("use", "learned")),
+            blend=float(raw.get("blend", 1.0)),
+            check=dict(raw.get("check", {})),
             info=dict(raw.get("info", {})),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise MatchModelError(f"{p}: malformed match model ({exc}).") from None
     if not (len(model.features) == len(model.mean) == len(model.scale) == len(model.coef)):
         raise MatchModelError(f"{p}: malformed match model (features and coefficients differ in length).")
+    if model.use not in USES:
+        raise MatchModelError(f"{p}: malformed match model (use {model.use!r}, not one of {', '.join(USES)}).")
     return model
 
 
@@ -271,7 +198,6 @@ def fit_match_model(
     prior: np.ndarray | None = None,
     folds: int = 5,
     seed: int = 0,
-    random_labels: np.ndarray | None = None,
 ) -> MatchModel:
     """Fit the match model on labelled pairs.
 
@@ -282,52 +208,31 @@ def fit_match_model(
         population: ``(p, f)`` features of every candidate pair of the run: they fix the
             standardisation and carry the prior.
         prior: ``(p,)`` the run's label-free match probabilities, or ``None`` for none.
-        folds: cross-validation folds for calibration and the recorded precision / recall
-            (fewer when a class has fewer labels; none below 2 per class).
-        random_labels: ``(m,)`` bool, the labels drawn at random from the candidate pairs
-            (the only ones the calibration is fitted on); ``None``: none known.
+        folds: cross-validation folds for the recorded precision / recall (fewer when a
+            class has fewer labels; none below 2 per class).
 
     Returns:
-        The model (``labels`` and ``info`` left for the caller to fill).
+        The model (``labels``, ``use`` and ``info`` left for the caller to fill).
 
     Raises:
         MatchModelError: the labels hold one class only.
     """
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
 
     y = np.asarray(y, dtype=np.int64)
     if len(np.unique(y)) < 2:
         raise MatchModelError("the labels hold only one class: label at least one same and one different pair.")
-    mean = population.mean(axis=0) if len(population) else x.mean(axis=0)
-    scale = population.std(axis=0) if len(population) else x.std(axis=0)
-    scale = np.where(scale > 1e-9, scale, 1.0)
-
-    def fit(rows: np.ndarray) -> Any:
-        px, py, pw = _prior(prior, population, seed)
-        xs = np.vstack([x[rows], px])
-        ys = np.concatenate([y[rows], py])
-        ws = np.concatenate([np.ones(len(rows)), pw])
-        return LogisticRegression(C=1.0, max_iter=2000).fit((xs - mean) / scale, ys, sample_weight=ws)
-
+    fit, mean, scale = regression(x, y, population, prior, seed)
     clf = fit(np.arange(len(y)))
     model = MatchModel(list(names), mean.tolist(), scale.tolist(), clf.coef_.ravel().tolist(), float(clf.intercept_[0]))
+    model.calibration = "none: the regression's own probabilities, anchored by the label-free prior"
     k = int(min(folds, np.bincount(y).min()))
     if k < 2:
         return model
     held = np.empty(len(y), dtype=np.float64)
     for train, test in StratifiedKFold(k, shuffle=True, random_state=seed).split(x, y):
-        c = fit(train)
-        held[test] = c.decision_function((x[test] - mean) / scale)
-    rnd = np.zeros(len(y), bool) if random_labels is None else np.asarray(random_labels, bool)
-    n_pos, n_neg = int((y[rnd] == 1).sum()), int((y[rnd] == 0).sum())
-    if min(n_pos, n_neg) >= MIN_CALIBRATION:
-        platt = LogisticRegression(C=1e6, max_iter=2000).fit(held[rnd][:, None], y[rnd])
-        model.platt_a, model.platt_b = float(platt.coef_[0, 0]), float(platt.intercept_[0])
-        model.calibration = f"Platt on {n_pos + n_neg} random labels (cross-validated decisions)"
-    else:
-        model.calibration = f"none: {n_pos} same / {n_neg} different random labels, {MIN_CALIBRATION} of each needed"
-    pred = (model.platt_a * held + model.platt_b) >= 0
+        held[test] = fit(train).decision_function((x[test] - mean) / scale)
+    pred = held >= 0
     tp = int((pred & (y == 1)).sum())
     precision = tp / max(int(pred.sum()), 1)
     recall = tp / max(int((y == 1).sum()), 1)
@@ -336,13 +241,39 @@ def fit_match_model(
     return model
 
 
+def regression(
+    x: np.ndarray, y: np.ndarray, population: np.ndarray, prior: np.ndarray | None, seed: int = 0
+) -> tuple[Any, np.ndarray, np.ndarray]:
+    """The match model's fit, for any subset of the labels.
+
+    Returns:
+        ``(fit, mean, scale)``: ``fit(rows)`` is scikit-learn's ``LogisticRegression`` fitted
+        on the standardised features of labels ``rows`` and the prior's pseudo-labels;
+        ``mean, scale`` ``(f,)`` the standardisation, from the candidate population.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    mean = population.mean(axis=0) if len(population) else x.mean(axis=0)
+    scale = population.std(axis=0) if len(population) else x.std(axis=0)
+    scale = np.where(scale > 1e-9, scale, 1.0)
+    px, py, pw = _prior(prior, population, seed)
+
+    def fit(rows: np.ndarray) -> Any:
+        xs = np.vstack([x[rows], px])
+        ys = np.concatenate([y[rows], py])
+        ws = np.concatenate([np.ones(len(rows)), pw])
+        return LogisticRegression(C=1.0, max_iter=2000).fit((xs - mean) / scale, ys, sample_weight=ws)
+
+    return fit, mean, scale
+
+
 #: Probability thresholds :func:`expected_f1_threshold` tries.
 THRESHOLD_GRID = (0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 def expected_f1_threshold(
     probability: np.ndarray, labels_at: Any, grid: tuple[float, ...] = THRESHOLD_GRID
-) -> tuple[float, dict[str, float]]:
+) -> tuple[float, dict[str, dict[str, float]]]:
     """The grouping threshold that maximises the pairwise F1 expected under the model.
 
     With calibrated match probabilities ``p`` over the candidate pairs, the expected number
@@ -359,21 +290,27 @@ def expected_f1_threshold(
         grid: thresholds tried.
 
     Returns:
-        ``(best threshold, {threshold: expected F1})``.
+        ``(best threshold, {threshold: {"precision", "recall", "f1"}})``: the expected pairwise
+        precision ``sum(p[C]) / m``, recall ``sum(p[C]) / sum(p)`` and F1 at each threshold.
     """
     p = np.nan_to_num(np.asarray(probability, np.float64))
     total = float(p.sum())
-    scores: dict[str, float] = {}
+    curve: dict[str, dict[str, float]] = {}
     best_t, best_f = grid[0], -1.0
     for t in grid:
         labels, inside = labels_at(t)
         _, counts = np.unique(labels, return_counts=True)
         implied = float((counts * (counts - 1) // 2).sum())
-        f = 2.0 * float(p[inside].sum()) / (implied + total) if implied + total > 0 else 0.0
-        scores[f"{t:g}"] = round(f, 4)
+        hit = float(p[inside].sum())
+        f = 2.0 * hit / (implied + total) if implied + total > 0 else 0.0
+        curve[f"{t:g}"] = {
+            "precision": round(hit / implied, 4) if implied else 1.0,
+            "recall": round(hit / total, 4) if total else 0.0,
+            "f1": round(f, 4),
+        }
         if f > best_f + 1e-9:
             best_t, best_f = t, f
-    return best_t, scores
+    return best_t, curve
 
 
 def model_constraints(model: MatchModel, ids: list[str]) -> tuple[Constraints, int]:
@@ -400,6 +337,19 @@ def model_constraints(model: MatchModel, ids: list[str]) -> tuple[Constraints, i
     return Constraints(arr(must, 0), arr(must, 1), arr(cannot, 0), arr(cannot, 1)), skipped
 
 
+def blended(learned: np.ndarray, label_free: np.ndarray, weight: float) -> np.ndarray:
+    """``(p,)`` float32 blend of two match probabilities on the log-odds scale:
+    ``sigmoid(weight * logit(learned) + (1 - weight) * logit(label_free))`` (a logarithmic
+    opinion pool, Genest and Zidek, Statistical Science 1986)."""
+
+    def logit(q: np.ndarray) -> np.ndarray:
+        q = np.clip(np.nan_to_num(np.asarray(q, np.float64), nan=0.5), 1e-6, 1 - 1e-6)
+        return np.log(q / (1 - q))
+
+    z = weight * logit(learned) + (1.0 - weight) * logit(label_free)
+    return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+
+
 def settings_from_model(
     model: MatchModel,
     source: str,
@@ -410,6 +360,7 @@ def settings_from_model(
     method: str,
     threshold: float | None,
     constraints: Constraints | None,
+    label_free: Callable[[], MatchSettings] | None = None,
 ) -> MatchSettings:
     """Grouping settings when a match model scores the candidate pairs.
 
@@ -422,14 +373,33 @@ def settings_from_model(
         threshold: a probability threshold, or ``None`` to pick the one that maximises the
             expected pairwise F1 (:func:`expected_f1_threshold`).
         constraints: constraints applied while grouping (for the threshold search).
+        label_free: the run's label-free settings, made on demand: what a model whose
+            ``use`` is ``label-free`` gives way to, and the other half of a blend.
 
     Returns:
-        Settings on ``match_probability``: the model's probabilities, the method, the
-        threshold and what was learned.
+        Settings on ``match_probability``: the model's probabilities (or the blend, or the
+        label-free settings themselves), the method, the threshold and what was learned.
 
     Raises:
-        MatchModelError: the model needs signals these pairs do not have.
+        MatchModelError: the model needs signals these pairs do not have; it is blended or
+            label-free and no ``label_free`` settings were given.
     """
+    learned: dict[str, Any] = {
+        "match_model": {
+            "file": str(source),
+            "digest": model.digest,
+            "features": model.features,
+            "labels": len(model.labels),
+            "cross_validated": asdict(model.cv) if model.cv else None,
+            "use": model.use,
+            "check": model.check or None,
+        }
+    }
+    if model.use != "learned" and label_free is None:
+        raise MatchModelError(f"{source} is {model.use}: it needs the run's label-free probabilities.")
+    if model.use == "label-free":
+        free = label_free()  # type: ignore[misc]
+        return dataclasses.replace(free, learned={**free.learned, **learned})
     try:
         x, _ = pair_features(columns, a, b, n, model.features)
     except MatchModelError as exc:
@@ -439,15 +409,8 @@ def settings_from_model(
             "Run dedupe with the signals of the run the model learned on (same --signals, --lexical, --image-col), or run eclip learn on this run."
         ) from None
     prob = model.probability(x)
-    learned: dict[str, Any] = {
-        "match_model": {
-            "file": str(source),
-            "digest": model.digest,
-            "features": model.features,
-            "labels": len(model.labels),
-            "cross_validated": asdict(model.cv) if model.cv else None,
-        }
-    }
+    if model.use == "blended":
+        prob = blended(prob, label_free().probability, model.blend)  # type: ignore[misc]
     if method not in ("mutual", "average", "components"):
         raise ValueError(f"settings_from_model needs a resolved grouping method, not {method!r}")
     if threshold is not None:
@@ -464,7 +427,8 @@ def settings_from_model(
         return g.labels, g.labels[a] == g.labels[b]
 
     t, curve = expected_f1_threshold(prob, labels_at)
-    learned["expected_f1_by_threshold"] = curve
+    learned["expected_by_threshold"] = curve
+    learned["expected_at_threshold"] = curve[f"{t:g}"]
     return MatchSettings(
         method,
         t,

@@ -1,0 +1,190 @@
+"""Labels that never hurt: before a match model taught by a reviewer replaces the label-free
+match probability, it is checked against it on labels it was not fitted on.
+
+Three ways to score the candidate pairs compete:
+
+* ``learned``: the match model's probability (:mod:`eclip.matcher.model`);
+* ``blended``: its log-odds averaged with the label-free probability's
+  (:func:`eclip.matcher.model.blended`, weight :data:`BLEND_WEIGHT`);
+* ``label-free``: the run's own settings, as if there were no model (the labels still act
+  as constraints).
+
+**Held-out decisions.** The labelled candidate pairs are split in stratified folds. In each
+fold the model is refitted on the other folds, scores every candidate pair, and the catalog
+is grouped the way ``eclip dedupe --match-model`` would group it (the other folds' labels as
+constraints, the threshold the full model's expected F1 chose); a held-out pair is predicted
+a match when both rows end in one group. The label-free option groups with the run's own
+method and threshold and the same constraints. So each option is judged on what it would
+do to pairs it has not seen, grouping included.
+
+**Weighted back to the candidate population.** Labels chosen by uncertainty crowd near the
+decision boundary; each is weighted by the candidate pairs it stands for
+(:func:`eclip.matcher.labels.poststratified_weights`), and pairwise precision, recall and F1
+are estimated with those weights (Horvitz-Thompson estimates of the counts behind them).
+
+**Choice.** The option with the highest estimated F1; on a tie the label-free one, then the
+blend. It is recorded in the model file (``use``, ``check``) and printed by ``eclip learn``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from eclip.matcher.constraints import Constraints
+from eclip.matcher.grouping import group
+from eclip.matcher.labels import poststratified_weights
+from eclip.matcher.model import MatchModel, blended, expected_f1_threshold, fit_match_model, regression
+
+#: Weight of the learned log-odds in the blend.
+BLEND_WEIGHT = 0.5
+#: Folds of the held-out check (fewer when a class has fewer labels).
+FOLDS = 5
+#: Preference on a tie of estimated F1: the label-free option first, then the blend.
+PREFERENCE = {"label-free": 2, "blended": 1, "learned": 0}
+
+
+@dataclass
+class LabelCheck:
+    """What the held-out check found.
+
+    Attributes:
+        use: the option kept: ``learned``, ``blended`` or ``label-free``.
+        reason: why, in a sentence.
+        folds: cross-validation folds (0: no check was possible).
+        labels: labelled candidate pairs the check used.
+        estimates: per option, the held-out pairwise ``precision``, ``recall`` and ``f1``
+            estimated for the candidate population.
+        thresholds: per option, the probability threshold it groups at.
+        expected: per option, the model's own expected precision, recall and F1 at that
+            threshold, over every candidate pair (no labels needed).
+    """
+
+    use: str
+    reason: str
+    folds: int
+    labels: int
+    estimates: dict[str, dict[str, float]] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    expected: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The check as JSON-ready values."""
+        return asdict(self)
+
+
+def weighted_prf(predicted: np.ndarray, truth: np.ndarray, weight: np.ndarray) -> dict[str, float]:
+    """Pairwise precision, recall and F1 of ``(m,)`` bool predictions against ``(m,)`` truth,
+    each pair counted ``weight`` times (``(m,)`` float64 >= 0)."""
+    p, t, w = np.asarray(predicted, bool), np.asarray(truth, bool), np.asarray(weight, np.float64)
+    tp, fp, fn = float(w[p & t].sum()), float(w[p & ~t].sum()), float(w[~p & t].sum())
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    return {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4)}
+
+
+def _constraints(
+    a: np.ndarray, b: np.ndarray, pairs: np.ndarray, y: np.ndarray, extra: Constraints | None
+) -> Constraints:
+    same = np.asarray(y, bool)
+    c = Constraints(a[pairs][same], b[pairs][same], a[pairs][~same], b[pairs][~same])
+    return c if extra is None else c + extra
+
+
+def check_labels(
+    n: int,
+    a: np.ndarray,
+    b: np.ndarray,
+    x: np.ndarray,
+    names: list[str],
+    prior: np.ndarray,
+    labelled: np.ndarray,
+    y: np.ndarray,
+    method: str,
+    label_free: tuple[np.ndarray, float],
+    extra: Constraints | None = None,
+    seed: int = 0,
+) -> MatchModel:
+    """Fit the match model on the labels and check it against the label-free probability.
+
+    Args:
+        n: rows of the catalog; a, b: ``(p,)`` int64 candidate pairs (row positions).
+        x: ``(p, f)`` float64 features of every candidate pair; names: their ``f`` names.
+        prior: ``(p,)`` float32 the run's label-free match probability.
+        labelled: ``(m,)`` int64 indices of the labelled pairs among the candidates.
+        y: ``(m,)`` int 1 = same product, 0 = different.
+        method: the run's grouping method (``mutual``, ``average`` or ``components``).
+        label_free: ``((p,) values, threshold)`` the run's label-free grouping: the match
+            probability or the score it grouped on, and its threshold.
+        extra: constraints every grouping obeys besides the labels (labelled pairs that are
+            not candidates).
+
+    Returns:
+        The model fitted on every label, its ``use``, ``blend`` and ``check`` filled.
+
+    Raises:
+        MatchModelError: the labels hold one class only.
+    """
+    y = np.asarray(y, np.int64)
+    labelled = np.asarray(labelled, np.int64)
+    model = fit_match_model(x[labelled], y, names, x, prior, seed=seed)
+    options: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "learned": lambda p: p,
+        "blended": lambda p: blended(p, prior, BLEND_WEIGHT),
+    }
+    full = _constraints(a, b, labelled, y, extra)
+    p_full = model.probability(x)
+    check = LabelCheck("label-free", "", 0, len(y))
+    for name, f in options.items():
+        q = f(p_full)
+
+        def labels_at(t: float, q: np.ndarray = q) -> tuple[np.ndarray, np.ndarray]:
+            g = group(n, a, b, q, t, method, full)
+            return g.labels, g.labels[a] == g.labels[b]
+
+        t, curve = expected_f1_threshold(q, labels_at)
+        check.thresholds[name], check.expected[name] = t, curve[f"{t:g}"]
+    k = int(min(FOLDS, np.bincount(y, minlength=2).min()))
+    if k < 2:
+        check.reason = "fewer than 2 labels of a class: the learned model cannot be checked, so it is not used"
+        return _keep(model, check)
+    from sklearn.model_selection import StratifiedKFold
+
+    fit, mean, scale = regression(x[labelled], y, x, prior, seed)
+    z = (x - mean) / scale
+    held = {name: np.zeros(len(y), bool) for name in ("label-free", *options)}
+    free_on, free_t = label_free
+    for train, test in StratifiedKFold(k, shuffle=True, random_state=seed).split(labelled, y):
+        clf = fit(train)
+        p_fold = (1.0 / (1.0 + np.exp(-np.clip(z @ clf.coef_.ravel() + clf.intercept_[0], -500, 500)))).astype(
+            np.float32
+        )
+        cons = _constraints(a, b, labelled[train], y[train], extra)
+        ha, hb = a[labelled[test]], b[labelled[test]]
+        for name, f in options.items():
+            g = group(n, a, b, f(p_fold), check.thresholds[name], method, cons)
+            held[name][test] = g.labels[ha] == g.labels[hb]
+        g = group(n, a, b, free_on, free_t, method, cons)
+        held["label-free"][test] = g.labels[ha] == g.labels[hb]
+    w = poststratified_weights(prior, labelled)
+    check.folds = k
+    check.estimates = {name: weighted_prf(d, y == 1, w) for name, d in held.items()}
+    best = max(check.estimates, key=lambda o: (check.estimates[o]["f1"], PREFERENCE[o]))
+    free_f1 = check.estimates["label-free"]["f1"]
+    check.use = best
+    check.reason = (
+        f"held-out F1 {check.estimates[best]['f1']:.3f} against {free_f1:.3f} without the model"
+        if best != "label-free"
+        else f"the label-free probability does as well or better on held-out labels (F1 {free_f1:.3f})"
+    )
+    return _keep(model, check)
+
+
+def _keep(model: MatchModel, check: LabelCheck) -> MatchModel:
+    model.use = check.use
+    model.blend = BLEND_WEIGHT if check.use == "blended" else 1.0
+    model.check = check.as_dict()
+    return model
