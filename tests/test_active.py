@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from eclip.cli import app
 from eclip.errors import CatalogError
-from eclip.matcher.label_check import check_labels, weighted_prf
+from eclip.matcher.label_check import check_labels, choose_use, weighted_prf
 from eclip.matcher.labels import (
     PROBABILITY_STRATA,
     choose_pairs,
@@ -157,16 +157,31 @@ def test_check_keeps_the_model_only_when_held_out_labels_say_it_is_better():
     est = m.check["estimates"]
     assert m.use in ("learned", "blended") and est[m.use]["f1"] > est["label-free"]["f1"]
     assert m.check["folds"] == 5 and set(m.check["thresholds"]) == {"learned", "blended"}
-    # the label-free probability is right and the features know nothing: the model is set aside
+    # the label-free probability is right and the features know nothing: the model is not used alone
     good_prior = np.where(truth == 1, 0.95, 0.05).astype(np.float32)
     blind = np.random.default_rng(2).normal(size=x.shape)
     m = check_labels(n, a, b, blind, ["u", "v"], good_prior, labelled, truth[labelled], "mutual", (good_prior, 0.5))
-    assert m.use == "label-free" and m.blend == 1.0 and "label-free" in m.check["reason"]
+    assert m.use in ("blended", "label-free") and m.check["estimates"]["learned"]["f1"] < 0.8
     # one label of a class cannot be checked: never used
     few = np.zeros(len(labelled), np.int64)
     few[0] = 1
     m = check_labels(n, a, b, x, ["s", "noise"], bad_prior, labelled, few, "mutual", (bad_prior, 0.5))
     assert m.use == "label-free" and m.check["folds"] == 0
+
+
+def test_the_blend_is_kept_unless_another_option_beats_it_by_a_standard_error():
+    rng = np.random.default_rng(0)
+    truth = rng.random(300) < 0.4
+    w = np.ones(300)
+    noisy = lambda p: truth ^ (rng.random(300) < p)  # noqa: E731 - truth with a share p of decisions flipped
+    held = {"learned": noisy(0.02), "blended": noisy(0.15), "label-free": noisy(0.3)}
+    use, est = choose_use(held, truth, w)
+    assert use == "learned" and est["learned"]["f1"] - est["blended"]["f1"] > est["learned"]["se_vs_blend"]
+    held = {"learned": noisy(0.3), "blended": noisy(0.15), "label-free": noisy(0.02)}
+    assert choose_use(held, truth, w)[0] == "label-free"
+    same = noisy(0.1)
+    held = {"learned": same ^ (np.arange(300) == 0), "blended": same, "label-free": same}  # one decision apart
+    assert choose_use(held, truth, w)[0] == "blended"
 
 
 def test_settings_from_a_set_aside_or_blended_model():

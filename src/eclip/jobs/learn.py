@@ -21,6 +21,7 @@ from eclip.matcher.constraints import Constraints
 from eclip.matcher.label_check import check_labels
 from eclip.matcher.labels import LABEL_COLUMNS, RANDOM_SHARE, Labels, choose_pairs, pair_key, read_labels
 from eclip.matcher.model import MatchModel, fit_match_model, model_constraints, pair_features
+from eclip.matcher.signals import describe_conflicts
 from eclip.progress import console
 from eclip.rundir import MANIFEST, fingerprint, read_json, write_csv
 
@@ -285,9 +286,20 @@ def label_rows(run: RunPairs, cat: Catalog, idx: np.ndarray, why: list[str], pro
             "decision": [""] * len(idx),
             "chosen_by": why,
             "match_probability": np.round(probability[idx].astype(np.float64), 4),
+            **({"conflicts": conflicts(sub)} if "quantity_kinds" in sub.columns else {}),
             **{c: sub[c].cast(pl.Float64).round(4) for c in shown},
         }
     )
+
+
+def conflicts(pairs: pl.DataFrame) -> list[str]:
+    """What each pair's titles disagree on (codes, brands, numbers, colours, units), for the
+    reviewer (:func:`eclip.matcher.signals.describe_conflicts`)."""
+
+    def col(name: str) -> np.ndarray | None:
+        return pairs[name].cast(pl.Float64).fill_null(0.0).to_numpy() if name in pairs.columns else None
+
+    return describe_conflicts(pairs["quantity_kinds"].fill_null(0).to_numpy(), col("code"), col("brand"))
 
 
 def as_text(frame: pl.DataFrame) -> pl.DataFrame:

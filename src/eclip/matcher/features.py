@@ -5,6 +5,10 @@
   verdicts, image / fused cosines, pHash distance, price ratio);
 * one-hot levels for the code verdict, a missing-value indicator for each signal that can
   be absent;
+* one indicator per kind of attribute conflict (``conflict_number``, ``conflict_model``,
+  ``conflict_colour``, ``conflict_unit``: :data:`eclip.matcher.signals.CONFLICT_KINDS`), so
+  that a reviewer's "different" on ``AV 500`` vs ``AV 200`` moves every pair whose titles
+  disagree on a model number, not only that pair;
 * two context features: how far the pair's score is below the best score of each of its
   rows. Context decides many matches in catalogs of pairs (a listing's best candidate is its
   duplicate) and is standard in entity-resolution features ("unique mapping" evidence,
@@ -18,6 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from eclip.errors import EclipError
+from eclip.matcher.signals import CONFLICT_KINDS
 
 #: Signals that feed the model when the run has them, and whether they can be missing.
 SIGNAL_FEATURES = {
@@ -30,6 +35,9 @@ SIGNAL_FEATURES = {
     "cos_fused": True,
     "phash_distance": True,
 }
+#: Kinds of attribute conflict with an indicator each: bits of the ``quantity_kinds`` signal
+#: (:data:`eclip.matcher.signals.CONFLICT_KINDS`).
+CONFLICT_FEATURES = {f"conflict_{kind}": bit for kind, bit in CONFLICT_KINDS.items()}
 #: Code verdict levels with a one-hot feature each (see :func:`eclip.matcher.signals.code_similarity`).
 CODE_LEVELS = {"code_shared": 1.0, "code_extends": 0.5, "code_conflict": -1.0}
 
@@ -57,6 +65,8 @@ def available_features(columns: Mapping[str, Any] | list[str]) -> list[str]:
                 names.append(f"{sig}_missing")
             if sig == "code":
                 names += list(CODE_LEVELS)
+    if "quantity_kinds" in cols:
+        names += list(CONFLICT_FEATURES)
     if "price_ratio" in cols:
         names += ["log_price_ratio", "price_ratio_missing"]
     if "score" in cols:
@@ -89,7 +99,7 @@ def pair_features(
     col = {
         k: np.asarray(v, dtype=np.float64)
         for k, v in columns.items()
-        if k in SIGNAL_FEATURES or k in ("price_ratio", "score")
+        if k in SIGNAL_FEATURES or k in ("price_ratio", "score", "quantity_kinds")
     }
     best = _best_per_row(n, a, b, col["score"]) if "score" in col else np.zeros(n)  # gap features need the score
     out = np.zeros((len(a), len(names)), dtype=np.float64)
@@ -100,6 +110,9 @@ def pair_features(
             v = np.nan_to_num(col[f], nan=0.0, neginf=0.0)
         elif f.endswith("_missing"):
             v = np.isnan(col[f.removesuffix("_missing")]).astype(np.float64)
+        elif f in CONFLICT_FEATURES:
+            bits = np.nan_to_num(col["quantity_kinds"], nan=0.0).astype(np.int64)
+            v = ((bits & CONFLICT_FEATURES[f]) > 0).astype(np.float64)
         elif f in CODE_LEVELS:
             v = (col["code"] == CODE_LEVELS[f]).astype(np.float64)
         elif f == "log_price_ratio":

@@ -86,6 +86,43 @@ def _rowwise_sparse(x: sp.csr_matrix, a: np.ndarray, b: np.ndarray, step: int = 
     return out
 
 
+#: Kinds of quantity conflict, each a bit of the ``quantity_kinds`` signal: model and series
+#: numbers (``HP 901`` vs ``95``), short model tokens (``EOS 6D`` vs ``80D``), colours, and
+#: every dimension with a unit (``64GB`` vs ``128GB``, ``2-pack`` vs single).
+CONFLICT_KINDS = {"number": 1, "model": 2, "colour": 4, "unit": 8}
+#: Bit of ``quantity_kinds`` set when the two titles state some dimension in common.
+SHARED_DIMENSION = 16
+
+
+def quantity_comparison(x: dict[str, frozenset], y: dict[str, frozenset]) -> int:
+    """Which kinds of attribute two titles disagree on, as bits (:data:`CONFLICT_KINDS`), with
+    :data:`SHARED_DIMENSION` set when they state a dimension in common; 0 when none is."""
+    common = x.keys() & y.keys()
+    if not common:
+        return 0
+    mask = SHARED_DIMENSION
+    for d in common:
+        if not (x[d] & y[d]):
+            mask |= CONFLICT_KINDS.get(d, CONFLICT_KINDS["unit"])
+    return mask
+
+
+def describe_conflicts(kinds: np.ndarray, code: np.ndarray | None, brand: np.ndarray | None) -> list[str]:
+    """Per pair, what its two titles disagree on, for a reviewer: ``"code, number, colour"``
+    (``""`` for nothing). ``kinds``: ``(p,)`` the ``quantity_kinds`` bits; ``code``, ``brand``:
+    ``(p,)`` verdicts (-1 is a conflict), or ``None``."""
+    k = np.nan_to_num(np.asarray(kinds, np.float64)).astype(np.int64)
+    parts: list[list[str]] = [[] for _ in range(len(k))]
+    for name, verdict in (("code", code), ("brand", brand)):
+        if verdict is not None:
+            for i in np.flatnonzero(np.asarray(verdict) == -1).tolist():
+                parts[i].append(name)
+    for kind, bit in CONFLICT_KINDS.items():
+        for i in np.flatnonzero(k & bit).tolist():
+            parts[i].append(kind)
+    return [", ".join(p) for p in parts]
+
+
 def quantity_verdict(x: dict[str, frozenset], y: dict[str, frozenset]) -> int:
     """+1 the two share a value in every dimension both state; -1 some dimension both state
     has no value in common (``64GB`` vs ``128GB``); 0 no dimension in common."""
@@ -142,9 +179,10 @@ def score_pairs(
         brands: per row, the normalised brand (``""`` when missing), or ``None``.
 
     Returns:
-        ``{"cos_embedding", "cos_tfidf", "code", "quantity", "brand", "score"}`` (those
-        computed), each ``(p,)`` float32; ``quantity`` and ``brand`` are
-        :func:`quantity_verdict` and :func:`brand_verdict`.
+        ``{"cos_embedding", "cos_tfidf", "code", "quantity", "quantity_kinds", "brand",
+        "score"}`` (those computed), each ``(p,)`` float32;
+        ``quantity`` and ``brand`` are :func:`quantity_verdict` and :func:`brand_verdict`,
+        ``quantity_kinds`` the bits of :func:`quantity_comparison` (which kinds conflict).
     """
     out: dict[str, np.ndarray] = {
         "cos_embedding": _rowwise_dense(embeddings, a, b) if cos is None else np.asarray(cos, np.float32)
@@ -160,7 +198,10 @@ def score_pairs(
         out["code"] = _verdicts(code_similarity, codes, a, b)
         score = score + weights.code * out["code"]
     if quantities is not None:
-        out["quantity"] = _verdicts(quantity_verdict, quantities, a, b)
+        kinds = _verdicts(quantity_comparison, quantities, a, b)  # bits, exact in float32
+        conflict = (kinds.astype(np.int64) & (SHARED_DIMENSION - 1)) > 0
+        out["quantity"] = np.where(conflict, -1, np.sign(kinds)).astype(np.float32)  # = quantity_verdict
+        out["quantity_kinds"] = kinds
         score = score + weights.quantity * np.minimum(out["quantity"], 0)
     if brands is not None:
         out["brand"] = _verdicts(brand_verdict, brands, a, b)
