@@ -14,6 +14,7 @@ from conftest import run_main as cli
 from typer.testing import CliRunner
 
 from eclip.cli import app
+from eclip.encoders.lexical import extract_quantities
 from eclip.errors import CatalogError
 from eclip.matcher.label_check import check_labels, choose_use, weighted_prf
 from eclip.matcher.labels import (
@@ -33,6 +34,7 @@ from eclip.matcher.model import (
     pair_features,
     settings_from_model,
 )
+from eclip.matcher.signals import describe_conflicts, quantity_comparison
 from eclip.rundir import neutralise, neutralise_text_columns, restore_text_columns
 
 runner = CliRunner()
@@ -263,7 +265,8 @@ def test_label_learn_then_dedupe_with_the_model(abt_run, tmp_path):
     first = pl.read_csv(labels, infer_schema=False)
     assert first.columns[:7] == ["id_a", "id_b", "title_a", "title_b", "decision", "chosen_by", "match_probability"]
     assert len(first) == 20 and decided(first) == []
-    assert set(first["chosen_by"]) == {"uncertain", "random"}
+    assert set(first["chosen_by"]) == {"uncertain", "random"} and (first["chosen_by"] == "random").sum() == 10
+    assert "conflicts" in first.columns  # what the two titles disagree on, for the reviewer
     r = run("label", run_dir, "--labels", labels)
     assert (
         r.exit_code == 0 and len(pl.read_csv(labels, infer_schema=False)) == 40
@@ -413,3 +416,36 @@ def test_interactive_answers_survive_sigkill(abt_run, tmp_path):
     )
     assert r.returncode == 0, r.stderr.decode()
     assert decided(pl.read_csv(labels, infer_schema=False)) == ["same", "different", "unsure"]
+
+
+def test_conflict_kinds_become_features_a_label_teaches():
+    q = extract_quantities
+    assert quantity_comparison(q("HP 901 ink black"), q("HP 95 ink black")) == 16 | 1  # shared dims, number conflict
+    assert quantity_comparison(q("SanDisk 64GB black"), q("SanDisk 128GB silver")) == 16 | 8 | 4
+    assert quantity_comparison(q("HP 901"), q("HP 901 black")) == 16 and quantity_comparison(q("a"), q("b")) == 0
+    assert describe_conflicts(np.array([17.0, 0.0, 28.0]), np.array([-1.0, 0.0, 1.0]), None) == [
+        "code, number",
+        "",
+        "colour, unit",
+    ]
+    # 400 candidate pairs that all look alike; a quarter disagree on a model number and are
+    # different products. The label-free prior calls them all matches.
+    rng = np.random.default_rng(0)
+    p = 400
+    number = np.arange(p) % 4 == 0
+    colour = np.arange(p) % 5 == 1  # colour conflicts here are the same product (a listing's variant name)
+    cols = {
+        "cos_embedding": rng.uniform(0.8, 1.0, p),
+        "score": rng.uniform(0.8, 1.0, p),
+        "quantity_kinds": np.where(number | colour, 16 + number * 1 + colour * 4, 16).astype(np.float32),
+    }
+    a, b = np.arange(0, 2 * p, 2), np.arange(1, 2 * p, 2)
+    x, names = pair_features(cols, a, b, 2 * p)
+    assert {"conflict_number", "conflict_model", "conflict_colour", "conflict_unit"} <= set(names)
+    taught = np.arange(40)  # 10 of them disagree on a number, all answered "different"
+    model = fit_match_model(x[taught], (~number[taught]).astype(int), names, x, np.full(p, 0.9))
+    prob = model.probability(x)
+    unseen = np.arange(40, p)
+    assert prob[unseen][number[unseen]].max() < 0.5 < prob[unseen][~number[unseen]].min()
+    coef = dict(zip(names, model.coef))
+    assert coef["conflict_number"] < -1 and abs(coef["conflict_colour"]) < abs(coef["conflict_number"]) / 3
