@@ -317,7 +317,7 @@ def main() -> None:
         table.add_column("labels", justify="right")
         for m in res:
             table.add_column(m, justify="right")
-        table.add_column("one batch / batches", justify="right")
+        table.add_column("change: one batch - batches", justify="right")
         table.add_column("kept (one batch | batches of 20)")
         for k in budgets:
             cells, means = [], {}
@@ -331,12 +331,12 @@ def main() -> None:
                     else f"{means[m]:.3f}"
                     + (f" ({np.mean(g):+.3f})" if g else f" ({np.nanmin(v):.3f}-{np.nanmax(v):.3f})")
                 )
-            one, many = means["eclip, one batch"], means["eclip, batches of 20"]
+            one, many = np.mean(gain["eclip, one batch"][k]), np.mean(gain["eclip, batches of 20"][k])
             show = lambda c: ", ".join(f"{u} {n}" for u, n in sorted(c.items()))  # noqa: E731
             table.add_row(
                 str(k),
                 *cells,
-                f"{one / many:.2f}x" if many else "-",
+                f"{one - many:+.3f}",
                 f"{show(kept['eclip, one batch'][k])} | {show(kept['eclip, batches of 20'][k])}",
             )
         console.print(table)

@@ -174,6 +174,13 @@ def learn(
             f"held-out P {e['precision']:.3f} R {e['recall']:.3f} F1 {e['f1']:.3f}"
             + (f"; at threshold {t:g} it expects P {exp['precision']:.3f} R {exp['recall']:.3f}" if exp else ""),
         )
+    curve = check.get("curves", {}).get(model.use)
+    if curve:
+        table.add_row(
+            "expected P / R",
+            ", ".join(f"{t}: {v['precision']:.2f} / {v['recall']:.2f}" for t, v in curve.items())
+            + f" (by threshold, for {model.use})",
+        )
     if check.get("folds"):
         table.add_row(
             "",

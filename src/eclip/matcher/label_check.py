@@ -70,6 +70,8 @@ class LabelCheck:
         thresholds: per option, the probability threshold it groups at.
         expected: per option, the model's own expected precision, recall and F1 at that
             threshold, over every candidate pair (no labels needed).
+        curves: per option, the same at every threshold tried
+            (:func:`eclip.matcher.model.expected_f1_threshold`).
     """
 
     use: str
@@ -79,6 +81,7 @@ class LabelCheck:
     estimates: dict[str, dict[str, float]] = field(default_factory=dict)
     thresholds: dict[str, float] = field(default_factory=dict)
     expected: dict[str, dict[str, float]] = field(default_factory=dict)
+    curves: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """The check as JSON-ready values."""
@@ -156,7 +159,7 @@ def check_labels(
             return g.labels, g.labels[a] == g.labels[b]
 
         t, curve = expected_f1_threshold(q, labels_at)
-        check.thresholds[name], check.expected[name] = t, curve[f"{t:g}"]
+        check.thresholds[name], check.expected[name], check.curves[name] = t, curve[f"{t:g}"], curve
     k = int(min(FOLDS, np.bincount(y, minlength=2).min()))
     if k < 2:
         check.reason = "fewer than 2 labels of a class: the learned model cannot be checked, so it is not used"
