@@ -40,10 +40,11 @@ def label(
         Optional[int], typer.Option(min=1, help="With --interactive: stop after this many answers.", metavar="N")
     ] = None,
 ) -> None:
-    """Choose the candidate pairs worth a reviewer's time: those the current model is least sure of, plus a share at random.
+    """Choose the candidate pairs worth a reviewer's time: half the ones the current model is least sure of, half at random across its probability range.
 
-    Writes them to label.csv with both titles and the signals; fill in decision (same,
-    different or unsure), then run it again for the next batch, or `eclip learn`.
+    No two pairs of a batch share a row or a group while others remain: one batch of 200 teaches as much as ten of 20.
+
+    Writes label.csv (both titles, what they disagree on, the signals); fill in decision (same / different / unsure), then rerun or run `eclip learn`.
     """
     from eclip import api
 
@@ -135,9 +136,9 @@ def learn(
 ) -> None:
     """Fit a match model on labelled pairs: logistic regression over every signal, saved as JSON.
 
-    It is checked against the run's label-free probability on held-out labels, and kept,
-    blended or set aside (never worse than no labels). Use it with
-    `eclip dedupe CATALOG --match-model FILE`.
+    It is checked against the label-free probability on held-out labels, then kept, blended with it, or set aside.
+
+    Use it with `eclip dedupe CATALOG --match-model FILE`.
     """
     from eclip import api
 
@@ -163,7 +164,7 @@ def learn(
             f"precision {model.cv.precision:.3f}, recall {model.cv.recall:.3f}, F1 {model.cv.f1:.3f} ({model.cv.folds} folds)",
         )
     else:
-        table.add_row("cross-validated", "too few labels of a class for 2 folds: not calibrated")
+        table.add_row("cross-validated", "too few labels of a class for 2 folds: not checked, so not used")
     check = model.check or {}
     table.add_row("kept", f"{model.use}: {check.get('reason', '')}")
     for option, e in check.get("estimates", {}).items():
