@@ -131,8 +131,10 @@ def test_choose_pairs_mixes_diverse_uncertain_and_stratified_random():
 
 def test_poststratified_weights_and_weighted_prf():
     prob = np.array([0.01] * 90 + [0.5] * 10)
-    w = poststratified_weights(prob, np.array([0, 1, 90, 91, 92, 93, 94]))
+    labelled = np.array([0, 1, 90, 91, 92, 93, 94])
+    w = poststratified_weights(prob, labelled, trim=None)
     assert w.tolist() == [45.0, 45.0, 2.0, 2.0, 2.0, 2.0, 2.0]  # 90 / 2 and 10 / 5
+    assert poststratified_weights(prob, labelled).tolist() == [7.0, 7.0, 2.0, 2.0, 2.0, 2.0, 2.0]  # 3.5 x median
     pred, truth = np.array([1, 0, 1, 1]), np.array([1, 1, 0, 1])
     plain = weighted_prf(pred, truth, np.ones(4))
     assert plain["precision"] == plain["recall"] == plain["f1"] == pytest.approx(2 / 3, abs=1e-4)
@@ -171,19 +173,19 @@ def test_check_keeps_the_model_only_when_held_out_labels_say_it_is_better():
     assert m.use == "label-free" and m.check["folds"] == 0
 
 
-def test_the_blend_is_kept_unless_another_option_beats_it_by_a_standard_error():
+def test_label_free_is_kept_unless_another_option_beats_it_by_a_standard_error():
     rng = np.random.default_rng(0)
     truth = rng.random(300) < 0.4
     w = np.ones(300)
     noisy = lambda p: truth ^ (rng.random(300) < p)  # noqa: E731 - truth with a share p of decisions flipped
     held = {"learned": noisy(0.02), "blended": noisy(0.15), "label-free": noisy(0.3)}
     use, est = choose_use(held, truth, w)
-    assert use == "learned" and est["learned"]["f1"] - est["blended"]["f1"] > est["learned"]["se_vs_blend"]
-    held = {"learned": noisy(0.3), "blended": noisy(0.15), "label-free": noisy(0.02)}
-    assert choose_use(held, truth, w)[0] == "label-free"
+    assert use == "learned" and est["learned"]["f1"] - est["label-free"]["f1"] > est["learned"]["se_vs_label_free"]
+    held = {"learned": noisy(0.3), "blended": noisy(0.02), "label-free": noisy(0.2)}
+    assert choose_use(held, truth, w)[0] == "blended"
     same = noisy(0.1)
     held = {"learned": same ^ (np.arange(300) == 0), "blended": same, "label-free": same}  # one decision apart
-    assert choose_use(held, truth, w)[0] == "blended"
+    assert choose_use(held, truth, w)[0] == "label-free"
 
 
 def test_settings_from_a_set_aside_or_blended_model():

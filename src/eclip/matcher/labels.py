@@ -42,6 +42,9 @@ LABEL_COLUMNS = ("id_a", "id_b", "title_a", "title_b", "decision", "chosen_by", 
 RANDOM_SHARE = 0.5
 #: Edges of the match-probability strata of the random draw and of the post-stratified weights.
 PROBABILITY_STRATA = (0.0, 0.05, 0.2, 0.4, 0.6, 0.8, 0.95, 1.0)
+#: Post-stratification weights are trimmed at this multiple of their median
+#: (:func:`poststratified_weights`).
+WEIGHT_TRIM = 3.5
 #: Uncertain candidates scanned per pair wanted before diversity is given up.
 SCAN_PER_PAIR = 50
 
@@ -138,7 +141,9 @@ def probability_stratum(probability: np.ndarray) -> np.ndarray:
     return np.searchsorted(edges, p, side="right").astype(np.int64)
 
 
-def poststratified_weights(probability: np.ndarray, labelled: np.ndarray) -> np.ndarray:
+def poststratified_weights(
+    probability: np.ndarray, labelled: np.ndarray, trim: float | None = WEIGHT_TRIM
+) -> np.ndarray:
     """Post-stratification weights of labelled candidate pairs: how many candidate pairs each
     label stands for, ``N_h / n_h`` in its stratum ``h`` of :data:`PROBABILITY_STRATA` (Särndal,
     Swensson and Wretman, *Model Assisted Survey Sampling*, 1992, section 7.6).
@@ -147,17 +152,23 @@ def poststratified_weights(probability: np.ndarray, labelled: np.ndarray) -> np.
         probability: ``(p,)`` the run's label-free match probability of every candidate pair
             (fixed for the run, so every labelling history gets the same strata).
         labelled: ``(m,)`` int64 indices of the labelled pairs among the candidates.
+        trim: weights above ``trim`` times their median are cut to it (weight trimming,
+            Potter, "A study of procedures to identify and trim extreme sampling weights",
+            1990): a few labels in the crowded low-probability stratum would otherwise stand
+            for thousands of pairs each, and one of them decide every estimate. ``None``:
+            untrimmed.
 
     Returns:
-        ``(m,)`` float64 weights, summing to the number of candidate pairs in the strata the
-        labels reach.
+        ``(m,)`` float64 weights; untrimmed, they sum to the number of candidate pairs in
+        the strata the labels reach.
     """
     h_all = probability_stratum(probability)
     strata = len(PROBABILITY_STRATA) - 1
     population = np.bincount(h_all, minlength=strata)
     h = h_all[np.asarray(labelled, np.int64)]
     sample = np.bincount(h, minlength=strata)
-    return (population[h] / np.maximum(sample[h], 1)).astype(np.float64)
+    w = (population[h] / np.maximum(sample[h], 1)).astype(np.float64)
+    return w if trim is None or not len(w) else np.minimum(w, trim * float(np.median(w)))
 
 
 def _diverse(order: np.ndarray, k: int, keys: tuple[np.ndarray, np.ndarray] | None, used: set[int]) -> list[int]:
