@@ -249,7 +249,8 @@ def main() -> None:
     ap.add_argument(
         "--dedupe-budgets",
         default=None,
-        help="Budgets for the dedupe library (default: --budgets); it takes minutes per budget on 10k rows.",
+        help="Budgets for the dedupe library on catalogs over 5,000 rows (default: --budgets); it takes "
+        "minutes per budget on 10k rows.",
     )
     ap.add_argument("--plot", type=Path, default=None, help="Write the learning curves as a PNG.")
     args = ap.parse_args()
@@ -301,7 +302,8 @@ def main() -> None:
             console.print(f"  {col}: {time.perf_counter() - t1:.0f} s for {args.seeds} sequence(s)")
         if args.dedupe_python:
             for seed in range(args.dedupe_seeds):
-                dd_budgets = [int(x) for x in args.dedupe_budgets.split(",")] if args.dedupe_budgets else budgets
+                large = args.dedupe_budgets and len(run.ids) > 5000
+                dd_budgets = [int(x) for x in args.dedupe_budgets.split(",")] if large else budgets
                 curve, _, secs = dedupe_library_curve(
                     args.dedupe_python, catalog, fields, run.ids, gold, dd_budgets, seed, args.work
                 )
