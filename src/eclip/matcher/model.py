@@ -4,13 +4,9 @@ The model maps a candidate pair's signals (the columns of ``pairs.parquet``) to 
 probability. It is fitted on a few hundred reviewed pairs (``eclip learn``) and then scores
 every candidate pair (``eclip dedupe --match-model``).
 
-* **Features** (:func:`pair_features`): every signal the run has (embedding and TF-IDF
-  cosines, model-code, quantity and brand verdicts, image / fused cosines, pHash distance,
-  price ratio), one-hot levels for the code verdict, a missing-value indicator for each
-  signal that can be absent, and two context features: how far the pair's score is below the
-  best score of each of its rows. Context decides many matches in catalogs of pairs (a
-  listing's best candidate is its duplicate) and is standard in entity-resolution features
-  ("unique mapping" evidence, Papadakis et al., EDBT 2020).
+* **Features** (:mod:`eclip.matcher.features`): every signal the run has, its levels and
+  missing-value indicators, one indicator per kind of attribute conflict, and how far the
+  pair's score is below the best score of each of its rows.
 * **Classifier**: scikit-learn's ``LogisticRegression`` on standardised features.
 * **Prior**: with few labels a classifier is erratic, so the run's own label-free match
   probabilities (:mod:`eclip.matcher.mixture`) enter the fit as soft pseudo-labels on a
@@ -25,8 +21,8 @@ every candidate pair (``eclip dedupe --match-model``).
   model file records whether it is used alone (``use = "learned"``), blended with the
   label-free probability (``"blended"``), or not at all (``"label-free"``).
 
-The model is saved as JSON (feature names, standardisation, coefficients, Platt
-parameters, labels): no pickle, nothing executable.
+The model is saved as JSON (feature names, standardisation, coefficients, labels, what
+the check kept): no pickle, nothing executable.
 """
 
 from __future__ import annotations
