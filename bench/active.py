@@ -38,6 +38,7 @@ import argparse
 import json
 import platform
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -56,6 +57,9 @@ from eclip.matcher.comparisons import parse_price
 from eclip.matcher.labels import Labels, choose_pairs
 from eclip.matcher.mixture import MatchSettings
 from eclip.matcher.model import MatchModelError, fit_match_model, settings_from_model
+
+sys.path.insert(0, str(Path(__file__).parent))
+from transfer import cpu_flags  # noqa: E402 - the transfer bench's CPU flags line
 
 HERE = Path(__file__).parent
 #: name -> (catalog, gold file, gold column, text columns, dedupe-library fields); a
@@ -87,14 +91,6 @@ BATCH = 20
 #: Partition thresholds tried for the dedupe library (0.5 is its default).
 DEDUPE_THRESHOLDS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 console = Console(width=130)
-
-
-def cpu_flags() -> str:
-    try:
-        flags = next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return platform.processor() or "?"
-    return " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16") if f in flags) or "no avx2"
 
 
 def f1_unlabelled(labels: np.ndarray, gold: np.ndarray, labelled_rows: set[int]) -> float:

@@ -385,11 +385,10 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             return learn_settings(n, a, b, score, method, threshold, DEFAULT_THRESHOLD, floor, share, fit_on)
 
         if model is not None:
-            method: str = cfg.method
-            if method == "auto":  # pairs or groups: read from every candidate score, not from the labels
-                method = label_free("auto", None).method
+            auto = label_free("auto", None) if cfg.method == "auto" else None  # from every candidate score
+            method: str = auto.method if auto is not None else cfg.method
             columns = {**signals, "score": score}
-            free = lambda: label_free(method, cfg.threshold)  # noqa: E731 - used only by a blend or fallback
+            free = lambda: auto if auto is not None and cfg.threshold is None else label_free(method, cfg.threshold)  # noqa: E731 - a blend or fallback
             settings = settings_from_model(
                 model, str(cfg.match_model), n, a, b, columns, method, cfg.threshold, constraints, free
             )

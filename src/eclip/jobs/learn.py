@@ -192,9 +192,7 @@ def fit_on_labels(
     y = (labels.decision[use] == "same").astype(np.int64)
     if check:
         outside = decided & (where < 0)
-        same = labels.decision[outside] == "same"
-        a_out, b_out = labels.a[outside], labels.b[outside]
-        extra = Constraints(a_out[same], b_out[same], a_out[~same], b_out[~same])
+        extra = Constraints.from_answers(labels.a[outside], labels.b[outside], labels.decision[outside] == "same")
         method = run.manifest.get("matching", {}).get("method_used", "mutual")
         model = check_labels(
             len(run.ids),

@@ -38,6 +38,13 @@ class Constraints:
     def __len__(self) -> int:
         return len(self.must_a) + len(self.cannot_a)
 
+    @classmethod
+    def from_answers(cls, a: np.ndarray, b: np.ndarray, same: np.ndarray) -> "Constraints":
+        """Answered pairs as constraints: ``(m,)`` row positions ``a``, ``b`` and ``(m,)`` bool
+        ``same``; the same pairs must link, the others cannot."""
+        a, b, same = np.asarray(a, np.int64), np.asarray(b, np.int64), np.asarray(same, bool)
+        return cls(a[same], b[same], a[~same], b[~same])
+
     def __add__(self, other: "Constraints") -> "Constraints":
         return Constraints(*(np.concatenate([x, y]).astype(np.int64) for x, y in zip(self.arrays(), other.arrays())))
 

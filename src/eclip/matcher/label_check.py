@@ -109,8 +109,7 @@ def weighted_prf(predicted: np.ndarray, truth: np.ndarray, weight: np.ndarray) -
 def _constraints(
     a: np.ndarray, b: np.ndarray, pairs: np.ndarray, y: np.ndarray, extra: Constraints | None
 ) -> Constraints:
-    same = np.asarray(y, bool)
-    c = Constraints(a[pairs][same], b[pairs][same], a[pairs][~same], b[pairs][~same])
+    c = Constraints.from_answers(a[pairs], b[pairs], np.asarray(y, bool))
     return c if extra is None else c + extra
 
 
@@ -178,10 +177,7 @@ def check_labels(
     held = {name: np.zeros(len(y), bool) for name in ("label-free", *options)}
     free_on, free_t = label_free
     for train, test in StratifiedKFold(k, shuffle=True, random_state=seed).split(labelled, y):
-        clf = fit(train)
-        p_fold = (1.0 / (1.0 + np.exp(-np.clip(z @ clf.coef_.ravel() + clf.intercept_[0], -500, 500)))).astype(
-            np.float32
-        )
+        p_fold = fit(train).predict_proba(z)[:, 1].astype(np.float32)
         cons = _constraints(a, b, labelled[train], y[train], extra)
         ha, hb = a[labelled[test]], b[labelled[test]]
         for name, f in options.items():

@@ -82,8 +82,8 @@ class Labels:
 
     def constraints(self) -> Constraints:
         """``same`` pairs as must-links, ``different`` pairs as cannot-links."""
-        same, diff = self.decision == "same", self.decision == "different"
-        return Constraints(self.a[same], self.b[same], self.a[diff], self.b[diff])
+        decided = np.isin(self.decision, ("same", "different"))
+        return Constraints.from_answers(self.a[decided], self.b[decided], self.decision[decided] == "same")
 
 
 def read_labels(path: str | Path, ids: list[str]) -> Labels:

@@ -123,13 +123,18 @@ def describe_conflicts(kinds: np.ndarray, code: np.ndarray | None, brand: np.nda
     return [", ".join(p) for p in parts]
 
 
+def verdict_of_kinds(kinds: np.ndarray) -> np.ndarray:
+    """``(p,)`` float32 quantity verdicts from ``(p,)`` :func:`quantity_comparison` bits: -1
+    some kind conflicts, +1 a dimension in common and no conflict, 0 no dimension in common."""
+    k = np.nan_to_num(np.asarray(kinds, np.float64)).astype(np.int64)
+    return np.where(k & (SHARED_DIMENSION - 1), -1, np.sign(k)).astype(np.float32)
+
+
 def quantity_verdict(x: dict[str, frozenset], y: dict[str, frozenset]) -> int:
     """+1 the two share a value in every dimension both state; -1 some dimension both state
-    has no value in common (``64GB`` vs ``128GB``); 0 no dimension in common."""
-    common = x.keys() & y.keys()
-    if not common:
-        return 0
-    return -1 if any(not (x[d] & y[d]) for d in common) else 1
+    has no value in common (``64GB`` vs ``128GB``); 0 no dimension in common: the verdict of
+    :func:`quantity_comparison`'s bits (:func:`verdict_of_kinds`)."""
+    return int(verdict_of_kinds(np.array([quantity_comparison(x, y)]))[0])
 
 
 def brand_verdict(x: str, y: str) -> int:
@@ -199,8 +204,7 @@ def score_pairs(
         score = score + weights.code * out["code"]
     if quantities is not None:
         kinds = _verdicts(quantity_comparison, quantities, a, b)  # bits, exact in float32
-        conflict = (kinds.astype(np.int64) & (SHARED_DIMENSION - 1)) > 0
-        out["quantity"] = np.where(conflict, -1, np.sign(kinds)).astype(np.float32)  # = quantity_verdict
+        out["quantity"] = verdict_of_kinds(kinds)
         out["quantity_kinds"] = kinds
         score = score + weights.quantity * np.minimum(out["quantity"], 0)
     if brands is not None:
