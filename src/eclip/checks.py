@@ -7,6 +7,7 @@ ranges are the ones each field's docstring gives.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal, get_args
 
 from eclip.errors import EclipError
@@ -43,8 +44,8 @@ def check_choice(cfg: Any, field: str, choices: Any, optional: bool = False) -> 
 def check_range(
     cfg: Any, field: str, lo: float | None = None, hi: float | None = None, lo_open: bool = False, hi_open: bool = False
 ) -> None:
-    """Refuse ``cfg.field`` outside ``[lo, hi]`` (an open end with ``lo_open`` / ``hi_open``);
-    ``None`` passes (an unset optional field).
+    """Refuse ``cfg.field`` outside ``[lo, hi]`` (an open end with ``lo_open`` / ``hi_open``), or
+    not finite (NaN, infinities); ``None`` passes (an unset optional field).
 
     Raises:
         ConfigError: naming the field, the value and the range.
@@ -54,6 +55,8 @@ def check_range(
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{_name(cfg, field)} is {value!r}; it must be a number.")
+    if not math.isfinite(value):
+        raise ConfigError(f"{_name(cfg, field)} is {value!r}; it must be a finite number.")
     low_bad = lo is not None and (value <= lo if lo_open else value < lo)
     high_bad = hi is not None and (value >= hi if hi_open else value > hi)
     if low_bad or high_bad:

@@ -19,6 +19,7 @@ from eclip.cli.options import (
     SourceArg,
     TextColsOpt,
     VectorsOpt,
+    finite,
     source_options,
 )
 from eclip.progress import console
@@ -60,6 +61,7 @@ def classify(
         typer.Option(
             min=0.0,
             max=1.0,
+            callback=finite,
             help="Share of --train's labelled rows used (random, --seed); the rest stay out for `eclip eval`.",
             metavar="F",
             rich_help_panel="Labels",
@@ -78,6 +80,7 @@ def classify(
         typer.Option(
             min=0.0,
             max=1.0,
+            callback=finite,
             help="Weight w of the zero-shot prior: softmax(w log p_zero_shot + (1-w) log p_probe).",
             metavar="W",
             rich_help_panel="Scoring",
@@ -86,6 +89,7 @@ def classify(
     min_score: Annotated[
         Optional[float],
         typer.Option(
+            callback=finite,
             help="Below this score a row is 'unknown' (cosine for zero-shot, probability with a probe); in a taxonomy it stops descending.",
             metavar="X",
             rich_help_panel="Scoring",
@@ -119,6 +123,7 @@ def classify(
         Optional[float],
         typer.Option(
             min=0.0,
+            callback=finite,
             help="Probe's inverse L2 regularisation C. Default: the best of 0.1, 1, 10, 100, 1000 by cross-validated macro-F1.",
             metavar="C",
             rich_help_panel="Labels",
@@ -200,6 +205,7 @@ def filter_adult(
         typer.Option(
             min=-2.0,
             max=2.0,
+            callback=finite,
             help="Flag rows whose adult_score reaches this (the zero-shot margin; a probability with a probe). Default: "
             "calibrated with --calibrate, else chosen for --target-precision at the catalog's estimated base rate.",
             metavar="SCORE",
@@ -233,6 +239,7 @@ def filter_adult(
         typer.Option(
             min=0.0,
             max=1.0,
+            callback=finite,
             help="The threshold is the lowest reaching this precision: expected at the estimated base rate, or measured on --calibrate rows.",
             metavar="P",
             rich_help_panel="Scoring",
@@ -243,6 +250,7 @@ def filter_adult(
         typer.Option(
             min=0.0,
             max=0.99,
+            callback=finite,
             help="Share of the labelled rows kept out of calibration (random, --seed) to measure the threshold on.",
             metavar="F",
             rich_help_panel="Calibration",

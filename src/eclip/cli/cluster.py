@@ -21,6 +21,7 @@ from eclip.cli.options import (
     SingletonClusterOpt,
     SourceArg,
     TextColsOpt,
+    finite,
     neighbours_opt,
     source_options,
 )
@@ -91,6 +92,7 @@ def cluster(
         float,
         typer.Option(
             min=0.0,
+            callback=finite,
             help="cluster_selection_epsilon: merge clusters closer than this Euclidean distance between unit vectors.",
             metavar="EPS",
             rich_help_panel="Clustering",

@@ -25,6 +25,7 @@ from eclip.cli.options import (
     SepOpt,
     TextColsOpt,
     WorkersOpt,
+    finite,
     neighbours_opt,
     ray_runner,
     source_options,
@@ -74,10 +75,16 @@ def dedupe(
         ),
     ] = None,
     image_threshold: Annotated[
-        float, typer.Option(help="Minimum image-embedding cosine of a match.", metavar="COS", rich_help_panel="Signals")
+        float,
+        typer.Option(
+            callback=finite, help="Minimum image-embedding cosine of a match.", metavar="COS", rich_help_panel="Signals"
+        ),
     ] = 0.9,
     fused_threshold: Annotated[
-        float, typer.Option(help="Minimum fused-embedding cosine of a match.", metavar="COS", rich_help_panel="Signals")
+        float,
+        typer.Option(
+            callback=finite, help="Minimum fused-embedding cosine of a match.", metavar="COS", rich_help_panel="Signals"
+        ),
     ] = 0.85,
     phash_max_distance: Annotated[
         int,
@@ -120,6 +127,7 @@ def dedupe(
     threshold: Annotated[
         Optional[float],
         typer.Option(
+            callback=finite,
             help="Minimum score of a match, on the raw score (about -0.7 to 1.3: a mean of cosines, +0.3 for agreeing "
             "codes, -0.2 per quantity or brand conflict). Default: learned from the catalog (match probability 0.5).",
             metavar="SCORE",

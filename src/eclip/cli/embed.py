@@ -25,6 +25,7 @@ from eclip.cli.options import (
     TextColsOpt,
     WorkersOpt,
     default_out,
+    finite,
     ray_runner,
     source_options,
 )
@@ -77,6 +78,7 @@ def embed(
         typer.Option(
             min=0.0,
             max=1.0,
+            callback=finite,
             help="w in fused = normalize(w*image + (1-w)*text).",
             metavar="W",
             rich_help_panel="Images",
@@ -94,12 +96,22 @@ def embed(
     url_timeout: Annotated[
         float,
         typer.Option(
-            min=0.1, help="Seconds before an image download is abandoned.", metavar="SEC", rich_help_panel="Images"
+            min=0.1,
+            callback=finite,
+            help="Seconds before an image download is abandoned.",
+            metavar="SEC",
+            rich_help_panel="Images",
         ),
     ] = 10.0,
     url_max_mb: Annotated[
         float,
-        typer.Option(min=0.01, help="Largest image download accepted, MiB.", metavar="MIB", rich_help_panel="Images"),
+        typer.Option(
+            min=0.01,
+            callback=finite,
+            help="Largest image download accepted, MiB.",
+            metavar="MIB",
+            rich_help_panel="Images",
+        ),
     ] = 20.0,
     max_image_pixels: Annotated[
         int,

@@ -9,7 +9,7 @@ import polars as pl
 import typer
 from rich.table import Table
 
-from eclip.cli.options import SingletonClusterOpt
+from eclip.cli.options import SingletonClusterOpt, finite
 from eclip.progress import console
 
 
@@ -60,6 +60,7 @@ def eval_(
         typer.Option(
             min=0.0,
             max=1.0,
+            callback=finite,
             help="With --sweep: the lowest threshold reaching this pairwise precision.",
             metavar="P",
             rich_help_panel="Calibration",
@@ -86,6 +87,7 @@ def eval_(
         typer.Option(
             min=0.0,
             max=1.0,
+            callback=finite,
             help="flagged.parquet: report recall at this precision.",
             metavar="P",
             rich_help_panel="Labels and flags",

@@ -17,6 +17,7 @@ from eclip.cli.options import (
     RayOpt,
     RayWorkersOpt,
     TextColsOpt,
+    finite,
     neighbours_opt,
     ray_runner,
     split_cols,
@@ -56,13 +57,15 @@ def index_build(
         ),
     ] = None,
     max_memory: Annotated[
-        Optional[float], typer.Option(help="Memory budget of the index, GiB.", metavar="GIB", rich_help_panel="Index")
+        Optional[float],
+        typer.Option(callback=finite, help="Memory budget of the index, GiB.", metavar="GIB", rich_help_panel="Index"),
     ] = None,
     target_recall: Annotated[
         float,
         typer.Option(
             min=0.0,
             max=1.0,
+            callback=finite,
             help="recall@k against exact search that nprobe tuning must reach.",
             metavar="R",
             rich_help_panel="Index",
@@ -144,7 +147,8 @@ def index_merge(
         typer.Option(help="The embeddings the shards were built from (default: as recorded).", metavar="DIR"),
     ] = None,
     target_recall: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="recall@k that nprobe tuning must reach.", metavar="R")
+        float,
+        typer.Option(min=0.0, max=1.0, callback=finite, help="recall@k that nprobe tuning must reach.", metavar="R"),
     ] = 0.95,
     k: Annotated[int, typer.Option("--recall-k", "-k", "--k", min=1, help="k of the recall target.", metavar="K")] = 10,
     groups: Annotated[

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from eclip.cli.options import BatchSizeOpt, ModelOpt, RuntimeOpt, neighbours_opt, split_cols
+from eclip.cli.options import BatchSizeOpt, ModelOpt, RuntimeOpt, finite, neighbours_opt, split_cols
 from eclip.matcher.assignment import LinkMode
 from eclip.progress import console
 
@@ -76,6 +76,7 @@ def link(
     threshold: Annotated[
         Optional[float],
         typer.Option(
+            callback=finite,
             help="Minimum raw score of a link (about -0.7 to 1.3). Default: learned from the two catalogs (match probability 0.5).",
             metavar="SCORE",
             rich_help_panel="Linking",

@@ -6,6 +6,7 @@ carry short metavars, so that ``eclip COMMAND --help`` reads well at 80 columns.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -17,6 +18,23 @@ if TYPE_CHECKING:
     from eclip.distributed import RayRunner
 
 INPUT, MODEL, PERFORMANCE = "Input", "Model", "Performance"
+
+
+def finite(param: typer.CallbackParam, value: Optional[float]) -> Optional[float]:
+    """Callback of every float option (``typer.Option(..., callback=finite)``): refuses NaN and
+    +/-infinity. Float parsing accepts "nan", "inf", "infinity" (and "1e400" overflows to inf);
+    a one-sided ``min``/``max`` bound lets infinity through, and with click's float types NaN
+    passes every bound (a comparison with NaN is false). ``None`` (an unset ``Optional``
+    option) passes. tests/test_cli_numbers.py checks that every float option has it.
+
+    Raises:
+        typer.BadParameter: a non-finite value, e.g. "Invalid value for '--threshold': nan is
+            not a finite number."
+    """
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number.", param_hint=param.opts)
+    return value
+
 
 CatalogArg = Annotated[
     Path, typer.Argument(metavar="CATALOG", help="Catalog file: .csv, .tsv, .parquet, .jsonl or .ndjson.")
@@ -131,6 +149,7 @@ LogitScaleOpt = Annotated[
     float,
     typer.Option(
         min=0.0,
+        callback=finite,
         metavar="X",
         rich_help_panel="Scoring",
         help="Zero-shot softmax sharpness: probabilities = softmax(logit_scale x cosine), as CLIP.",

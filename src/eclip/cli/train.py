@@ -16,6 +16,7 @@ from eclip.cli.options import (
     ImageRootOpt,
     WorkersOpt,
     default_out,
+    finite,
     split_cols,
 )
 from eclip.progress import console
@@ -99,7 +100,7 @@ def train(
             rich_help_panel="Schedule",
         ),
     ] = 1,
-    lr: Annotated[float, typer.Option(min=0.0, metavar="LR", rich_help_panel="Schedule")] = 1e-3,
+    lr: Annotated[float, typer.Option(min=0.0, callback=finite, metavar="LR", rich_help_panel="Schedule")] = 1e-3,
     warmup_steps: Annotated[int, typer.Option(min=0, metavar="N", rich_help_panel="Schedule")] = 50,
     image_size: Annotated[
         int,
@@ -146,6 +147,7 @@ def train(
         typer.Option(
             min=0.0,
             max=0.9,
+            callback=finite,
             help="Share of ids held out for validation (split by id hash).",
             metavar="F",
             rich_help_panel="Validation",

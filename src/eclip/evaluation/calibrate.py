@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -128,9 +129,19 @@ def read_calibration(path: str | Path) -> tuple[str, float]:
     """``(method, threshold)`` from a ``calibration.json`` written by ``eclip eval --sweep``.
 
     Raises:
-        RunDirError: the file is missing or lacks ``method``/``threshold``.
+        RunDirError: the file is missing or lacks ``method``/``threshold``, or the threshold
+            is not a finite number.
+        InputFileError: the file is not valid JSON.
     """
     data = read_json(path)
     if "threshold" not in data or "method" not in data:
         raise RunDirError(f"{path}: not a calibration file (run `eclip eval ... --sweep` to write one).")
-    return str(data["method"]), float(data["threshold"])
+    try:
+        threshold = float(data["threshold"])
+    except (TypeError, ValueError):
+        threshold = math.nan
+    if not math.isfinite(threshold):  # JSON allows NaN and Infinity
+        raise RunDirError(
+            f"{path}: threshold {data['threshold']!r} is not a finite number; run `eclip eval --sweep` again."
+        )
+    return str(data["method"]), threshold
