@@ -108,7 +108,7 @@ def _interactive(session: Any, limit: Optional[int]) -> None:
     while limit is None or answered < limit:
         row = session.next()
         if row is None:
-            console.print("every candidate pair is labelled.")
+            console.print("no pair is left to ask: every candidate pair is labelled, or shown in another session.")
             break
         session.save()
         console.print(_side_by_side(session.pair(row), row + 1))
@@ -118,8 +118,13 @@ def _interactive(session: Any, limit: Optional[int]) -> None:
             key = _read_key()
         if key == "q":
             break
-        session.answer(row, KEYS[key])
+        kept = session.answer(row, KEYS[key])
+        if kept:
+            console.print(
+                f"[yellow]pair {row + 1} was already answered {kept} (by another session, or in the file); that answer is kept.[/]"
+            )
         answered += 1
+    session.close()
     c = session.counts()
     console.print(
         f"saved {session.path}: {c['same']} same, {c['different']} different, {c['unsure']} unsure, {c['pending']} waiting."

@@ -16,6 +16,7 @@ import polars as pl
 
 from eclip.catalog import Catalog, given_dialect, load_catalog
 from eclip.errors import RunDirError
+from eclip.jobs import label_store as store
 from eclip.jobs.run import created, versions
 from eclip.matcher.constraints import Constraints
 from eclip.matcher.label_check import check_labels
@@ -328,6 +329,10 @@ def propose(
     a model fitted to the labels so far (the run's own before there are any). Pairs already
     in the file are never proposed again.
 
+    Safe beside interactive sessions on the same file: the model is fitted on the file as it
+    was, then the file is re-read, the pairs chosen and appended and the file rewritten under
+    its lock (:func:`eclip.jobs.label_store.label_lock`), so every answer given meanwhile is kept.
+
     Returns:
         ``{"file", "added", "counts", "model"}``: what was written, and the label counts.
 
@@ -336,12 +341,15 @@ def propose(
     """
     run = open_run(run_dir)
     path = Path(path) if path else run.dir / LABEL_FILE
-    table, labels = existing_labels(run, path)
+    _, labels = existing_labels(run, path)
     prob, model = current_probability(run, labels)
-    seed = len(table) if seed is None else seed
-    idx, why = choose_pairs(prob, run.labelled_mask(labels), batch, seed=seed, keys=run.keys)
-    rows = label_rows(run, run.catalog(), idx, why, prob)
-    write_labels(pl.concat([table, as_text(rows)], how="diagonal"), path)
+    cat = run.catalog()
+    with store.label_lock(path):
+        table, labels = existing_labels(run, path)
+        seed = len(table) if seed is None else seed
+        idx, why = choose_pairs(prob, run.labelled_mask(labels), batch, seed=seed, keys=run.keys)
+        rows = label_rows(run, cat, idx, why, prob)
+        write_labels(pl.concat([table, as_text(rows)], how="diagonal"), path)
     counts = labels.counts() if labels is not None else {"same": 0, "different": 0, "unsure": 0, "pending": 0}
     counts["pending"] += len(idx)
     return {
@@ -387,8 +395,12 @@ class LabelSession:
 
     Pending pairs of the file are offered first; after them, each next pair is chosen by
     :func:`eclip.matcher.labels.choose_pairs` on a model refitted to every answer so far (one
-    pair in ``1 / RANDOM_SHARE`` is a random one, from a random probability stratum). Every
-    answer rewrites the file atomically, so a kill loses nothing already answered.
+    pair in ``1 / RANDOM_SHARE`` is a random one, from a random probability stratum).
+
+    Any number of sessions, and :func:`propose`, may share a label file
+    (:mod:`eclip.jobs.label_store`): every change is a re-read, merge and atomic rewrite
+    under the file's lock, and the pair a session shows is claimed so that no other session
+    asks it at once. An answer is on disk when :meth:`answer` returns: a kill loses none.
     """
 
     def __init__(self, run_dir: str | Path, path: str | Path | None = None, seed: int = 0) -> None:
@@ -399,27 +411,43 @@ class LabelSession:
         self.position = {x: i for i, x in enumerate(self.run.ids)}
         self.seed = seed
         self.model: MatchModel | None = None
+        self.name = store.session_name()  # this session, in the claims file
+        self.shown: int | None = None  # the row of self.table shown and not yet answered
 
-    def _labels(self) -> Labels | None:
-        return read_labels(self.path, self.run.ids) if self.path.exists() else None
+    def _show(self, table: pl.DataFrame, row: int | None) -> int | None:
+        """Keep ``table`` (the file as just read) and claim its ``row`` (under the lock)."""
+        self.table, self.shown = table, row
+        store.set_claim(self.path, self.name, None if row is None else (table["id_a"][row], table["id_b"][row]))
+        return row
+
+    def _pending(self, table: pl.DataFrame, labels: Labels | None) -> int | None:
+        """The file's first pending row no other live session shows, claimed (under the lock)."""
+        taken = store.claimed_by_others(self.path, self.name)
+        row = None if labels is None else store.first_pending(table, labels.decision, taken)
+        return None if row is None else self._show(table, row)
 
     def next(self) -> int | None:
-        """Row of the label table to ask about next (appending a new pair when none is
-        pending), or ``None`` when every candidate pair is labelled."""
-        pending = np.flatnonzero(self.table["decision"].fill_null("").str.strip_chars().eq("").to_numpy())
-        if len(pending):
-            return int(pending[0])
-        labels = self._labels()
-        prob, self.model = current_probability(self.run, labels, self.seed)
-        exclude = self.run.labelled_mask(labels)
-        random_turn = RANDOM_SHARE > 0 and (len(self.table) + 1) % round(1 / RANDOM_SHARE) == 0
-        share = 1.0 if random_turn else 0.0
-        idx, why = choose_pairs(prob, exclude, 1, seed=self.seed + len(self.table), random_share=share)
-        if not len(idx):
-            return None
-        row = label_rows(self.run, self.cat, idx, why, prob)
-        self.table = pl.concat([self.table, as_text(row)], how="diagonal")
-        return len(self.table) - 1
+        """Row of the label table (the file as re-read now) to ask about next, claimed; a new
+        pair is appended (pending) in the same locked step. ``None``: every candidate pair is
+        labelled or shown by another session."""
+        with store.label_lock(self.path):
+            table, labels = existing_labels(self.run, self.path)
+            row = self._pending(table, labels)
+        if row is not None:
+            return row
+        prob, self.model = current_probability(self.run, labels, self.seed)  # outside the lock: the slow part
+        with store.label_lock(self.path):
+            table, labels = existing_labels(self.run, self.path)
+            row = self._pending(table, labels)  # one another session appended meanwhile
+            if row is not None:
+                return row
+            share = float(RANDOM_SHARE > 0 and (len(table) + 1) % round(1 / RANDOM_SHARE) == 0)  # a random turn
+            idx, why = choose_pairs(prob, self.run.labelled_mask(labels), 1, self.seed + len(table), share)
+            if not len(idx):
+                return self._show(table, None)
+            table = pl.concat([table, as_text(label_rows(self.run, self.cat, idx, why, prob))], how="diagonal")
+            write_labels(table, self.path)
+            return self._show(table, len(table) - 1)
 
     def pair(self, row: int) -> dict[str, Any]:
         """One label-table row as a dict, with both catalog rows (every column) added."""
@@ -429,21 +457,42 @@ class LabelSession:
         rec["id_col"] = self.cat.id_col
         return rec
 
-    def answer(self, row: int, decision: str) -> None:
-        """Record ``decision`` (same / different / unsure) for table row ``row`` and save."""
-        self.table = self.table.with_columns(
-            pl.when(pl.int_range(pl.len()) == row)
-            .then(pl.lit(decision))
-            .otherwise(pl.col("decision"))
-            .alias("decision")
-        )
-        write_labels(self.table, self.path)
+    def _merge(self, row: int, decision: str) -> str | None:
+        """Merge an answer into the file as on disk (under the lock): the decision kept, if other."""
+        table, labels = existing_labels(self.run, self.path)
+        now = labels.decision if labels is not None else np.array([], dtype=str)
+        merged, kept = store.merge_decision(table, now, self.table[row], decision)
+        if merged is not None:
+            write_labels(merged, self.path)
+        return kept
+
+    def answer(self, row: int, decision: str) -> str | None:
+        """Record ``decision`` (same / different / unsure) for the pair at ``row`` of the table
+        :meth:`next` returned, merged into the file under its lock, and drop the claim.
+
+        Returns:
+            ``None`` when saved; else the other decision the file already held for the pair
+            (another session, or an edit of the file, answered it first): that one is kept.
+        """
+        with store.label_lock(self.path):
+            kept = self._merge(row, decision)
+            self._show(self.table, None)
+        return kept
 
     def save(self) -> None:
-        """Write the table as it is (a pair appended but not answered stays pending)."""
-        write_labels(self.table, self.path)
+        """Make sure the pair shown is in the file (pending until answered). The file is never
+        rewritten from this session's table: other sessions' answers stay."""
+        if self.shown is not None:
+            with store.label_lock(self.path):
+                self._merge(self.shown, "")
+
+    def close(self) -> None:
+        """Drop this session's claim (a process that exits drops it too)."""
+        with store.label_lock(self.path):
+            store.set_claim(self.path, self.name, None)
+        self.shown = None
 
     def counts(self) -> dict[str, int]:
         """Label counts of the file as saved."""
-        labels = self._labels()
+        _, labels = existing_labels(self.run, self.path)
         return labels.counts() if labels is not None else {"same": 0, "different": 0, "unsure": 0, "pending": 0}
