@@ -26,3 +26,8 @@ class RunDirError(EclipError):
 
 class GoldError(EclipError):
     """A gold-label file for evaluation is missing or malformed."""
+
+
+class InputFileError(EclipError):
+    """A file eclip reads back (a manifest, calibration, match model, review or label file)
+    cannot be parsed, or a command was asked to write over a file it reads."""

@@ -58,7 +58,7 @@ def lock_dir(folder: str | os.PathLike[str]) -> Path:
     from eclip.errors import RunDirError
 
     path = Path(folder).resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    make_dir(path)
     if path in _HELD:
         _HELD[path].acquire()
         return path
@@ -77,6 +77,31 @@ def lock_dir(folder: str | os.PathLike[str]) -> Path:
     (path / HOLDER_FILE).write_text(f"pid {os.getpid()} ({' '.join(sys.argv[:3])[:120]})\n", encoding="utf-8")
     _HELD[path] = lock
     return path
+
+
+def make_dir(path: Path) -> None:
+    """Create the output folder ``path`` (and its parents) if missing.
+
+    Raises:
+        RunDirError: ``path`` or a folder above it is a file, or it cannot be created or
+            written (permissions, a read-only file system); one line naming the path.
+    """
+    from eclip.errors import RunDirError
+
+    for above in (path, *path.parents):
+        if above.exists():
+            if not above.is_dir():
+                what = "is a file" if above == path else f"is below {above}, which is a file"
+                raise RunDirError(f"{path}: {what}, not a folder; give --out a folder path (new or an earlier run's).")
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(
+            f"{path}: cannot create this folder ({exc.strerror}); give --out a folder you can write."
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise RunDirError(f"{path}: this folder is read-only for you; give --out a folder you can write.")
 
 
 def unlock_dir(folder: str | os.PathLike[str]) -> None:
@@ -100,6 +125,34 @@ def locked(folder: str | os.PathLike[str]) -> Iterator[Path]:
         unlock_dir(path)
 
 
+#: Files this process reads as inputs (catalogs, gold files, queries), resolved: no output is
+#: ever written over one of them (:func:`atomic_path` refuses).
+_INPUTS: set[Path] = set()
+
+
+def protect(path: str | os.PathLike[str]) -> None:
+    """Mark ``path`` as an input of this process: :func:`atomic_path` refuses to write over
+    it. Called by every catalog and gold-file reader, and for a run's catalog by commands
+    that write files a user names."""
+    _INPUTS.add(Path(path).resolve())
+
+
+def refuse_input(path: str | os.PathLike[str]) -> None:
+    """Raise unless ``path`` may be written: it is not an input of this process (:func:`protect`).
+
+    Raises:
+        InputFileError: it is, naming the file.
+    """
+    from eclip.errors import InputFileError
+
+    target = Path(path)
+    if target.exists() and target.resolve() in _INPUTS:
+        raise InputFileError(
+            f"{target}: is an input of this command (a catalog or a file it reads); eclip never writes over its "
+            "inputs. Choose another output path."
+        )
+
+
 def current_umask() -> int:
     """This process's umask (read by setting it and putting it back)."""
     mask = os.umask(0o022)
@@ -120,10 +173,24 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
 
     On an exception the temporary file is removed and ``path`` is left untouched.
+
+    Raises:
+        InputFileError: ``path`` is an input of this process (:func:`protect`).
+        RunDirError: ``path`` is a folder, or its folder cannot be created or written.
     """
+    from eclip.errors import RunDirError
+
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    refuse_input(target)
+    if target.is_dir():
+        raise RunDirError(f"{target}: is a folder; name a file to write (e.g. {target / target.name}.csv).")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise RunDirError(
+            f"{target}: cannot write here ({exc.strerror}: {exc.filename}); choose a path in a folder you can write."
+        ) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -143,28 +210,42 @@ def write_parquet(df: pl.DataFrame, path: str | os.PathLike[str]) -> Path:
 
 #: Leading characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_FORMULA = "[=+\\-@\t\r]"  # FORMULA_START as a regex class, for polars' vectorised string tests
+#: The guard's own mark: a text cell that starts with it gets one more, so that a cell written
+#: as ``'=x`` by the guard and one that was ``'=x`` in the catalog stay apart (escape the escape).
+GUARD = "'"
+_GUARDED = "[=+\\-@\t\r']"  # FORMULA_START and GUARD as a regex class, for polars' string tests
 
 
 def neutralise(text: str) -> str:
-    """``text`` safe to open in a spreadsheet: a leading formula character gets a ``'``
-    (idempotent; :func:`restore_text_columns` undoes it)."""
-    return "'" + text if text.startswith(FORMULA_START) else text
+    """``text`` safe to open in a spreadsheet: a leading formula character, or a leading
+    :data:`GUARD`, gets a :data:`GUARD` in front. One-to-one: :func:`restore` undoes it exactly
+    (``=x`` -> ``'=x``, ``'=x`` -> ``''=x``, ``'a`` -> ``''a``)."""
+    return GUARD + text if text.startswith((*FORMULA_START, GUARD)) else text
+
+
+def restore(text: str) -> str:
+    """The text :func:`neutralise` was given (one leading :data:`GUARD` dropped where it
+    guards a formula character or another :data:`GUARD`; anything else is left as written)."""
+    return text[1:] if text.startswith(GUARD) and text[1:].startswith((*FORMULA_START, GUARD)) else text
 
 
 def neutralise_text_columns(df: pl.DataFrame) -> pl.DataFrame:
     """``df`` with :func:`neutralise` applied to every text cell (vectorised)."""
     return df.with_columns(
-        pl.when(pl.col(c).str.contains(f"^{_FORMULA}")).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
+        pl.when(pl.col(c).str.contains(f"^{_GUARDED}")).then(pl.lit(GUARD) + pl.col(c)).otherwise(pl.col(c)).alias(c)
         for c, dtype in df.schema.items()
         if dtype == pl.String
     )
 
 
 def restore_text_columns(df: pl.DataFrame) -> pl.DataFrame:
-    """``df`` with every text cell as it was before :func:`neutralise_text_columns`."""
+    """``df`` with every text cell as it was before :func:`neutralise_text_columns`
+    (:func:`restore`, vectorised)."""
     return df.with_columns(
-        pl.when(pl.col(c).str.contains(f"^'{_FORMULA}")).then(pl.col(c).str.slice(1)).otherwise(pl.col(c)).alias(c)
+        pl.when(pl.col(c).str.contains(f"^{GUARD}{_GUARDED}"))
+        .then(pl.col(c).str.slice(1))
+        .otherwise(pl.col(c))
+        .alias(c)
         for c, dtype in df.schema.items()
         if dtype == pl.String
     )
@@ -207,11 +288,30 @@ def load_npy(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a JSON object; an absent file reads as ``{}``."""
+    """Read a JSON object; an absent file reads as ``{}``.
+
+    Raises:
+        InputFileError: the file is not UTF-8 JSON (cut short, edited, or another kind of
+            file), or holds something other than an object; one line naming the file and
+            where the parser stopped.
+    """
+    from eclip.errors import InputFileError
+
     p = Path(path)
     if not p.exists():
         return {}
-    return json.loads(p.read_text("utf-8"))
+    try:
+        value = json.loads(p.read_text("utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputFileError(
+            f"{p}: not valid JSON ({exc.msg}: line {exc.lineno}, column {exc.colno}); the file was cut short or "
+            "edited. Write it again with the command that made it."
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise InputFileError(f"{p}: not a UTF-8 JSON file (byte {exc.start}); is it the right file?") from None
+    if not isinstance(value, dict):
+        raise InputFileError(f"{p}: holds a JSON {type(value).__name__}, not an object; is it the right file?")
+    return value
 
 
 def fingerprint(*parts: Any) -> str:

@@ -14,6 +14,7 @@ downloads are bounded in bytes and seconds.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -267,7 +268,11 @@ def open_image(ref: str | None, settings: ImageSettings) -> Image.Image:
     path = fetch_url(ref, settings) if is_url(ref) else resolve_local(ref, settings)
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            # Pillow warns between its limit and twice it; eclip's own limit below says too_large
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
             width, height = im.size  # read from the header: nothing is decoded yet
             if width * height > settings.max_pixels:
                 raise ImageFailure(

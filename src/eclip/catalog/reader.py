@@ -11,12 +11,15 @@ import codecs
 import csv
 import io
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from eclip.errors import CatalogError
+from eclip.rundir import protect
 
 #: File suffix -> format name.
 FORMATS: dict[str, str] = {
@@ -58,18 +61,56 @@ SNIFF_BYTES = 1 << 16
 FALLBACK_ENCODINGS = ("cp1252", "latin-1")
 
 
+#: Lines of a mixed file named in messages and manifests (the count is always given).
+SHOWN_LINES = 20
+
+
 @dataclass(frozen=True)
 class Dialect:
-    """How a table file was read: format, delimiter (CSV) and encoding (CSV), and whether
-    the delimiter and encoding were detected or given."""
+    """How a table file was read: format, delimiter (CSV) and encoding (CSV, JSONL), and
+    whether the delimiter and encoding were detected or given.
+
+    ``not_utf8_lines`` are the 1-based lines of a UTF-8 file that are not UTF-8 (a stray
+    cp1252 byte, say), read as ``line_encoding``; every other line was read as UTF-8.
+    ``not_utf8_bytes`` shows the first such line's offending bytes."""
 
     format: str
     sep: str | None = None
     encoding: str | None = None
     detected: bool = True
+    not_utf8_lines: tuple[int, ...] = ()
+    line_encoding: str | None = None
+    not_utf8_bytes: str | None = None
 
     def as_dict(self) -> dict:
-        return {"format": self.format, "sep": self.sep, "encoding": self.encoding, "detected": self.detected}
+        out: dict[str, Any] = {
+            "format": self.format,
+            "sep": self.sep,
+            "encoding": self.encoding,
+            "detected": self.detected,
+        }
+        if self.not_utf8_lines:
+            out["not_utf8_lines"] = {
+                "count": len(self.not_utf8_lines),
+                "lines": list(self.not_utf8_lines[:SHOWN_LINES]),
+                "read_as": self.line_encoding,
+            }
+        return out
+
+    def notice(self, path: Path) -> str | None:
+        """What a user should be told about how ``path`` was decoded, or ``None`` when it was
+        plain UTF-8 (or the encoding was given)."""
+        if self.not_utf8_lines:
+            k = len(self.not_utf8_lines)
+            shown = ", ".join(map(str, self.not_utf8_lines[:SHOWN_LINES])) + (" ..." if k > SHOWN_LINES else "")
+            return (
+                f"{path}: {k} line{'s are' if k > 1 else ' is'} not UTF-8 (line{'s' if k > 1 else ''} {shown}; "
+                f"first bytes {self.not_utf8_bytes}): read as {self.line_encoding}, every other line as UTF-8. "
+                "Check those lines, or pass --encoding to read the whole file one way."
+            )
+        if self.detected and self.encoding not in (None, "utf-8", "utf-8-sig"):
+            return f"{path} is not UTF-8: read as {self.encoding} (pass --encoding to say otherwise)."
+        return None
 
 
 def given_dialect(recorded: dict | None) -> dict:
@@ -88,6 +129,42 @@ def _bom_encoding(head: bytes) -> str | None:
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
     return None
+
+
+def _decode_lines(raw: bytes) -> tuple[str, str, tuple[int, ...], str | None, str | None]:
+    """Decode a file that polars found not to be UTF-8, line by line.
+
+    When some lines are UTF-8 with non-ASCII characters (so the file is UTF-8), only the lines
+    that are not UTF-8 are decoded by the first of :data:`FALLBACK_ENCODINGS` that decodes
+    them, and named; correct UTF-8 lines are never decoded twice. When no line is UTF-8 beyond
+    ASCII, the whole file is in a fallback encoding.
+
+    Returns:
+        ``(encoding, text, not_utf8_lines, line_encoding, first_bad_bytes)``; the last three
+        are ``((), None, None)`` for a file in one encoding.
+    """
+    lines = raw.split(b"\n")
+    text: list[str] = []
+    bad: list[int] = []
+    utf8_beyond_ascii = False
+    first_bytes: str | None = None
+    used: set[str] = set()
+    for number, line in enumerate(lines, start=1):
+        try:
+            text.append(line.decode("utf-8"))
+            utf8_beyond_ascii = utf8_beyond_ascii or not line.isascii()
+        except UnicodeDecodeError as exc:
+            enc, decoded = _decode_fallback(line)
+            used.add(enc)
+            text.append(decoded)
+            bad.append(number)
+            if first_bytes is None:
+                first_bytes = " ".join(f"0x{b:02x}" for b in line[exc.start : max(exc.end, exc.start + 1)])
+    if not utf8_beyond_ascii:
+        enc, whole = _decode_fallback(raw)
+        return enc, whole, (), None, None
+    line_enc = "latin-1" if "latin-1" in used else FALLBACK_ENCODINGS[0]
+    return "utf-8", "\n".join(text), tuple(bad), line_enc, first_bytes
 
 
 def _decode_fallback(raw: bytes) -> tuple[str, str]:
@@ -153,7 +230,9 @@ def _read_csv(p: Path, fmt: str, sep: str | None, encoding: str | None) -> tuple
                 raise CatalogError(
                     f"{p}: does not decode as {enc} ({str(exc).splitlines()[0]}); pass the file's encoding with --encoding."
                 ) from None
-        enc, text = _decode_fallback(p.read_bytes())
+        enc, text, lines, line_enc, first = _decode_lines(p.read_bytes())
+        df = pl.read_csv(io.BytesIO(text.encode("utf-8")), separator=sep, infer_schema=False, quote_char='"')
+        return df, Dialect(fmt, sep, enc, detected, lines, line_enc, first)
     else:
         try:
             text = p.read_bytes().decode(enc)
@@ -164,6 +243,27 @@ def _read_csv(p: Path, fmt: str, sep: str | None, encoding: str | None) -> tuple
         sep = _delimiter(sep, fmt, text[:SNIFF_BYTES])
     df = pl.read_csv(io.BytesIO(text.encode("utf-8")), separator=sep, infer_schema=False, quote_char='"')
     return df, Dialect(fmt, sep, enc, detected)
+
+
+def _read_jsonl(p: Path, encoding: str | None) -> tuple[pl.DataFrame, Dialect]:
+    """Read JSON Lines: UTF-8, with or without a byte-order mark (UTF-8 or UTF-16), or the
+    encoding given."""
+    with p.open("rb") as f:
+        head = f.read(4)
+    enc = encoding or _bom_encoding(head)
+    if enc is None or (codecs.lookup(enc).name == "utf-8" and not head.startswith(codecs.BOM_UTF8)):
+        return pl.read_ndjson(p, infer_schema_length=None), Dialect("jsonl", None, "utf-8", encoding is None)
+    try:
+        text = p.read_bytes().decode(enc)
+    except LookupError:
+        raise CatalogError(f"{p}: unknown encoding {enc!r}; pass a Python codec name to --encoding.") from None
+    except UnicodeDecodeError as exc:
+        raise CatalogError(
+            f"{p}: does not decode as {enc} (byte {exc.start}); pass the file's encoding with --encoding."
+        ) from None
+    text = text.removeprefix("\ufeff")
+    data = io.BytesIO(text.encode("utf-8"))
+    return pl.read_ndjson(data, infer_schema_length=None), Dialect("jsonl", None, enc, encoding is None)
 
 
 def _locate_problem(p: Path, fmt: str, sep: str | None, encoding: str | None) -> str | None:
@@ -190,7 +290,8 @@ def _locate_problem(p: Path, fmt: str, sep: str | None, encoding: str | None) ->
                 return f'line {number} is a JSON {type(value).__name__}, not an object; each line must be one product as {{"column": value, ...}}.'
         return None
     sep = _delimiter(sep, fmt, text[:SNIFF_BYTES])
-    reader = csv.reader(io.StringIO(text), delimiter=sep, quotechar='"')
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # a long description is a value, not an error
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff")), delimiter=sep, quotechar='"')
     try:
         header = next(reader)
         for row in reader:
@@ -198,6 +299,11 @@ def _locate_problem(p: Path, fmt: str, sep: str | None, encoding: str | None) ->
                 return (
                     f"line {reader.line_num} has {len(row)} fields but the header has {len(header)} "
                     f"(a {sep!r} inside a value that is not quoted?). Quote that value or fix the line."
+                )
+            if row and len(row) < len(header):
+                return (
+                    f"line {reader.line_num} has {len(row)} field{'s' if len(row) > 1 else ''} but the header has "
+                    f"{len(header)} (a line cut short, or broken in two?). Fix the line, or add the missing {sep!r}s."
                 )
     except csv.Error as exc:
         return f"line {reader.line_num}: {exc}"
@@ -227,6 +333,7 @@ def read_table_with_dialect(
     if p.is_dir():
         raise CatalogError(f"{p}: is a folder; pass the catalog file inside it (.csv, .parquet or .jsonl).")
     fmt = detect_format(p)
+    protect(p)  # no output of this process may be written over it
     if p.stat().st_size == 0:
         raise CatalogError(f"{p}: the file is empty; a catalog needs a header and at least one row.")
     dialect = Dialect(fmt)
@@ -236,13 +343,18 @@ def read_table_with_dialect(
         elif fmt == "parquet":
             df = pl.read_parquet(p)
         else:
-            df = pl.read_ndjson(p, infer_schema_length=None)
+            df, dialect = _read_jsonl(p, encoding)
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
         where = _locate_problem(p, fmt, sep or dialect.sep, encoding or dialect.encoding)
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CatalogError(f"{p}: cannot be read as {fmt.upper()}: {where or reason}") from exc
     if df.width == 0:
         raise CatalogError(f"{p}: no columns found; is it really {fmt.upper()}?")
+    if fmt in {"csv", "tsv"} and df.height and df.get_column(df.columns[-1]).null_count():
+        # polars pads a short row with nulls: only a line-by-line pass can tell one from empty cells
+        short = _locate_problem(p, fmt, dialect.sep, dialect.encoding)
+        if short:
+            raise CatalogError(f"{p}: cannot be read as {fmt.upper()}: {short}")
     if df.height == 0:
         raise CatalogError(f"{p}: no rows (a header only: {', '.join(df.columns)}); a catalog needs at least one row.")
     return df, dialect

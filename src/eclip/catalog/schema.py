@@ -73,7 +73,8 @@ class Catalog:
         table: every column of the file, in file order.
         id_col: the id column's name.
         text_cols: the columns joined (with spaces, in this order) into ``texts``.
-        ids: ``n`` distinct ids, as strings, in file order.
+        ids: ``n`` distinct ids, as strings, in file order, as written (``" X1"`` and ``"X1"`` are
+            two ids).
         texts: ``n`` texts, whitespace-collapsed, invisible characters (zero-width spaces,
             soft hyphens) dropped, cut at :data:`MAX_TEXT_CHARS`; ``""`` where every text
             column is empty.
@@ -156,7 +157,7 @@ def pick_attribute_column(columns: list[str], role: str) -> str | None:
 def _check_column(path: Path, df: pl.DataFrame, col: str, role: str, flag: str) -> None:
     if col not in df.columns:
         cols = ", ".join(df.columns)
-        hint = f" (or --id-col {ROW_ID} to number the rows)" if role == "id" else ""
+        hint = f" (or {flag} {ROW_ID} to number the rows)" if role == "id" else ""
         raise CatalogError(f"{path}: no {role} column {col!r}. Columns are: {cols}. Choose one with {flag}{hint}.")
     dtype = df.schema[col]
     if not isinstance(dtype, _SCALAR_OK) and dtype not in _SCALAR_OK:
@@ -169,6 +170,21 @@ def _check_column(path: Path, df: pl.DataFrame, col: str, role: str, flag: str) 
 def with_row_ids(df: pl.DataFrame) -> pl.DataFrame:
     """``df`` with a first column :data:`ROW_ID` of 1-based row numbers (as text)."""
     return df.with_row_index(ROW_ID, offset=1).with_columns(pl.col(ROW_ID).cast(pl.String))
+
+
+#: Notices already printed by this process (a job may read one catalog twice).
+_SAID: set[str] = set()
+
+
+def _say_once(notice: str | None) -> None:
+    """Print ``notice`` (a yellow line) unless this process printed it already."""
+    if notice and notice not in _SAID:
+        from rich.markup import escape
+
+        from eclip.progress import console
+
+        _SAID.add(notice)
+        console.print(f"[yellow]{escape(notice)}[/]", highlight=False)
 
 
 def _rows(indices: list[int], limit: int = 5) -> str:
@@ -184,6 +200,7 @@ def load_catalog(
     image_col: str | None = None,
     sep: str | None = None,
     encoding: str | None = None,
+    flags: dict[str, str] | None = None,
 ) -> Catalog:
     """Read and validate a catalog; build each row's id and text.
 
@@ -196,6 +213,8 @@ def load_catalog(
         image_col: column of image paths or URLs, read later by :mod:`eclip.catalog.images`.
         sep, encoding: a CSV's delimiter and encoding; ``None`` sniffs them
             (:func:`eclip.catalog.reader.read_table_with_dialect`).
+        flags: the command's option for each role the messages name, when it is not
+            ``--id-col`` / ``--text-cols`` / ``--image-col`` (``{"id": "--left-id-col"}``).
 
     Raises:
         CatalogError: the file is missing or unreadable; the id or a text column is missing or
@@ -204,32 +223,30 @@ def load_catalog(
     """
     p = Path(path)
     df, dialect = read_table_with_dialect(p, sep, encoding)
-    if dialect.encoding not in (None, "utf-8", "utf-8-sig") and dialect.detected:
-        from eclip.progress import console
-
-        console.print(f"[yellow]{p} is not UTF-8: read as {dialect.encoding} (pass --encoding to say otherwise).[/]")
+    _say_once(dialect.notice(p))
     if id_col == ROW_ID:
         if ROW_ID in df.columns:
             raise CatalogError(
                 f"{p}: a column is named {ROW_ID!r}, which --id-col reserves for row numbers; rename it."
             )
         df = with_row_ids(df)
-    _check_column(p, df, id_col, "id", "--id-col")
+    flag = {"id": "--id-col", "text": "--text-cols", "image": "--image-col", **(flags or {})}
+    _check_column(p, df, id_col, "id", flag["id"])
     if text_cols is None:
         text_cols = pick_text_columns([c for c in df.columns if c != id_col])
         if not text_cols:
             cols = ", ".join(df.columns)
             raise CatalogError(
                 f"{p}: no title-like column found (looked for {', '.join(TITLE_COLUMNS)}). "
-                f"Columns are: {cols}. Name the text columns with --text-cols."
+                f"Columns are: {cols}. Name the text columns with {flag['text']}."
             )
     if not text_cols:
-        raise CatalogError(f"{p}: --text-cols is empty; name at least one column.")
+        raise CatalogError(f"{p}: {flag['text']} is empty; name at least one column.")
     for col in text_cols:
-        _check_column(p, df, col, "text", "--text-cols")
+        _check_column(p, df, col, "text", flag["text"])
     images = None
     if image_col is not None:
-        _check_column(p, df, image_col, "image", "--image-col")
+        _check_column(p, df, image_col, "image", flag["image"])
         if df.schema[image_col] not in _TEXTUAL and df.schema[image_col] != pl.Null:
             raise CatalogError(
                 f"{p}: column {image_col!r} has type {df.schema[image_col]}; the image column must hold paths or URLs as text."
@@ -244,8 +261,8 @@ def load_catalog(
             f"{values.to_list().index(example) + 1}), which print as '1.0' and lose digits past 2**53. "
             f"Write the ids as integers or text."
         )
-    ids_series = df.get_column(id_col).cast(pl.String).str.strip_chars()
-    missing = ids_series.is_null() | (ids_series == "")
+    ids_series = df.get_column(id_col).cast(pl.String)  # as written: ' X1' and 'X1' are two ids
+    missing = ids_series.is_null() | (ids_series.str.strip_chars() == "")
     if missing.any():
         bad = missing.arg_true().to_list()
         raise CatalogError(f"{p}: column {id_col!r} is empty in {_rows(bad)}. Every row needs an id.")
@@ -259,7 +276,7 @@ def load_catalog(
         raise CatalogError(
             f"{p}: column {id_col!r} has {n_dup} repeated id{'s' if n_dup > 1 else ''}; "
             f"e.g. {first!r} is in {_rows(same)}. Ids must be unique: deduplicate them or pick "
-            f"another column with --id-col."
+            f"another column with {flag['id']}."
         )
 
     parts = [df.get_column(c).cast(pl.String).fill_null("") for c in text_cols]

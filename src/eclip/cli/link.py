@@ -92,6 +92,15 @@ def link(
         ),
     ] = True,
     batch_size: BatchSizeOpt = 64,
+    allow_same_file: Annotated[
+        bool,
+        typer.Option(
+            "--allow-same-file",
+            help="Link a file to itself (or to an identical copy); refused otherwise, as every row would link to itself.",
+            metavar="",
+            rich_help_panel="Linking",
+        ),
+    ] = False,
 ) -> None:
     """Link two catalogs: the rows of RIGHT that are the same product as a row of LEFT. Pairs within one catalog are never produced."""
     from eclip import api
@@ -110,6 +119,7 @@ def link(
         threshold=threshold,
         lexical=lexical,
         batch_size=batch_size,
+        allow_same_file=allow_same_file,
     )
     m = api.link(left, right, out, cfg)
     c = m["counts"]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from eclip.cli.options import GoldIdColOpt, ImageRootOpt, SingletonClusterOpt
 from eclip.progress import console
@@ -74,3 +75,5 @@ def report(
     console.print(
         f"wrote {r['html']} ({r['bytes'] / 2**20:.1f} MiB: {r['groups']:,} groups, {r['thumbnails']:,} thumbnails) and {r['review']}"
     )
+    if r["review_note"]:
+        console.print(f"[yellow]{escape(r['review_note'])}[/]", highlight=False)

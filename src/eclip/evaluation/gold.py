@@ -22,6 +22,38 @@ def _pairs_to_labels(ids: list[str], a: list[str], b: list[str]) -> np.ndarray:
     return component_labels(len(ids), ia, ib)
 
 
+def _gold_pairs(p: Path, df: pl.DataFrame, cols: tuple[str, str]) -> tuple[list[str], list[str]]:
+    """The id pairs of a gold pairs file, less the rows that pair an id with itself (said
+    once, in yellow).
+
+    Raises:
+        GoldError: a cell of ``cols`` is empty (naming the row and column), or no row joins two
+            different ids.
+    """
+    a = df.get_column(cols[0]).cast(pl.String).to_list()
+    b = df.get_column(cols[1]).cast(pl.String).to_list()
+    for col, values in zip(cols, (a, b)):
+        empty = next((r for r, v in enumerate(values, start=1) if v is None or not v.strip()), None)
+        if empty is not None:
+            raise GoldError(f"{p}, row {empty}, column {col}: empty; every gold pair names two ids.")
+    same = [r for r, (x, y) in enumerate(zip(a, b), start=1) if x == y]
+    if len(same) == len(a):
+        raise GoldError(
+            f"{p}: every row ({len(a)}) pairs an id with itself, which says nothing; a gold pairs file lists two different ids per row."
+        )
+    if same:
+        from eclip.progress import console
+
+        console.print(
+            f"[yellow]{p}: {len(same)} row(s) pair an id with itself (e.g. row {same[0]}); they say nothing and are skipped.[/]",
+            highlight=False,
+        )
+        keep = set(range(1, len(a) + 1)) - set(same)
+        a = [x for r, x in enumerate(a, start=1) if r in keep]
+        b = [y for r, y in enumerate(b, start=1) if r in keep]
+    return a, b
+
+
 def load_gold(
     path: str | Path,
     ids: list[str],
@@ -54,8 +86,7 @@ def load_gold(
     known = set(ids)
     pair_cols = next((c for c in PAIR_COLUMNS if set(c) <= cols), None)
     if pair_cols and cluster_col is None:
-        a = df.get_column(pair_cols[0]).cast(pl.String).to_list()
-        b = df.get_column(pair_cols[1]).cast(pl.String).to_list()
+        a, b = _gold_pairs(p, df, pair_cols)
         missing = sorted({x for x in a + b if x not in known})
         if missing:
             raise GoldError(

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from eclip.catalog import Catalog, load_catalog
-from eclip.checks import Runtime, check_choice, check_range, recheck
+from eclip.checks import ConfigError, Runtime, check_choice, check_range, recheck
 from eclip.encoders import DEFAULT_MODEL, CharNgramTfidf, Embeddings, EmbedSettings, extract_codes, load_embeddings
 from eclip.errors import RunDirError
 from eclip.index import FLAT_MAX, cached_index, index_info
@@ -32,6 +32,30 @@ from eclip.matcher.mixture import MIN_MATCH_SCORE, fit_score_mixture
 from eclip.matcher.signals import conflict_penalty
 from eclip.progress import console
 from eclip.rundir import fingerprint, write_parquet
+
+#: The options that name each side's columns, for the catalog's messages.
+SIDE_FLAGS = {
+    side: {"id": f"--{side}-id-col", "text": f"--{side}-text-cols", "image": f"--{side}-image-col"}
+    for side in ("left", "right")
+}
+
+
+def refuse_same_file(left: Path, right: Path) -> None:
+    """Refuse to link a catalog to itself: the same file, or a byte-identical copy.
+
+    Raises:
+        ConfigError: they are, saying what to run instead.
+    """
+    import filecmp
+
+    if not (left.is_file() and right.is_file()):
+        return  # load_catalog names a missing file
+    if left.samefile(right) or filecmp.cmp(left, right, shallow=False):
+        how = "the same file" if left.samefile(right) else "byte-identical copies"
+        raise ConfigError(
+            f"{left} and {right} are {how}: every row would link to itself at p = 1. To find duplicates in one "
+            "catalog run `eclip dedupe`; to link it to itself anyway pass --allow-same-file."
+        )
 
 
 @dataclass
@@ -55,6 +79,9 @@ class LinkConfig:
         lexical: TF-IDF, model-code, quantity and brand signals (and code blocking).
         max_code_block, weights, batch_size, flat_max, min_match_score: as in
             :class:`DedupeConfig` (the learned boundary is never below ``min_match_score``).
+        allow_same_file: link a file to itself (or to a byte-identical copy); refused
+            otherwise, since every row would link to itself at p = 1 (``dedupe`` is the
+            command for one catalog).
     """
 
     left_id_col: str = "id"
@@ -73,6 +100,7 @@ class LinkConfig:
     weights: ScoreWeights = field(default_factory=ScoreWeights)
     batch_size: int = 64
     flat_max: int = FLAT_MAX
+    allow_same_file: bool = False
     min_match_score: float = MIN_MATCH_SCORE
 
     def __post_init__(self) -> None:
@@ -196,11 +224,13 @@ def link(left: str | Path, right: str | Path, out: str | Path, cfg: LinkConfig |
     """
     cfg = cfg or LinkConfig()
     recheck(cfg)
+    if not cfg.allow_same_file:
+        refuse_same_file(Path(left), Path(right))
     out, timer = start_run(out)
     with timer("read"):
-        lcat = load_catalog(left, cfg.left_id_col, cfg.left_text_cols, None)
+        lcat = load_catalog(left, cfg.left_id_col, cfg.left_text_cols, None, flags=SIDE_FLAGS["left"])
         right_text = cfg.right_text_cols if cfg.right_text_cols is not None else cfg.left_text_cols
-        rcat = load_catalog(right, cfg.right_id_col or cfg.left_id_col, right_text, None)
+        rcat = load_catalog(right, cfg.right_id_col or cfg.left_id_col, right_text, None, flags=SIDE_FLAGS["right"])
     el = _side_embeddings(lcat, cfg.left_embeddings, out / "embeddings" / "left", cfg, "left", timer)
     er = _side_embeddings(rcat, cfg.right_embeddings, out / "embeddings" / "right", cfg, "right", timer)
     check_same_model(el, er, str(left), str(right))

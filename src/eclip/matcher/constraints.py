@@ -178,8 +178,9 @@ def read_review(path: str | Path, ids: list[str]) -> Constraints:
         ids: the catalog's ids, row order.
 
     Raises:
-        CatalogError: missing file or columns, an unknown decision or an id not in the
-            catalog, naming the file, row (1-based, header excluded) and column.
+        CatalogError: missing file or columns, an unknown decision, an id not in the
+            catalog, or one row listed twice with different decisions, naming the file, rows
+            (1-based, header excluded) and column.
     """
     p = Path(path)
     df = read_decisions_csv(
@@ -189,6 +190,7 @@ def read_review(path: str | Path, ids: list[str]) -> Constraints:
     must: list[tuple[int, int]] = []
     cannot: list[tuple[int, int]] = []
     groups: dict[str, list[tuple[int, str]]] = {}
+    said: dict[tuple[str, str], tuple[int, str]] = {}
     for r, (g, i, d) in enumerate(zip(df["group_id"].to_list(), df["id"].to_list(), df["decision"].to_list()), start=1):
         d = (d or "").strip().lower()
         if d not in DECISIONS:
@@ -199,6 +201,13 @@ def read_review(path: str | Path, ids: list[str]) -> Constraints:
             raise CatalogError(f"{p}, row {r}, column id: {i!r} is not an id of this catalog.")
         if g is None:
             raise CatalogError(f"{p}, row {r}, column group_id: empty.")
+        first = said.get((g, i))
+        if first is not None and d and first[1] and d != first[1]:
+            raise CatalogError(
+                f"{p}, rows {first[0]} and {r}: id {i!r} of group {g} is marked both {first[1]} and {d}; keep one of the two rows."
+            )
+        if first is None or (d and not first[1]):
+            said[(g, i)] = (r, d)
         groups.setdefault(g, []).append((pos[i], d))
     for rows in groups.values():
         same = [i for i, d in rows if d == "same"]

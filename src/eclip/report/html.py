@@ -16,10 +16,12 @@ from typing import Any
 
 import polars as pl
 
+from eclip.errors import InputFileError
 from eclip.matcher.constraints import RUN_COLUMN, RUN_DIR_COLUMN, groups_fingerprint
 from eclip.report import plots
 from eclip.report.content import ReportContent, build_content
-from eclip.rundir import atomic_path, write_csv
+from eclip.report.review import write_review
+from eclip.rundir import atomic_path, protect, refuse_input
 
 #: Columns of the review file that ``eclip dedupe --review`` reads.
 REVIEW_COLUMNS = ("group_id", "id", "decision", "title")
@@ -44,6 +46,16 @@ def _catalog_name(manifest: dict[str, Any]) -> str:
     if manifest.get("job") == "link":
         return " / ".join(Path(str((inputs.get(s) or {}).get("catalog"))).name for s in ("left", "right"))
     return Path(str(inputs.get("catalog"))).name
+
+
+def _catalogs(manifest: dict[str, Any]) -> list[Path]:
+    """The catalog files a run read (one, or LEFT and RIGHT for a link run)."""
+    inputs = manifest.get("inputs", {})
+    found = [inputs.get("catalog"), manifest.get("catalog")]
+    found += [
+        (inputs.get(side) or {}).get("catalog") for side in ("left", "right") if isinstance(inputs.get(side), dict)
+    ]
+    return [Path(str(f)) for f in found if f]
 
 
 def _facts(c: ReportContent) -> list[tuple[str, str]]:
@@ -229,23 +241,34 @@ def write_report(
         run: the run directory. out: the HTML file (default ``run/report.html``).
         review_out: the review CSV (default ``run/review.csv``): ``group_id, id, decision,
             title`` for every row of the listed groups, decision empty (fill in ``same`` or
-            ``different``; ``eclip dedupe --review`` reads it).
+            ``different``; ``eclip dedupe --review`` reads it). A filled file there is never
+            blanked (:func:`eclip.report.review.write_review`).
         content_args: passed to :func:`eclip.report.content.build_content` (gold labels,
             image root, caps).
 
     Returns:
-        ``{"html", "review", "groups", "thumbnails", "bytes"}``.
+        ``{"html", "review", "review_note", "groups", "thumbnails", "bytes"}``; ``review`` is
+        where the review went and ``review_note`` what happened to decisions already filled
+        in (:func:`eclip.report.review.write_review`: merged in, or the filled file left as
+        it is and the review written beside it), ``None`` when there were none.
 
     Raises:
         RunDirError, GoldError: see :func:`build_content`.
+        InputFileError: ``out`` or ``review_out`` is the run's catalog or another input, or
+            ``out`` is an existing file that is not HTML.
     """
     from jinja2 import Environment, FileSystemLoader, select_autoescape
     from markupsafe import Markup
 
     run = Path(run)
     c = build_content(run, **content_args)
+    for catalog in _catalogs(c.manifest):
+        protect(catalog)  # neither the page nor the review may be written over the run's catalog
     out = Path(out) if out else run / "report.html"
-    review_out = Path(review_out) if review_out else run / "review.csv"
+    refuse_input(out)
+    if Path(out).exists() and Path(out).suffix.lower() != ".html":
+        raise InputFileError(f"{out}: exists and is not an .html file; eclip writes the report to a new or .html path.")
+    review = write_review(review_frame(c, run), Path(review_out) if review_out else run / "review.csv")
     env = Environment(
         loader=FileSystemLoader(Path(__file__).parent), autoescape=select_autoescape(["html", "j2"], default=True)
     )
@@ -264,15 +287,15 @@ def write_report(
         facts=_facts(c),
         notes=c.notes,
         plots=[Markup(p) for p in _plots(c)],  # SVG drawn by matplotlib from numbers and our own labels
-        review_name=review_out.name,
+        review_name=review.path.name,
         data_json=Markup(_json_for_script(data)),
     )
     with atomic_path(out) as tmp:
         tmp.write_text(html, encoding="utf-8")
-    write_csv(review_frame(c, run), review_out, for_people=True)
     return {
         "html": str(out),
-        "review": str(review_out),
+        "review": str(review.path),
+        "review_note": review.message(),
         "groups": len(c.groups),
         "thumbnails": len(c.thumbs),
         "bytes": out.stat().st_size,
