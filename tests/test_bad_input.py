@@ -290,3 +290,32 @@ def test_pillow_bomb_warning_is_not_leaked(tmp_path):
         with pytest.raises(ImageFailure) as info:
             open_image("big.png", ImageSettings(root=tmp_path, cache_dir=tmp_path))
     assert info.value.reason == "too_large" and "the limit is" in str(info.value)
+
+
+def test_learn_and_eval_refuse_to_write_over_their_inputs(run, tmp_path):
+    labels = run / "label.csv"
+    code, said = run_main("label", run, "--batch", "4")
+    assert code == 0, said
+    before = digest(labels)
+    code, said = run_main("learn", run, "--out", labels)
+    assert code == 2 and f"{labels}: is an input of this command" in said
+    assert digest(labels) == before
+    groups = run / "groups.parquet"
+    before = digest(groups)
+    gold = tmp_path / "gold.csv"
+    gold.write_text("id_a,id_b\n" + ",".join(pl.read_parquet(groups)["id"].head(2).to_list()) + "\n")
+    code, said = run_main("eval", groups, "--gold", gold, "--sweep", "--calibration-out", groups)
+    assert code == 2 and f"{groups}: is an input of this command" in said
+    assert digest(groups) == before
+
+
+def test_library_warnings_are_one_line_of_ours():
+    """The console script shows a library's warning as eclip's own yellow line, no source shown."""
+    from eclip.cli.app import _show_warning
+    from eclip.progress import console
+
+    with console.capture() as cap, warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = _show_warning  # as main() installs it
+        warnings.warn("a library complains", UserWarning, stacklevel=1)
+    assert cap.get().strip() == "warning: a library complains"

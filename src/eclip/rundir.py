@@ -13,7 +13,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -125,32 +125,28 @@ def locked(folder: str | os.PathLike[str]) -> Iterator[Path]:
         unlock_dir(path)
 
 
-#: Files this process reads as inputs (catalogs, gold files, queries), resolved: no output is
-#: ever written over one of them (:func:`atomic_path` refuses).
-_INPUTS: set[Path] = set()
+def refuse_overwrite(target: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None]) -> None:
+    """Refuse to write ``target`` over one of a command's ``inputs`` (its catalog, gold file,
+    label file...): no command writes over a file it reads.
 
-
-def protect(path: str | os.PathLike[str]) -> None:
-    """Mark ``path`` as an input of this process: :func:`atomic_path` refuses to write over
-    it. Called by every catalog and gold-file reader, and for a run's catalog by commands
-    that write files a user names."""
-    _INPUTS.add(Path(path).resolve())
-
-
-def refuse_input(path: str | os.PathLike[str]) -> None:
-    """Raise unless ``path`` may be written: it is not an input of this process (:func:`protect`).
+    Args:
+        target: the output file a user named. inputs: the files the command reads (``None``
+            entries are skipped).
 
     Raises:
-        InputFileError: it is, naming the file.
+        InputFileError: ``target`` is one of them (the same file, however named).
     """
     from eclip.errors import InputFileError
 
-    target = Path(path)
-    if target.exists() and target.resolve() in _INPUTS:
-        raise InputFileError(
-            f"{target}: is an input of this command (a catalog or a file it reads); eclip never writes over its "
-            "inputs. Choose another output path."
-        )
+    out = Path(target)
+    if not out.exists():
+        return
+    for given in inputs:
+        if given is not None and Path(given).exists() and out.samefile(given):
+            raise InputFileError(
+                f"{out}: is an input of this command (a catalog or a file it reads); eclip never writes over its "
+                "inputs. Choose another output path."
+            )
 
 
 def current_umask() -> int:
@@ -175,13 +171,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     On an exception the temporary file is removed and ``path`` is left untouched.
 
     Raises:
-        InputFileError: ``path`` is an input of this process (:func:`protect`).
         RunDirError: ``path`` is a folder, or its folder cannot be created or written.
     """
     from eclip.errors import RunDirError
 
     target = Path(path)
-    refuse_input(target)
     if target.is_dir():
         raise RunDirError(f"{target}: is a folder; name a file to write (e.g. {target / target.name}.csv).")
     try:

@@ -19,7 +19,6 @@ from typing import Any
 import polars as pl
 
 from eclip.errors import CatalogError
-from eclip.rundir import protect
 
 #: File suffix -> format name.
 FORMATS: dict[str, str] = {
@@ -333,7 +332,6 @@ def read_table_with_dialect(
     if p.is_dir():
         raise CatalogError(f"{p}: is a folder; pass the catalog file inside it (.csv, .parquet or .jsonl).")
     fmt = detect_format(p)
-    protect(p)  # no output of this process may be written over it
     if p.stat().st_size == 0:
         raise CatalogError(f"{p}: the file is empty; a catalog needs a header and at least one row.")
     dialect = Dialect(fmt)

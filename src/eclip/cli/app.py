@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import typer
 
@@ -72,6 +73,7 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # eclip draws its own progress bars
+    warnings.showwarning = _show_warning
     try:
         app(args=optional_ray_address(sys.argv[1:]))
     except EclipError as exc:
@@ -84,6 +86,13 @@ def main() -> None:
         if exc.code == 130:  # typer turns Ctrl-C into a silent exit 130
             _interrupted()
         raise
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+    """A library's warning as one yellow line of eclip's own (no file, line or source shown)."""
+    from rich.markup import escape
+
+    console.print(f"[yellow]warning: {escape(str(message).strip())}[/]", highlight=False, soft_wrap=True)
 
 
 def _interrupted() -> None:

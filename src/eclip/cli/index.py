@@ -238,11 +238,10 @@ def index_query(
 ) -> None:
     """Top-k neighbours with scores, embedded with the index's own model (and vectors)."""
     from eclip import api
-    from eclip.rundir import protect, refuse_input, write_csv, write_parquet
+    from eclip.rundir import refuse_overwrite, write_csv, write_parquet
 
-    if catalog is not None and out is not None:
-        protect(catalog)
-        refuse_input(out)  # before any work: --out must not be the catalog it reads
+    if out is not None:
+        refuse_overwrite(out, [catalog])  # before any work
     columns = api.CatalogSource(
         id_col=id_col,
         text_cols=split_cols(text_cols),

@@ -22,7 +22,7 @@ from eclip.evaluation import (
 )
 from eclip.evaluation.calibrate import SCORE_RANGE
 from eclip.matcher import DEFAULT_METHOD
-from eclip.rundir import MANIFEST, read_json, write_json
+from eclip.rundir import MANIFEST, read_json, refuse_overwrite, write_json
 
 #: Grouping methods ``eval --sweep`` sweeps on a run's pairs (``auto`` picks among the first two).
 CALIBRATED_METHODS = ("mutual", "average", "components")
@@ -122,6 +122,8 @@ def evaluate(
     gp = Path(groups_path)
     if not gp.exists():
         raise RunDirError(f"{gp}: no such groups file; run `eclip dedupe CATALOG --out DIR` first.")
+    if calibration_out is not None:
+        refuse_overwrite(calibration_out, [gp, gold_path, gp.parent / "pairs.parquet"])
     try:
         groups = pl.read_parquet(gp)
     except (pl.exceptions.PolarsError, OSError) as exc:

@@ -24,7 +24,7 @@ from eclip.matcher.labels import LABEL_COLUMNS, RANDOM_SHARE, Labels, choose_pai
 from eclip.matcher.model import MatchModel, fit_match_model, model_constraints, pair_features
 from eclip.matcher.signals import describe_conflicts
 from eclip.progress import console
-from eclip.rundir import MANIFEST, fingerprint, read_json, write_csv
+from eclip.rundir import MANIFEST, fingerprint, read_json, refuse_overwrite, write_csv
 
 #: Default label file name inside a run directory.
 LABEL_FILE = "label.csv"
@@ -240,6 +240,8 @@ def learn(
     """
     run = open_run(run_dir)
     labels_path = Path(labels_path) if labels_path else run.dir / LABEL_FILE
+    path = Path(out) if out else run.dir / MODEL_FILE
+    refuse_overwrite(path, [labels_path, run.manifest.get("inputs", {}).get("catalog")])  # before any work
     labels = read_labels(labels_path, run.ids)
     model, counts = fit_on_labels(run, labels, seed)
     model.info = {
@@ -255,7 +257,6 @@ def learn(
         "used_as": model.use,
         "versions": versions(),
     }
-    path = Path(out) if out else run.dir / MODEL_FILE
     model.save(path)
     return model, path
 

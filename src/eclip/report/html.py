@@ -21,7 +21,7 @@ from eclip.matcher.constraints import RUN_COLUMN, RUN_DIR_COLUMN, groups_fingerp
 from eclip.report import plots
 from eclip.report.content import ReportContent, build_content
 from eclip.report.review import write_review
-from eclip.rundir import atomic_path, protect, refuse_input
+from eclip.rundir import atomic_path, refuse_overwrite
 
 #: Columns of the review file that ``eclip dedupe --review`` reads.
 REVIEW_COLUMNS = ("group_id", "id", "decision", "title")
@@ -262,13 +262,12 @@ def write_report(
 
     run = Path(run)
     c = build_content(run, **content_args)
-    for catalog in _catalogs(c.manifest):
-        protect(catalog)  # neither the page nor the review may be written over the run's catalog
+    inputs = [*_catalogs(c.manifest), content_args.get("gold")]  # never written over
     out = Path(out) if out else run / "report.html"
-    refuse_input(out)
+    refuse_overwrite(out, inputs)
     if Path(out).exists() and Path(out).suffix.lower() != ".html":
         raise InputFileError(f"{out}: exists and is not an .html file; eclip writes the report to a new or .html path.")
-    review = write_review(review_frame(c, run), Path(review_out) if review_out else run / "review.csv")
+    review = write_review(review_frame(c, run), Path(review_out) if review_out else run / "review.csv", inputs)
     env = Environment(
         loader=FileSystemLoader(Path(__file__).parent), autoescape=select_autoescape(["html", "j2"], default=True)
     )

@@ -11,6 +11,7 @@ in. Run again (a new threshold, more groups listed), it must not blank a filled 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import polars as pl
 
 from eclip.errors import EclipError
 from eclip.matcher.constraints import RUN_COLUMN, read_decisions_csv
-from eclip.rundir import refuse_input, write_csv
+from eclip.rundir import refuse_overwrite, write_csv
 
 #: Columns that name a reviewed row: a group's member, or a link.
 KEY_COLUMNS = ("group_id", "id", "left_id", "right_id")
@@ -57,22 +58,25 @@ def _free_path(path: Path) -> Path:
     return candidate
 
 
-def write_review(frame: pl.DataFrame, path: str | Path) -> ReviewWritten:
+def write_review(frame: pl.DataFrame, path: str | Path, inputs: Iterable[str | Path | None] = ()) -> ReviewWritten:
     """Write the review ``frame`` (decisions empty) to ``path``, keeping any filled decisions.
 
     Args:
         frame: the new review rows: :data:`KEY_COLUMNS` present in it name a row, plus
             ``decision`` (empty) and, for a dedupe run, :data:`RUN_COLUMN`.
         path: the review file asked for.
+        inputs: the files the command reads (the run's catalog, a gold file): ``path`` may
+            not be one of them.
 
     Returns:
         Where it was written and what was kept (:class:`ReviewWritten`).
 
     Raises:
-        RunDirError, InputFileError: the file cannot be written (:func:`eclip.rundir.atomic_path`).
+        InputFileError: ``path`` is one of ``inputs``.
+        RunDirError: the file cannot be written (:func:`eclip.rundir.atomic_path`).
     """
     path = Path(path)
-    refuse_input(path)
+    refuse_overwrite(path, inputs)
     if not path.exists():
         return ReviewWritten(write_csv(frame, path, for_people=True))
     try:
