@@ -319,3 +319,10 @@ def test_library_warnings_are_one_line_of_ours():
         warnings.showwarning = _show_warning  # as main() installs it
         warnings.warn("a library complains", UserWarning, stacklevel=1)
     assert cap.get().strip() == "warning: a library complains"
+
+
+def test_a_truncated_match_model_is_one_line(abt200, tmp_path):
+    model = tmp_path / "match_model.json"
+    model.write_text('{"format": 3, "kind": "eclip match mo')
+    code, said = run_main("dedupe", abt200, "--out", tmp_path / "r", *FAST, "--match-model", model)
+    assert code == 2 and said.startswith(f"error: {model}: not a JSON match model") and "Traceback" not in said
