@@ -53,6 +53,26 @@ def test_average_linkage_counts_missing_pairs_as_no_evidence():
     assert labels.tolist() in ([0, 0, 2, 2], [0, 1, 1, 3])
 
 
+@pytest.mark.parametrize("dense_max, pack", [(2000, 256), (6, 4), (2000, 1)])
+def test_block_linkage_makes_the_heaps_groups(dense_max, pack, monkeypatch):
+    """Blocks (dense UPGMA, packed or alone, or the heap on a large block) give the groups the
+    heap makes over every pair, on random graphs without exact ties (repeated pairs, NaN and
+    -inf scores included)."""
+    from eclip.matcher import linkage
+
+    monkeypatch.setattr(linkage, "DENSE_MAX", dense_max)
+    monkeypatch.setattr(linkage, "PACK", pack)
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        n, p = int(rng.integers(2, 50)), int(rng.integers(1, 150))
+        a, b = rng.integers(0, n, p), rng.integers(0, n, p)
+        s = rng.random(p).astype(np.float32) * 1.3
+        s[rng.random(p) < 0.05] = np.nan
+        s[rng.random(p) < 0.02] = -np.inf
+        t = float(rng.choice([0.3, 0.5, 0.8]))
+        assert average_linkage(n, a, b, s, t).tolist() == linkage.heap_average_linkage(n, a, b, s, t).tolist()
+
+
 def test_average_linkage_respects_cannot_link():
     a, b, s = _clique([0, 1, 2], 0.9)
     labels = average_linkage(3, a, b, s, 0.5, cannot={(0, 2)})
@@ -164,8 +184,10 @@ def test_mixture_boundary_never_falls_below_the_floor():
     assert ((p >= 0.5) == (scores >= 0.65)).all()  # only what passes the floor is a match
     order = np.argsort(scores)
     assert (np.diff(p[order].astype(np.float64)) >= -1e-6).all()  # monotone in the score
-    a = np.arange(len(scores) - 1)
-    s = learn_settings(len(scores), a, a + 1, scores.astype(np.float32), "auto", None, 0.6, min_match_score=0.65)
+    a = np.arange(len(scores))  # a ring: one pair per score
+    s = learn_settings(
+        len(scores), a, (a + 1) % len(a), scores.astype(np.float32), "auto", None, 0.6, min_match_score=0.65
+    )
     assert s.learned["mixture"]["threshold_at_probability_0.5"] == pytest.approx(0.65)
     assert s.method == "mutual" and s.learned["expected_matches_per_row"] < 0.5
 

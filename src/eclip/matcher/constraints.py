@@ -241,6 +241,8 @@ def constrained_edges(
         must-link pairs were joined (one that would complete a cannot-link through other
         must-links is not). The groups are the connected components of both.
     """
+    if not len(c.cannot_a):  # must-links alone never drop an edge: nothing to walk
+        return np.asarray(accepted, dtype=bool).copy(), np.ones(len(c.must_a), dtype=bool)
     ds = DisjointSet(range(n))
     banned: dict[int, set[int]] = {}
     for x, y in zip(c.cannot_a.tolist(), c.cannot_b.tolist()):
