@@ -19,6 +19,23 @@ _DIGIT = re.compile(r"\d")
 _ALPHA = re.compile(r"[a-z]")
 
 
+def _tfidf_in_place(counts: sp.csr_matrix, step: int = 1 << 24) -> sp.csr_matrix:
+    """The weighting ``TfidfVectorizer(sublinear_tf=True)`` applies, on ``counts`` in place:
+    ``tf = 1 + log(count)``, smoothed ``idf = 1 + log((1 + n) / (1 + df))``, rows L2-normalised
+    (scikit-learn's ``TfidfTransformer`` documentation). ``counts``: ``(n, v)`` float32 CSR with
+    canonical indices (no repeats), as ``HashingVectorizer`` gives."""
+    from sklearn.preprocessing import normalize
+
+    data = counts.data
+    np.log(data, out=data)
+    data += 1
+    df = np.bincount(counts.indices, minlength=counts.shape[1])
+    idf = (np.log((1 + counts.shape[0]) / (1 + df)) + 1).astype(np.float32)
+    for s in range(0, len(data), step):
+        data[s : s + step] *= idf[counts.indices[s : s + step]]
+    return normalize(counts, norm="l2", copy=False)
+
+
 class CharNgramTfidf:
     """TF-IDF over word-bounded character n-grams (scikit-learn ``analyzer="char_wb"``).
 
@@ -67,7 +84,7 @@ class CharNgramTfidf:
         return self._hashed(texts)
 
     def _hashed(self, texts: list[str]) -> sp.csr_matrix:
-        from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
+        from sklearn.feature_extraction.text import HashingVectorizer
 
         from eclip.progress import progress_bar
 
@@ -81,15 +98,26 @@ class CharNgramTfidf:
             n_features=2**self.hash_bits,
             dtype=np.float32,
         )
-        parts = []
+        indices: list[np.ndarray] = []
+        data: list[np.ndarray] = []
+        indptr = [np.zeros(1, np.int64)]
+        nnz = 0
         with progress_bar("TF-IDF (hashed n-grams)", total=len(texts)) as (bar, task):
             for s in range(0, len(texts), self.chunk_rows):
-                parts.append(hv.transform(texts[s : s + self.chunk_rows]))
-                bar.advance(task, parts[-1].shape[0])
-        counts = sp.vstack(parts, format="csr")
-        del parts
-        # the weighting TfidfVectorizer applies on the exact path: sublinear tf, smoothed idf, L2
-        return TfidfTransformer(sublinear_tf=True).fit(counts).transform(counts, copy=False).tocsr()
+                part = hv.transform(texts[s : s + self.chunk_rows])
+                indices.append(part.indices)
+                data.append(part.data)
+                indptr.append(part.indptr[1:].astype(np.int64) + nnz)
+                nnz += part.nnz
+                bar.advance(task, part.shape[0])
+        # one array at a time, each chunk list dropped as soon as it is joined: the matrix is
+        # never held twice (scipy's vstack, then TfidfTransformer's copies, held it three times)
+        joined_indices = np.concatenate(indices)
+        del indices
+        values = np.concatenate(data)
+        del data
+        counts = sp.csr_matrix((values, joined_indices, np.concatenate(indptr)), shape=(len(texts), 2**self.hash_bits))
+        return _tfidf_in_place(counts)
 
     def describe(self) -> dict:
         return {

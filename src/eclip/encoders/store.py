@@ -31,21 +31,31 @@ class Embeddings:
         ids: ``n`` row ids.
         text: ``(n, d)`` float32, L2-normalised title embeddings (rows without text hold the
             embedding of the empty string; see ``has_text``).
-        fused: ``(n, d)`` float32, L2-normalised (zero where a row has neither text nor image).
+        fused: ``(n, d)`` float32, L2-normalised (zero where a row has neither text nor image);
+            read from disk when first used (a text-only match never reads it: at 1M rows of
+            256-d vectors that is 1 GiB not held).
         image: ``(n, d)`` float32, L2-normalised, or ``None`` for text-only models.
         phash: ``(n, 8)`` uint8 packed 64-bit pHash, or ``None`` without an image column.
         has_text, has_image: ``(n,)`` bool.
         manifest: the directory's manifest (model, settings, key).
+        array_files: per array name, its shard files in row order (what ``fused`` is read from).
     """
 
     ids: list[str]
     text: np.ndarray
-    fused: np.ndarray
     has_text: np.ndarray
     has_image: np.ndarray
     image: np.ndarray | None = None
     phash: np.ndarray | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
+    array_files: dict[str, list[Path]] = field(default_factory=dict)
+    _fused: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def fused(self) -> np.ndarray:
+        if self._fused is None:
+            self._fused = read_rows(self.array_files["fused"], len(self.ids))
+        return self._fused
 
     @property
     def key(self) -> str:
@@ -95,24 +105,46 @@ def load_embeddings(folder: str | Path) -> Embeddings:
         raise RunDirError(
             f"{folder}: shard(s) {', '.join(missing[:5])} missing; rerun the same `eclip embed` command to redo them."
         )
-    arrays: dict[str, list[np.ndarray]] = {name: [] for name in manifest["arrays"]}
     ids: list[str] = []
     for d in dirs:
         ids.extend(pl.read_parquet(d / "ids.parquet")["id"].to_list())
-        for name in arrays:
-            arrays[name].append(np.load(d / f"{name}.npy", allow_pickle=False))
-    cat = {name: np.concatenate(parts) for name, parts in arrays.items()}
     if len(ids) != int(manifest["rows"]):
         raise RunDirError(
             f"{folder}: shards hold {len(ids):,} rows but the manifest says {manifest['rows']:,}; rerun `eclip embed`."
         )
+    files = {name: [d / f"{name}.npy" for d in dirs] for name in manifest["arrays"]}
+    eager = {name: read_rows(parts, len(ids)) for name, parts in files.items() if name != "fused"}
     return Embeddings(
         ids=ids,
-        text=cat["text"],
-        fused=cat["fused"],
-        has_text=cat["has_text"],
-        has_image=cat["has_image"],
-        image=cat.get("image"),
-        phash=cat.get("phash"),
+        text=eager["text"],
+        has_text=eager["has_text"],
+        has_image=eager["has_image"],
+        image=eager.get("image"),
+        phash=eager.get("phash"),
         manifest=manifest,
+        array_files=files,
     )
+
+
+def read_rows(parts: list[Path], rows: int) -> np.ndarray:
+    """The ``.npy`` shard files ``parts`` stacked in order: one array of ``rows`` rows, filled
+    shard by shard from memory-mapped files (never two copies of the whole array at once).
+
+    Raises:
+        RunDirError: the shards hold another number of rows.
+    """
+    first = np.load(parts[0], mmap_mode="r", allow_pickle=False)
+    out = np.empty((rows, *first.shape[1:]), dtype=first.dtype)
+    at = 0
+    for part in parts:
+        shard = np.load(part, mmap_mode="r", allow_pickle=False)
+        if at + len(shard) > rows:
+            break
+        out[at : at + len(shard)] = shard
+        at += len(shard)
+        del shard
+    if at != rows:
+        raise RunDirError(
+            f"{parts[0].parent.parent.parent}: shards of {parts[0].stem} do not hold {rows:,} rows; rerun `eclip embed`."
+        )
+    return out

@@ -70,9 +70,9 @@ def training_size(nlist: int | None, n: int) -> int:
 
 def exact_topk(xb: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     """``(q, k)`` int64 row positions of the exact inner-product top-k of ``queries`` in ``xb``."""
-    flat = faiss.IndexFlatIP(xb.shape[1])
-    flat.add(np.ascontiguousarray(xb, dtype=np.float32))
-    return flat.search(np.ascontiguousarray(queries, dtype=np.float32), k)[1]
+    # faiss.knn reads xb in place (an IndexFlatIP would hold a copy of it)
+    xb = np.ascontiguousarray(xb, dtype=np.float32)
+    return faiss.knn(np.ascontiguousarray(queries, dtype=np.float32), xb, k, metric=faiss.METRIC_INNER_PRODUCT)[1]
 
 
 def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:

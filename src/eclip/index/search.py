@@ -84,7 +84,8 @@ def cached_self_join(
         within ``rows`` as :func:`knn_self_join` returns them, and the index's factory, size,
         nprobe, measured recall@k and GPUs.
     """
-    sub = np.ascontiguousarray(vectors[rows], dtype=np.float32)
+    every = len(rows) == len(vectors)  # rows is sorted and unique: all of them, in order
+    sub = np.ascontiguousarray(vectors if every else vectors[rows], dtype=np.float32)  # no copy of all rows
     idx = cached_index(sub, [str(r) for r in rows], key, k, flat_max, folder)
     scores, nn = join(folder, sub, k) if join is not None else knn_self_join(idx, sub, k)
     return scores, nn, index_info(idx, k)

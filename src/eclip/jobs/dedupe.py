@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,21 +14,18 @@ from eclip.catalog.phash_column import parse_phash_column
 from eclip.checks import ConfigError, check_choice, check_range, recheck
 from eclip.distributed import RayRunner
 from eclip.encoders import (
-    CharNgramTfidf,
     Embeddings,
     EmbedSettings,
     extract_codes,
     load_embeddings,
 )
 from eclip.errors import EclipError, RunDirError
-from eclip.index import FLAT_MAX, cached_self_join
-from eclip.index.binary import MAX_PHOTO_BLOCK, hamming_pairs
-from eclip.index.sparse_knn import tfidf_knn_table
+from eclip.index import FLAT_MAX
 from eclip.jobs.attributes import catalog_attributes
 from eclip.jobs.dedupe_checks import warn_match_rate, warn_oversized
+from eclip.jobs.dedupe_stages import propose_candidates, score_all
 from eclip.jobs.embed import embed
 from eclip.jobs.learn import labelled_constraints, model_summary
-from eclip.jobs.ray_steps import score_on_ray, self_join_on_ray
 from eclip.jobs.run import StageTimer, created, start_run, versions, write_manifest
 from eclip.jobs.source import CatalogSource
 from eclip.matcher import (
@@ -39,11 +35,9 @@ from eclip.matcher import (
     GroupingMethod,
     ModalityThresholds,
     ScoreWeights,
-    code_block_pairs,
     cohesion_summary,
     group,
     groups_frame,
-    knn_pairs,
     passing_counts,
     read_review,
     union_candidates,
@@ -52,7 +46,7 @@ from eclip.matcher.constraints import check_review_run, groups_fingerprint, iden
 from eclip.matcher.grouping import AUTO_GROUP_SHARE
 from eclip.matcher.mixture import MIN_MATCH_SCORE, MatchSettings, learn_settings
 from eclip.matcher.model import load_match_model, settings_from_model
-from eclip.matcher.pair_scoring import PairInputs, score_before_penalties, score_candidates
+from eclip.matcher.pair_scoring import score_before_penalties
 from eclip.progress import console
 from eclip.rundir import fingerprint, write_parquet
 
@@ -210,18 +204,6 @@ def _signals(emb: Embeddings, cfg: DedupeConfig) -> tuple[str, ...]:
     return tuple(cfg.signals)
 
 
-def knn_candidates(
-    vectors: np.ndarray, rows: np.ndarray, key: str, cfg: DedupeConfig, folder: Path
-) -> tuple[pl.DataFrame, dict]:
-    """kNN pairs (catalog row positions) among ``rows`` of ``vectors`` (see :func:`_knn_table`)."""
-    join = partial(self_join_on_ray, cfg.ray) if cfg.ray is not None else None
-    _, nn, info = cached_self_join(vectors, rows, key, cfg.k, cfg.flat_max, folder, join)
-    pairs = knn_pairs(nn)  # positions within `rows`; rows is sorted, so a < b still holds
-    return pl.DataFrame(
-        {"a": rows[pairs["a"].to_numpy()], "b": rows[pairs["b"].to_numpy()], "rank": pairs["rank"]}
-    ), info
-
-
 def _keep_reviewed_groups(review: Path, out: Path) -> None:
     """Check a review file against the run it was written for (beside it, this run's last
     groups, or groups kept by an earlier review run) and keep those groups in
@@ -289,85 +271,19 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             "or written as singletons with status 'empty_text'.[/]"
         )
 
-    lists: dict[str, pl.DataFrame] = {}
-    index_info: dict[str, Any] = {}
-    codes = [extract_codes(t) for t in cat.texts] if cfg.lexical and "text" in signals_on else None
+    with timer("lexical"):
+        codes = [extract_codes(t) for t in cat.texts] if cfg.lexical and "text" in signals_on else None
     if codes is None:
         attrs = {}  # no text signal: nothing to compare the attributes with
-    tfidf = CharNgramTfidf().fit_transform(cat.texts) if codes is not None else None
     with timer("search"):
-        for s_ in ("text", "image", "fused"):
-            rows = np.flatnonzero(masks[s_])
-            if s_ in signals_on and len(rows) >= 2:
-                vectors = emb.vectors(s_)[0]
-                assert vectors is not None  # _signals keeps only the modalities these embeddings have
-                lists[s_], index_info[s_] = knn_candidates(
-                    vectors, rows, fingerprint(emb.key, s_, rows.tolist()), cfg, out / "index" / s_
-                )
-        if codes is not None:
-            lists["code"] = code_block_pairs(
-                [c if has_text[i] else frozenset() for i, c in enumerate(codes)], cfg.max_code_block
-            )
-        text_rows = np.flatnonzero(has_text)
-        if tfidf is not None and len(text_rows) >= 2:
-            if len(text_rows) <= cfg.tfidf_knn_max_rows:
-                lists["ngram"] = knn_pairs(tfidf_knn_table(tfidf, text_rows, cfg.k)[1], text_rows)
-                index_info["ngram"] = {
-                    "kind": "exact sparse top-k over character n-gram TF-IDF (sparse_dot_topn)",
-                    "rows": int(len(text_rows)),
-                    "k": cfg.k,
-                }
-            else:
-                console.print(
-                    f"[yellow]{len(text_rows):,} rows with text: more than --tfidf-knn-max-rows "
-                    f"({cfg.tfidf_knn_max_rows:,}), so character n-gram neighbours are not proposed "
-                    "(only the embedding's and the model codes').[/]"
-                )
-                index_info["ngram"] = {"skipped": f"{len(text_rows):,} rows > {cfg.tfidf_knn_max_rows:,}"}
-        if "phash" in signals_on:
-            assert phash is not None  # _signals offers phash only when the embeddings or a column have it
-            rows = np.flatnonzero(masks["phash"])
-            near = hamming_pairs(phash[rows], cfg.phash_max_distance)
-            lists["phash"] = pl.DataFrame({"a": rows[near.a], "b": rows[near.b]})
-            if len(near.crowded_rows):
-                console.print(
-                    f"[yellow]{len(near.crowded_rows):,} row(s) share their photo with more than {MAX_PHOTO_BLOCK} others (a placeholder image?), "
-                    f"e.g. {cat.ids[rows[near.crowded_rows[0]]]!r}; their photo is not used to propose matches.[/]"
-                )
-            index_info["phash"] = {
-                "kind": "IndexBinaryFlat range search",
-                "from": f"column {cfg.phash_col}" if cfg.phash_col else "images",
-                "bits": 64,
-                "max_distance": cfg.phash_max_distance,
-                "rows": int(len(rows)),
-                "pairs": int(len(near.a)),
-                "placeholder_rows": int(len(near.crowded_rows)),
-                "max_photo_block": MAX_PHOTO_BLOCK,
-            }
+        lists, index_info, tfidf = propose_candidates(cat, emb, masks, signals_on, codes, phash, cfg, out)
     with timer("candidates"):
         cand = union_candidates(lists)
     a, b = cand["a"].to_numpy(), cand["b"].to_numpy()
+    dim = int(emb.text.shape[1])
     with timer("score"):
-        inputs = PairInputs(
-            signals_on,
-            emb.text,
-            emb.image,
-            emb.fused,
-            phash,
-            has_text,
-            has_phash,
-            masks["fused"],
-            tfidf,
-            codes,
-            attrs.get("quantities"),
-            attrs.get("brands"),
-            attrs.get("prices"),
-            cfg.weights,
-            cfg.thresholds,
-        )
-        signals, score = (
-            score_on_ray(cfg.ray, a, b, inputs) if cfg.ray is not None and len(a) else score_candidates(a, b, inputs)
-        )
+        signals, score = score_all(a, b, cat, emb, masks, signals_on, codes, phash, attrs, tfidf, cfg)
+    del tfidf  # scoring was its last use
     if cfg.review:
         _keep_reviewed_groups(Path(cfg.review), out)
     constraints = read_review(cfg.review, cat.ids) if cfg.review else None
@@ -402,12 +318,12 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
     with timer("write"):
         groups = groups_frame(cat.ids, grouping, usable)
         write_parquet(groups, out / "groups.parquet")
-        ids = np.array(cat.ids, dtype=object)
+        ids = pl.Series(cat.ids, dtype=pl.String)  # gathered in Arrow, not as Python strings
         pairs = (
             pl.DataFrame(
                 {
-                    "id_a": ids[a].tolist(),
-                    "id_b": ids[b].tolist(),
+                    "id_a": ids.gather(a),
+                    "id_b": ids.gather(b),
                     "score": score,
                     "match_probability": settings.probability,
                     **signals,
@@ -443,7 +359,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
         "embeddings": {
             "dir": str(cfg.embeddings or cfg.cache_dir or out / "embeddings"),
             "key": emb.key,
-            "dim": int(emb.text.shape[1]),
+            "dim": dim,
             "reused_rows": emb.manifest.get("reused_rows"),
             "embedded_rows": emb.manifest.get("embedded_rows"),
         },
@@ -487,6 +403,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
         "groups": cohesion_summary(groups["group_id"].to_numpy(), a, b, on),
         "warnings": warnings,
         "timings_s": timer.timings(),
+        "memory_by_stage": timer.memory,
         "rows_per_s": {k: round(n / v, 1) for k, v in timer.seconds.items() if v > 0},
         "outputs": {"groups": "groups.parquet", "pairs": "pairs.parquet"},
         "versions": versions(),

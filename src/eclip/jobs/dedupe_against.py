@@ -21,9 +21,9 @@ from eclip.index import open_index_dir
 from eclip.jobs.dedupe import (
     DedupeConfig,
     dedupe_embeddings,
-    knn_candidates,
     start_dedupe_run,
 )
+from eclip.jobs.dedupe_stages import knn_candidates
 from eclip.jobs.run import created, versions, write_manifest
 from eclip.matcher import (
     cosine_pairs,

@@ -20,11 +20,16 @@ class StageTimer:
 
     Attributes:
         seconds: stage name -> seconds (float, rounded to ms), in the order stages ran.
+        memory: stage name -> ``{"rss_gib", "peak_gib"}``: the process's resident memory when
+            the stage ended and its peak so far (``VmRSS`` and ``VmHWM`` of
+            ``/proc/self/status``; absent where there is no ``/proc``), so the stage whose
+            peak jumps is the one that needs the memory.
         started: ``time.perf_counter()`` when the timer was made (the job's start).
     """
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self.memory: dict[str, dict[str, float]] = {}
         self.started = time.perf_counter()
 
     @contextlib.contextmanager
@@ -32,6 +37,9 @@ class StageTimer:
         t0 = time.perf_counter()
         yield
         self.seconds[stage] = round(time.perf_counter() - t0, 3)
+        used = memory_gib()
+        if used:
+            self.memory[stage] = used
         fault_point(stage)
 
     def elapsed(self) -> float:
@@ -41,6 +49,23 @@ class StageTimer:
     def timings(self) -> dict[str, float]:
         """Every stage's seconds plus ``total`` (the manifest's ``timings_s``)."""
         return {**self.seconds, "total": round(self.elapsed(), 3)}
+
+
+def memory_gib() -> dict[str, float]:
+    """This process's resident memory now and at its peak, GiB (``{"rss_gib", "peak_gib"}``),
+    from ``/proc/self/status``; ``{}`` where it cannot be read (not Linux)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return {}
+    kib = {
+        k: int(v.split()[0])
+        for k, _, v in (line.partition(":") for line in status.splitlines())
+        if k in ("VmRSS", "VmHWM")
+    }
+    if len(kib) < 2:
+        return {}
+    return {"rss_gib": round(kib["VmRSS"] / 2**20, 3), "peak_gib": round(kib["VmHWM"] / 2**20, 3)}
 
 
 def start_run(out: str | Path) -> tuple[Path, StageTimer]:

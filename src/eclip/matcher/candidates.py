@@ -23,13 +23,41 @@ def knn_pairs(ids: np.ndarray, query: np.ndarray | None = None) -> pl.DataFrame:
     """
     n, k = ids.shape
     src = np.arange(n, dtype=np.int64) if query is None else np.asarray(query, dtype=np.int64)
-    a = np.repeat(src, k)
     b = np.asarray(ids, dtype=np.int64).reshape(-1)
-    rank = np.tile(np.arange(1, k + 1, dtype=np.uint32), n)
+    a = np.repeat(src, k)
     keep = (b >= 0) & (b != a)  # a row listed as its own neighbour is no pair
-    a, b, rank = a[keep], b[keep], rank[keep]
+    rank = np.tile(np.arange(1, k + 1, dtype=np.uint32), n)[keep]
+    a, b = a[keep], b[keep]
     lo, hi = np.minimum(a, b), np.maximum(a, b)
-    return pl.DataFrame({"a": lo, "b": hi, "rank": rank}).group_by("a", "b").agg(pl.col("rank").min()).sort("a", "b")
+    del a, b
+    lo, hi, first = unique_pairs(lo, hi, rank)
+    return pl.DataFrame({"a": lo, "b": hi, "rank": rank[first]})
+
+
+def unique_pairs(
+    a: np.ndarray, b: np.ndarray, rank: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each pair ``(a, b)`` once, sorted by ``(a, b)``: one int64 key per pair, a stable
+    sort, the first of each run (numpy: at 10M pairs a few hundred MB, where a polars
+    group-by on two columns held several GiB).
+
+    Args:
+        a, b: ``(p,)`` int64 non-negative row positions. rank: ``(p,)`` when given, the
+            entry kept for a repeated pair is one of lowest rank.
+
+    Returns:
+        ``(a, b, first)``: the unique pairs and, per unique pair, the index (into the inputs)
+        of the entry kept.
+    """
+    if not len(a):
+        return a.astype(np.int64), b.astype(np.int64), np.zeros(0, np.int64)
+    width = np.int64(max(int(a.max()), int(b.max())) + 1)
+    key = a.astype(np.int64) * width + b
+    order = np.lexsort((rank, key)) if rank is not None else np.argsort(key, kind="stable")
+    key = key[order]
+    starts = np.r_[True, key[1:] != key[:-1]]
+    first = order[starts]
+    return a[first].astype(np.int64), b[first].astype(np.int64), first
 
 
 def tfidf_knn(
@@ -68,22 +96,26 @@ def code_block_pairs(codes: list[frozenset[str]], max_block: int = 20) -> pl.Dat
     Returns:
         Columns ``a`` < ``b`` (int64 row positions), unique.
     """
-    rows = [(i, c) for i, cs in enumerate(codes) for c in cs]
-    if not rows:
-        return pl.DataFrame({"a": [], "b": []}, schema={"a": pl.Int64, "b": pl.Int64})
-    df = pl.DataFrame(rows, schema={"row": pl.Int64, "code": pl.String}, orient="row")
+    empty = pl.DataFrame({"a": [], "b": []}, schema={"a": pl.Int64, "b": pl.Int64})
+    per_row = pl.DataFrame({"row": np.arange(len(codes), dtype=np.int64), "code": [sorted(c) for c in codes]})
     blocks = (
-        df.group_by("code").agg(pl.col("row").unique().sort()).filter(pl.col("row").list.len().is_between(2, max_block))
+        per_row.explode("code")
+        .drop_nulls("code")
+        .group_by("code")
+        .agg(pl.col("row").unique().sort())
+        .filter(pl.col("row").list.len().is_between(2, max_block))
+        .with_columns(pl.col("row").list.len().alias("size"))
     )
     a_parts, b_parts = [], []
-    for members in blocks.get_column("row").to_list():
-        m = np.asarray(members, dtype=np.int64)
-        ia, ib = np.triu_indices(len(m), 1)
-        a_parts.append(m[ia])
-        b_parts.append(m[ib])
+    for (size,), same in blocks.group_by("size"):  # blocks of one size: one (blocks, size) matrix
+        m = np.asarray(same.get_column("row").to_list(), dtype=np.int64).reshape(-1, int(size))
+        ia, ib = np.triu_indices(int(size), 1)
+        a_parts.append(m[:, ia].ravel())
+        b_parts.append(m[:, ib].ravel())
     if not a_parts:
-        return pl.DataFrame({"a": [], "b": []}, schema={"a": pl.Int64, "b": pl.Int64})
-    return pl.DataFrame({"a": np.concatenate(a_parts), "b": np.concatenate(b_parts)}).unique().sort("a", "b")
+        return empty
+    a, b, _ = unique_pairs(np.concatenate(a_parts), np.concatenate(b_parts))
+    return pl.DataFrame({"a": a, "b": b})
 
 
 def merge_candidates(knn: pl.DataFrame, blocked: pl.DataFrame) -> pl.DataFrame:
@@ -117,20 +149,37 @@ def union_candidates(lists: dict[str, pl.DataFrame]) -> pl.DataFrame:
         Columns ``a``, ``b``, ``rank`` (best rank over the lists that rank, null if none does)
         and ``source`` (the names of the lists holding the pair, sorted, joined by ``+``).
     """
-    parts = [
-        df.select(
-            pl.col("a").cast(pl.Int64),
-            pl.col("b").cast(pl.Int64),
-            (pl.col("rank").cast(pl.UInt32) if "rank" in df.columns else pl.lit(None, pl.UInt32)).alias("rank"),
-            pl.lit(name).alias("source"),
-        )
-        for name, df in lists.items()
-    ]
-    if not parts:
+    if not lists:
         return pl.DataFrame(schema={"a": pl.Int64, "b": pl.Int64, "rank": pl.UInt32, "source": pl.String})
-    return (
-        pl.concat(parts)
-        .group_by("a", "b")
-        .agg(pl.col("rank").min(), pl.col("source").unique().sort().str.join("+"))
-        .sort("a", "b")
+    names = list(lists)
+    none = np.iinfo(np.uint32).max  # no rank: sorts after every rank
+    a = np.concatenate([df.get_column("a").to_numpy().astype(np.int64) for df in lists.values()])
+    b = np.concatenate([df.get_column("b").to_numpy().astype(np.int64) for df in lists.values()])
+    rank = np.concatenate(
+        [
+            df.get_column("rank").fill_null(none).to_numpy().astype(np.uint32)
+            if "rank" in df.columns
+            else np.full(len(df), none, np.uint32)
+            for df in lists.values()
+        ]
+    )
+    bit = np.concatenate([np.full(len(df), 1 << i, np.uint16) for i, df in enumerate(lists.values())])
+    if not len(a):
+        return union_candidates({})
+    width = np.int64(max(int(a.max()), int(b.max())) + 1)
+    key = a * width + b
+    order = np.lexsort((rank, key))
+    key, bit = key[order], bit[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    first = order[starts]
+    bits = np.bitwise_or.reduceat(bit, starts)
+    labels = {m: "+".join(sorted(n for i, n in enumerate(names) if m & (1 << i))) for m in np.unique(bits).tolist()}
+    best = rank[first]
+    return pl.DataFrame(
+        {
+            "a": a[first],
+            "b": b[first],
+            "rank": pl.Series(best, dtype=pl.UInt32).set(pl.Series(best == none), None),
+            "source": pl.Series(bits).replace_strict(labels, return_dtype=pl.String),
+        }
     )

@@ -26,12 +26,16 @@ class PairInputs:
     """What scoring a candidate pair reads, per catalog row (``n`` rows): the enabled
     signals, the ``(n, d)`` float32 L2-normalised vectors (``None`` where absent), the
     ``(n, 8)`` uint8 pHash codes, the ``(n,)`` bool presence masks, the fitted TF-IDF
-    matrix, model codes, quantities, brands, prices, and the weights and thresholds."""
+    matrix, model codes, quantities, brands, prices, and the weights and thresholds.
+
+    ``text_cosines``: the ``(p,)`` float32 title-embedding cosines of the very pairs being
+    scored, computed beforehand so that ``text`` need not be held (then ``text`` is unread).
+    """
 
     signals_on: tuple[str, ...]
     text: np.ndarray
     image: np.ndarray | None
-    fused: np.ndarray
+    fused: np.ndarray | None
     phash: np.ndarray | None
     has_text: np.ndarray
     has_image: np.ndarray
@@ -43,6 +47,7 @@ class PairInputs:
     prices: np.ndarray | None
     weights: ScoreWeights
     thresholds: ModalityThresholds
+    text_cosines: np.ndarray | None = None
 
 
 def score_candidates(a: np.ndarray, b: np.ndarray, x: PairInputs) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -56,7 +61,9 @@ def score_candidates(a: np.ndarray, b: np.ndarray, x: PairInputs) -> tuple[dict[
     """
     signals: dict[str, np.ndarray] = {}
     if "text" in x.signals_on:
-        text = score_pairs(a, b, x.text, x.tfidf, x.codes, x.weights, quantities=x.quantities, brands=x.brands)
+        text = score_pairs(
+            a, b, x.text, x.tfidf, x.codes, x.weights, x.text_cosines, quantities=x.quantities, brands=x.brands
+        )
         invalid = ~(x.has_text[a] & x.has_text[b])
         for name, v in text.items():
             v[invalid] = np.nan
@@ -65,6 +72,7 @@ def score_candidates(a: np.ndarray, b: np.ndarray, x: PairInputs) -> tuple[dict[
         assert x.image is not None, "image signals need image vectors"
         signals["cos_image"] = cosine_pairs(x.image, a, b, x.has_image)
     if "fused" in x.signals_on:
+        assert x.fused is not None, "fused signals need fused vectors"
         signals["cos_fused"] = cosine_pairs(x.fused, a, b, x.has_fused)
     if "phash" in x.signals_on:
         assert x.phash is not None, "the phash signal needs pHashes"

@@ -72,14 +72,14 @@ def _extends(p: str, q: str, min_prefix: int) -> bool:
     return len(short) >= min_prefix and long_.startswith(short)
 
 
-def _rowwise_dense(e: np.ndarray, a: np.ndarray, b: np.ndarray, step: int = 262_144) -> np.ndarray:
+def _rowwise_dense(e: np.ndarray, a: np.ndarray, b: np.ndarray, step: int = 65_536) -> np.ndarray:
     out = np.empty(len(a), dtype=np.float32)
     for s in range(0, len(a), step):
         out[s : s + step] = np.einsum("ij,ij->i", e[a[s : s + step]], e[b[s : s + step]])
     return out
 
 
-def _rowwise_sparse(x: sp.csr_matrix, a: np.ndarray, b: np.ndarray, step: int = 262_144) -> np.ndarray:
+def _rowwise_sparse(x: sp.csr_matrix, a: np.ndarray, b: np.ndarray, step: int = 65_536) -> np.ndarray:
     out = np.empty(len(a), dtype=np.float32)
     for s in range(0, len(a), step):
         out[s : s + step] = np.asarray(x[a[s : s + step]].multiply(x[b[s : s + step]]).sum(axis=1)).ravel()
