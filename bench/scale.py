@@ -68,10 +68,36 @@ import numpy as np
 import polars as pl
 from rich.console import Console
 from rich.table import Table
+from transfer import cpu_flags  # the transfer bench's CPU flags line
 
 from eclip.encoders.onnx import cores as usable_cores
 from eclip.evaluation import cluster_metrics
 
+#: The previous release's static 1M run (README, "A 1M-row catalog end to end", issue 32's
+#: rerun on this catalog, same generator and seed), printed beside today's as ratios.
+PREVIOUS = {
+    "label": "previous release (README)",
+    "rows": 1_000_000,
+    "wall_s": 686.1,
+    "peak_rss_gib": 10.76,
+    "precision": 0.7754,
+    "recall": 0.9560,
+    "f1": 0.8563,
+    "twin_merge_rate": 0.1814,
+    "candidate_recall": None,
+    "timings_s": {
+        "read": 18.78,
+        "embed": 48.07,
+        "load_embeddings": 9.89,
+        "search": 236.09,
+        "candidates": 16.40,
+        "score": 44.20,
+        "learn": 118.70,
+        "group": 131.66,
+        "write": 5.70,
+        "total": 677.89,
+    },
+}
 #: bump when generation changes, so that an old cached catalog is not reused
 GEN_VERSION = 2
 CONFIGS = ("static", "onnx", "torch")
@@ -477,7 +503,30 @@ def evaluate(catalog: Path, run: Path) -> dict:
         pred = np.where(pred < 0, pred.max() + 1 + np.arange(len(pred)), pred)
     gold, fam = j["group"].to_numpy(), j["family"].to_numpy()
     m = cluster_metrics(pred, gold).as_dict()
-    return {**m, "twin_merge_rate": twin_merge_rate(pred, gold, fam), "rows_missing_from_groups": missing}
+    return {
+        **m,
+        "twin_merge_rate": twin_merge_rate(pred, gold, fam),
+        "rows_missing_from_groups": missing,
+        "candidate_recall": candidate_recall(cat, run),
+    }
+
+
+def candidate_recall(cat: pl.DataFrame, run: Path) -> float | None:
+    """Share of the gold pairs (two rows of one product) among the run's candidate pairs."""
+    path = run / "pairs.parquet"
+    if not path.exists():
+        return None
+    group = cat.select(pl.col("id").cast(pl.String), "group")
+    pairs = pl.read_parquet(path, columns=["id_a", "id_b"])
+    found = (
+        pairs.join(group.rename({"id": "id_a", "group": "ga"}), on="id_a")
+        .join(group.rename({"id": "id_b", "group": "gb"}), on="id_b")
+        .filter(pl.col("ga") == pl.col("gb"))
+        .height
+    )
+    sizes = cat.group_by("group").len()["len"].to_numpy().astype(np.int64)
+    total = int((sizes * (sizes - 1) // 2).sum())
+    return found / total if total else None
 
 
 def cpu_model() -> str:
@@ -529,7 +578,7 @@ def main() -> None:
     console = Console(width=200)
     cores = usable_cores()
     console.print(
-        f"CPU: {cpu_model()}, {cores} cores usable ({os.cpu_count()} online); Python {platform.python_version()}"
+        f"CPU: {cpu_model()}, {cores} cores usable ({os.cpu_count()} online), flags {cpu_flags()}; Python {platform.python_version()}"
     )
     args.work.mkdir(parents=True, exist_ok=True)
 
@@ -581,6 +630,7 @@ def main() -> None:
         else:
             man = json.loads((run / "manifest.json").read_text())
             res["timings_s"] = man.get("timings_s", {})
+            res["memory_by_stage"] = man.get("memory_by_stage", {})
             res["rows_per_s"] = man.get("rows_per_s", {})
             res["model"] = man.get("model")
             emb_man = (
@@ -709,6 +759,35 @@ def main() -> None:
     console.print(table)
     if per_stage.row_count:
         console.print(per_stage)
+    memory = Table(
+        title="memory at the end of each stage: resident now / peak so far, GiB (the manifest's memory_by_stage)"
+    )
+    for c in ("config", *stages):
+        memory.add_column(c, justify="left" if c == "config" else "right")
+    for name, res in results.items():
+        mem = res.get("memory_by_stage") or {}
+        if mem:
+            memory.add_row(
+                name, *(f"{mem[s]['rss_gib']:.2f} / {mem[s]['peak_gib']:.2f}" if s in mem else "-" for s in stages)
+            )
+    if memory.row_count:
+        console.print(memory)
+    now = results.get("static")
+    if now and not now.get("failed") and now["rows"] == PREVIOUS["rows"]:
+        prev = Table(title=f"static, {PREVIOUS['rows']:,} rows: this run beside the {PREVIOUS['label']}")
+        for c in ("figure", "previous", "now", "now / previous"):
+            prev.add_column(c, justify="left" if c == "figure" else "right")
+        q = now["quality"]
+        figures = [
+            ("wall s", PREVIOUS["wall_s"], now["wall_s"]),
+            ("peak RSS GiB", PREVIOUS["peak_rss_gib"], now["peak_rss_gib"]),
+            *((f"{s} s", PREVIOUS["timings_s"].get(s), now["timings_s"].get(s)) for s in PREVIOUS["timings_s"]),
+            *((k, PREVIOUS[k], q.get(k)) for k in ("precision", "recall", "f1", "twin_merge_rate", "candidate_recall")),
+        ]
+        for label, before, after in figures:
+            ratio = f"{after / before:.2f}x" if before and after is not None else "-"
+            prev.add_row(label, f(before, ".4g"), f(after, ".4g"), ratio)
+        console.print(prev)
     notes = [
         "wall s: the subprocess (imports, model load, everything); job s: the manifest's "
         "total; embed titles/s: rows / the embed stage (model load and preparation included)",
@@ -733,6 +812,7 @@ def main() -> None:
     if args.json:
         out = {
             "cpu": cpu_model(),
+            "cpu_flags": cpu_flags(),
             "cores": cores,
             "rows": args.rows,
             "seed": args.seed,

@@ -21,58 +21,44 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from eclip.errors import EclipError
-    from eclip.evaluation import binary_gold, read_calibration
-    from eclip.jobs.adult import AdultFilterConfig, filter_adult
-    from eclip.jobs.classify import ClassifyConfig, classify
-    from eclip.jobs.cluster import ClusterConfig, cluster
-    from eclip.jobs.dedupe import DedupeConfig, dedupe
-    from eclip.jobs.dedupe_against import dedupe_against
-    from eclip.jobs.embed import EmbedConfig, embed
-    from eclip.jobs.evaluate import evaluate, evaluate_links, evaluate_predictions
-    from eclip.jobs.index import index_add, index_build, index_merge, index_query
-    from eclip.jobs.learn import LabelSession, learn, propose
-    from eclip.jobs.link import LinkConfig, link
-    from eclip.jobs.self_train import SelfTrainConfig, dedupe_self_trained
-    from eclip.jobs.source import CatalogSource
-    from eclip.jobs.train import train
-    from eclip.matcher import DEFAULT_METHOD, DEFAULT_THRESHOLD
+    # for type checkers: the names __getattr__ gives
+    from eclip.errors import EclipError  # noqa: F401
+    from eclip.evaluation import binary_gold, read_calibration  # noqa: F401
+    from eclip.jobs.adult import AdultFilterConfig, filter_adult  # noqa: F401
+    from eclip.jobs.classify import ClassifyConfig, classify  # noqa: F401
+    from eclip.jobs.cluster import ClusterConfig, cluster  # noqa: F401
+    from eclip.jobs.dedupe import DedupeConfig, dedupe  # noqa: F401
+    from eclip.jobs.dedupe_against import dedupe_against  # noqa: F401
+    from eclip.jobs.embed import EmbedConfig, embed  # noqa: F401
+    from eclip.jobs.evaluate import evaluate, evaluate_links, evaluate_predictions  # noqa: F401
+    from eclip.jobs.index import index_add, index_build, index_merge, index_query  # noqa: F401
+    from eclip.jobs.learn import LabelSession, learn, propose  # noqa: F401
+    from eclip.jobs.link import LinkConfig, link  # noqa: F401
+    from eclip.jobs.self_train import SelfTrainConfig, dedupe_self_trained  # noqa: F401
+    from eclip.jobs.source import CatalogSource  # noqa: F401
+    from eclip.jobs.train import train  # noqa: F401
+    from eclip.matcher import DEFAULT_METHOD, DEFAULT_THRESHOLD  # noqa: F401
 
-#: Public name -> the module that defines it.
-_WHERE = {
-    "EclipError": "eclip.errors",
-    "binary_gold": "eclip.evaluation",
-    "read_calibration": "eclip.evaluation",
-    "AdultFilterConfig": "eclip.jobs.adult",
-    "CatalogSource": "eclip.jobs.source",
-    "ClassifyConfig": "eclip.jobs.classify",
-    "ClusterConfig": "eclip.jobs.cluster",
-    "DedupeConfig": "eclip.jobs.dedupe",
-    "EmbedConfig": "eclip.jobs.embed",
-    "LabelSession": "eclip.jobs.learn",
-    "LinkConfig": "eclip.jobs.link",
-    "SelfTrainConfig": "eclip.jobs.self_train",
-    "classify": "eclip.jobs.classify",
-    "cluster": "eclip.jobs.cluster",
-    "dedupe": "eclip.jobs.dedupe",
-    "dedupe_against": "eclip.jobs.dedupe_against",
-    "dedupe_self_trained": "eclip.jobs.self_train",
-    "embed": "eclip.jobs.embed",
-    "evaluate": "eclip.jobs.evaluate",
-    "evaluate_links": "eclip.jobs.evaluate",
-    "evaluate_predictions": "eclip.jobs.evaluate",
-    "filter_adult": "eclip.jobs.adult",
-    "index_add": "eclip.jobs.index",
-    "index_build": "eclip.jobs.index",
-    "index_merge": "eclip.jobs.index",
-    "index_query": "eclip.jobs.index",
-    "learn": "eclip.jobs.learn",
-    "link": "eclip.jobs.link",
-    "propose": "eclip.jobs.learn",
-    "train": "eclip.jobs.train",
-    "DEFAULT_METHOD": "eclip.matcher",
-    "DEFAULT_THRESHOLD": "eclip.matcher",
+#: Module -> the public names it defines (each imported when first used).
+_NAMES = {
+    "eclip.errors": ("EclipError",),
+    "eclip.evaluation": ("binary_gold", "read_calibration"),
+    "eclip.jobs.adult": ("AdultFilterConfig", "filter_adult"),
+    "eclip.jobs.source": ("CatalogSource",),
+    "eclip.jobs.classify": ("ClassifyConfig", "classify"),
+    "eclip.jobs.cluster": ("ClusterConfig", "cluster"),
+    "eclip.jobs.dedupe": ("DedupeConfig", "dedupe"),
+    "eclip.jobs.embed": ("EmbedConfig", "embed"),
+    "eclip.jobs.learn": ("LabelSession", "learn", "propose"),
+    "eclip.jobs.link": ("LinkConfig", "link"),
+    "eclip.jobs.self_train": ("SelfTrainConfig", "dedupe_self_trained"),
+    "eclip.jobs.dedupe_against": ("dedupe_against",),
+    "eclip.jobs.evaluate": ("evaluate", "evaluate_links", "evaluate_predictions"),
+    "eclip.jobs.index": ("index_add", "index_build", "index_merge", "index_query"),
+    "eclip.jobs.train": ("train",),
+    "eclip.matcher": ("DEFAULT_METHOD", "DEFAULT_THRESHOLD"),
 }
+_WHERE = {name: module for module, names in _NAMES.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
@@ -83,37 +69,4 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = [
-    "DEFAULT_METHOD",
-    "DEFAULT_THRESHOLD",
-    "AdultFilterConfig",
-    "CatalogSource",
-    "ClassifyConfig",
-    "ClusterConfig",
-    "DedupeConfig",
-    "EclipError",
-    "EmbedConfig",
-    "binary_gold",
-    "classify",
-    "cluster",
-    "dedupe",
-    "dedupe_against",
-    "dedupe_self_trained",
-    "embed",
-    "evaluate",
-    "evaluate_links",
-    "evaluate_predictions",
-    "filter_adult",
-    "index_add",
-    "index_build",
-    "index_merge",
-    "index_query",
-    "LabelSession",
-    "LinkConfig",
-    "SelfTrainConfig",
-    "link",
-    "learn",
-    "propose",
-    "read_calibration",
-    "train",
-]
+__all__ = sorted(_WHERE)

@@ -3,7 +3,7 @@
 from eclip.encoders.base import Encoder, TextEncoder
 from eclip.encoders.embed import Dist, EmbedSettings, embed_catalog, embed_shard, shard_bounds
 from eclip.encoders.factory import DEFAULT_TEXT_MODEL, load_encoder, load_text_encoder
-from eclip.encoders.lexical import CharNgramTfidf, extract_codes, extract_quantities
+from eclip.encoders.lexical import CharNgramTfidf, codes_of_all, extract_codes, extract_quantities, quantities_of_all
 from eclip.encoders.spec import DEFAULT_MODEL, ModelSpec, parse_model_spec
 from eclip.encoders.store import Embeddings, load_embeddings
 
@@ -20,8 +20,10 @@ __all__ = [
     "embed_catalog",
     "embed_shard",
     "shard_bounds",
+    "codes_of_all",
     "extract_codes",
     "extract_quantities",
+    "quantities_of_all",
     "load_embeddings",
     "load_encoder",
     "load_text_encoder",

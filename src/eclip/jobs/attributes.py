@@ -3,13 +3,14 @@ prices from the catalog's columns."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
 import polars as pl
 
 from eclip.catalog import Catalog, pick_attribute_column
-from eclip.encoders.lexical import extract_quantities
+from eclip.encoders.lexical import quantities_of_all
 from eclip.errors import EclipError
 from eclip.matcher.comparisons import normalise_brand, parse_price
 
@@ -28,7 +29,7 @@ def catalog_attributes(cat: Catalog, brand_col: str | None = None, price_col: st
     Raises:
         EclipError: a named column is not in the catalog.
     """
-    out: dict[str, Any] = {"quantities": [extract_quantities(t) for t in cat.texts]}
+    out: dict[str, Any] = {"quantities": quantities_of_all(cat.texts)}
     columns = cat.table.columns
     for role, given in (("brand", brand_col), ("price", price_col)):
         col = pick_attribute_column(columns, role) if given is None else (given or None)
@@ -41,7 +42,7 @@ def catalog_attributes(cat: Catalog, brand_col: str | None = None, price_col: st
         values = cat.table[col].cast(pl.String).to_list()
         out[f"{role}_col"] = col
         if role == "brand":
-            out["brands"] = [normalise_brand(v) for v in values]
+            out["brands"] = [sys.intern(normalise_brand(v)) for v in values]  # one object per brand
         else:
             out["prices"] = np.array([parse_price(v) for v in values], dtype=np.float64)
     return out

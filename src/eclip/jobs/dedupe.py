@@ -16,7 +16,7 @@ from eclip.distributed import RayRunner
 from eclip.encoders import (
     Embeddings,
     EmbedSettings,
-    extract_codes,
+    codes_of_all,
     load_embeddings,
 )
 from eclip.errors import EclipError, RunDirError
@@ -272,7 +272,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
         )
 
     with timer("lexical"):
-        codes = [extract_codes(t) for t in cat.texts] if cfg.lexical and "text" in signals_on else None
+        codes = codes_of_all(cat.texts) if cfg.lexical and "text" in signals_on else None
     if codes is None:
         attrs = {}  # no text signal: nothing to compare the attributes with
     with timer("search"):

@@ -146,16 +146,31 @@ def brand_verdict(x: str, y: str) -> int:
     return 1 if long_.startswith(short) else -1
 
 
-def _verdicts(verdict, values: list, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _verdicts(verdict, values: list, a: np.ndarray, b: np.ndarray, step: int = 1 << 21) -> np.ndarray:
     """``(p,)`` float32 ``verdict(values[a[p]], values[b[p]])``, called only where both values
     are non-empty (every verdict here is 0 when either side is empty): at 1M rows most pairs
-    lack a brand or a quantity on one side, and the Python calls are the stage's cost."""
+    lack a brand or a quantity on one side, and the Python calls are the stage's cost.
+
+    Values are compared by identity first: rows holding the same object (one per distinct
+    value, as :func:`eclip.encoders.lexical.codes_of_all` makes them) give one call per
+    distinct pair of objects, broadcast to every pair of rows that holds it."""
     has = np.fromiter((bool(v) for v in values), bool, len(values))
     both = np.flatnonzero(has[a] & has[b])
     out = np.zeros(len(a), dtype=np.float32)
-    out[both] = np.fromiter(
-        (verdict(values[i], values[j]) for i, j in zip(a[both].tolist(), b[both].tolist())), np.float32, len(both)
-    )
+    if not len(both):
+        return out
+    _, value_of = np.unique(np.fromiter(map(id, values), np.int64, len(values)), return_inverse=True)
+    width = int(value_of.max()) + 1
+    first_row = np.full(width, -1, np.int64)
+    first_row[value_of[::-1]] = np.arange(len(values) - 1, -1, -1)  # a row holding each value
+    for s in range(0, len(both), step):  # in steps: the keys of 10M pairs at once cost 0.3 GiB
+        part = both[s : s + step]
+        keys, inverse = np.unique(value_of[a[part]].astype(np.int64) * width + value_of[b[part]], return_inverse=True)
+        rows_x, rows_y = first_row[keys // width], first_row[keys % width]
+        once = np.fromiter(
+            (verdict(values[i], values[j]) for i, j in zip(rows_x.tolist(), rows_y.tolist())), np.float32, len(keys)
+        )
+        out[part] = once[inverse.ravel()]
     return out
 
 
