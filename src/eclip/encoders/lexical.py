@@ -19,6 +19,13 @@ _DIGIT = re.compile(r"\d")
 _ALPHA = re.compile(r"[a-z]")
 
 
+def _grown(array: np.ndarray, used: int, size: int) -> np.ndarray:
+    """A ``size``-long array of ``array``'s dtype holding its first ``used`` entries."""
+    out = np.empty(size, array.dtype)
+    out[:used] = array[:used]
+    return out
+
+
 def _tfidf_in_place(counts: sp.csr_matrix, step: int = 1 << 24) -> sp.csr_matrix:
     """The weighting ``TfidfVectorizer(sublinear_tf=True)`` applies, on ``counts`` in place:
     ``tf = 1 + log(count)``, smoothed ``idf = 1 + log((1 + n) / (1 + df))``, rows L2-normalised
@@ -29,7 +36,9 @@ def _tfidf_in_place(counts: sp.csr_matrix, step: int = 1 << 24) -> sp.csr_matrix
     data = counts.data
     np.log(data, out=data)
     data += 1
-    df = np.bincount(counts.indices, minlength=counts.shape[1])
+    df = np.zeros(counts.shape[1], np.int64)
+    for s in range(0, len(data), step):  # bincount casts its input to int64: a step at a time
+        df += np.bincount(counts.indices[s : s + step], minlength=counts.shape[1])
     idf = (np.log((1 + counts.shape[0]) / (1 + df)) + 1).astype(np.float32)
     for s in range(0, len(data), step):
         data[s : s + step] *= idf[counts.indices[s : s + step]]
@@ -98,29 +107,27 @@ class CharNgramTfidf:
             n_features=2**self.hash_bits,
             dtype=np.float32,
         )
-        indices: list[np.ndarray | None] = []
-        data: list[np.ndarray | None] = []
+        # written straight into one pair of arrays, sized from the first chunk and grown if need
+        # be: the matrix is held once, not as chunks plus their concatenation (scipy's vstack
+        # and TfidfTransformer's copies held it three times); pages never written cost nothing
+        indices, values = np.empty(0, np.int32), np.empty(0, np.float32)
         indptr = [np.zeros(1, np.int64)]
         nnz = 0
         with progress_bar("TF-IDF (hashed n-grams)", total=len(texts)) as (bar, task):
             for s in range(0, len(texts), self.chunk_rows):
                 part = hv.transform(texts[s : s + self.chunk_rows])
-                indices.append(part.indices)
-                data.append(part.data)
+                if nnz + part.nnz > len(indices):
+                    per_row = (nnz + part.nnz) / (s + part.shape[0])
+                    cap = int(per_row * len(texts) * 1.1) + part.nnz
+                    indices, values = _grown(indices, nnz, cap), _grown(values, nnz, cap)
+                indices[nnz : nnz + part.nnz] = part.indices
+                values[nnz : nnz + part.nnz] = part.data
                 indptr.append(part.indptr[1:].astype(np.int64) + nnz)
                 nnz += part.nnz
                 bar.advance(task, part.shape[0])
-        # copied into one array each, every chunk dropped as soon as it is copied: the matrix is
-        # held once plus a chunk (scipy's vstack, then TfidfTransformer's copies, held it 3 times)
-        joined_indices, values = np.empty(nnz, np.int32), np.empty(nnz, np.float32)
-        for parts, out in ((indices, joined_indices), (data, values)):
-            at = 0
-            for i, chunk in enumerate(parts):
-                assert chunk is not None
-                out[at : at + len(chunk)] = chunk
-                at += len(chunk)
-                parts[i] = None
-        counts = sp.csr_matrix((values, joined_indices, np.concatenate(indptr)), shape=(len(texts), 2**self.hash_bits))
+        counts = sp.csr_matrix(
+            (values[:nnz], indices[:nnz], np.concatenate(indptr)), shape=(len(texts), 2**self.hash_bits)
+        )
         return _tfidf_in_place(counts)
 
     def describe(self) -> dict:
