@@ -48,9 +48,8 @@ def _gold_pairs(p: Path, df: pl.DataFrame, cols: tuple[str, str]) -> tuple[list[
             f"[yellow]{p}: {len(same)} row(s) pair an id with itself (e.g. row {same[0]}); they say nothing and are skipped.[/]",
             highlight=False,
         )
-        keep = set(range(1, len(a) + 1)) - set(same)
-        a = [x for r, x in enumerate(a, start=1) if r in keep]
-        b = [y for r, y in enumerate(b, start=1) if r in keep]
+        pairs = [(x, y) for x, y in zip(a, b) if x != y]
+        a, b = [x for x, _ in pairs], [y for _, y in pairs]
     return a, b
 
 

@@ -5,8 +5,8 @@ the faiss index, the character n-gram TF-IDF matrix (about 0.9 GiB) and the cand
 They are never all held at once:
 
 1. the kNN self-join of each modality builds its index, searches, and lets it go;
-2. the embedding cosine of every candidate pair is computed, after which the title vectors
-   are released (when nothing else needs them: no Ray, one text modality);
+2. the title-embedding cosine of every candidate pair is computed, after which the title
+   vectors are released (unless Ray scores the pairs: its tasks read the vectors);
 3. only then is the TF-IDF matrix fitted (unless a catalog small enough for n-gram neighbours
    needed it during the search), and the pairs are scored.
 """

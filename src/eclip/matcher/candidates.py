@@ -51,13 +51,20 @@ def unique_pairs(
     """
     if not len(a):
         return a.astype(np.int64), b.astype(np.int64), np.zeros(0, np.int64)
+    order, starts = _pair_runs(a, b, rank)
+    first = order[starts]
+    return a[first].astype(np.int64), b[first].astype(np.int64), first
+
+
+def _pair_runs(a: np.ndarray, b: np.ndarray, rank: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(order, starts)``: the pairs sorted by ``(a, b)`` (then ``rank``, else stably) as one
+    int64 key each, and the positions in ``order`` where each distinct pair's run begins.
+    ``a``, ``b``: ``(p,)`` non-negative, ``p > 0``."""
     width = np.int64(max(int(a.max()), int(b.max())) + 1)
     key = a.astype(np.int64) * width + b
     order = np.lexsort((rank, key)) if rank is not None else np.argsort(key, kind="stable")
     key = key[order]
-    starts = np.r_[True, key[1:] != key[:-1]]
-    first = order[starts]
-    return a[first].astype(np.int64), b[first].astype(np.int64), first
+    return order, np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
 
 
 def tfidf_knn(
@@ -166,13 +173,9 @@ def union_candidates(lists: dict[str, pl.DataFrame]) -> pl.DataFrame:
     bit = np.concatenate([np.full(len(df), 1 << i, np.uint16) for i, df in enumerate(lists.values())])
     if not len(a):
         return union_candidates({})
-    width = np.int64(max(int(a.max()), int(b.max())) + 1)
-    key = a * width + b
-    order = np.lexsort((rank, key))
-    key, bit = key[order], bit[order]
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    order, starts = _pair_runs(a, b, rank)
     first = order[starts]
-    bits = np.bitwise_or.reduceat(bit, starts)
+    bits = np.bitwise_or.reduceat(bit[order], starts)
     labels = {m: "+".join(sorted(n for i, n in enumerate(names) if m & (1 << i))) for m in np.unique(bits).tolist()}
     best = rank[first]
     return pl.DataFrame(
