@@ -13,7 +13,10 @@ Runtimes (``--runtimes``):
 * ``onnx-int8``: ONNX Runtime's dynamic int8 (eclip refuses it when its mean cosine to fp32
   falls below 0.99; then the row says so);
 * ``static``: ``minilm-static``, a model2vec static model distilled from the same MiniLM (a
-  different vector space: no cosine to PyTorch, only F1).
+  different vector space: no cosine to PyTorch, only F1);
+* ``cascade``, ``cascade-int8``: ``--model minilm-static --cascade minilm`` (fp32 or int8
+  ONNX): the static model scores every candidate, MiniLM only the rows of the pairs it left
+  uncertain (quality part only: two models, no single speed).
 
 Part 1, speed: the titles of WDC Products (10,000) are embedded once per runtime after a
 warm-up; it prints titles/s, the ratio to torch-before, and the mean and minimum cosine of each title's
@@ -23,7 +26,10 @@ Part 2, quality: ``eclip dedupe`` (defaults, no labels) on Abt-Buy and on WDC Pr
 runtime, scored by pairwise P/R/F1 and B-cubed F1 against the gold (WDC: ``product_id``), and
 the F1 change against torch.
 
-    uv run --frozen --extra cpu python bench/runtimes.py [--data ../shared/data] [--rows N] [--runtimes torch-before,torch,onnx,onnx-int8,static] [--no-dedupe]
+    uv run --frozen --extra cpu python bench/runtimes.py [--data ../shared/data] [--rows N] \
+        [--runtimes torch-before,torch,onnx,onnx-int8,static,cascade-int8] [--no-dedupe | --no-speed]
+
+With ``--no-speed`` the F1 baseline is the first of ``torch``/``onnx`` asked for (fp32).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import numpy as np
 import polars as pl
 from rich.console import Console
 from rich.table import Table
+from transfer import cpu_flags  # the transfer bench's CPU flags line
 
 from eclip import api
 from eclip.catalog import load_catalog
@@ -51,7 +58,11 @@ SPECS = {
     "onnx": ("minilm", "onnx"),
     "onnx-int8": ("minilm", "onnx-int8"),
     "static": ("minilm-static", "auto"),
+    "cascade": ("minilm-static", "onnx"),
+    "cascade-int8": ("minilm-static", "onnx-int8"),
 }
+#: Runtimes that are a static first tier plus MiniLM on the uncertain pairs (``--cascade``).
+CASCADES = ("cascade", "cascade-int8")
 CATALOGS = {
     "abt_buy": ("abt_buy/catalog.csv", "abt_buy/matches.csv", None),
     "wdc_products": ("wdc_products/offers.csv", "wdc_products/offers.csv", "product_id"),
@@ -98,16 +109,21 @@ def quality(data: Path, runtimes: list[str], work: Path, console: Console) -> di
             spec, runtime = SPECS[name]
             run = work / f"{cat_name}-{name}"
             try:
-                manifest = api.dedupe(data / cat_rel, run, api.DedupeConfig(model=spec, runtime=runtime))
+                cascade = "minilm" if name in CASCADES else None
+                manifest = api.dedupe(
+                    data / cat_rel, run, api.DedupeConfig(model=spec, runtime=runtime, cascade=cascade)
+                )
             except ModelError as exc:
                 res[f"{cat_name}/{name}"] = {"refused": str(exc)}
                 continue
             labels = pl.read_parquet(run / "groups.parquet")["group_id"].to_numpy()
             m = cluster_metrics(labels, gold).as_dict()
+            cascaded = manifest["matching"].get("cascade") or {}
             res[f"{cat_name}/{name}"] = {
                 **{k: m[k] for k in ("precision", "recall", "f1", "bcubed_f1")},
-                "embed_s": manifest["timings_s"].get("embed"),
+                "embed_s": manifest["timings_s"].get("embed", 0.0) + manifest["timings_s"].get("cascade", 0.0),
                 "total_s": manifest["timings_s"].get("total"),
+                "refined_rows": cascaded.get("row_share"),
             }
             console.print(f"{cat_name} {name}: F1 {m['f1']:.4f}")
     return res
@@ -119,24 +135,37 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=10_000, help="WDC titles embedded in the speed part")
     ap.add_argument("--runtimes", default="torch-before,torch,onnx,onnx-int8,static")
     ap.add_argument("--no-dedupe", action="store_true", help="speed only")
+    ap.add_argument("--no-speed", action="store_true", help="F1 only")
     args = ap.parse_args()
     runtimes = [r for r in args.runtimes.split(",") if r]
-    if runtimes[0] != "torch-before":
+    if unknown := [r for r in runtimes if r not in SPECS]:
+        ap.error(f"unknown runtime(s) {unknown}; choose among {', '.join(SPECS)}")
+    if not args.no_speed and runtimes[0] != "torch-before":
         ap.error("the first runtime must be torch-before: the baseline of every ratio")
+    if args.no_speed and not {"torch", "onnx"} & set(runtimes):
+        ap.error("--no-speed needs torch or onnx among --runtimes: the fp32 baseline of the F1 changes")
     console = Console(width=140)
     cores = usable_cores()
-    console.print(f"{cores} cores; ONNX Runtime and model2vec from the lock file")
+    console.print(f"{cores} cores, CPU flags {cpu_flags()}; ONNX Runtime and model2vec from the lock file")
     titles = load_catalog(args.data / "wdc_products/offers.csv").texts[: args.rows]
     with tempfile.TemporaryDirectory(prefix="eclip-bench-rt-") as tmp:
-        fast = speed(titles, runtimes, Path(tmp) / "cache", console)
+        timed = [r for r in runtimes if r not in CASCADES]
+        fast = {} if args.no_speed else speed(titles, timed, Path(tmp) / "cache", console)
         qual = (
             {}
             if args.no_dedupe
             else quality(args.data, [r for r in runtimes if r != "torch-before"], Path(tmp), console)
         )
 
+    if fast:
+        speed_table(fast, len(titles), console)
+    if qual:
+        quality_table(qual, runtimes, console)
+
+
+def speed_table(fast: dict[str, dict], rows: int, console: Console) -> None:
     base = fast["torch-before"]["titles_per_s"]
-    t = Table(title=f"text runtimes: {len(titles):,} WDC titles (title + brand), batch 64, MiniLM-L6")
+    t = Table(title=f"text runtimes: {rows:,} WDC titles (title + brand), batch 64, MiniLM-L6")
     for c in ("runtime", "titles/s", "x before", "cosine to PyTorch (mean / min)", "load + export s"):
         t.add_column(c, justify="left" if c == "runtime" else "right")
     for name, r in fast.items():
@@ -146,28 +175,32 @@ def main() -> None:
         cos = f"{r['cos_mean']:.5f} / {r['cos_min']:.4f}" if "cos_mean" in r else "(another space)"
         t.add_row(name, f"{r['titles_per_s']:,.0f}", f"{r['titles_per_s'] / base:.2f}x", cos, f"{r['load_s']:.1f}")
     console.print(t)
-    if qual:
-        q = Table(title="eclip dedupe, default settings, no labels: F1 per runtime")
-        for c in ("catalog", "runtime", "P", "R", "F1", "dF1 vs torch", "B3 F1", "embed s", "total s"):
-            q.add_column(c, justify="left" if c in ("catalog", "runtime") else "right")
-        for key, r in qual.items():
-            cat_name, name = key.split("/")
-            if "refused" in r:
-                q.add_row(cat_name, name, "refused", "", "", "", "", "", "")
-                continue
-            ref = qual.get(f"{cat_name}/torch", {}).get("f1")
-            q.add_row(
-                cat_name,
-                name,
-                f"{r['precision']:.3f}",
-                f"{r['recall']:.3f}",
-                f"{r['f1']:.3f}",
-                f"{r['f1'] - ref:+.3f}" if ref is not None else "",
-                f"{r['bcubed_f1']:.3f}",
-                f"{r['embed_s']:.1f}",
-                f"{r['total_s']:.1f}",
-            )
-        console.print(q)
+
+
+def quality_table(qual: dict[str, dict], runtimes: list[str], console: Console) -> None:
+    base = next(r for r in ("torch", "onnx", *runtimes) if r in runtimes)
+    q = Table(title="eclip dedupe, default settings, no labels: F1 per runtime")
+    for c in ("catalog", "runtime", "P", "R", "F1", f"dF1 vs {base}", "B3 F1", "embed s", "total s", "refined rows"):
+        q.add_column(c, justify="left" if c in ("catalog", "runtime") else "right")
+    for key, r in qual.items():
+        cat_name, name = key.split("/")
+        if "refused" in r:
+            q.add_row(cat_name, name, "refused", "", "", "", "", "", "", "")
+            continue
+        ref = qual.get(f"{cat_name}/{base}", {}).get("f1")
+        q.add_row(
+            cat_name,
+            name,
+            f"{r['precision']:.3f}",
+            f"{r['recall']:.3f}",
+            f"{r['f1']:.3f}",
+            f"{r['f1'] - ref:+.3f}" if ref is not None else "",
+            f"{r['bcubed_f1']:.3f}",
+            f"{r['embed_s']:.1f}",
+            f"{r['total_s']:.1f}",
+            f"{r['refined_rows']:.1%}" if r.get("refined_rows") is not None else "",
+        )
+    console.print(q)
 
 
 if __name__ == "__main__":

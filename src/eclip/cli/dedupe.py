@@ -32,6 +32,7 @@ from eclip.cli.options import (
     split_cols,
 )
 from eclip.errors import EclipError
+from eclip.matcher.cascade import DEFAULT_BAND
 from eclip.matcher.grouping import GroupingMethod
 from eclip.progress import console
 from eclip.rundir import read_json
@@ -225,6 +226,30 @@ def dedupe(
             min=2, help="Most certain pairs that --self-train trains on.", metavar="N", rich_help_panel="Model"
         ),
     ] = 4000,
+    cascade: Annotated[
+        Optional[str],
+        typer.Option(
+            help="A second, stronger text model for the pairs --model leaves uncertain (e.g. --model minilm-static --cascade minilm): "
+            "only their rows are embedded by it.",
+            metavar="MODEL",
+            rich_help_panel="Model",
+        ),
+    ] = None,
+    cascade_band: Annotated[
+        float,
+        typer.Option(
+            callback=finite,
+            help="--cascade refines the pairs whose first-pass match probability lies in (P, 1 - P).",
+            metavar="P",
+            rich_help_panel="Model",
+        ),
+    ] = DEFAULT_BAND,
+    cascade_max_rows: Annotated[
+        Optional[int],
+        typer.Option(
+            help="At most N rows for --cascade, the most uncertain pairs first.", metavar="N", rich_help_panel="Model"
+        ),
+    ] = None,
     ray: RayOpt = None,
     ray_workers: RayWorkersOpt = None,
 ) -> None:
@@ -258,6 +283,9 @@ def dedupe(
         price_col=price_col,
         match_model=match_model,
         ray=ray_runner(ray, ray_workers),
+        cascade=cascade,
+        cascade_band=cascade_band,
+        cascade_max_rows=cascade_max_rows,
     )
     if calibration is not None:
         method_, threshold_ = api.read_calibration(calibration)
@@ -271,6 +299,10 @@ def dedupe(
         cfg = dataclasses.replace(cfg, threshold=threshold)
     if self_train and against is not None:
         raise EclipError("--self-train does not apply with --against: run it on the whole catalog")
+    if cascade and (against is not None or self_train):
+        raise EclipError(
+            f"--cascade does not apply with {'--against' if against is not None else '--self-train'}: run it on its own"
+        )
     if against is not None:
         m = api.dedupe_against(catalog, against, out, cfg)
         c = m["counts"]
@@ -333,6 +365,15 @@ def dedupe(
                 "expected at threshold",
                 f"precision {at['precision']:.3f}, recall {at['recall']:.3f}, F1 {at['f1']:.3f} (the model's own estimate)",
             )
+    if mm.get("cascade"):
+        cc = mm["cascade"]
+        table.add_row(
+            "cascade",
+            f"{cc['model']}: {cc['skipped']}"
+            if cc.get("skipped")
+            else f"{cc['model']}: {cc['rows']:,} rows ({cc['row_share']:.1%}) of {cc['uncertain_pairs']:,} uncertain pairs, "
+            f"{cc['refined_pairs']:,} pairs rescored, {cc['embed_s']:.0f} s",
+        )
     if manifest.get("self_training"):
         st = manifest["self_training"]
         table.add_row(

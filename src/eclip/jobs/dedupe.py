@@ -22,6 +22,7 @@ from eclip.encoders import (
 from eclip.errors import EclipError, RunDirError
 from eclip.index import FLAT_MAX
 from eclip.jobs.attributes import catalog_attributes
+from eclip.jobs.dedupe_cascade import CascadeSettings, refine_uncertain
 from eclip.jobs.dedupe_checks import warn_match_rate, warn_oversized
 from eclip.jobs.dedupe_stages import propose_candidates, score_all
 from eclip.jobs.embed import embed
@@ -42,6 +43,7 @@ from eclip.matcher import (
     read_review,
     union_candidates,
 )
+from eclip.matcher.cascade import DEFAULT_BAND
 from eclip.matcher.constraints import check_review_run, groups_fingerprint, identical_text_constraints
 from eclip.matcher.grouping import AUTO_GROUP_SHARE
 from eclip.matcher.mixture import MIN_MATCH_SCORE, MatchSettings, learn_settings
@@ -105,6 +107,11 @@ class DedupeConfig(CatalogSource):
             it is the ``phash`` signal, as pHashes of images are. Not with ``image_col``.
         ray: run embedding, the kNN self-joins and pair scoring on Ray (``--ray``); grouping
             stays in this process. The output equals a run without it.
+        cascade: a second text model (e.g. ``minilm`` after ``model`` ``minilm-static``): only
+            the rows of candidate pairs whose match probability lies in ``(cascade_band,
+            1 - cascade_band)`` are embedded by it, and every pair is rescored with the merged
+            cosines (:mod:`eclip.matcher.cascade`). ``cascade_max_rows`` caps those rows (the
+            most uncertain pairs first).
     """
 
     embeddings: Path | None = None
@@ -131,9 +138,14 @@ class DedupeConfig(CatalogSource):
     min_match_score: float = MIN_MATCH_SCORE
     auto_group_share: float = AUTO_GROUP_SHARE
     ray: RayRunner | None = None
+    cascade: str | None = None
+    cascade_band: float = DEFAULT_BAND
+    cascade_max_rows: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_range(self, "cascade_band", 0.0, 0.5, hi_open=True)
+        check_range(self, "cascade_max_rows", 2)
         check_range(self, "k", 1)
         check_choice(self, "method", GroupingMethod)
         check_range(self, "threshold", -2.0, 2.0)
@@ -219,6 +231,37 @@ def _keep_reviewed_groups(review: Path, out: Path) -> None:
         write_parquet(groups, out / "reviewed" / f"{groups_fingerprint(groups)}.parquet")
 
 
+def _learn(
+    n: int,
+    a: np.ndarray,
+    b: np.ndarray,
+    signals: dict[str, np.ndarray],
+    score: np.ndarray,
+    cfg: DedupeConfig,
+    model: Any,
+    constraints: Any,
+) -> MatchSettings:
+    """The grouping settings of the candidate pairs: a match model's, or the label-free ones."""
+    fit_on = score_before_penalties(signals, cfg.weights, cfg.thresholds) if len(a) else score
+
+    def label_free(method: str, threshold: float | None) -> MatchSettings:
+        floor, share = cfg.min_match_score, cfg.auto_group_share
+        return learn_settings(n, a, b, score, method, threshold, DEFAULT_THRESHOLD, floor, share, fit_on)
+
+    if model is None:
+        return label_free(cfg.method, cfg.threshold)
+    auto = label_free("auto", None) if cfg.method == "auto" else None  # from every candidate score
+    method: str = auto.method if auto is not None else cfg.method
+    columns = {**signals, "score": score}
+    free = lambda: auto if auto is not None and cfg.threshold is None else label_free(method, cfg.threshold)  # noqa: E731 - a blend or fallback
+    settings = settings_from_model(
+        model, str(cfg.match_model), n, a, b, columns, method, cfg.threshold, constraints, free
+    )
+    if cfg.method == "auto":
+        settings.learned["method_chosen_by"] = f"auto: {method}, chosen from the label-free score mixture"
+    return settings
+
+
 def start_dedupe_run(cfg: DedupeConfig | None, out: str | Path) -> tuple[DedupeConfig, Path, StageTimer]:
     """Check the config, create the run directory, start the clock."""
     cfg = cfg or DedupeConfig()
@@ -294,24 +337,25 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
     if len(identical):
         constraints = identical if constraints is None else identical + constraints
     with timer("learn"):
-        fit_on = score_before_penalties(signals, cfg.weights, cfg.thresholds) if len(a) else score
-
-        def label_free(method: str, threshold: float | None) -> MatchSettings:
-            floor, share = cfg.min_match_score, cfg.auto_group_share
-            return learn_settings(n, a, b, score, method, threshold, DEFAULT_THRESHOLD, floor, share, fit_on)
-
-        if model is not None:
-            auto = label_free("auto", None) if cfg.method == "auto" else None  # from every candidate score
-            method: str = auto.method if auto is not None else cfg.method
-            columns = {**signals, "score": score}
-            free = lambda: auto if auto is not None and cfg.threshold is None else label_free(method, cfg.threshold)  # noqa: E731 - a blend or fallback
-            settings = settings_from_model(
-                model, str(cfg.match_model), n, a, b, columns, method, cfg.threshold, constraints, free
+        settings = _learn(n, a, b, signals, score, cfg, model, constraints)
+    cascade_info = None
+    if cfg.cascade:
+        cascade = CascadeSettings(
+            cfg.cascade,
+            cfg.cascade_band,
+            cfg.cascade_max_rows,
+            cfg.runtime,
+            cfg.batch_size,
+            cfg.workers,
+            cfg.weights,
+            cfg.thresholds,
+        )
+        with timer("cascade"):
+            signals, score, cascade_info = refine_uncertain(
+                cat, has_text, a, b, signals, score, settings.probability, cascade, out
             )
-            if cfg.method == "auto":
-                settings.learned["method_chosen_by"] = f"auto: {method}, chosen from the label-free score mixture"
-        else:
-            settings = label_free(cfg.method, cfg.threshold)
+        with timer("relearn"):
+            settings = _learn(n, a, b, signals, score, cfg, model, constraints)
     with timer("group"):
         on = settings.probability if settings.on == "match_probability" else score
         grouping = group(n, a, b, on, settings.threshold, settings.method, constraints, settings.average_labels)
@@ -385,6 +429,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             if cfg.review and constraints is not None  # read_review ran whenever cfg.review is set
             else None,
             "match_model": model_summary(model, cfg.match_model, labelled) if model is not None else None,
+            "cascade": cascade_info,
         },
         "counts": {
             "rows": n,

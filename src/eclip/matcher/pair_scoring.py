@@ -96,3 +96,26 @@ def score_before_penalties(
         return combine_modalities(signals, thresholds) if signals else np.zeros(0, np.float32)
     text = signals["text_score"] - conflict_penalty(signals, weights)
     return combine_modalities({**signals, "text_score": text}, thresholds)
+
+
+def with_embedding_cosines(
+    signals: dict[str, np.ndarray], cos: np.ndarray, weights: ScoreWeights, thresholds: ModalityThresholds
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The signals and final score of the same pairs with their title-embedding cosines
+    replaced by ``cos`` (``(p,)`` float32; e.g. a second model's, :mod:`eclip.matcher.cascade`).
+
+    The text score is linear in the cosine (:func:`eclip.matcher.signals.score_pairs`: a
+    weighted mean of the embedding and TF-IDF cosines plus the verdicts' terms), so it moves by
+    the cosine's change times its weight; nothing else is recomputed. Same numbers as scoring
+    the pairs afresh with those cosines.
+
+    Raises:
+        ValueError: ``signals`` has no embedding cosine, or ``cos`` another length.
+    """
+    if "cos_embedding" not in signals or len(cos) != len(signals["cos_embedding"]):
+        raise ValueError("with_embedding_cosines needs the text signals of the same pairs")
+    total = weights.embedding + (weights.tfidf if "cos_tfidf" in signals else 0.0)
+    cos = np.asarray(cos, dtype=np.float32)
+    shift = (weights.embedding / total) * (cos - signals["cos_embedding"])
+    out = {**signals, "cos_embedding": cos, "text_score": (signals["text_score"] + shift).astype(np.float32)}
+    return out, combine_modalities(out, thresholds)
