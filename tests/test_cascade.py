@@ -8,8 +8,8 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-
 from conftest import abt_head, run_main
+
 from eclip.encoders import load_encoder
 from eclip.encoders import onnx as onnx_rt
 from eclip.errors import EclipError
