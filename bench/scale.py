@@ -78,7 +78,7 @@ from transfer import cpu_flags  # the transfer bench's CPU flags line
 from eclip.encoders.onnx import cores as usable_cores
 from eclip.evaluation import cluster_metrics
 
-#: The previous release's static 1M run (README, "A 1M-row catalog end to end", issue 32's
+#: The previous release's static 1M run (docs/benchmarks/scale.md, "A 1M-row catalog end to end", issue 32's
 #: rerun on this catalog, same generator and seed), printed beside today's as ratios.
 PREVIOUS = {
     "label": "previous release (README)",

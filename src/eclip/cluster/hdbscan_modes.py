@@ -30,7 +30,7 @@ from eclip.errors import EclipError
 MODES = ("auto", "pca", "knn")
 
 #: ``auto`` uses the kNN-graph mode from this many rows on. Measured by ``bench/cluster.py``
-#: (README, "Clustering"; 384-d MiniLM-derived vectors, 2-core CPU): the two modes take the
+#: (docs/benchmarks/clustering.md; 384-d MiniLM-derived vectors, 2-core CPU): the two modes take the
 #: same time at 2,000 rows (2.4 s each), the kNN-graph mode is 1.3x faster at 5,000, 2.5x at
 #: 10,000, 3.7x at 20,000 and 6.2x at 50,000, with higher ARI against the gold clusters from
 #: 5,000 on. Peak memory was equal (the vectors dominate).

@@ -4,7 +4,7 @@ model2vec (Tulkens and van Dongen, 2024; https://github.com/MinishLab/model2vec)
 token of the teacher's vocabulary through the teacher once, reduces the token vectors by PCA
 and weights them by Zipf's law (SIF); a title's vector is then the mean of its tokens'
 vectors, with no transformer at all. It embeds tens of thousands of titles per second on a
-CPU, at some cost in quality (README, "Speed": the F1 it costs on the dev catalogs).
+CPU, at some cost in quality (docs/benchmarks/embedding.md: the F1 it costs on the dev catalogs).
 
 The distilled model is made once per teacher (``model2vec.distill``, from the local folder,
 no network) and kept in ``<cache>/static/<teacher digest>-pca<d>``, written atomically, so that

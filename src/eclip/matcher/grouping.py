@@ -32,7 +32,7 @@ from eclip.matcher.linkage import average_linkage
 #: Grouping methods; ``auto`` chooses mutual or average per catalog.
 GroupingMethod = Literal["auto", "mutual", "average", "components"]
 METHODS: tuple[str, ...] = get_args(GroupingMethod)
-#: Default grouping: chosen per catalog (README, "How matching works").
+#: Default grouping: chosen per catalog (docs/how-matching-works.md).
 DEFAULT_METHOD: GroupingMethod = "auto"
 #: ``auto`` picks ``average`` when average linkage puts at least this share of its grouped
 #: rows in groups of 3 or more (a catalog of groups); else ``mutual`` (a catalog of pairs).

@@ -10,7 +10,7 @@ probability). The learned threshold is the lowest score whose probability reache
 This replaces a threshold fixed on the dev catalogs: where the two populations sit moves
 with the catalog (its language, how alike its variants are, the model), and the mixture
 follows them. It is the "two-component mixture" alternative to Fellegi-Sunter weights
-(:mod:`eclip.matcher.fellegi_sunter`); README "How matching works" compares them.
+(:mod:`eclip.matcher.fellegi_sunter`); docs/how-matching-works.md compares them.
 
 A mixture on one score always finds two halves, whether or not the catalog holds duplicates:
 in a catalog without any, or one where most candidates are near-twins of another product,

@@ -12,7 +12,7 @@ them adds nothing (many different products share a size or a brand). The score i
 bounded to [0, 1]: a shared code lifts it above 1.
 
 The default weights were chosen on the shared dev catalogs (Abt-Buy, WDC Products); see the
-README's "How matching works" for the measurements. The quantity weight (0.8) was chosen
+docs/how-matching-works.md for the measurements. The quantity weight (0.8) was chosen
 leave-one-catalog-out over the dev suite (``bench/transfer.py``): F1 is flat from 0.2 to 0.8
 there, and at 0.8 a conflict is close to a veto, so that near-twins whose titles are
 otherwise the same (``64GB`` vs ``128GB``, ``EOS 6D`` vs ``80D``, silver vs black) no longer
