@@ -67,7 +67,7 @@ def check_runtime(runtime: str) -> str:
 def resolve_runtime(runtime: str, device: str) -> str:
     """The runtime ``runtime`` means on ``device``.
 
-    ``auto`` is ``onnx`` on a CPU (fp32: the same vectors as PyTorch, measured faster; see the
+    ``auto`` is ``onnx`` on a CPU (fp32: the same vectors as PyTorch, measured faster; see
     docs/benchmarks/scale.md, "A million listings on a 2-core CPU") when ONNX Runtime is installed, and ``torch`` on a GPU, where PyTorch
     already runs the tower at full speed.
 

@@ -11,7 +11,7 @@ catalog's brand column differs: a conflict is evidence against a match, while ag
 them adds nothing (many different products share a size or a brand). The score is not
 bounded to [0, 1]: a shared code lifts it above 1.
 
-The default weights were chosen on the shared dev catalogs (Abt-Buy, WDC Products); see the
+The default weights were chosen on the shared dev catalogs (Abt-Buy, WDC Products); see
 docs/how-matching-works.md for the measurements. The quantity weight (0.8) was chosen
 leave-one-catalog-out over the dev suite (``bench/transfer.py``): F1 is flat from 0.2 to 0.8
 there, and at 0.8 a conflict is close to a veto, so that near-twins whose titles are
