@@ -190,3 +190,141 @@ def test_link_abt_against_buy_then_eval(tmp_path):
     assert review.columns == ["left_id", "right_id", "decision", "left_title", "right_title"] and len(review) == len(
         links
     )
+
+
+# ---------------------------------------------------------------- per-side files and images (issue 36)
+
+
+def _abt_buy_sides(folder, pairs: int):
+    """Abt rows of ``pairs`` gold matches (plus every Abt row with a non-ASCII character) as a
+    ``;``-separated cp1252 file, their Buy partners as a UTF-8 CSV, and the gold pairs."""
+    from conftest import SHARED
+
+    if not SHARED.exists():
+        pytest.skip(f"shared data not found at {SHARED}")
+    matches = pl.read_csv(SHARED / "abt_buy" / "matches.csv", infer_schema=False).head(pairs)
+    catalog = pl.read_csv(SHARED / "abt_buy" / "catalog.csv", infer_schema=False)
+    non_ascii = pl.any_horizontal(pl.col("name", "description").str.contains(r"[^\x00-\x7f]"))
+    abt = catalog.filter(
+        pl.col("id").is_in(matches["id_a"].to_list()) | (non_ascii & (pl.col("id").str.len_chars() < 7))
+    )
+    assert abt.filter(non_ascii).height >= 5  # the cp1252 bytes are really there
+    (folder / "abt.csv").write_bytes(abt.write_csv(separator=";").encode("cp1252"))
+    catalog.filter(pl.col("id").is_in(matches["id_b"].to_list())).write_csv(folder / "buy.csv")
+    matches.write_csv(folder / "matches.csv")
+    return folder / "abt.csv", folder / "buy.csv", folder / "matches.csv", abt
+
+
+def test_link_a_semicolon_cp1252_file_to_a_utf8_csv_with_per_side_options(tmp_path):
+    from conftest import run_main
+
+    abt, buy, gold, rows = _abt_buy_sides(tmp_path, 150)
+    with pytest.raises(UnicodeDecodeError):
+        abt.read_text(encoding="utf-8")
+    fast = ("--model", "minilm-static")
+    # both files read as ',' -separated: LEFT's file is refused, named, in one line
+    code, said = run_main("link", abt, buy, "--out", tmp_path / "bad", "--sep", ",", *fast)
+    assert code == 2 and str(abt) in said and "header has 1" in said, said
+    for flag, value, message in (
+        ("--left-sep", ";;", "not one character"),
+        ("--left-encoding", "x", "unknown encoding"),
+    ):
+        r = run("link", abt, buy, "--out", tmp_path / "bad", flag, value, *fast)
+        said = " ".join(r.output.replace("│", " ").split())
+        assert r.exit_code == 2 and "Invalid value for" in said and flag in said and message in said, said
+    # the per-side options override the shared --sep
+    out = tmp_path / "run"
+    code, said = run_main(
+        "link", abt, buy, "--out", out, "--sep", ",", "--left-sep", ";", "--left-encoding", "cp1252", *fast
+    )
+    assert code == 0, said
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["inputs"]["left"]["dialect"] == {"format": "csv", "sep": ";", "encoding": "cp1252", "detected": False}
+    assert m["inputs"]["right"]["dialect"]["sep"] == "," and m["inputs"]["right"]["dialect"]["encoding"] == "utf-8"
+    assert m["matching"]["signals"] == ["text"]
+    unmatched = pl.read_parquet(out / "unmatched_left.parquet")
+    titles = dict(zip(unmatched["id"], unmatched["title"])) | {
+        i: t for i, t in zip(rows["id"], rows["name"]) if i not in set(unmatched["id"])
+    }
+    accented = rows.filter(pl.col("name").str.contains(r"[^\x00-\x7f]"))
+    for i, name in zip(accented["id"], accented["name"]):
+        assert name in titles[i]  # decoded as cp1252, not mangled
+    code, said = run_main("eval", out, "--gold", gold)
+    assert code == 0, said
+    result = json.loads((out / "eval.json").read_text())
+    assert result["metrics"]["precision"] > 0.9 and result["metrics"]["f1"] > 0.8, result["metrics"]
+
+
+def _fashion_sides(folder, same_photo: int = 12, others: int = 60):
+    """Two halves of the fashion catalog: ``same_photo`` pairs of listings whose photos are
+    byte-identical, one listing on each side, plus ``others`` further rows split in two."""
+    import hashlib
+
+    from conftest import SHARED
+
+    if not SHARED.exists():
+        pytest.skip(f"shared data not found at {SHARED}")
+    root = SHARED / "fashion"
+    cat = pl.read_csv(root / "catalog.csv", infer_schema=False)
+    digest = [hashlib.md5((root / p).read_bytes()).hexdigest() for p in cat["image"]]
+    cat = cat.with_columns(pl.Series("md5", digest))
+    twins = cat.filter(pl.col("md5").is_duplicated()).sort("md5", "id")
+    first = twins.group_by("md5", maintain_order=True).head(1).select(cat.columns)
+    second = twins.filter(~pl.col("id").is_in(first["id"].to_list()))
+    first, second = first.head(same_photo), second.filter(pl.col("md5").is_in(first["md5"].head(same_photo).to_list()))
+    rest = cat.filter(~pl.col("md5").is_in(twins["md5"].to_list())).sample(others, seed=1)
+    left = pl.concat([first, rest.head(others // 2)]).drop("md5")
+    right = pl.concat([second, rest.tail(others - others // 2)]).drop("md5")
+    left.write_csv(folder / "left.csv")
+    right.write_csv(folder / "right.csv")
+    gold = first.select("md5", id_a="id").join(second.select("md5", id_b="id"), on="md5").drop("md5")
+    return folder / "left.csv", folder / "right.csv", root, set(zip(gold["id_a"], gold["id_b"]))
+
+
+def test_link_with_images_on_both_sides(tiny_clip_dir, tmp_path):
+    left, right, root, same_photo = _fashion_sides(tmp_path)
+    out = tmp_path / "run"
+    args = ["link", left, right, "--out", out, "--model", tiny_clip_dir, "--left-image-col", "image"]
+    args += ["--left-image-root", root, "--right-image-root", root, "--k", "5"]
+    r = run(*args, "--signals", "text,image", "--signals", "phash")
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["matching"]["signals"] == ["text", "image", "phash"]
+    assert m["inputs"]["right"]["image_col"] == "image" and m["inputs"]["left"]["image_root"] == str(root)
+    assert set(m["index"]) == {"text", "image", "phash"}
+    cand = pl.read_parquet(out / "candidates.parquet")
+    assert {"text_score", "cos_image", "phash_distance"} <= set(cand.columns)
+    assert not cand["source"].str.contains("text").all()  # some pairs come from the images alone
+    pairs = {(a, b): row for a, b, *row in cand.select("left_id", "right_id", "cos_image", "phash_distance").rows()}
+    for pair in same_photo:  # a byte-identical photo: image cosine 1, pHash distance 0
+        assert pair in pairs and pairs[pair][0] > 0.999 and pairs[pair][1] == 0
+    links = pl.read_parquet(out / "links.parquet")
+    found = set(zip(links["left_id"], links["right_id"]))
+    assert len(found & same_photo) >= 0.8 * len(same_photo), (len(found & same_photo), len(links))
+    assert sum(m["counts"]["links_by_signal"].values()) >= len(found & same_photo)
+    # images only: every link rests on an image signal
+    r = run(*args, "--signals", "image", "--out", tmp_path / "images")
+    assert r.exit_code == 0, r.output
+    cand = pl.read_parquet(tmp_path / "images" / "candidates.parquet")
+    assert "text_score" not in cand.columns and "cos_embedding" not in cand.columns
+    assert set(cand["source"]) == {"image"}
+
+
+def test_image_signals_without_images_are_one_clear_line(tiny_clip_dir, tmp_path):
+    from conftest import run_main
+
+    left, right, root, _ = _fashion_sides(tmp_path, same_photo=2, others=8)
+    base = ["link", left, right, "--out", tmp_path / "o", "--threshold", "0.5"]
+    code, said = run_main(*base, "--signals", "image")
+    assert code == 2 and "--signals image needs images on both sides, but LEFT has no image column" in said, said
+    assert "--left-image-col" in said and not (tmp_path / "o" / "embeddings").exists()  # refused before embedding
+    code, said = run_main(*base, "--right-image-col", "image", "--signals", "fused", "--right-image-root", root)
+    assert code == 2 and "LEFT has no image column: pass --left-image-col" in said, said
+    code, said = run_main(*base, "--signals", "text,colour")
+    assert code == 2 and "colour" in said and "text, image, fused, phash" in said, said
+    # an image column read by a text-only model: phash works, image vectors do not exist
+    sides = ["--left-image-col", "image", "--left-image-root", root, "--right-image-root", root]
+    code, said = run_main(*base, *sides, "--model", "minilm-static", "--signals", "image")
+    assert code == 2 and "embeds text only: pass an open_clip --model" in said, said
+    code, said = run_main(*base, *sides, "--model", "minilm-static", "--signals", "text,phash")
+    assert code == 0, said

@@ -37,7 +37,7 @@ def finite(param: typer.CallbackParam, value: Optional[float]) -> Optional[float
 
 
 CatalogArg = Annotated[
-    Path, typer.Argument(metavar="CATALOG", help="Catalog file: .csv, .tsv, .parquet, .jsonl or .ndjson.")
+    Path, typer.Argument(metavar="CATALOG", help="Catalog file: .csv, .tsv, .parquet or .jsonl/.ndjson.")
 ]
 SourceArg = Annotated[
     Path, typer.Argument(metavar="SOURCE", help="Catalog file, or an embeddings directory from `eclip embed`.")
@@ -48,7 +48,7 @@ ModelOpt = Annotated[
         metavar="SPEC",
         rich_help_panel=MODEL,
         help="Model spec: minilm (bundled, offline), minilm-static (distilled from it: "
-        "fastest), openclip:ARCH[:TAG|:CKPT], hf-hub:ORG/NAME, or a model folder.",
+        "fastest), openclip:ARCH[:TAG|:CKPT], hf-hub:ORG/NAME or a folder.",
     ),
 ]
 RuntimeOpt = Annotated[
@@ -63,12 +63,12 @@ RuntimeOpt = Annotated[
 IdColOpt = Annotated[str, typer.Option(metavar="COL", rich_help_panel=INPUT, help="Column with a unique id per row.")]
 GoldIdColOpt = Annotated[
     Optional[str],
-    typer.Option(help="Id column of --gold (default: the catalog's).", metavar="COL", rich_help_panel="Gold"),
+    typer.Option(help="--gold's id column (default: the catalog's).", metavar="COL", rich_help_panel="Gold"),
 ]
 SingletonClusterOpt = Annotated[
     Optional[list[str]],
     typer.Option(
-        help='Gold label whose rows are unrelated (a catch-all, e.g. a "no match" cluster); repeatable.',
+        help='Repeatable: a gold label of unrelated rows (a catch-all "no match" cluster).',
         metavar="LABEL",
         rich_help_panel="Gold",
     ),
@@ -78,7 +78,7 @@ TextColsOpt = Annotated[
     typer.Option(
         metavar="COLS",
         rich_help_panel=INPUT,
-        help="Columns joined into the title text (repeat, or separate by commas). Default: title-like column, "
+        help="Columns joined into the title (repeat, or separate by commas). Default: title-like column, "
         "then brand/manufacturer.",
     ),
 ]
@@ -95,7 +95,7 @@ ImageRootOpt = Annotated[
     typer.Option(
         metavar="DIR",
         rich_help_panel=INPUT,
-        help="Folder image paths are relative to, and may not leave. Default: the catalog file's folder.",
+        help="Folder image paths are relative to and may not leave (default: the catalog's folder).",
     ),
 ]
 AllowPrivateOpt = Annotated[
@@ -110,7 +110,7 @@ AllowPrivateOpt = Annotated[
 AllowOutsideOpt = Annotated[
     bool,
     typer.Option(
-        "--allow-outside-root", metavar="", rich_help_panel=INPUT, help="Follow image paths that leave the image root."
+        "--allow-outside-root", metavar="", rich_help_panel=INPUT, help="Follow image paths out of the image root."
     ),
 ]
 WorkersOpt = Annotated[
@@ -253,8 +253,8 @@ def optional_ray_address(argv: list[str]) -> list[str]:
     return out
 
 
-def parse_sep(sep: Optional[str]) -> Optional[str]:
-    """``--sep`` as a one-character delimiter (``\\t`` and ``tab`` mean a tab).
+def parse_sep(sep: Optional[str], flag: str = "--sep") -> Optional[str]:
+    """``--sep`` (or ``flag``) as a one-character delimiter (``\\t`` and ``tab`` mean a tab).
 
     Raises:
         typer.BadParameter: more than one character.
@@ -263,7 +263,7 @@ def parse_sep(sep: Optional[str]) -> Optional[str]:
         return None
     sep = {"\\t": "\t", "tab": "\t"}.get(sep, sep)
     if len(sep) != 1:
-        raise typer.BadParameter(f"{sep!r} is not one character; pass e.g. ';', '|' or '\\t'", param_hint="--sep")
+        raise typer.BadParameter(f"{sep!r} is not one character; pass e.g. ';', '|' or '\\t'", param_hint=flag)
     return sep
 
 

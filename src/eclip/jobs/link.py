@@ -20,16 +20,24 @@ import polars as pl
 from eclip.catalog import Catalog, load_catalog
 from eclip.checks import ConfigError, Runtime, check_choice, check_range, recheck
 from eclip.encoders import DEFAULT_MODEL, CharNgramTfidf, Embeddings, EmbedSettings, extract_codes, load_embeddings
-from eclip.errors import RunDirError
-from eclip.index import FLAT_MAX, cached_index, index_info
+from eclip.errors import EclipError, RunDirError
+from eclip.index import FLAT_MAX
 from eclip.jobs.attributes import catalog_attributes
 from eclip.jobs.embed import EmbedConfig, embed
+from eclip.jobs.link_stages import Side, check_same_fusion, check_signals, propose_cross, score_cross
 from eclip.jobs.run import StageTimer, created, start_run, versions, write_manifest
-from eclip.matcher import DEFAULT_THRESHOLD, ScoreWeights, code_block_pairs, group, score_pairs, union_candidates
+from eclip.matcher import (
+    DEFAULT_THRESHOLD,
+    SIGNALS,
+    ModalityThresholds,
+    ScoreWeights,
+    group,
+    passing_counts,
+    union_candidates,
+)
 from eclip.matcher.assignment import LinkMode, expected_one_to_one_links, one_to_many, one_to_one
-from eclip.matcher.comparisons import price_ratio
 from eclip.matcher.mixture import MIN_MATCH_SCORE, fit_score_mixture
-from eclip.matcher.signals import conflict_penalty
+from eclip.matcher.pair_scoring import score_before_penalties
 from eclip.progress import console
 from eclip.rundir import fingerprint, write_parquet
 
@@ -67,9 +75,21 @@ class LinkConfig:
         left_text_cols, right_text_cols: columns joined into each side's title (``None``:
             found by name, as in ``embed``; ``right_text_cols`` ``None`` with
             ``left_text_cols`` set: the same columns).
+        left_sep, right_sep, left_encoding, right_encoding: each CSV's delimiter and
+            encoding (``None``: sniffed, as in :func:`eclip.catalog.load_catalog`).
+        left_image_col, right_image_col: columns of image paths or URLs (``right_image_col``
+            ``None``: the left one); images need an open_clip model.
+        left_image_root, right_image_root: the folders each side's image paths are relative
+            to, and may not leave (``None``: the catalog file's folder).
+        allow_outside_root, allow_private_urls: as in :class:`EmbedConfig`, for both sides.
         model, runtime: the one model (and runtime) that embeds both sides.
         left_embeddings, right_embeddings: embeddings directories (``eclip embed``) to use
             instead of embedding; both must come from one model.
+        signals: signals that propose and score links, among ``text``, ``image``,
+            ``fused``, ``phash`` (as in :class:`DedupeConfig`); ``None``: every one both
+            sides' embeddings have.
+        image_threshold, fused_threshold, phash_max_distance: each image signal's own
+            threshold, as in :class:`DedupeConfig`.
         k: neighbours of each row of the smaller side in the larger side's index.
         mode: ``one-to-one`` (maximum-weight bipartite matching), ``one-to-many`` (each
             RIGHT row to its best LEFT row) or ``many-to-many`` (average-linkage groups
@@ -77,7 +97,7 @@ class LinkConfig:
         threshold: ``None``: match probability 0.5 under a score mixture fitted to this
             pair of catalogs; else the minimum raw score of a link.
         lexical: TF-IDF, model-code, quantity and brand signals (and code blocking).
-        max_code_block, weights, batch_size, flat_max, min_match_score: as in
+        max_code_block, weights, batch_size, workers, flat_max, min_match_score: as in
             :class:`DedupeConfig` (the learned boundary is never below ``min_match_score``).
         allow_same_file: link a file to itself (or to a byte-identical copy); refused
             otherwise, since every row would link to itself at p = 1 (``dedupe`` is the
@@ -88,10 +108,24 @@ class LinkConfig:
     right_id_col: str | None = None
     left_text_cols: list[str] | None = None
     right_text_cols: list[str] | None = None
+    left_sep: str | None = None
+    right_sep: str | None = None
+    left_encoding: str | None = None
+    right_encoding: str | None = None
+    left_image_col: str | None = None
+    right_image_col: str | None = None
+    left_image_root: Path | None = None
+    right_image_root: Path | None = None
+    allow_outside_root: bool = False
+    allow_private_urls: bool = False
     model: str = DEFAULT_MODEL
     runtime: Runtime = "auto"
     left_embeddings: Path | None = None
     right_embeddings: Path | None = None
+    signals: tuple[str, ...] | None = None
+    image_threshold: float = ModalityThresholds.image
+    fused_threshold: float = ModalityThresholds.fused
+    phash_max_distance: int = ModalityThresholds.phash
     k: int = 10
     mode: LinkMode = "one-to-one"
     threshold: float | None = None
@@ -99,6 +133,7 @@ class LinkConfig:
     max_code_block: int = 20
     weights: ScoreWeights = field(default_factory=ScoreWeights)
     batch_size: int = 64
+    workers: int = -1
     flat_max: int = FLAT_MAX
     allow_same_file: bool = False
     min_match_score: float = MIN_MATCH_SCORE
@@ -109,22 +144,73 @@ class LinkConfig:
         check_range(self, "k", 1)
         check_choice(self, "mode", LinkMode)
         check_range(self, "threshold", -2.0, 2.0)
+        check_range(self, "image_threshold", -1.0, 1.0)
+        check_range(self, "fused_threshold", -1.0, 1.0)
+        check_range(self, "phash_max_distance", 0, 64)
         check_range(self, "max_code_block", 2)
         check_range(self, "batch_size", 1)
+        check_range(self, "workers", -1)
         check_range(self, "flat_max", 0)
+        for signal in self.signals or ():
+            if signal not in SIGNALS:
+                raise ConfigError(f"LinkConfig.signals holds {signal!r}; choose among {', '.join(SIGNALS)}.")
+        if self.signals is not None and not self.signals:
+            raise ConfigError(f"LinkConfig.signals is empty; choose among {', '.join(SIGNALS)}.")
+
+    @property
+    def thresholds(self) -> ModalityThresholds:
+        text = DEFAULT_THRESHOLD if self.threshold is None else self.threshold
+        return ModalityThresholds(text, self.image_threshold, self.fused_threshold, self.phash_max_distance)
+
+    def side(self, side: str) -> dict[str, Any]:
+        """``side``'s (``left`` or ``right``) columns, file dialect and embeddings, RIGHT's
+        id, title and image columns falling back on LEFT's."""
+        if side == "left":
+            cols = {"id_col": self.left_id_col, "text_cols": self.left_text_cols, "image_col": self.left_image_col}
+        else:
+            cols = {
+                "id_col": self.right_id_col or self.left_id_col,
+                "text_cols": self.right_text_cols if self.right_text_cols is not None else self.left_text_cols,
+                "image_col": self.right_image_col or self.left_image_col,
+            }
+        own = {k: getattr(self, f"{side}_{k}") for k in ("image_root", "sep", "encoding", "embeddings")}
+        return cols | own
+
+    def check_images_wanted(self) -> None:
+        """Refuse, before anything is embedded, image signals that a side cannot have: no
+        image column and no embeddings directory (which may hold images).
+
+        Raises:
+            EclipError: naming the side and the option that gives it images.
+        """
+        for s in [s for s in self.signals or () if s != "text"]:
+            for side in ("left", "right"):
+                c = self.side(side)
+                if c["image_col"] is None and c["embeddings"] is None:
+                    raise EclipError(
+                        f"--signals {s} needs images on both sides, but {side.upper()} has no image column: "
+                        f"pass --{side}-image-col{' with an open_clip --model' if s != 'phash' else ''}, "
+                        f"or leave {s} out of --signals."
+                    )
 
 
-def _side_embeddings(
-    cat: Catalog, given: Path | None, work: Path, cfg: LinkConfig, side: str, timer: StageTimer
-) -> Embeddings:
-    """A side's embeddings: read from ``given``, or made (resumably) under ``work``."""
+def _side_embeddings(cat: Catalog, work: Path, cfg: LinkConfig, side: str, timer: StageTimer) -> Embeddings:
+    """A side's embeddings: read from its given directory, or made (resumably) under ``work``."""
+    c = cfg.side(side)
+    given = c["embeddings"]
     if given is None:
         ecfg = EmbedConfig(
             model=cfg.model,
             id_col=cat.id_col,
             text_cols=list(cat.text_cols),
+            sep=c["sep"],
+            encoding=c["encoding"],
+            image_col=cat.image_col,
+            image_root=c["image_root"],
+            allow_outside_root=cfg.allow_outside_root,
+            allow_private_urls=cfg.allow_private_urls,
             runtime=cfg.runtime,
-            settings=EmbedSettings(batch_size=cfg.batch_size),
+            settings=EmbedSettings(batch_size=cfg.batch_size, workers=cfg.workers),
         )
         with timer(f"embed_{side}"):
             embed(cat.path, work, ecfg)
@@ -157,35 +243,6 @@ def check_same_model(left: Embeddings, right: Embeddings, left_name: str, right_
             f"the sides were embedded with different models: {left_name} with {ml.get('name')!r} (weights {ml.get('weights')}, dim {ml.get('dim')}), "
             f"{right_name} with {mr.get('name')!r} (weights {mr.get('weights')}, dim {mr.get('dim')}); embed both with one --model."
         )
-
-
-def cross_candidates(
-    vl: np.ndarray, vr: np.ndarray, ok_l: np.ndarray, ok_r: np.ndarray, key: str, cfg: LinkConfig, folder: Path
-) -> tuple[pl.DataFrame, dict]:
-    """kNN pairs between the sides: the larger side is indexed, the smaller side searched.
-
-    Returns:
-        ``(pairs, index info)``: columns ``l``, ``r`` (row positions in each side) and
-        ``rank`` (1 = the query row's nearest), unique.
-    """
-    rows_l, rows_r = np.flatnonzero(ok_l), np.flatnonzero(ok_r)
-    if not len(rows_l) or not len(rows_r):
-        return pl.DataFrame(schema={"l": pl.Int64, "r": pl.Int64, "rank": pl.UInt32}), {}
-    left_indexed = len(rows_l) >= len(rows_r)
-    base, base_rows, query, query_rows = (vl, rows_l, vr, rows_r) if left_indexed else (vr, rows_r, vl, rows_l)
-    xb = np.ascontiguousarray(base[base_rows], dtype=np.float32)
-    idx = cached_index(xb, [str(r) for r in base_rows], key, cfg.k, cfg.flat_max, folder)
-    k = min(cfg.k, len(base_rows))
-    _, nn = idx.search(np.ascontiguousarray(query[query_rows], dtype=np.float32), k)
-    q = np.repeat(query_rows, k)
-    rank = np.tile(np.arange(1, k + 1, dtype=np.uint32), len(query_rows))
-    hit = nn.ravel() >= 0
-    b = base_rows[np.maximum(nn.ravel(), 0)]
-    l, r = (b, q) if left_indexed else (q, b)
-    info = index_info(idx, cfg.k) | {"indexed": "left" if left_indexed else "right"}
-    return pl.DataFrame({"l": l[hit], "r": r[hit], "rank": rank[hit]}).unique(
-        ["l", "r"], keep="first", maintain_order=True
-    ), info
 
 
 def _assign(
@@ -224,59 +281,54 @@ def link(left: str | Path, right: str | Path, out: str | Path, cfg: LinkConfig |
     """
     cfg = cfg or LinkConfig()
     recheck(cfg)
+    cfg.check_images_wanted()
     if not cfg.allow_same_file:
         refuse_same_file(Path(left), Path(right))
     out, timer = start_run(out)
     with timer("read"):
-        lcat = load_catalog(left, cfg.left_id_col, cfg.left_text_cols, None, flags=SIDE_FLAGS["left"])
-        right_text = cfg.right_text_cols if cfg.right_text_cols is not None else cfg.left_text_cols
-        rcat = load_catalog(right, cfg.right_id_col or cfg.left_id_col, right_text, None, flags=SIDE_FLAGS["right"])
-    el = _side_embeddings(lcat, cfg.left_embeddings, out / "embeddings" / "left", cfg, "left", timer)
-    er = _side_embeddings(rcat, cfg.right_embeddings, out / "embeddings" / "right", cfg, "right", timer)
-    check_same_model(el, er, str(left), str(right))
-    nl, nr = len(lcat), len(rcat)
-    ok_l = el.has_text & np.array([bool(t) for t in lcat.texts])
-    ok_r = er.has_text & np.array([bool(t) for t in rcat.texts])
-    texts = lcat.texts + rcat.texts
-    codes = [extract_codes(t) for t in texts] if cfg.lexical else None
-    with timer("search"):
-        key = fingerprint(el.key, er.key, ok_l.tolist(), ok_r.tolist())
-        cand, info = cross_candidates(el.text, er.text, ok_l, ok_r, key, cfg, out / "index")
-        lists = {"text": cand.select(pl.col("l").alias("a"), (pl.col("r") + nl).alias("b"), "rank")}
-        if codes is not None:
-            usable = np.concatenate([ok_l, ok_r])
-            blocks = code_block_pairs(
-                [c if usable[i] else frozenset() for i, c in enumerate(codes)], cfg.max_code_block
+        cats = {}
+        for side, path in (("left", left), ("right", right)):
+            c = cfg.side(side)
+            cats[side] = load_catalog(
+                path, c["id_col"], c["text_cols"], c["image_col"], c["sep"], c["encoding"], flags=SIDE_FLAGS[side]
             )
-            lists["code"] = blocks.filter((pl.col("a") < nl) & (pl.col("b") >= nl))  # across the sides only
+    lcat, rcat = cats["left"], cats["right"]
+    el = _side_embeddings(lcat, out / "embeddings" / "left", cfg, "left", timer)
+    er = _side_embeddings(rcat, out / "embeddings" / "right", cfg, "right", timer)
+    check_same_model(el, er, str(left), str(right))
+    sl, sr = Side.of("left", lcat, el), Side.of("right", rcat, er)
+    signals_on = check_signals(cfg.signals, sl, sr)
+    if "fused" in signals_on:
+        check_same_fusion(sl, sr)
+    nl, nr = len(lcat), len(rcat)
+    texts = lcat.texts + rcat.texts
+    lexical = cfg.lexical and "text" in signals_on
+    codes = [extract_codes(t) for t in texts] if lexical else None
+    with timer("search"):
+        lists, info = propose_cross(sl, sr, signals_on, codes, cfg, out)
         cand = union_candidates(lists).with_columns(pl.col("a").alias("l"), (pl.col("b") - nl).alias("r"))
         sources = cand["source"]
     l, r = cand["l"].to_numpy().astype(np.int64), cand["r"].to_numpy().astype(np.int64)
     with timer("score"):
-        vectors = np.vstack([el.text, er.text])
         attrs_l, attrs_r = catalog_attributes(lcat), catalog_attributes(rcat)
         used_l = {k: v for k, v in attrs_l.items() if k.endswith("_col")}
         used_r = {k: v for k, v in attrs_r.items() if k.endswith("_col")}
-        has_brands = "brands" in attrs_l or "brands" in attrs_r
-        brands = (
-            attrs_l.get("brands", [""] * nl) + attrs_r.get("brands", [""] * nr) if cfg.lexical and has_brands else None
-        )
-        tfidf = CharNgramTfidf().fit_transform(texts) if cfg.lexical else None
-        quantities = attrs_l["quantities"] + attrs_r["quantities"] if cfg.lexical else None
-        signals = score_pairs(l, nl + r, vectors, tfidf, codes, cfg.weights, quantities=quantities, brands=brands)
-        score = signals.pop("score")
+        attrs: dict[str, Any] = {}
+        if lexical:
+            attrs["quantities"] = attrs_l["quantities"] + attrs_r["quantities"]
+            if "brands" in attrs_l or "brands" in attrs_r:
+                attrs["brands"] = attrs_l.get("brands", [""] * nl) + attrs_r.get("brands", [""] * nr)
         if "prices" in attrs_l and "prices" in attrs_r:
-            signals["price_ratio"] = price_ratio(np.concatenate([attrs_l["prices"], attrs_r["prices"]]), l, nl + r)
+            attrs["prices"] = np.concatenate([attrs_l["prices"], attrs_r["prices"]])
+        tfidf = CharNgramTfidf().fit_transform(texts) if lexical else None
+        signals, score = score_cross(l, r, sl, sr, signals_on, codes, tfidf, attrs, cfg)
     with timer("assign"):
-        fitted = fit_score_mixture(score - conflict_penalty(signals, cfg.weights))  # before penalties, as dedupe's
+        fit_on = score_before_penalties(signals, cfg.weights, cfg.thresholds) if len(l) else score
+        fitted = fit_score_mixture(fit_on)  # before penalties, as dedupe's
         mixture = fitted.floored(cfg.min_match_score) if fitted is not None else None
         prob = mixture.probability(score) if mixture is not None else np.full(len(score), np.nan, np.float32)
         if cfg.threshold is not None or mixture is None:
-            threshold, on, threshold_on = (
-                (cfg.threshold if cfg.threshold is not None else DEFAULT_THRESHOLD),
-                score,
-                "score",
-            )
+            threshold, on, threshold_on = cfg.thresholds.text, score, "score"
         else:
             threshold, on, threshold_on = 0.5, prob, "match_probability"
         accepted, labels = _assign(cfg.mode, nl, nr, l, r, on, threshold)
@@ -289,7 +341,7 @@ def link(left: str | Path, right: str | Path, out: str | Path, cfg: LinkConfig |
                     "right_id": rid[r].tolist(),
                     "score": score,
                     "match_probability": prob,
-                    **signals,
+                    **{k: v for k, v in signals.items() if k != "text_score" or len(signals_on) > 1},
                     "rank": cand["rank"],
                     "source": sources,
                     "linked": accepted,
@@ -305,14 +357,18 @@ def link(left: str | Path, right: str | Path, out: str | Path, cfg: LinkConfig |
             gid = {x: int(g) for x, g in zip(lcat.ids, labels[:nl].tolist())}
             links = links.with_columns(pl.col("left_id").replace_strict(gid, return_dtype=pl.Int64).alias("group_id"))
         write_parquet(links, out / "links.parquet")
-        for side, cat, col, ok in (("left", lcat, "left_id", ok_l), ("right", rcat, "right_id", ok_r)):
+        for side, cat, col, ok in (("left", lcat, "left_id", sl), ("right", rcat, "right_id", sr)):
             other = "right_id" if col == "left_id" else "left_id"
             best = table.group_by(col).agg(
                 pl.col(other).first().alias("best_candidate"), pl.col("score").first().alias("best_score")
             )
             linked_ids = set(links[col].to_list())
             un = pl.DataFrame(
-                {"id": cat.ids, "title": cat.texts, "status": np.where(ok, "unmatched", "empty_text").tolist()},
+                {
+                    "id": cat.ids,
+                    "title": cat.texts,
+                    "status": np.where(ok.usable(signals_on), "unmatched", "empty_text").tolist(),
+                },
                 schema_overrides={"id": pl.String},
             )
             un = un.filter(~pl.col("id").is_in(list(linked_ids))).join(best.rename({col: "id"}), on="id", how="left")
@@ -330,20 +386,19 @@ def link(left: str | Path, right: str | Path, out: str | Path, cfg: LinkConfig |
         "job": "link",
         "created": created(),
         "inputs": {
-            "left": {
-                "catalog": str(Path(left).resolve()),
-                "id_col": lcat.id_col,
-                "text_cols": list(lcat.text_cols),
-                "rows": nl,
-                **used_l,
-            },
-            "right": {
-                "catalog": str(Path(right).resolve()),
-                "id_col": rcat.id_col,
-                "text_cols": list(rcat.text_cols),
-                "rows": nr,
-                **used_r,
-            },
+            side: {
+                "catalog": str(Path(path).resolve()),
+                "id_col": cat.id_col,
+                "text_cols": list(cat.text_cols),
+                "image_col": cat.image_col,
+                "image_root": str(Path(cfg.side(side)["image_root"]).resolve())
+                if cfg.side(side)["image_root"]
+                else None,
+                "dialect": cat.dialect.as_dict() if cat.dialect else None,
+                "rows": len(cat),
+                **used,
+            }
+            for side, path, cat, used in (("left", left, lcat, used_l), ("right", right, rcat, used_r))
         },
         "model": el.manifest.get("model"),
         "embeddings": {
@@ -356,13 +411,15 @@ def link(left: str | Path, right: str | Path, out: str | Path, cfg: LinkConfig |
             "k": cfg.k,
             "threshold": threshold,
             "threshold_on": threshold_on,
+            "signals": list(signals_on),
+            "thresholds": asdict(cfg.thresholds),
             "learned": {
                 "mixture": mixture.as_dict() if mixture is not None else None,
                 "threshold_from": "given"
                 if cfg.threshold is not None
                 else ("learned: match probability 0.5" if mixture is not None else "fixed default"),
             },
-            "lexical": cfg.lexical,
+            "lexical": lexical,
             "weights": asdict(cfg.weights),
         },
         "counts": {
@@ -370,6 +427,7 @@ def link(left: str | Path, right: str | Path, out: str | Path, cfg: LinkConfig |
             "right_rows": nr,
             "candidate_pairs": len(cand),
             "links": n_links,
+            "links_by_signal": passing_counts(signals, cfg.thresholds, accepted) if len(signals_on) > 1 else {},
             "expected_links": None if expected_links is None else round(expected_links, 1),
             "left_linked": int(links["left_id"].n_unique()) if n_links else 0,
             "right_linked": int(links["right_id"].n_unique()) if n_links else 0,
