@@ -54,15 +54,23 @@ def _global_options(
         os.environ["ECLIP_WAIT"] = "1"
 
 
+#: The command list's one-line summaries of commands whose docstrings open with a longer
+#: sentence (the list shows a docstring's first paragraph; at 80 columns 62 characters fit).
+SHORT_HELP = {
+    "dedupe": "Deduplicate a catalog: every row gets a match group.",
+    "classify": "Classify rows into categories: zero-shot, a probe, or both.",
+    "report": "Write an HTML report with galleries, and a review CSV.",
+}
+
 app.command()(embed.embed)
-app.command()(dedupe.dedupe)
+app.command(short_help=SHORT_HELP["dedupe"])(dedupe.dedupe)
 app.command()(link.link)
 app.command()(train.train)
 app.add_typer(index.index_app, name="index")
 app.command()(cluster.cluster)
-app.command()(classify.classify)
+app.command(short_help=SHORT_HELP["classify"])(classify.classify)
 app.command("filter-adult")(classify.filter_adult)
-app.command()(report.report)
+app.command(short_help=SHORT_HELP["report"])(report.report)
 app.command("eval")(evaluate.eval_)
 app.command()(label.label)
 app.command()(label.learn)
@@ -76,7 +84,7 @@ def main() -> None:
     warnings.showwarning = _show_warning
     _return_freed_memory()
     try:
-        app(args=optional_ray_address(sys.argv[1:]))
+        app(args=optional_ray_address(sys.argv[1:]), prog_name="eclip")  # also under python -m eclip
     except EclipError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise SystemExit(2) from None

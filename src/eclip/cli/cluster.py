@@ -60,7 +60,7 @@ def cluster(
         str,
         typer.Option(
             help="auto, pca (HDBSCAN on PCA-reduced vectors) or knn (HDBSCAN on the sparse kNN "
-            "distance graph). auto: knn from 5,000 rows (measured by bench/cluster.py).",
+            "distance graph). auto: knn from 5,000 rows (bench/cluster.py).",
             metavar="MODE",
             rich_help_panel="Clustering",
         ),
@@ -75,7 +75,7 @@ def cluster(
         Optional[int],
         typer.Option(
             min=1,
-            help="Neighbours defining density (core distance). Default: --min-cluster-size.",
+            help="Density neighbours (core distance). Default: --min-cluster-size.",
             metavar="N",
             rich_help_panel="Clustering",
         ),
@@ -93,13 +93,13 @@ def cluster(
         typer.Option(
             min=0.0,
             callback=finite,
-            help="cluster_selection_epsilon: merge clusters closer than this Euclidean distance between unit vectors.",
+            help="cluster_selection_epsilon: merge clusters closer than this (unit-vector Euclidean distance).",
             metavar="EPS",
             rich_help_panel="Clustering",
         ),
     ] = 0.0,
     pca_dim: Annotated[
-        int, typer.Option(min=1, help="Dimensions kept by PCA in pca mode.", metavar="N", rich_help_panel="Clustering")
+        int, typer.Option(min=1, help="Dimensions PCA keeps in pca mode.", metavar="N", rich_help_panel="Clustering")
     ] = 32,
     k: Annotated[int, neighbours_opt("Neighbours per row of the kNN graph in knn mode.", "Clustering")] = 15,
     gold_col: Annotated[
@@ -112,12 +112,15 @@ def cluster(
     ] = None,
     gold: Annotated[
         Optional[Path],
-        typer.Option(help="Table with the gold labels (default: the catalog).", metavar="FILE", rich_help_panel="Gold"),
+        typer.Option(help="Gold labels table (default: the catalog).", metavar="FILE", rich_help_panel="Gold"),
     ] = None,
     gold_id_col: GoldIdColOpt = None,
     singleton_cluster: SingletonClusterOpt = None,
 ) -> None:
-    """Cluster products with HDBSCAN: clusters.parquet (-1 = noise), per-cluster summary with top terms, metrics with --gold-col."""
+    """Cluster products with HDBSCAN; each cluster's top terms.
+
+    Writes clusters.parquet (-1 = noise) and a per-cluster summary with top terms; metrics with --gold-col.
+    """
     from eclip import api
     from eclip.cluster import HdbscanSettings
 

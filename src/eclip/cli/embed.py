@@ -39,7 +39,7 @@ def embed(
         typer.Option(
             "--out",
             "-o",
-            help="Embeddings directory (sharded .npy + manifest.json); default runs/embeddings/FOLDER-NAME of the catalog. Rerun the same command to resume.",
+            help="Embeddings directory (sharded .npy + manifest.json); default runs/embeddings/FOLDER-NAME of the catalog. A rerun resumes.",
             metavar="DIR",
             rich_help_panel="Output",
         ),
@@ -108,7 +108,7 @@ def embed(
         typer.Option(
             min=0.01,
             callback=finite,
-            help="Largest image download accepted, MiB.",
+            help="Largest image download, MiB.",
             metavar="MIB",
             rich_help_panel="Images",
         ),
@@ -117,7 +117,7 @@ def embed(
         int,
         typer.Option(
             min=1,
-            help="Images with more pixels are refused (too_large) before decoding.",
+            help="Larger images are refused (too_large), not decoded.",
             metavar="N",
             rich_help_panel="Images",
         ),
@@ -143,7 +143,10 @@ def embed(
     ray: RayOpt = None,
     ray_workers: RayWorkersOpt = None,
 ) -> None:
-    """Embed titles and images into a sharded, resumable embeddings directory (torchrun- and Ray-ready)."""
+    """Embed titles and images into an embeddings directory.
+
+    Sharded and resumable (rerun the same command after a kill), and torchrun- and Ray-ready.
+    """
     from eclip import api
     from eclip.encoders import EmbedSettings
 

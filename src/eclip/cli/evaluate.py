@@ -33,7 +33,7 @@ def eval_(
     gold_col: Annotated[
         Optional[str],
         typer.Option(
-            help="Cluster-id or class column of the gold table (groups: default cluster_id when present).",
+            help="Cluster-id or class column of the gold table (groups: cluster_id if present).",
             metavar="COL",
             rich_help_panel="Gold",
         ),
@@ -47,10 +47,9 @@ def eval_(
         typer.Option(
             "--sweep",
             "--calibrate",
-            help="Sweep every grouping method (mutual, average, components) and threshold on the run's pairs, "
-            "pick the best F1 (or the most recall at --target-precision) and write calibration.json. Thresholds are "
-            "on the raw score, about -0.7 to 1.3: a mean of cosines, +0.3 for agreeing codes, -0.2 per conflict. "
-            "(--calibrate: its old name.)",
+            help="Sweep every grouping method (mutual, average, components) and raw-score threshold (about -0.7 "
+            "to 1.3) on the run's pairs; write the best F1 (or the most recall at --target-precision) to "
+            "calibration.json.",
             metavar="",
             rich_help_panel="Calibration",
         ),
@@ -94,9 +93,12 @@ def eval_(
         ),
     ] = 0.9,
 ) -> None:
-    """Score a run against gold labels. Groups: pairwise and B-cubed P/R/F1, ARI, NMI,
-    blocking recall@k. Links: P/R/F1 of the cross pairs. Predictions: accuracy, macro-F1,
-    confusions. Flags: PR-AUC, recall at a precision."""
+    """Score a run against gold labels: precision, recall and F1.
+
+    Groups: pairwise and B-cubed P/R/F1, ARI, NMI, blocking recall@k. Links: P/R/F1 of the cross pairs.
+
+    Predictions: accuracy, macro-F1, confusions. Flags: PR-AUC, recall at a precision.
+    """
     from eclip import api
 
     groups = _run_file(groups)

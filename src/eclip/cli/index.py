@@ -25,7 +25,9 @@ from eclip.cli.options import (
 from eclip.progress import console
 
 index_app = typer.Typer(
-    help="FAISS index directories: build (auto-tuned IVF-PQ, sharded), merge, add, info, query.", no_args_is_help=True
+    help="FAISS index directories: build, merge, add, info, query.\n\n"
+    "Indexes are exact (Flat) for small sets, else IVF-PQ tuned to a recall target, and sharded for large catalogs.",
+    no_args_is_help=True,
 )
 
 
@@ -34,7 +36,7 @@ def index_build(
         Path,
         typer.Argument(
             metavar="SOURCE",
-            help="Embeddings directory from `eclip embed` (or a dedupe run's embeddings/), or a catalog to embed first.",
+            help="Embeddings directory (`eclip embed`, or a dedupe run's embeddings/), or a catalog to embed.",
         ),
     ],
     out: Annotated[
@@ -46,12 +48,12 @@ def index_build(
     image_col: ImageColOpt = None,
     image_root: ImageRootOpt = None,
     vectors: Annotated[
-        str, typer.Option(help="Which vectors: text, image or fused.", metavar="KIND", rich_help_panel="Index")
+        str, typer.Option(help="The vectors indexed: text, image or fused.", metavar="KIND", rich_help_panel="Index")
     ] = "text",
     factory: Annotated[
         Optional[str],
         typer.Option(
-            help="faiss factory string, e.g. 'IVF4096,PQ48x8,Refine(SQ8)'. Default: chosen from n, d and --max-memory.",
+            help="faiss factory, e.g. 'IVF4096,PQ48x8,Refine(SQ8)'; default: chosen from n, d and --max-memory.",
             metavar="STR",
             rich_help_panel="Index",
         ),
@@ -111,7 +113,9 @@ def index_build(
     ray: RayOpt = None,
     ray_workers: RayWorkersOpt = None,
 ) -> None:
-    """Build an index over an embeddings directory, tune nprobe to the recall target, and save it.
+    """Build an index over embeddings, tuned to a recall target.
+
+    The index is built over an embeddings directory (or a catalog, embedded first), nprobe is tuned to the recall target, and it is saved.
 
     A rerun after a kill reuses the trained index; a finished build or shard is not redone.
     """
@@ -148,14 +152,17 @@ def index_merge(
     ] = None,
     target_recall: Annotated[
         float,
-        typer.Option(min=0.0, max=1.0, callback=finite, help="recall@k that nprobe tuning must reach.", metavar="R"),
+        typer.Option(min=0.0, max=1.0, callback=finite, help="The recall@k nprobe is tuned to.", metavar="R"),
     ] = 0.95,
     k: Annotated[int, typer.Option("--recall-k", "-k", "--k", min=1, help="k of the recall target.", metavar="K")] = 10,
     groups: Annotated[
-        Optional[Path], typer.Option(help="groups.parquet to keep with the index.", metavar="FILE")
+        Optional[Path], typer.Option(help="groups.parquet to store beside the index.", metavar="FILE")
     ] = None,
 ) -> None:
-    """Merge the shards of a sharded build into one index (equal to a single build), then tune nprobe."""
+    """Merge a sharded build's shards into one index, then tune it.
+
+    The merged index equals a single build; nprobe is tuned again.
+    """
     from eclip import api
 
     console.print_json(data=api.index_merge(index, embeddings, target_recall, k, groups))
@@ -182,7 +189,10 @@ def index_add(
     image_root: ImageRootOpt = None,
     allow_outside_root: AllowOutsideOpt = False,
 ) -> None:
-    """Append new listings without retraining; ids already in the index are skipped."""
+    """Append new listings to an index without retraining it.
+
+    Ids already in the index are skipped.
+    """
     from eclip import api
 
     columns = api.CatalogSource(
@@ -223,9 +233,7 @@ def index_query(
         typer.Option(help="Look up every row of this catalog.", metavar="FILE", rich_help_panel="Queries"),
     ] = None,
     k: Annotated[int, neighbours_opt("Neighbours returned per query.")] = 10,
-    mmap: Annotated[
-        bool, typer.Option("--mmap", help="Memory-map the index instead of reading it.", metavar="")
-    ] = False,
+    mmap: Annotated[bool, typer.Option("--mmap", help="Memory-map the index, not read it.", metavar="")] = False,
     out: Annotated[
         Optional[Path],
         typer.Option(help="Write the neighbours here (.parquet or .csv) instead of printing.", metavar="FILE"),
@@ -236,7 +244,10 @@ def index_query(
     image_root: ImageRootOpt = None,
     allow_outside_root: AllowOutsideOpt = False,
 ) -> None:
-    """Top-k neighbours with scores, embedded with the index's own model (and vectors)."""
+    """Search an index: top-k neighbours of new rows, with scores.
+
+    The rows are embedded with the index's own model (and vectors).
+    """
     from eclip import api
     from eclip.rundir import refuse_overwrite, write_csv, write_parquet
 

@@ -13,9 +13,7 @@ from rich.table import Table
 
 from eclip.progress import console
 
-RunArg = Annotated[
-    Path, typer.Argument(metavar="RUN_DIR", help="Run directory of `eclip dedupe CATALOG --out RUN_DIR`.")
-]
+RunArg = Annotated[Path, typer.Argument(metavar="RUN_DIR", help="Run directory of `eclip dedupe` (its --out).")]
 LabelsOpt = Annotated[
     Optional[Path], typer.Option("--labels", help="Label file. Default: RUN_DIR/label.csv.", metavar="CSV")
 ]
@@ -32,15 +30,17 @@ def label(
         typer.Option(
             "--interactive",
             "-i",
-            help="Ask in the terminal, one pair at a time (keys y/n/u/q); every answer is saved at once.",
+            help="Ask in the terminal, pair by pair (keys y/n/u/q); answers are saved at once.",
             metavar="",
         ),
     ] = False,
     limit: Annotated[
-        Optional[int], typer.Option(min=1, help="With --interactive: stop after this many answers.", metavar="N")
+        Optional[int], typer.Option(min=1, help="With --interactive: stop after N answers.", metavar="N")
     ] = None,
 ) -> None:
-    """Choose the candidate pairs worth a reviewer's time: half the ones the current model is least sure of, half at random across its probability range.
+    """Choose the candidate pairs most worth a reviewer's time.
+
+    Half are the ones the current model is least sure of, half are drawn at random across its probability range.
 
     No two pairs of a batch share a row or a group while others remain: one batch of 200 teaches as much as ten of 20.
 
@@ -136,10 +136,12 @@ def learn(
     labels: LabelsOpt = None,
     out: Annotated[
         Optional[Path],
-        typer.Option("--out", "-o", help="Model file to write. Default: RUN_DIR/match_model.json.", metavar="FILE"),
+        typer.Option("--out", "-o", help="Model file (default: RUN_DIR/match_model.json).", metavar="FILE"),
     ] = None,
 ) -> None:
-    """Fit a match model on labelled pairs: logistic regression over every signal, saved as JSON.
+    """Fit a match model on labelled pairs (logistic regression).
+
+    The model weighs every signal, and is saved as JSON.
 
     It is checked against the label-free probability on held-out labels, then kept, blended with it, or set aside.
 

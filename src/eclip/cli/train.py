@@ -82,7 +82,7 @@ def train(
     zeroshot_col: Annotated[
         Optional[str],
         typer.Option(
-            help="Class column for zero-shot accuracy on the validation split, e.g. articleType.",
+            help="Class column (e.g. articleType) for zero-shot accuracy on held-out rows.",
             metavar="COL",
             rich_help_panel="Validation",
         ),
@@ -95,7 +95,7 @@ def train(
         int,
         typer.Option(
             min=1,
-            help="Micro-batches per step, one contrastive batch (features cached, recomputed with grad).",
+            help="Micro-batches per step of one contrastive batch (features cached, then recomputed with grad).",
             metavar="N",
             rich_help_panel="Schedule",
         ),
@@ -116,7 +116,7 @@ def train(
         Optional[bool],
         typer.Option(
             "--lock-text/--no-lock-text",
-            help="Freeze the text tower, features computed once (LiT). Default: locked for --init minilm.",
+            help="Freeze the text tower, its features computed once (LiT); default with --init minilm.",
             metavar="",
             rich_help_panel="Model",
         ),
@@ -128,7 +128,7 @@ def train(
         bool,
         typer.Option(
             "--image-only",
-            help="Ignore titles: two augmented views of each image are the positive pair (when titles would leak labels).",
+            help="Ignore titles: two augmented views of an image are the positive pair (when titles leak labels).",
             metavar="",
             rich_help_panel="Loss",
         ),
@@ -180,7 +180,10 @@ def train(
         ),
     ] = None,
 ) -> None:
-    """Train image and title encoders contrastively on the catalog's own listings (e-CLIP)."""
+    """Train image and title encoders on your catalog's listings.
+
+    Contrastive training (e-CLIP) on the catalog's own titles and images; no labels needed.
+    """
     from eclip import api
     from eclip.train import TrainConfig
 
