@@ -10,10 +10,13 @@ from rich.markup import escape
 
 from eclip.cli.options import GoldIdColOpt, ImageRootOpt, SingletonClusterOpt
 from eclip.progress import console
+from eclip.report.order import DEFAULT_ORDER, ReportOrder
 
 
 def report(
-    run: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory of `eclip dedupe` or `eclip cluster`.")],
+    run: Annotated[
+        Path, typer.Argument(metavar="RUN", help="Run directory of `eclip dedupe`, `eclip cluster` or `eclip link`.")
+    ],
     out: Annotated[
         Optional[Path],
         typer.Option(
@@ -46,9 +49,20 @@ def report(
     gold_id_col: GoldIdColOpt = None,
     singleton_cluster: SingletonClusterOpt = None,
     image_root: ImageRootOpt = None,
+    order: Annotated[
+        ReportOrder,
+        typer.Option(
+            help="Order of the gallery and the review file: least-certain (groups whose weakest accepted link has the "
+            "lowest match probability, or score, first; clusters by cohesion), most-certain, or largest.",
+            metavar="ORDER",
+            rich_help_panel="Output",
+        ),
+    ] = DEFAULT_ORDER,
     max_groups: Annotated[
         int,
-        typer.Option(min=1, help="Groups or clusters listed, largest first.", metavar="N", rich_help_panel="Output"),
+        typer.Option(
+            min=1, help="Groups or clusters listed: the first N in --order.", metavar="N", rich_help_panel="Output"
+        ),
     ] = 10_000,
     max_thumbnails: Annotated[
         int,
@@ -71,6 +85,7 @@ def report(
         image_root=image_root,
         max_groups=max_groups,
         max_thumbnails=max_thumbnails,
+        order=order,
     )
     console.print(
         f"wrote {r['html']} ({r['bytes'] / 2**20:.1f} MiB: {r['groups']:,} groups, {r['thumbnails']:,} thumbnails) and {r['review']}"

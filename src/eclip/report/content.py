@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import io
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,42 +19,16 @@ from eclip.catalog import given_dialect, load_catalog
 from eclip.catalog.images import ImageFailure, ImageSettings, open_image
 from eclip.errors import EclipError, RunDirError
 from eclip.evaluation import cluster_metrics, load_gold, noise_as_singletons, threshold_curve
-from eclip.evaluation.gold import load_gold_cross_pairs
+from eclip.evaluation.metrics import pairwise_prf
 from eclip.matcher import ModalityThresholds, passing_signals
+from eclip.matcher.grouping import group
 from eclip.progress import progress_bar
+from eclip.report.entries import ReportContent, pair_detail
+from eclip.report.order import DEFAULT_ORDER, ORDER_WORDS, ORDERS, order_frame, rounded, threshold_axis
 from eclip.rundir import MANIFEST, read_json
 
 #: Gallery members listed per cluster (the most confident first); the rest are counted.
 MEMBERS_SHOWN = 24
-
-
-@dataclass
-class ReportContent:
-    """Everything one report renders.
-
-    Attributes:
-        job: ``dedupe``, ``cluster`` or ``link``. manifest: the run's manifest.
-        groups: gallery entries, largest first: ``{"gid", "size", "score", "label", "terms",
-            "members": [[row, id, title, value]], "edges": [[i, j, score, linked_by, detail]],
-            "more"}``; ``row`` indexes ``thumbs``, ``i, j`` index ``members``.
-        thumbs: ``{row: "data:image/jpeg;base64,..."}``.
-        scores: ``(p,)`` pair scores (dedupe) or membership probabilities (cluster) for the
-            histogram; matched: which of them are matches / clustered rows.
-        sizes: ``(g,)`` group or cluster sizes.
-        curve: labelled runs: ``[(threshold, precision, recall, f1)]``; metrics: their scores.
-        notes: lines shown under the header (caps hit, images missing).
-    """
-
-    job: str
-    manifest: dict[str, Any]
-    groups: list[dict[str, Any]]
-    thumbs: dict[int, str]
-    scores: np.ndarray
-    matched: np.ndarray
-    sizes: np.ndarray
-    curve: list[tuple[float, float, float, float]] | None = None
-    metrics: dict[str, Any] | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def _catalog(
@@ -115,76 +88,87 @@ def _linked_by(pairs: pl.DataFrame, thresholds: dict[str, Any]) -> list[str]:
     return ["+".join(name for name, ok in passed.items() if ok[i]) or "review" for i in range(len(pairs))]
 
 
-def _detail(row: dict[str, Any]) -> str:
-    names = (
-        ("text_score", "text"),
-        ("cos_embedding", "emb"),
-        ("cos_tfidf", "tfidf"),
-        ("code", "code"),
-        ("cos_image", "image"),
-        ("cos_fused", "fused"),
-        ("phash_distance", "pHash"),
-    )
-    parts = [
-        f"{label} {row[c]:.2f}" if c != "phash_distance" else f"{label} {int(row[c])} bits"
-        for c, label in names
-        if row.get(c) is not None
+def probability_curve(
+    n: int, a: np.ndarray, b: np.ndarray, probability: np.ndarray, gold: np.ndarray, method: str, steps: int = 41
+) -> list[tuple[float, float, float, float]]:
+    """Pairwise ``(threshold, precision, recall, f1)`` of the groups made at each of ``steps``
+    evenly spaced match-probability thresholds from 0 to 1 (``(p,)`` float ``probability``,
+    NaN counted as 0), as the run grouped them (:func:`eclip.matcher.grouping.group`)."""
+    p = np.nan_to_num(np.asarray(probability, dtype=np.float32), nan=0.0)
+    return [
+        (float(t), *pairwise_prf(group(n, a, b, p, float(t), method).labels, gold))
+        for t in np.linspace(0.0, 1.0, steps).round(4)
     ]
-    return " · ".join(parts)
+
+
+def _inside(pairs: pl.DataFrame, multi: pl.DataFrame) -> pl.DataFrame:
+    """The accepted pairs whose two rows share a match group, with that ``group_id``."""
+    gids = multi.select("id", "group_id")
+    return (
+        pairs.filter(pl.col("matched"))
+        .join(gids.rename({"id": "id_a"}), on="id_a")
+        .join(gids.rename({"id": "id_b", "group_id": "_gb"}), on="id_b")
+        .filter(pl.col("group_id") == pl.col("_gb"))
+        .drop("_gb")
+    )
 
 
 def dedupe_content(
-    run: Path, manifest: dict[str, Any], ids: list[str], texts: list[str], max_groups: int, gold: np.ndarray | None
+    run: Path,
+    manifest: dict[str, Any],
+    ids: list[str],
+    texts: list[str],
+    max_groups: int,
+    gold: np.ndarray | None,
+    order: str = DEFAULT_ORDER,
 ) -> ReportContent:
     groups = pl.read_parquet(run / "groups.parquet")
     pairs = pl.read_parquet(run / "pairs.parquet")
+    axis = threshold_axis(manifest, pairs["match_probability"] if "match_probability" in pairs.columns else None)
+    on = "match_probability" if axis == "match_probability" else "score"
     pos = {x: i for i, x in enumerate(ids)}
     multi = groups.filter(pl.col("group_size") > 1)
-    order = (
+    inside = _inside(pairs, multi).with_columns(pl.col(on).cast(pl.Float64).fill_nan(None).alias("_on"))
+    weakest = inside.group_by("group_id").agg(pl.col("_on").min().round(4).alias("certainty"))
+    summary = order_frame(
         multi.group_by("group_id")
         .agg(pl.len().alias("size"), pl.col("score").max().alias("best"))
-        .sort(["size", "best", "group_id"], descending=[True, True, False])
+        .join(weakest, on="group_id", how="left"),
+        order,
+        "group_id",
     )
     notes = []
-    if len(order) > max_groups:
-        notes.append(f"Showing the {max_groups:,} largest of {len(order):,} match groups (--max-groups).")
-        order = order.head(max_groups)
-    keep = set(order["group_id"].to_list())
-    members = multi.filter(pl.col("group_id").is_in(list(keep)))
+    if len(summary) > max_groups:
+        notes.append(
+            f"Showing the {max_groups:,} {ORDER_WORDS[order]} of {len(summary):,} match groups (--max-groups, --order)."
+        )
+        summary = summary.head(max_groups)
+    keep = summary["group_id"].to_list()
+    members = multi.filter(pl.col("group_id").is_in(keep))
     by_group: dict[int, list[dict]] = {}
     for r in members.iter_rows(named=True):
         by_group.setdefault(r["group_id"], []).append(r)
-    gid_of = dict(zip(members["id"].to_list(), members["group_id"].to_list()))
     thresholds = manifest.get("matching", {}).get("thresholds", {})
+    shown = inside.filter(pl.col("group_id").is_in(keep)).sort(["_on", "score"], nulls_last=True, maintain_order=True)
+    shown = shown.with_columns(pl.Series("linked_by", _linked_by(shown, thresholds), dtype=pl.String))
     edges: dict[int, list[dict]] = {}
-    matched = pairs.filter(pl.col("matched"))
-    matched = matched.with_columns(pl.Series("linked_by", _linked_by(matched, thresholds), dtype=pl.String))
-    for r in matched.iter_rows(named=True):
-        g = gid_of.get(r["id_a"])
-        if g is not None and g == gid_of.get(r["id_b"]):
-            edges.setdefault(g, []).append(r)
+    for r in shown.iter_rows(named=True):
+        edges.setdefault(r["group_id"], []).append(r)
     out = []
-    for g, size, best in order.iter_rows():
+    for g, size, best, certainty in summary.select("group_id", "size", "best", "certainty").iter_rows():
         rows = by_group[g]
         local = {r["id"]: i for i, r in enumerate(rows)}
         out.append(
             {
                 "gid": int(g),
                 "size": int(size),
-                "score": None if best is None else round(float(best), 4),
+                "score": rounded(best),
+                "certainty": rounded(certainty),
                 "label": f"group {g}",
                 "terms": [],
-                "members": [
-                    [
-                        pos[r["id"]],
-                        r["id"],
-                        texts[pos[r["id"]]],
-                        None if r["score"] is None else round(float(r["score"]), 3),
-                    ]
-                    for r in rows
-                ],
+                "members": [[pos[r["id"]], r["id"], texts[pos[r["id"]]], rounded(r["score"], 3)] for r in rows],
                 "edges": [
-                    [local[e["id_a"]], local[e["id_b"]], round(float(e["score"]), 3), e["linked_by"], _detail(e)]
+                    [local[e["id_a"]], local[e["id_b"]], round(float(e["score"]), 3), e["linked_by"], pair_detail(e)]
                     for e in edges.get(g, [])
                 ],
                 "more": 0,
@@ -194,9 +178,12 @@ def dedupe_content(
     if gold is not None:
         a = np.array([pos[x] for x in pairs["id_a"].to_list()], dtype=np.int64)
         b = np.array([pos[x] for x in pairs["id_b"].to_list()], dtype=np.int64)
-        curve = threshold_curve(
-            len(ids), a, b, pairs["score"].fill_null(0.0).to_numpy(), gold, _method_used(manifest), steps=41
-        )
+        if axis == "match_probability":
+            prob = pairs["match_probability"].cast(pl.Float32).fill_null(np.nan).to_numpy()
+            curve = probability_curve(len(ids), a, b, prob, gold, _method_used(manifest))
+        else:
+            score = pairs["score"].fill_null(0.0).to_numpy()
+            curve = threshold_curve(len(ids), a, b, score, gold, _method_used(manifest), steps=41)
     sizes = groups.group_by("group_id").len()["len"].to_numpy()
     return ReportContent(
         "dedupe",
@@ -209,18 +196,34 @@ def dedupe_content(
         curve,
         None,
         notes,
+        axis,
+        order,
     )
 
 
 def cluster_content(
-    run: Path, manifest: dict[str, Any], ids: list[str], texts: list[str], max_groups: int, gold: np.ndarray | None
+    run: Path,
+    manifest: dict[str, Any],
+    ids: list[str],
+    texts: list[str],
+    max_groups: int,
+    gold: np.ndarray | None,
+    order: str = DEFAULT_ORDER,
 ) -> ReportContent:
     clusters = pl.read_parquet(run / "clusters.parquet")
-    summary = pl.read_parquet(run / "cluster_summary.parquet").sort("size", descending=True)
+    summary = order_frame(
+        pl.read_parquet(run / "cluster_summary.parquet").with_columns(
+            pl.col("cohesion").cast(pl.Float64).round(4).alias("certainty")
+        ),
+        order,
+        "cluster_id",
+    )
     pos = {x: i for i, x in enumerate(ids)}
     notes = []
     if len(summary) > max_groups:
-        notes.append(f"Showing the {max_groups:,} largest of {len(summary):,} clusters (--max-groups).")
+        notes.append(
+            f"Showing the {max_groups:,} {ORDER_WORDS[order]} of {len(summary):,} clusters (--max-groups, --order)."
+        )
         summary = summary.head(max_groups)
     ranked = clusters.filter(pl.col("cluster_id") >= 0).sort(
         ["cluster_id", "probability", "outlier_score"], descending=[False, True, False]
@@ -240,7 +243,8 @@ def cluster_content(
             {
                 "gid": int(c),
                 "size": int(s["size"]),
-                "score": round(float(s["cohesion"]), 4),
+                "score": rounded(s["cohesion"]),
+                "certainty": rounded(s["certainty"]),
                 "label": label,
                 "terms": list(s["top_terms"]),
                 "members": [[pos[x], x, texts[pos[x]], round(float(member_prob[x]), 3)] for x in shown],
@@ -251,11 +255,11 @@ def cluster_content(
     curve = None
     metrics = manifest.get("metrics")
     if gold is not None:
-        order = np.array([pos[x] for x in clusters["id"].to_list()], dtype=np.int64)
+        at = np.array([pos[x] for x in clusters["id"].to_list()], dtype=np.int64)
         labels = np.full(len(ids), -1, dtype=np.int64)
-        labels[order] = clusters["cluster_id"].to_numpy()
+        labels[at] = clusters["cluster_id"].to_numpy()
         prob = np.zeros(len(ids), dtype=np.float32)
-        prob[order] = clusters["probability"].to_numpy()
+        prob[at] = clusters["probability"].to_numpy()
         curve = []
         for t in np.linspace(0.0, 1.0, 21):
             m = cluster_metrics(noise_as_singletons(np.where(prob >= t, labels, -1)), gold)
@@ -272,107 +276,8 @@ def cluster_content(
         curve,
         metrics,
         notes,
-    )
-
-
-def _link_catalogs(manifest: dict[str, Any]) -> tuple[list[str], list[str], int]:
-    """Both sides' ids and titles, LEFT's rows first, and LEFT's row count."""
-    ids: list[str] = []
-    texts: list[str] = []
-    sizes = []
-    for side in ("left", "right"):
-        inputs = manifest.get("inputs", {}).get(side) or {}
-        path = inputs.get("catalog")
-        if not path or not Path(path).exists():
-            raise RunDirError(
-                f"the link run's {side.upper()} catalog {path!r} is gone; the report needs its titles. Restore it or rerun the job."
-            )
-        cat = load_catalog(path, inputs.get("id_col") or "id", inputs.get("text_cols"), None)
-        ids += cat.ids
-        texts += cat.texts
-        sizes.append(len(cat))
-    return ids, texts, sizes[0]
-
-
-def link_curve(
-    cand: pl.DataFrame,
-    nl: int,
-    lpos: dict[str, int],
-    rpos: dict[str, int],
-    mode: str,
-    gold: set[tuple[str, str]],
-    steps: int = 41,
-) -> list[tuple[float, float, float, float]]:
-    """Cross-pair precision / recall / F1 of a link run's assignment redone at each raw-score
-    threshold (``many-to-many`` counts every candidate pair above it)."""
-    from eclip.matcher.assignment import one_to_many, one_to_one
-
-    score = cand["score"].fill_null(-np.inf).to_numpy().astype(np.float64)
-    l = np.array([lpos[x] for x in cand["left_id"].to_list()], dtype=np.int64)
-    r = np.array([rpos[x] for x in cand["right_id"].to_list()], dtype=np.int64)
-    is_gold = np.array(
-        [(x, y) in gold for x, y in zip(cand["left_id"].to_list(), cand["right_id"].to_list())], dtype=bool
-    )
-    finite = score[np.isfinite(score)]
-    curve = []
-    for t in np.quantile(finite, np.linspace(0.5, 1.0, steps)) if len(finite) else []:
-        sel = np.flatnonzero(score >= t)
-        if mode == "many-to-many":
-            keep = sel
-        else:
-            fn = one_to_one if mode == "one-to-one" else one_to_many
-            keep = sel[fn(nl, len(rpos), l[sel], r[sel], score[sel] - t + 1e-6)]
-        tp = int(is_gold[keep].sum())
-        p = tp / len(keep) if len(keep) else 1.0
-        rec = tp / len(gold) if gold else 0.0
-        curve.append((float(t), p, rec, 2 * p * rec / (p + rec) if p + rec else 0.0))
-    return curve
-
-
-def link_content(run: Path, manifest: dict[str, Any], gold_path: str | Path | None, max_groups: int) -> ReportContent:
-    """A link run: each link as a two-row entry (LEFT row, RIGHT row) with its signals; the
-    candidate score histogram; with gold pairs, precision / recall against the threshold."""
-    ids, texts, nl = _link_catalogs(manifest)
-    lpos = {x: i for i, x in enumerate(ids[:nl])}
-    rpos = {x: i for i, x in enumerate(ids[nl:])}
-    links = pl.read_parquet(run / "links.parquet")
-    cand = pl.read_parquet(run / "candidates.parquet")
-    notes = []
-    if len(links) > max_groups:
-        notes.append(f"Showing the {max_groups:,} best-scoring of {len(links):,} links (--max-groups).")
-    out = []
-    for i, row in enumerate(links.head(max_groups).iter_rows(named=True)):
-        a, b = lpos[row["left_id"]], nl + rpos[row["right_id"]]
-        out.append(
-            {
-                "gid": i,
-                "size": 2,
-                "score": None if row["score"] is None else round(float(row["score"]), 4),
-                "label": f"link {i + 1}",
-                "terms": [],
-                "members": [
-                    [a, f"LEFT {row['left_id']}", texts[a], None],
-                    [b, f"RIGHT {row['right_id']}", texts[b], None],
-                ],
-                "edges": [[0, 1, round(float(row["score"] or 0.0), 3), "link", _detail(row)]],
-                "more": 0,
-            }
-        )
-    curve = None
-    if gold_path is not None:
-        gold, _, _ = load_gold_cross_pairs(gold_path, set(lpos), set(rpos))
-        curve = link_curve(cand, nl, lpos, rpos, manifest.get("matching", {}).get("mode", "one-to-one"), gold)
-    return ReportContent(
-        "link",
-        manifest,
-        out,
-        {},
-        cand["score"].fill_null(np.nan).to_numpy(),
-        cand["linked"].to_numpy(),
-        np.full(len(links), 2),
-        curve,
-        None,
-        notes,
+        "score",
+        order,
     )
 
 
@@ -385,24 +290,32 @@ def build_content(
     image_root: Path | None = None,
     max_groups: int = 10_000,
     max_thumbnails: int = 5_000,
+    order: str = DEFAULT_ORDER,
 ) -> ReportContent:
-    """Read a dedupe or cluster run directory into a :class:`ReportContent`.
+    """Read a dedupe, cluster or link run directory into a :class:`ReportContent`.
 
     Args:
-        run: the run directory (``manifest.json`` with ``job`` ``dedupe`` or ``cluster``).
+        run: the run directory (``manifest.json`` with ``job`` ``dedupe``, ``cluster`` or ``link``).
         gold, gold_col, gold_id_col, singleton_clusters: labels for the precision/recall
             curve (as :func:`eclip.evaluation.load_gold`); a labelled cluster run reuses its own.
         image_root: where the catalog's relative image paths live, when not where the run said.
-        max_groups: gallery entries kept, largest first. max_thumbnails: images embedded.
+        max_groups: gallery entries kept, the first in ``order``. max_thumbnails: images embedded.
+        order: the gallery's order, one of :data:`eclip.report.order.ORDERS`; the default,
+            ``least-certain``, lists first the groups whose weakest accepted link is weakest.
 
     Raises:
-        RunDirError: not a dedupe or cluster run, or its catalog is gone. GoldError: bad labels.
+        RunDirError: not a dedupe, cluster or link run, or its catalog is gone. GoldError: bad
+            labels. ValueError: unknown ``order``.
     """
+    from eclip.report.links import link_content
+
+    if order not in ORDERS:
+        raise ValueError(f"unknown report order {order!r}; choose one of {', '.join(ORDERS)}")
     run = Path(run)
     manifest = read_json(run / MANIFEST)
     job = manifest.get("job")
     if job == "link":
-        return link_content(run, manifest, gold, max_groups)
+        return link_content(run, manifest, gold, max_groups, order)
     if job not in ("dedupe", "cluster"):
         raise RunDirError(
             f"{run}: not a dedupe or cluster run directory (its manifest.json says job={job!r}); run `eclip dedupe` or `eclip cluster` first."
@@ -418,7 +331,7 @@ def build_content(
         )
     try:
         content = (dedupe_content if job == "dedupe" else cluster_content)(
-            run, manifest, ids, texts, max_groups, labels
+            run, manifest, ids, texts, max_groups, labels, order
         )
     except (KeyError, pl.exceptions.PolarsError) as exc:
         raise EclipError(f"{run}: its outputs do not match its catalog ({exc}); rerun the job.") from None

@@ -15,17 +15,26 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from markupsafe import Markup
 
 from eclip.errors import InputFileError
 from eclip.matcher.constraints import RUN_COLUMN, RUN_DIR_COLUMN, groups_fingerprint
 from eclip.report import plots
-from eclip.report.content import ReportContent, build_content
+from eclip.report.content import build_content
+from eclip.report.entries import ReportContent
+from eclip.report.order import AXIS_NAMES, ORDERS
 from eclip.report.review import write_review
 from eclip.rundir import atomic_path, refuse_overwrite
 
 #: Columns of the review file that ``eclip dedupe --review`` reads.
 REVIEW_COLUMNS = ("group_id", "id", "decision", "title")
 PAGE_SIZE = 50
+#: The page's order menu.
+ORDER_LABELS = {
+    "least-certain": "least certain first",
+    "most-certain": "most certain first",
+    "largest": "largest first",
+}
 
 
 def _json_for_script(obj: Any) -> str:
@@ -84,9 +93,13 @@ def _facts(c: ReportContent) -> list[tuple[str, str]]:
         ]
     elif c.job == "dedupe":
         mt = m.get("matching", {})
+        used = mt.get("method_used")
+        method = f"{used} ({mt.get('method')})" if used and used != mt.get("method") else str(mt.get("method"))
+        threshold = mt.get("threshold")
+        threshold_text = f"{threshold:g}" if isinstance(threshold, (int, float)) else str(threshold)
         facts += [
             ("signals", ", ".join(mt.get("signals", []))),
-            ("method / threshold", f"{mt.get('method')} / {mt.get('threshold')}"),
+            ("method / threshold", f"{method} / {threshold_text} on {AXIS_NAMES[c.axis]}"),
             (
                 "match groups (size > 1)",
                 f"{counts.get('multi_row_groups', 0):,} holding {counts.get('rows_in_multi_row_groups', 0):,} rows; largest {counts.get('largest_group', 0):,}",
@@ -116,73 +129,113 @@ def _facts(c: ReportContent) -> list[tuple[str, str]]:
                 + (f" · noise {mm['noise_fraction']:.1%}" if "noise_fraction" in mm else ""),
             )
         )
+    facts.append(("listed", _listed(c)))
     facts.append(("created", str(m.get("created"))))
     return facts
 
 
-def _plots(c: ReportContent) -> list[str]:
+def _certainty_name(c: ReportContent) -> str:
+    """What a group's ``certainty`` is, as the page names it."""
+    if c.job == "cluster":
+        return "cohesion"
+    if c.job == "link":
+        return AXIS_NAMES[c.axis]
+    return f"weakest link: {AXIS_NAMES[c.axis]}"
+
+
+def _listed(c: ReportContent) -> str:
+    """The gallery's order in words."""
+    what = {"dedupe": "weakest accepted link", "cluster": "cohesion", "link": "link"}[c.job]
+    on = "" if c.job == "cluster" else f" ({AXIS_NAMES[c.axis]})"
+    return {
+        "least-certain": f"least certain first: {what}{on} ascending",
+        "most-certain": f"most certain first: {what}{on} descending",
+        "largest": "largest first",
+    }[c.order] + " (eclip report --order; the page's order menu re-sorts)"
+
+
+def _plot(svg: str, kind: str, caption: str = "", axis: str = "", threshold: float | None = None) -> dict[str, Any]:
+    """One figure of the page: its SVG, ``kind`` and, for a threshold curve, the axis and the
+    threshold drawn on it (``data-`` attributes) and a caption in words."""
+    return {
+        "svg": Markup(svg),  # drawn by matplotlib from numbers and our own labels
+        "kind": kind,
+        "caption": caption,
+        "axis": axis,
+        "threshold": "" if threshold is None else f"{threshold:g}",
+    }
+
+
+def _dedupe_plots(c: ReportContent) -> list[dict[str, Any]]:
+    mt = c.manifest.get("matching", {})
+    threshold = mt.get("threshold")
+    threshold = float(threshold) if isinstance(threshold, (int, float)) else None
+    out = []
+    if len(c.scores):
+        svg = plots.score_histogram(
+            c.scores,
+            c.matched.astype(bool),
+            "Candidate pair scores",
+            "combined score",
+            ("not matched", "matched"),
+            threshold if c.axis == "score" else None,
+        )
+        out.append(_plot(svg, "scores"))
+    out.append(_plot(plots.size_histogram(c.sizes, "Match group sizes (singletons included)", "groups"), "sizes"))
+    if c.curve:
+        name = AXIS_NAMES[c.axis]
+        svg = plots.pr_curve(
+            c.curve,
+            "Pairwise precision / recall vs threshold",
+            f"threshold on {name}",
+            threshold,
+            unit_interval=c.axis == "match_probability",
+        )
+        caption = f"Pairs regrouped at each threshold on the {name}"
+        if threshold is not None:
+            caption += f"; red line: this run's threshold, {threshold:g} on the {name}"
+        out.append(_plot(svg, "pr", caption + ".", c.axis, threshold))
+    return out
+
+
+def _plots(c: ReportContent) -> list[dict[str, Any]]:
+    if c.job == "dedupe":
+        return _dedupe_plots(c)
     out = []
     if c.job == "link":
         if len(c.scores):
-            out.append(
-                plots.score_histogram(
-                    c.scores,
-                    c.matched.astype(bool),
-                    "Candidate cross pair scores",
-                    "combined score",
-                    ("not linked", "linked"),
-                )
-            )
-        if c.curve:
-            out.append(
-                plots.pr_curve(c.curve, "Cross-pair precision / recall vs score threshold", "threshold (raw score)")
-            )
-    elif c.job == "dedupe":
-        if len(c.scores):
-            out.append(
-                plots.score_histogram(
-                    c.scores,
-                    c.matched.astype(bool),
-                    "Candidate pair scores",
-                    "combined score",
-                    ("not matched", "matched"),
-                )
-            )
-        out.append(plots.size_histogram(c.sizes, "Match group sizes (singletons included)"))
-        if c.curve:
-            out.append(
-                plots.pr_curve(
-                    c.curve,
-                    "Pairwise precision / recall vs threshold",
-                    "threshold",
-                    c.manifest.get("matching", {}).get("threshold"),
-                )
-            )
-    else:
-        out.append(
-            plots.score_histogram(
+            svg = plots.score_histogram(
                 c.scores,
                 c.matched.astype(bool),
-                "HDBSCAN membership probability",
-                "probability",
-                ("noise", "clustered"),
+                "Candidate cross pair scores",
+                "combined score",
+                ("not linked", "linked"),
             )
-        )
-        if len(c.sizes):
-            out.append(plots.size_histogram(c.sizes, "Cluster sizes"))
+            out.append(_plot(svg, "scores"))
         if c.curve:
-            out.append(
-                plots.pr_curve(
-                    c.curve,
-                    "B-cubed precision / recall vs min probability",
-                    "rows below this probability count as noise",
-                )
-            )
+            svg = plots.pr_curve(c.curve, "Cross-pair precision / recall vs score threshold", "threshold (raw score)")
+            out.append(_plot(svg, "pr", axis="score"))
+        return out
+    svg = plots.score_histogram(
+        c.scores, c.matched.astype(bool), "HDBSCAN membership probability", "probability", ("noise", "clustered")
+    )
+    out.append(_plot(svg, "scores"))
+    if len(c.sizes):
+        out.append(_plot(plots.size_histogram(c.sizes, "Cluster sizes", "clusters"), "sizes"))
+    if c.curve:
+        svg = plots.pr_curve(
+            c.curve,
+            "B-cubed precision / recall vs min probability",
+            "rows below this probability count as noise",
+            unit_interval=True,
+        )
+        out.append(_plot(svg, "pr", axis="membership_probability"))
     return out
 
 
 def review_frame(c: ReportContent, run: Path) -> pl.DataFrame:
-    """Rows to review: every row of a listed group or cluster, ``decision`` left empty."""
+    """Rows to review: every row of a listed group or cluster (or every listed link), in the
+    gallery's order (``c.order``: least certain first by default), ``decision`` left empty."""
     rows = []
     if c.job == "link":
         return pl.DataFrame(
@@ -209,8 +262,16 @@ def review_frame(c: ReportContent, run: Path) -> pl.DataFrame:
         for g in c.groups:
             rows += [(g["gid"], m[1], "", m[2]) for m in g["members"]]
     else:
-        keep = {g["gid"] for g in c.groups}
-        clusters = pl.read_parquet(run / "clusters.parquet").filter(pl.col("cluster_id").is_in(list(keep)))
+        rank = pl.DataFrame(
+            {"cluster_id": [g["gid"] for g in c.groups], "_rank": list(range(len(c.groups)))},
+            schema={"cluster_id": pl.Int64, "_rank": pl.Int64},
+        )
+        clusters = (
+            pl.read_parquet(run / "clusters.parquet")
+            .with_columns(pl.col("cluster_id").cast(pl.Int64))
+            .join(rank, on="cluster_id")
+            .sort("_rank", maintain_order=True)
+        )
         titles = {m[1]: m[2] for g in c.groups for m in g["members"]}
         rows = [
             (cid, i, "", titles.get(i, ""))
@@ -244,7 +305,8 @@ def write_report(
             ``different``; ``eclip dedupe --review`` reads it). A filled file there is never
             blanked (:func:`eclip.report.review.write_review`).
         content_args: passed to :func:`eclip.report.content.build_content` (gold labels,
-            image root, caps).
+            image root, caps, ``order``: the gallery's and the review file's order, least
+            certain first by default).
 
     Returns:
         ``{"html", "review", "review_note", "groups", "thumbnails", "bytes"}``; ``review`` is
@@ -256,9 +318,9 @@ def write_report(
         RunDirError, GoldError: see :func:`build_content`.
         InputFileError: ``out`` or ``review_out`` is the run's catalog or another input, or
             ``out`` is an existing file that is not HTML.
+        ValueError: an unknown ``order``.
     """
     from jinja2 import Environment, FileSystemLoader, select_autoescape
-    from markupsafe import Markup
 
     run = Path(run)
     c = build_content(run, **content_args)
@@ -277,15 +339,19 @@ def write_report(
         "pageSize": PAGE_SIZE,
         "hasImages": bool(c.manifest.get("inputs", {}).get("image_col")),
         "groupName": {"dedupe": "match groups", "link": "links"}.get(c.job, "clusters"),
-        "scoreName": "cohesion" if c.job == "cluster" else "best score",
-        "valueName": "probability" if c.job == "cluster" else "score",
+        "certaintyName": _certainty_name(c),
+        "scoreName": {"dedupe": "strongest", "link": "score" if c.axis != "score" else None}.get(c.job),
+        "valueName": {"cluster": "probability", "dedupe": "best link"}.get(c.job, "score"),
+        "order": c.order,
     }
     html = env.get_template("template.html.j2").render(
         job=c.job,
         catalog_name=_catalog_name(c.manifest),
         facts=_facts(c),
         notes=c.notes,
-        plots=[Markup(p) for p in _plots(c)],  # SVG drawn by matplotlib from numbers and our own labels
+        plots=_plots(c),
+        orders=[(o, ORDER_LABELS[o]) for o in ORDERS],
+        order=c.order,
         review_name=review.path.name,
         data_json=Markup(_json_for_script(data)),
     )
