@@ -110,7 +110,9 @@ def test_cascade_cli_embeds_only_uncertain_rows_and_uses_their_cosines(tmp_path_
     pairs = pl.read_parquet(out / "pairs.parquet").filter(
         pl.col("id_a").is_in(list(vec)) & pl.col("id_b").is_in(list(vec))
     )
-    assert len(pairs) == c["refined_pairs"]
+    assert len(pairs) == c["refined_pairs"] + c["new_pairs"] and c["new_pairs"] > 0
+    assert (pairs["source"] == "cascade").sum() == c["new_pairs"]  # proposed by the second model's kNN
+    assert m["counts"]["candidate_pairs"] == len(pl.read_parquet(out / "pairs.parquet"))
     want = [float(vec[x] @ vec[y]) for x, y in zip(pairs["id_a"], pairs["id_b"])]
     np.testing.assert_allclose(pairs["cos_embedding"].to_numpy(), want, atol=1e-4)
     # a rerun embeds nothing again

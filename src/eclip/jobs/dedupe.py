@@ -109,9 +109,10 @@ class DedupeConfig(CatalogSource):
             stays in this process. The output equals a run without it.
         cascade: a second text model (e.g. ``minilm`` after ``model`` ``minilm-static``): only
             the rows of candidate pairs whose match probability lies in ``(cascade_band,
-            1 - cascade_band)`` are embedded by it, and every pair is rescored with the merged
-            cosines (:mod:`eclip.matcher.cascade`). ``cascade_max_rows`` caps those rows (the
-            most uncertain pairs first).
+            1 - cascade_band)`` are embedded by it; every pair is rescored with the merged
+            cosines (:mod:`eclip.matcher.cascade`), and its kNN among those rows adds
+            candidates (:mod:`eclip.jobs.dedupe_cascade`). ``cascade_max_rows`` caps those
+            rows (the most uncertain pairs first).
     """
 
     embeddings: Path | None = None
@@ -325,8 +326,9 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
     a, b = cand["a"].to_numpy(), cand["b"].to_numpy()
     dim = int(emb.text.shape[1])
     with timer("score"):
-        signals, score = score_all(a, b, cat, emb, masks, signals_on, codes, phash, attrs, tfidf, cfg)
-    del tfidf  # scoring was its last use
+        signals, score, tfidf = score_all(a, b, cat, emb, masks, signals_on, codes, phash, attrs, tfidf, cfg)
+    if not cfg.cascade:
+        tfidf = None  # scoring was its last use
     if cfg.review:
         _keep_reviewed_groups(Path(cfg.review), out)
     constraints = read_review(cfg.review, cat.ids) if cfg.review else None
@@ -351,9 +353,25 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             cfg.thresholds,
         )
         with timer("cascade"):
-            signals, score, cascade_info = refine_uncertain(
-                cat, has_text, a, b, signals, score, settings.probability, cascade, out
+
+            def score_new(a2: np.ndarray, b2: np.ndarray, cos: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                return score_all(a2, b2, cat, emb, masks, signals_on, codes, phash, attrs, tfidf, cfg, cos)[:2]
+
+            step = refine_uncertain(
+                cat, has_text, a, b, signals, score, settings.probability, cascade, cfg, score_new, out
             )
+            tfidf = None
+            a, b, signals, score, cascade_info = step.a, step.b, step.signals, step.score, step.info
+            if len(step.new_rank):
+                new = pl.DataFrame(
+                    {
+                        "a": a[-len(step.new_rank) :],
+                        "b": b[-len(step.new_rank) :],
+                        "rank": step.new_rank,
+                        "source": "cascade",
+                    }
+                )
+                cand = pl.concat([cand, new.cast(cand.schema)])
         with timer("relearn"):
             settings = _learn(n, a, b, signals, score, cfg, model, constraints)
     with timer("group"):

@@ -165,17 +165,23 @@ def score_all(
     attrs: dict[str, Any],
     tfidf: Any,
     cfg: SearchSettings,
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    cosines: np.ndarray | None = None,
+) -> tuple[dict[str, np.ndarray], np.ndarray, Any]:
     """Every signal of the candidate pairs ``(a, b)`` (``(p,)`` int64) and their score
     (:func:`eclip.matcher.pair_scoring.score_candidates`), in bounded memory (this module's
     docstring). ``emb.text`` is released (an empty ``(0, d)`` array) when its cosines are
     all that is read of it. Same numbers as scoring with everything in memory.
 
+    ``cosines``: the pairs' ``(p,)`` float32 title cosines when they come from elsewhere (a
+    second model's, :mod:`eclip.jobs.dedupe_cascade`); then ``emb.text`` is not read.
+
     Returns:
-        ``(signals, score)``: signal name -> ``(p,)`` float32, and the ``(p,)`` float32 score.
+        ``(signals, score, tfidf)``: signal name -> ``(p,)`` float32, the ``(p,)`` float32
+        score, and the TF-IDF matrix used (``None`` without the lexical signals), for a
+        later call to reuse.
     """
-    cos_text = None
-    if cfg.ray is None and "text" in signals_on and len(a):
+    cos_text = cosines
+    if cos_text is None and cfg.ray is None and "text" in signals_on and len(a):
         cos_text = cosine_pairs(emb.text, a, b, masks["text"])  # NaN where a row has no text
         emb.text = np.zeros((0, emb.text.shape[1]), np.float32)  # the largest array: let it go
     if tfidf is None and codes is not None:
@@ -198,6 +204,6 @@ def score_all(
         cfg.thresholds,
         cos_text,
     )
-    if cfg.ray is not None and len(a):
-        return score_on_ray(cfg.ray, a, b, inputs)
-    return score_candidates(a, b, inputs)
+    if cfg.ray is not None and len(a) and cosines is None:
+        return (*score_on_ray(cfg.ray, a, b, inputs), tfidf)
+    return (*score_candidates(a, b, inputs), tfidf)
