@@ -51,6 +51,29 @@ def test_one_to_one_uses_each_row_once_and_one_to_many_only_right_once():
     assert len(np.unique(right[many])) == many.sum()
 
 
+def test_near_equal_links_go_to_the_pair_more_signals_agree_on():
+    from eclip.jobs.link import _assign
+    from eclip.jobs.link_stages import agreement
+    from eclip.matcher import ModalityThresholds
+
+    # LEFT 0 has two RIGHT twins by title (text 1.0 both, probabilities saturated alike);
+    # only RIGHT 1 has the same photo. LEFT 1 is an unrelated row with one weak candidate.
+    signals = {
+        "text_score": np.array([1.0, 1.0, 0.2], np.float32),
+        "cos_image": np.array([0.55, 1.0, np.nan], np.float32),
+        "phash_distance": np.array([30, 0, np.nan], np.float32),
+    }
+    t = ModalityThresholds()
+    tie = agreement(signals, t)
+    assert tie[1] > tie[0] > tie[2]
+    l, r = np.array([0, 0, 1]), np.array([0, 1, 1])
+    prob = np.array([0.99999, 0.99998, 0.1])
+    accepted, _ = _assign("one-to-one", 2, 2, l, r, prob, 0.5, tie)
+    assert accepted.tolist() == [False, True, False]
+    accepted, _ = _assign("one-to-one", 2, 2, l, r, prob, 0.5, np.zeros(3, np.float32))
+    assert accepted.tolist() == [True, False, False]  # without it, the 1e-5 difference decides
+
+
 # ---------------------------------------------------------------- the command, tiny model
 
 

@@ -285,7 +285,9 @@ def link(
     table = Table(title=f"eclip link: {left} -> {right}", show_header=False)
     table.add_row("rows", f"LEFT {c['left_rows']:,}, RIGHT {c['right_rows']:,}")
     indexes = ", ".join(
-        f"{s}: {v.get('factory') or v.get('kind')} of {v.get('indexed', 'both')}" for s, v in m["index"].items() if v
+        f"{s}: {v.get('factory') or v.get('kind')}" + (f" of {v['indexed']}" if "indexed" in v else "")
+        for s, v in m["index"].items()
+        if v
     )
     table.add_row("signals", ", ".join(m["matching"]["signals"]))
     table.add_row("candidate pairs", f"{c['candidate_pairs']:,} ({indexes or 'no index'})")

@@ -24,7 +24,7 @@ from eclip.errors import EclipError, RunDirError
 from eclip.index import FLAT_MAX
 from eclip.jobs.attributes import catalog_attributes
 from eclip.jobs.embed import EmbedConfig, embed
-from eclip.jobs.link_stages import Side, check_same_fusion, check_signals, propose_cross, score_cross
+from eclip.jobs.link_stages import Side, agreement, check_same_fusion, check_signals, propose_cross, score_cross
 from eclip.jobs.run import StageTimer, created, start_run, versions, write_manifest
 from eclip.matcher import (
     DEFAULT_THRESHOLD,
@@ -245,10 +245,26 @@ def check_same_model(left: Embeddings, right: Embeddings, left_name: str, right_
         )
 
 
+#: Weight of :func:`eclip.jobs.link_stages.agreement` in the assignment: it decides between
+#: near-equal links only (match probabilities saturate near 1: same-title listings of
+#: different articles tie with the one whose photo is identical). Measured on the fashion
+#: catalog in two halves: 39 -> 61 of the 71 byte-identical photo pairs linked; Abt-Buy
+#: (text only) unchanged.
+TIE_BREAK = 1e-3
+
+
 def _assign(
-    mode: str, nl: int, nr: int, l: np.ndarray, r: np.ndarray, on: np.ndarray, threshold: float
+    mode: str,
+    nl: int,
+    nr: int,
+    l: np.ndarray,
+    r: np.ndarray,
+    on: np.ndarray,
+    threshold: float,
+    tie_break: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Accepted cross pairs under ``mode`` (and, for many-to-many, a group per union row)."""
+    """Accepted cross pairs under ``mode`` (and, for many-to-many, a group per union row);
+    ``tie_break`` (``(p,)``) decides between pairs of near-equal ``on``."""
     above = np.nan_to_num(on, nan=-np.inf) >= threshold
     accepted = np.zeros(len(l), dtype=bool)
     if mode == "many-to-many":
@@ -256,6 +272,7 @@ def _assign(
         return g.labels[l] == g.labels[nl + r], g.labels
     sel = np.flatnonzero(above)
     weight = on[sel] - threshold + 1e-6  # positive: every pair above the threshold is worth taking
+    weight = weight + TIE_BREAK * np.maximum(tie_break[sel], 0)
     fn = one_to_one if mode == "one-to-one" else one_to_many
     accepted[sel] = fn(nl, nr, l[sel], r[sel], weight)
     return accepted, None
@@ -331,7 +348,8 @@ def link(left: str | Path, right: str | Path, out: str | Path, cfg: LinkConfig |
             threshold, on, threshold_on = cfg.thresholds.text, score, "score"
         else:
             threshold, on, threshold_on = 0.5, prob, "match_probability"
-        accepted, labels = _assign(cfg.mode, nl, nr, l, r, on, threshold)
+        tie_break = agreement(signals, cfg.thresholds)
+        accepted, labels = _assign(cfg.mode, nl, nr, l, r, on, threshold, tie_break)
     with timer("write"):
         lid, rid = np.array(lcat.ids, dtype=object), np.array(rcat.ids, dtype=object)
         table = (

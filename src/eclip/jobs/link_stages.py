@@ -221,7 +221,8 @@ def propose_cross(
         cross = (a < nl) & (b >= nl)
         lists["phash"] = pl.DataFrame({"a": a[cross], "b": b[cross]})
         info["phash"] = {
-            "kind": "IndexBinaryFlat range search over both sides, cross pairs kept",
+            "kind": "IndexBinaryFlat range search",
+            "searched": "both sides at once; only cross pairs kept",
             "bits": 64,
             "max_distance": cfg.phash_max_distance,
             "rows": int(len(rows)),
@@ -281,3 +282,23 @@ def score_cross(
         cfg.thresholds,
     )
     return score_candidates(l, nl + r, inputs)
+
+
+def agreement(signals: dict[str, np.ndarray], t: ModalityThresholds) -> np.ndarray:
+    """``(p,)`` float32: how much the signals agree on each pair, the sum of each signal's
+    score shifted as :func:`eclip.matcher.combine_modalities` shifts it (its own threshold
+    on ``t.text``; a signal a pair lacks adds 0). Where the final score, the best of them,
+    ties (two listings with one title, one of them with the same photo), the pair more
+    signals vouch for has the larger sum."""
+    n = len(next(iter(signals.values()))) if signals else 0
+    out = np.zeros(n, dtype=np.float32)
+    shifted = {
+        "text_score": lambda v: v,
+        "cos_image": lambda v: v - t.image + t.text,
+        "cos_fused": lambda v: v - t.fused + t.text,
+        "phash_distance": lambda v: t.text + (t.phash - v) / 64.0,
+    }
+    for name, shift in shifted.items():
+        if name in signals:
+            out += np.nan_to_num(shift(np.asarray(signals[name], dtype=np.float32)), nan=0.0)
+    return out
