@@ -92,15 +92,8 @@ def _python_m(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_python_m_eclip_is_the_eclip_command(tmp_path):
+def test_python_m_eclip_is_the_eclip_command():
     res = _python_m("--help")
     assert res.returncode == 0, res.stderr
     assert "Usage: eclip [OPTIONS] COMMAND [ARGS]..." in res.stdout and "__main__" not in res.stdout
     assert command_rows(res.stdout) == command_rows(render())
-    # an eclip error: one line, exit status 2, as from the console script
-    res = _python_m(
-        "link", str(tmp_path / "a.csv"), str(tmp_path / "b.csv"), "--out", str(tmp_path), "--signals", "image"
-    )
-    said = res.stdout + res.stderr
-    assert res.returncode == 2 and said.startswith("error: --signals image needs images on both sides"), said
-    assert len(said.strip().splitlines()) == 1, said
