@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -98,6 +98,99 @@ class ScoreMixture:
         }
 
 
+#: How wide the positive component may be: ``free`` (its own width, the base-rate estimate)
+#: or ``widest`` (at least as wide as the widest null component, the upper end of the
+#: base-rate interval: see :func:`base_rate_interval`).
+PositiveWidth = Literal["free", "widest"]
+
+
+def _histogram(s: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Bin centres holding scores, their counts (float64) and the components' width floor."""
+    counts, edges = np.histogram(s, bins=bins)
+    keep = counts > 0
+    floor = max(MIN_SD_SHARE * float(s.std()), 2 * float(edges[1] - edges[0]))
+    return ((edges[:-1] + edges[1:]) / 2)[keep], counts[keep].astype(np.float64), floor
+
+
+def _start(s: np.ndarray, boundary: float, k: int, floor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Initial means, widths and weights: null components on quantiles of the scores below the
+    boundary, the positive on the scores above it (or one floor above the boundary when none are)."""
+    below, above = s[s < boundary], s[s >= boundary]
+    below = below if len(below) else s
+    mu = np.r_[
+        np.minimum(np.quantile(below, (2 * np.arange(k) + 1) / (2 * k)), boundary),
+        max(float(above.mean()) if len(above) else boundary + floor, boundary),
+    ]
+    sd = np.r_[
+        np.full(k, max(float(below.std()) / k, floor)), max(float(above.std()) if len(above) > 1 else floor, floor)
+    ]
+    pi0 = min(max(len(above) / len(s), 1e-4), 0.5)
+    return mu, sd, np.r_[np.full(k, (1 - pi0) / k), pi0]
+
+
+def _em(
+    x: np.ndarray,
+    w: np.ndarray,
+    start: tuple[np.ndarray, np.ndarray, np.ndarray],
+    boundary: float,
+    floor: float,
+    positive_sd: PositiveWidth,
+    max_iter: int,
+    tol: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, bool]:
+    """EM on a weighted histogram; the last component is the positive one. Returns means,
+    widths, weights, iterations and whether the log-likelihood settled."""
+    mu, sd, weight = (a.astype(np.float64).copy() for a in start)
+    n = w.sum()
+    last, it, converged = -np.inf, 0, False
+    for it in range(1, max_iter + 1):
+        z = (x[:, None] - mu) / sd
+        dens = weight * np.exp(-0.5 * z * z) / (sd * np.sqrt(2 * np.pi))
+        total = np.maximum(dens.sum(axis=1, keepdims=True), 1e-300)
+        loglik = float((w * np.log(total[:, 0])).sum())
+        resp = dens / total * w[:, None]
+        mass = np.maximum(resp.sum(axis=0), 1e-12)
+        weight = mass / n
+        mu = (resp * x[:, None]).sum(axis=0) / mass
+        sd = np.maximum(np.sqrt((resp * (x[:, None] - mu) ** 2).sum(axis=0) / mass), floor)
+        if positive_sd == "widest":
+            sd[-1] = max(sd[-1], sd[:-1].max())
+        mu[:-1] = np.minimum(mu[:-1], boundary)
+        mu[-1] = max(mu[-1], boundary)
+        if abs(loglik - last) <= tol * abs(loglik):
+            converged = True
+            break
+        last = loglik
+    return mu, sd, weight, it, converged
+
+
+def _mixture(
+    mu: np.ndarray, sd: np.ndarray, weight: np.ndarray, boundary: float, rows: int, it: int, converged: bool
+) -> ScoreMixture:
+    null_w = weight[:-1] / max(weight[:-1].sum(), 1e-12)
+    return ScoreMixture(
+        base_rate=float(weight[-1]),
+        positive=(float(mu[-1]), float(sd[-1])),
+        null_means=tuple(float(v) for v in mu[:-1]),
+        null_sds=tuple(float(v) for v in sd[:-1]),
+        null_weights=tuple(float(v) for v in null_w),
+        boundary=float(boundary),
+        rows=int(rows),
+        iterations=it,
+        converged=converged,
+    )
+
+
+def _finite(scores: np.ndarray) -> np.ndarray:
+    s = np.asarray(scores, dtype=np.float64)
+    s = s[np.isfinite(s)]
+    if len(s) < 10 or np.ptp(s) == 0:
+        raise EclipError(
+            f"a base rate needs at least 10 distinct scores; got {len(s)} rows{' all equal' if len(s) and np.ptp(s) == 0 else ''}."
+        )
+    return s
+
+
 def fit_score_mixture(
     scores: np.ndarray,
     boundary: float = 0.0,
@@ -105,6 +198,7 @@ def fit_score_mixture(
     bins: int = BINS,
     max_iter: int = 2000,
     tol: float = 1e-8,
+    positive_sd: PositiveWidth = "free",
 ) -> ScoreMixture:
     """Fit :class:`ScoreMixture` to a catalog's scores by EM on their histogram.
 
@@ -114,6 +208,11 @@ def fit_score_mixture(
             below it.
         null_components: Gaussians in the null.
         bins: histogram bins EM runs on.
+        positive_sd: ``free``: the positive component takes its own width (the estimate);
+            ``widest``: at least the widest null component's, as in a mixture with a common
+            variance (McLachlan and Peel 2000, section 3.8), so that positives may reach as far
+            below their mean as ordinary rows spread: the upper model of
+            :func:`base_rate_interval`.
 
     Returns:
         The fitted mixture; ``base_rate`` near 0 when nothing in the scores looks positive.
@@ -121,62 +220,12 @@ def fit_score_mixture(
     Raises:
         EclipError: fewer than 10 finite scores, or all of them equal.
     """
-    from scipy.stats import norm
-
-    s = np.asarray(scores, dtype=np.float64)
-    s = s[np.isfinite(s)]
-    if len(s) < 10 or np.ptp(s) == 0:
-        raise EclipError(
-            f"a base rate needs at least 10 distinct scores; got {len(s)} rows{' all equal' if len(s) and np.ptp(s) == 0 else ''}."
-        )
-    counts, edges = np.histogram(s, bins=bins)
-    keep = counts > 0
-    x, w = ((edges[:-1] + edges[1:]) / 2)[keep], counts[keep].astype(np.float64)
-    n = w.sum()
-    floor = max(MIN_SD_SHARE * float(s.std()), 2 * float(edges[1] - edges[0]))
-    # start: null components on quantiles of the scores below the boundary, the positive on
-    # the scores above it (or one floor above the boundary when none are)
-    below, above = s[s < boundary], s[s >= boundary]
-    below = below if len(below) else s
-    k = null_components
-    mu = np.r_[
-        np.minimum(np.quantile(below, (2 * np.arange(k) + 1) / (2 * k)), boundary),
-        max(float(above.mean()) if len(above) else boundary + floor, boundary),
-    ]
-    sd = np.r_[
-        np.full(k, max(float(below.std()) / k, floor)), max(float(above.std()) if len(above) > 1 else floor, floor)
-    ]
-    pi0 = min(max(len(above) / len(s), 1e-4), 0.5)
-    weight = np.r_[np.full(k, (1 - pi0) / k), pi0]
-    last, it, converged = -np.inf, 0, False
-    for it in range(1, max_iter + 1):
-        dens = weight * norm.pdf(x[:, None], mu, sd)
-        total = np.maximum(dens.sum(axis=1, keepdims=True), 1e-300)
-        loglik = float((w * np.log(total[:, 0])).sum())
-        resp = dens / total * w[:, None]
-        mass = np.maximum(resp.sum(axis=0), 1e-12)
-        weight = mass / n
-        mu = (resp * x[:, None]).sum(axis=0) / mass
-        sd = np.maximum(np.sqrt((resp * (x[:, None] - mu) ** 2).sum(axis=0) / mass), floor)
-        mu[:-1] = np.minimum(mu[:-1], boundary)
-        mu[-1] = max(mu[-1], boundary)
-        if abs(loglik - last) <= tol * abs(loglik):
-            converged = True
-            break
-        last = loglik
-    pi = float(weight[-1])
-    null_w = weight[:-1] / max(weight[:-1].sum(), 1e-12)
-    return ScoreMixture(
-        base_rate=pi,
-        positive=(float(mu[-1]), float(sd[-1])),
-        null_means=tuple(float(v) for v in mu[:-1]),
-        null_sds=tuple(float(v) for v in sd[:-1]),
-        null_weights=tuple(float(v) for v in null_w),
-        boundary=float(boundary),
-        rows=int(len(s)),
-        iterations=it,
-        converged=converged,
+    s = _finite(scores)
+    x, w, floor = _histogram(s, bins)
+    mu, sd, weight, it, converged = _em(
+        x, w, _start(s, boundary, null_components, floor), boundary, floor, positive_sd, max_iter, tol
     )
+    return _mixture(mu, sd, weight, boundary, len(s), it, converged)
 
 
 @dataclass(frozen=True)
@@ -198,11 +247,13 @@ class ExpectedOperatingPoint:
     met_target: bool
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready fields (an unreachable threshold is ``None``)."""
+        """JSON-ready fields (an unreachable threshold is ``None``). ``expected_recall`` is left
+        out: the posterior mass it rests on counts only the positives the scores show, so it
+        reads near 1 where labels measure 0.7; recall is reported as an interval instead
+        (:func:`eclip.classify.intervals.flagged_interval`)."""
         return {
             "threshold": None if not np.isfinite(self.threshold) else round(self.threshold, 6),
             "expected_precision": round(self.expected_precision, 4),
-            "expected_recall": round(self.expected_recall, 4),
             "flagged": self.flagged,
             "met_target": self.met_target,
         }
