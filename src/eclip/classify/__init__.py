@@ -1,5 +1,6 @@
 """Classify: zero-shot labels from names (prompt ensembling, taxonomies level by level), a
-linear probe on labelled rows, and the adult-content filter."""
+linear probe on labelled rows, and the adult-content filter (its concept vectors, base rate
+with intervals, and second pass)."""
 
 from eclip.classify.adult import (
     ADULT_CONCEPTS,
@@ -20,9 +21,12 @@ from eclip.classify.base_rate import (
     threshold_for_blended_precision,
     threshold_for_expected_precision,
 )
+from eclip.classify.concepts import load_concept_vectors
 from eclip.classify.fewshot import AdultProbe, exemplar_margin, fit_adult_probe, prior_log_odds
+from eclip.classify.intervals import BaseRateInterval, FlaggedInterval, base_rate_interval, flagged_interval
 from eclip.classify.labels import LabelsError, Taxonomy, parse_labels
 from eclip.classify.probe import LinearProbe, align_probe, combine, fit_probe
+from eclip.classify.second_pass import SecondPass, second_pass
 from eclip.classify.zeroshot import (
     DEFAULT_LOGIT_SCALE,
     DEFAULT_TEMPLATES,
@@ -40,6 +44,13 @@ from eclip.classify.zeroshot import (
 
 __all__ = [
     "ADULT_BOUNDARY",
+    "BaseRateInterval",
+    "FlaggedInterval",
+    "SecondPass",
+    "base_rate_interval",
+    "flagged_interval",
+    "load_concept_vectors",
+    "second_pass",
     "ADULT_CONCEPTS",
     "DEFAULT_LOGIT_SCALE",
     "DEFAULT_TEMPLATES",

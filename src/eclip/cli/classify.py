@@ -206,8 +206,8 @@ def filter_adult(
             min=-2.0,
             max=2.0,
             callback=finite,
-            help="Flag rows whose adult_score reaches this (the zero-shot margin; a probability with a probe). Default: "
-            "calibrated with --calibrate, else chosen for --target-precision at the catalog's estimated base rate.",
+            help="Flag rows whose zero-shot margin reaches this (a probability with a probe). Default: calibrated with "
+            "--calibrate, else a posterior chosen for --target-precision at the catalog's estimated base rate.",
             metavar="SCORE",
             rich_help_panel="Scoring",
         ),
@@ -289,8 +289,12 @@ def filter_adult(
     image_root: ImageRootOpt = None,
     allow_outside_root: AllowOutsideOpt = False,
 ) -> None:
-    """Flag adult and sexual-wellness products at the catalog's estimated base rate
-    (zero-shot against Google's product taxonomy); calibrate on labelled rows, or fit a
+    """Flag adult and sexual-wellness products; labels optional.
+
+    Without labels: zero-shot against Google's product taxonomy, a second
+    pass over the catalog's own sure rows, and a threshold for the target
+    precision at the catalog's estimated base rate, with intervals on
+    precision and recall. With labels: calibrate the threshold, or fit a
     few-shot probe."""
     from eclip import api
 
@@ -314,20 +318,24 @@ def filter_adult(
     if m["text_signals"].get("text_cols"):
         table.add_row("text", ", ".join(m["text_signals"]["text_cols"]) + f" ({m['text_signals']['chosen']})")
     if b["estimated"] is not None:
+        iv = b.get("interval")
         table.add_row(
             "base rate",
-            f"{b['estimated']:.4%} estimated (about {b['adult_rows_expected']:,.0f} adult rows)"
+            f"{b['estimated']:.3%} estimated"
+            + (f" ({iv['low']:.3%} to {iv['high']:.3%}, {iv['level']:.0%} interval)" if iv else "")
+            + f"; about {b['adult_rows_expected']:,.0f} adult rows"
             + (f"; {b['with_probe']['estimated']:.4%} by the probe" if b.get("with_probe") else ""),
         )
-    value = "none reached" if t["value"] is None else f"{t['value']:.4f}"
-    expect = (
-        f"; expected precision {t['expected_precision']:.3f}, recall {t['expected_recall']:.3f}"
-        if t.get("expected_precision") is not None
-        else ""
-    )
-    if t.get("blended_precision") is not None:
-        expect += f"; with the labelled rows' precision, {t['blended_precision']:.3f}"
-    table.add_row("threshold", f"{value} on the {t['on']} ({t['source']}){expect}")
+    if b.get("second_pass"):
+        sp = b["second_pass"]
+        table.add_row(
+            "second pass",
+            f"{sp['seeds']:,} sure rows taught it; {sp['rows_raised_2x']:,} rows made 2x likelier, "
+            f"{sp['rows_lowered_2x']:,} 2x less",
+        )
+    value = "none reached" if t["value"] is None else f"{t['value']:.4g}"
+    table.add_row("threshold", f"{value} on the {t['on']} ({t['source']})")
+    table.add_row("expected", _expected(t))
     table.add_row(
         "flagged",
         f"{s['flagged']:,} of {s['scored']:,} scored rows ({s['flagged_fraction']:.2%})"
@@ -370,3 +378,27 @@ def filter_adult(
         )
     table.add_row("written", f"{out}/flagged.parquet, manifest.json")
     console.print(table)
+
+
+def _pct_range(v: list[float]) -> str:
+    return f"{v[0]:.2f} to {v[1]:.2f}"
+
+
+def _expected(t: dict[str, Any]) -> str:
+    """What the flags are expected to hold: precision with its interval, recall only as an
+    interval (or why it is not given)."""
+    if t.get("expected_precision") is None:
+        parts = ["nothing flagged"]
+    else:
+        parts = [f"precision {t['expected_precision']:.3f}"]
+        if t.get("precision_at_least") is not None:
+            parts[-1] += f", at least {t['precision_at_least']:.2f}"
+    if t.get("blended_precision") is not None:
+        parts.append(f"with the labelled rows' precision, {t['blended_precision']:.3f}")
+    if t.get("recall_interval"):
+        parts.append(f"recall {_pct_range(t['recall_interval'])}")
+    elif t.get("recall_note"):
+        parts.append(f"recall {t['recall_note']}")
+    if t.get("interval_level"):
+        parts.append(f"{t['interval_level']:.0%} intervals over the base rate's doubt")
+    return "; ".join(parts)

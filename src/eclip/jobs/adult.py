@@ -15,31 +15,27 @@ from eclip.catalog import pick_category_columns, pick_text_columns
 from eclip.catalog.reader import read_table_with_dialect
 from eclip.checks import Vectors, check_choice, check_range, recheck
 from eclip.classify import (
-    ADULT_BOUNDARY,
     ADULT_CONCEPTS,
     DEFAULT_TEMPLATES,
     TAXONOMY_FILE,
     AdultProbe,
     ExpectedOperatingPoint,
-    ScoreMixture,
     adjust_to_base_rate,
     adult_margins,
     concept_names,
-    concept_vectors,
     fit_adult_probe,
-    fit_score_mixture,
     prior_log_odds,
     threshold_for_blended_precision,
-    threshold_for_expected_precision,
 )
 from eclip.encoders.sentence import default_cache_dir
 from eclip.errors import EclipError, RunDirError
 from eclip.evaluation import at_threshold, binary_gold, binary_metrics, load_class_labels, threshold_for_precision
 from eclip.evaluation.gold import TRUE_VALUES
+from eclip.jobs.adult_label_free import concept_vectors_for, label_free, promises
 from eclip.jobs.run import created, start_run, versions, write_manifest
-from eclip.jobs.source import CatalogSource, label_encoder, row_vectors
+from eclip.jobs.source import CatalogSource, row_vectors
 from eclip.progress import console
-from eclip.rundir import MANIFEST, fingerprint, load_npy, read_json, save_npy, write_parquet
+from eclip.rundir import MANIFEST, read_json, write_parquet
 
 
 @dataclass
@@ -55,8 +51,10 @@ class AdultFilterConfig(CatalogSource):
             probe's probability with a probe); ``None``: calibrated when ``calibrate`` is
             given; with ``probe``, chosen again for this catalog (the probe's labelled rows'
             precision blended with this catalog's expected precision, at the base rate the probe's
-            scores imply); else the lowest margin whose expected precision at the catalog's
-            estimated base rate reaches ``target_precision``.
+            scores imply); else, on the posterior after the second pass
+            (:mod:`eclip.classify.second_pass`), the lowest whose expected precision at the
+            catalog's estimated base rate reaches ``target_precision``. A given threshold
+            applies to the margin (in [-2, 2]).
         calibrate: a labelled table (``id_col`` + ``label_col``); label_col: its column;
             positive: the value meaning "adult" (default: ``true`` / ``1`` / ``yes``).
         target_precision: the precision the threshold is chosen for, expected (no labels) or
@@ -130,26 +128,6 @@ def text_signals(source: str | Path, cfg: AdultFilterConfig) -> dict[str, Any]:
     }
 
 
-def cached_concept_vectors(encoder: Any, model: dict[str, Any], templates: tuple[str, ...]) -> np.ndarray:
-    """:func:`eclip.classify.concept_vectors` for ``encoder``, kept once per machine in
-    ``<cache>/concepts/`` (:func:`eclip.encoders.sentence.default_cache_dir`), keyed by the
-    model's manifest entry, the templates and the concept names: 5,700+ concepts x 5
-    templates take a transformer about 90 s on 2 CPU cores, once."""
-    path = default_cache_dir() / "concepts" / f"{fingerprint(model, list(templates), concept_names())}.npy"
-    if path.exists():
-        try:
-            return load_npy(path)
-        except (OSError, ValueError):
-            pass  # a damaged cache entry is rebuilt
-    with console.status(
-        f"embedding {len(concept_names()):,} concepts x {len(templates)} prompt templates (once per model; kept in {path.parent})"
-    ):
-        vectors = concept_vectors(encoder.encode, templates)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_npy(vectors, path)
-    return vectors
-
-
 def _check_calibration_labels(labels: dict[str, str], cfg: AdultFilterConfig) -> None:
     """Refuse calibration labels with no positive or no negative row.
 
@@ -172,50 +150,31 @@ def _check_calibration_labels(labels: dict[str, str], cfg: AdultFilterConfig) ->
         )
 
 
-#: Fewest scored rows a base rate is estimated from; below it the label-free threshold is the
-#: boundary itself (flag the rows whose nearest concept is adult).
-MIN_ROWS_FOR_BASE_RATE = 50
-
-
-def _label_free(
-    margin: np.ndarray, present: np.ndarray, target: float
-) -> tuple[ScoreMixture | None, np.ndarray, ExpectedOperatingPoint]:
-    """The catalog's base-rate mixture on its margins, every row's posterior (0 without a
-    vector) and the label-free operating point for ``target``; with fewer than
-    :data:`MIN_ROWS_FOR_BASE_RATE` scored rows, no mixture, posteriors of 1 above the
-    boundary, and the boundary as threshold."""
-    if present.sum() < MIN_ROWS_FOR_BASE_RATE:
-        console.print(
-            f"[yellow]{int(present.sum())} scored rows are too few to estimate a base rate from; flagging rows whose nearest concept is adult.[/]"
-        )
-        posterior = (present & (margin >= ADULT_BOUNDARY)).astype(np.float64)
-        return None, posterior, ExpectedOperatingPoint(ADULT_BOUNDARY, 1.0, 1.0, int(posterior.sum()), True)
-    mixture = fit_score_mixture(margin[present], boundary=ADULT_BOUNDARY)
-    posterior = np.zeros(len(margin))
-    posterior[present] = mixture.posterior(margin[present])
-    point = threshold_for_expected_precision(margin[present], posterior[present], target, floor=ADULT_BOUNDARY)
-    return mixture, posterior, point
-
-
 def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | None = None) -> dict[str, Any]:
     """Score every row for adult / sexual-wellness content and flag it
     (:mod:`eclip.classify.adult`).
 
-    Without labels, the threshold adapts to the catalog: its margins are fitted as a
-    two-class mixture, whose positive weight is the estimated adult base rate, and the
-    threshold is the lowest margin whose expected precision (the flagged rows' mean posterior)
-    reaches ``cfg.target_precision`` (:mod:`eclip.classify.base_rate`). A catalog the mixture
-    finds no adult rows in flags none.
+    The concept vectors are shipped (the bundled model), cached or embedded through the
+    runtime that embedded the rows (:mod:`eclip.classify.concepts`). Without labels, the
+    threshold adapts to the catalog: its margins are fitted as a two-class mixture, whose
+    positive weight is the estimated adult base rate (:mod:`eclip.classify.base_rate`); a
+    second pass lets the catalog's sure rows raise their neighbours and lookalikes
+    (:mod:`eclip.classify.second_pass`); the threshold is the lowest posterior whose expected
+    precision (the flagged rows' mean posterior) reaches ``cfg.target_precision``. A catalog
+    the mixture finds no adult rows in flags none. Recall is reported only as an interval over
+    the base rate's doubt (:mod:`eclip.classify.intervals`), precision with its lower bound.
 
     Writes ``flagged.parquet`` (every row once: id; adult_score, the score the threshold
-    applies to: the zero-shot margin, or the probe's probability with a probe;
-    adult_probability in [0, 1], the row's posterior at the estimated base rate (with a
+    applies to: the posterior after the second pass by default, the zero-shot margin with a
+    given or calibrated threshold, the probe's probability with a probe; adult_probability
+    in [0, 1], the row's posterior at the estimated base rate after the second pass (with a
     probe: its probability moved to the base rate the probe's scores imply, by EM prior
     adjustment); zero_shot_score, the margin; flagged; nearest_concept; status
-    ``scored`` / ``no_vector``) and ``manifest.json`` (the text columns read, the estimated
-    base rate and the mixture, the threshold and where it came from with its expected
-    precision and recall, the calibration and its held-out check, counts and the most
-    flagged concepts).
+    ``scored`` / ``no_vector``) and ``manifest.json`` (the text columns read, the concept
+    vectors' source and key, the estimated base rate with its interval, the mixture and the
+    second pass, the threshold and where it came from with its expected precision, its lower
+    bound and the recall interval, the calibration and its held-out check, counts and the
+    most flagged concepts).
 
     Returns:
         The manifest.
@@ -240,20 +199,24 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
     emb_dir, emb, modality, x_all, present = row_vectors(
         source, out, dataclasses.replace(cfg, text_cols=signals["text_cols"]), cfg.vectors, timer
     )
-    encoder = label_encoder(emb, emb_dir, cfg.model)
     n = len(emb.ids)
+    with timer("concepts"):
+        concepts, concepts_info = concept_vectors_for(
+            emb, emb_dir, cfg.model, tuple(cfg.templates), default_cache_dir()
+        )
     with timer("score"):
-        concepts = cached_concept_vectors(encoder, emb.manifest.get("model", {}), tuple(cfg.templates))
         margin = np.zeros(n, dtype=np.float32)
         nearest = np.full(n, -1, dtype=np.int64)
         margin[present], nearest[present] = adult_margins(
             np.ascontiguousarray(x_all[present]), concepts, len(ADULT_CONCEPTS)
         )
     with timer("base_rate"):
-        mixture, posterior, label_free = _label_free(margin, present, cfg.target_precision)
+        by_probe = cfg.probe is not None or cfg.fit_probe
+        lf = label_free(margin, present, x_all, cfg.target_precision, cfg.seed, second=not by_probe)
+    mixture, posterior = lf.mixture, lf.posterior
     names = concept_names()
     score = margin.copy()
-    probability = posterior.astype(np.float32)
+    probability = lf.lifted.astype(np.float32)
     prior = prior_log_odds(posterior)
     calibration: dict[str, Any] | None
     threshold, source_of_threshold, calibration, probe_info, scored_by = (
@@ -387,10 +350,12 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
             if cfg.fit_probe or cfg.probe is not None:
                 calibration["holdout"]["zero_shot"] = binary_metrics(margin[rows[held]], y[held], cfg.target_precision)
     if threshold is None:
-        threshold, source_of_threshold = label_free.threshold, "base rate"
-        if not label_free.met_target:
+        threshold, source_of_threshold, scored_by = lf.point.threshold, "base rate", lf.on
+        if mixture is not None:  # the threshold applies to the posterior after the second pass
+            score = lf.lifted.astype(np.float32)
+        if not lf.point.met_target:
             console.print(
-                f"[yellow]no margin reaches expected precision {cfg.target_precision:g} at the "
+                f"[yellow]no row reaches expected precision {cfg.target_precision:g} at the "
                 f"estimated base rate ({mixture.base_rate if mixture else 0:.4%}): nothing is flagged. "
                 "Give --threshold, or --calibrate on labelled rows, to flag anyway.[/]"
             )
@@ -418,11 +383,8 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
     with timer("write"):
         write_parquet(frame, out / "flagged.parquet")
     top = frame.filter(pl.col("flagged"))["nearest_concept"].value_counts(sort=True).head(10)
-    rows_at, post = flagged[present], probability[present]  # the posterior at the estimated base rate
-    expected = {
-        "expected_precision": round(float(post[rows_at].mean()), 4) if rows_at.any() else None,
-        "expected_recall": round(float(post[rows_at].sum() / max(post.sum(), 1e-12)), 4),
-    }
+    with timer("intervals"):
+        expected = promises(lf, margin, present, flagged, probability, probe=probe is not None)
     manifest = {
         "job": "filter-adult",
         "created": created(),
@@ -432,10 +394,12 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
         "embeddings": {"dir": str(emb_dir.resolve()), "key": emb.key, "vectors": modality},
         "base_rate": {
             "estimated": round(mixture.base_rate, 6) if mixture else None,
+            "interval": lf.interval.as_dict() if lf.interval else None,
             "adult_rows_expected": round(mixture.base_rate * int(present.sum()), 1) if mixture else None,
             "target_precision": cfg.target_precision,
-            "label_free_threshold": label_free.as_dict(),
+            "label_free_threshold": {**lf.point.as_dict(), "on": lf.on},
             "mixture": mixture.as_dict() if mixture else None,
+            "second_pass": lf.second.as_dict() if lf.second else None,
             "with_probe": with_probe,
         },
         "threshold": {
@@ -455,6 +419,7 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
             "adult": list(ADULT_CONCEPTS),
             "ordinary": {"source": TAXONOMY_FILE.name, "count": len(names) - len(ADULT_CONCEPTS)},
             "templates": list(cfg.templates),
+            "vectors": concepts_info,
         },
         "summary": {
             "rows": len(emb.ids),
