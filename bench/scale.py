@@ -30,6 +30,8 @@ brand --price-col price`` as a subprocess with a cold embedding cache:
   ``--model minilm-static --cascade minilm --runtime onnx-int8``: the static model scores every
   candidate and MiniLM (ONNX Runtime int8) embeds only the rows of the pairs it left uncertain;
 * ``cascade-fp32`` (not in the default): the same with ``--runtime onnx``;
+* ``cascade-noknn`` (not in the default): ``cascade`` with ``--no-cascade-knn`` (MiniLM rescores
+  the static candidates but proposes none);
 * ``onnx-int8`` (not in the default): MiniLM through ONNX Runtime int8 on the subset.
 
 A configuration the CLI does not support yet fails: it is reported with its stderr tail and
@@ -106,7 +108,7 @@ PREVIOUS = {
 #: bump when generation changes, so that an old cached catalog is not reused
 GEN_VERSION = 2
 CONFIGS = ("static", "onnx", "torch")
-EXTRA_CONFIGS = ("static-sub", "cascade", "cascade-fp32", "onnx-int8")
+EXTRA_CONFIGS = ("static-sub", "cascade", "cascade-fp32", "cascade-noknn", "onnx-int8")
 MAX_GROUP = 20
 GROUP_P = 0.4  # geometric: mean 1 / p = 2.5 listings per product
 
@@ -610,6 +612,10 @@ def main() -> None:
         "onnx-int8": (sub, ["--model", "minilm", "--runtime", "onnx-int8"]),
         "cascade": (full, ["--model", "minilm-static", "--cascade", "minilm", "--runtime", "onnx-int8"]),
         "cascade-fp32": (full, ["--model", "minilm-static", "--cascade", "minilm", "--runtime", "onnx"]),
+        "cascade-noknn": (
+            full,
+            ["--model", "minilm-static", "--cascade", "minilm", "--runtime", "onnx-int8", "--no-cascade-knn"],
+        ),
     }
     results: dict[str, dict] = {}
     for name in configs:

@@ -115,10 +115,12 @@ def test_cascade_cli_embeds_only_uncertain_rows_and_uses_their_cosines(tmp_path_
     assert m["counts"]["candidate_pairs"] == len(pl.read_parquet(out / "pairs.parquet"))
     want = [float(vec[x] @ vec[y]) for x, y in zip(pairs["id_a"], pairs["id_b"])]
     np.testing.assert_allclose(pairs["cos_embedding"].to_numpy(), want, atol=1e-4)
-    # a rerun embeds nothing again
-    code, text = run_main(*args, "--runtime", "torch", "--cascade-band", "0.2")
-    assert (
-        code == 0 and json.loads((out / "manifest.json").read_text())["matching"]["cascade"]["reused_rows"] == c["rows"]
-    )
+    # a rerun embeds nothing again; without the second model's kNN no pair is its own
+    code, text = run_main(*args, "--runtime", "torch", "--cascade-band", "0.2", "--no-cascade-knn")
+    again = json.loads((out / "manifest.json").read_text())
+    assert code == 0 and again["matching"]["cascade"]["reused_rows"] == c["rows"]
+    assert "new_pairs" not in again["matching"]["cascade"]
+    assert again["counts"]["candidate_pairs"] == m["counts"]["candidate_pairs"] - c["new_pairs"]
+    assert not (pl.read_parquet(out / "pairs.parquet")["source"] == "cascade").any()
     code, text = run_main(*args, "--cascade-band", "0.7")
     assert code == 2 and "cascade_band" in text and "[0, 0.5)" in text

@@ -111,8 +111,8 @@ class DedupeConfig(CatalogSource):
             the rows of candidate pairs whose match probability lies in ``(cascade_band,
             1 - cascade_band)`` are embedded by it; every pair is rescored with the merged
             cosines (:mod:`eclip.matcher.cascade`), and its kNN among those rows adds
-            candidates (:mod:`eclip.jobs.dedupe_cascade`). ``cascade_max_rows`` caps those
-            rows (the most uncertain pairs first).
+            candidates unless ``cascade_knn`` is off (:mod:`eclip.jobs.dedupe_cascade`).
+            ``cascade_max_rows`` caps those rows (the most uncertain pairs first).
     """
 
     embeddings: Path | None = None
@@ -142,6 +142,7 @@ class DedupeConfig(CatalogSource):
     cascade: str | None = None
     cascade_band: float = DEFAULT_BAND
     cascade_max_rows: int | None = None
+    cascade_knn: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -351,6 +352,7 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
             cfg.workers,
             cfg.weights,
             cfg.thresholds,
+            cfg.cascade_knn,
         )
         with timer("cascade"):
 

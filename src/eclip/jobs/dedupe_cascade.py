@@ -72,6 +72,7 @@ class CascadeSettings:
     workers: int
     weights: ScoreWeights
     thresholds: ModalityThresholds
+    knn: bool = True
 
 
 def refine_uncertain(
@@ -88,7 +89,8 @@ def refine_uncertain(
     out: Path,
 ) -> Refined:
     """Embed the rows of the uncertain candidate pairs with ``cfg.model``, rescore every pair
-    with the merged title cosines, and add the pairs its kNN self-join among those rows finds.
+    with the merged title cosines, and (``cfg.knn``) add the pairs its kNN self-join among
+    those rows finds.
 
     Args:
         cat: the catalog; has_text: ``(n,)`` bool rows with a title.
@@ -133,7 +135,8 @@ def refine_uncertain(
     merged = merge_cosines(signals["cos_embedding"], second)
     info |= {"refined_pairs": int(merged.refined.sum()), "calibration_pairs": merged.calibration_pairs}
     signals, score = with_embedding_cosines(signals, merged.cosines, cfg.weights, cfg.thresholds)
-
+    if not cfg.knn:
+        return Refined(a, b, signals, score, np.zeros(0, np.uint32), info)
     local = np.arange(len(rows), dtype=np.int64)
     key = fingerprint(info.get("embedding_key"), "cascade", rows.tolist())
     knn, info["index"] = knn_candidates(vectors, local, key, search, out / "cascade" / "index")
