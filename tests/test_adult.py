@@ -350,11 +350,11 @@ def _clusters(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_second_pass_raises_the_hidden_members_of_a_sure_family():
-    from eclip.classify import second_pass
+    from eclip.classify import catalog_evidence
     from eclip.classify.second_pass import MAX_RATIO, MIN_RATIO
 
     x, posterior = _clusters()
-    sp = second_pass(x, posterior)
+    sp = catalog_evidence(x, posterior)
     assert sp is not None and sp.seeds == 35 and sp.negatives == 2000
     hidden, ordinary = sp.ratio[35:40], sp.ratio[40:]
     assert hidden.min() > 10 and np.median(ordinary) <= 1.0
@@ -363,7 +363,7 @@ def test_second_pass_raises_the_hidden_members_of_a_sure_family():
     # fewer sure rows than the pass learns from: nothing to learn, nothing changed
     few = posterior.copy()
     few[3:35] = 0.5
-    assert second_pass(x, few) is None
+    assert catalog_evidence(x, few) is None
 
 
 def test_seed_similarity_leaves_each_seed_out_and_ratios_never_fall():
@@ -504,3 +504,22 @@ def test_filter_adult_summary_fits_the_80_column_command_list():
     lines = res.output.splitlines()
     i = next(k for k, line in enumerate(lines) if line.startswith("│ filter-adult"))
     assert lines[i + 1].split()[1] == "report", lines[i : i + 3]  # the next line is the next command
+
+
+@pytest.mark.slow  # loads MiniLM through ONNX Runtime
+def test_shipped_concepts_equal_those_embedded_now(tmp_path):
+    """The shipped float16 vectors are the ones ONNX Runtime gives today, for a sample of
+    concepts (float16 keeps cosines to 1e-3)."""
+    from eclip.classify import DEFAULT_TEMPLATES, concept_names, label_vectors
+    from eclip.classify.concepts import SHIPPED_META, concepts_key, shipped_vectors
+    from eclip.encoders import load_encoder
+
+    encoder = load_encoder("minilm", device="cpu", runtime="onnx", cache_dir=tmp_path)
+    key = concepts_key(encoder.describe(), encoder.runtime, DEFAULT_TEMPLATES)
+    assert key == json.loads(SHIPPED_META.read_text())["key"]
+    names = concept_names()
+    shipped = shipped_vectors(key, len(names))
+    assert shipped is not None
+    pick = np.random.default_rng(0).choice(len(names), 40, replace=False)
+    fresh = label_vectors(encoder.encode, [names[i] for i in pick], DEFAULT_TEMPLATES)
+    assert np.einsum("ij,ij->i", fresh, shipped[pick]).min() > 0.999

@@ -330,7 +330,7 @@ def test_cli_classify_zero_shot_probe_and_eval(fashion_subset, tmp_path):
     assert isinstance(r.exception, EclipError) and "--labels" in str(r.exception)
 
 
-@pytest.mark.slow  # MiniLM on real rows, and its concept vectors (about 90 s once per machine)
+@pytest.mark.slow  # MiniLM on real rows (its concept vectors are shipped)
 def test_cli_filter_adult_calibrates_on_netmeds(shared_data, tmp_path):
     runner = CliRunner()
     full = pl.read_csv(shared_data / "netmeds" / "products.csv", infer_schema=False)
@@ -438,11 +438,13 @@ def test_cli_filter_adult_calibrates_on_netmeds(shared_data, tmp_path):
     )
 
 
-@pytest.mark.slow  # MiniLM on real rows, and its concept vectors (about 90 s once per machine)
+@pytest.mark.slow  # MiniLM on real rows (its concept vectors are shipped)
 def test_cli_filter_adult_without_labels_at_two_base_rates(shared_data, tmp_path):
     """No labels: on netmeds rows (20 % adult, titles and manufacturers only, as the category
-    column is the gold) the default threshold is precise; on fashion and grocery titles,
-    which hold no adult product, it flags close to none and estimates a base rate near 0."""
+    column is the gold) the default threshold is precise and its promises hold (precision at
+    least its lower bound, recall inside its interval, no single recall figure); on fashion
+    and grocery titles, which hold no adult product, it flags close to none and estimates a
+    base rate near 0."""
     runner = CliRunner()
     full = pl.read_csv(shared_data / "netmeds" / "products.csv", infer_schema=False)
     sub = pl.concat(
@@ -473,6 +475,11 @@ def test_cli_filter_adult_without_labels_at_two_base_rates(shared_data, tmp_path
     flags = pl.read_parquet(tmp_path / "nm" / "flagged.parquet")["flagged"].to_numpy()
     y = (sub["category"] == "Sexual Wellness").to_numpy()
     assert (flags & y).sum() / flags.sum() >= 0.9 and (flags & y).sum() / y.sum() >= 0.6
+    t = m["threshold"]
+    precision, recall = (flags & y).sum() / flags.sum(), (flags & y).sum() / y.sum()
+    assert "expected_recall" not in t and t["recall_interval"][0] <= recall <= t["recall_interval"][1]
+    assert precision >= t["precision_at_least"] and "recall" in r.output and "intervals" in r.output
+    assert m["concepts"]["vectors"]["source"] == "shipped" and m["concepts"]["vectors"]["runtime"] == "onnx"
     fashion = (
         pl.read_csv(shared_data / "fashion" / "catalog.csv", infer_schema=False).select("title").sample(900, seed=0)
     )

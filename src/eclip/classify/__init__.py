@@ -26,7 +26,7 @@ from eclip.classify.fewshot import AdultProbe, exemplar_margin, fit_adult_probe,
 from eclip.classify.intervals import BaseRateInterval, FlaggedInterval, base_rate_interval, flagged_interval
 from eclip.classify.labels import LabelsError, Taxonomy, parse_labels
 from eclip.classify.probe import LinearProbe, align_probe, combine, fit_probe
-from eclip.classify.second_pass import SecondPass, second_pass
+from eclip.classify.second_pass import SecondPass, catalog_evidence
 from eclip.classify.zeroshot import (
     DEFAULT_LOGIT_SCALE,
     DEFAULT_TEMPLATES,
@@ -50,7 +50,7 @@ __all__ = [
     "base_rate_interval",
     "flagged_interval",
     "load_concept_vectors",
-    "second_pass",
+    "catalog_evidence",
     "ADULT_CONCEPTS",
     "DEFAULT_LOGIT_SCALE",
     "DEFAULT_TEMPLATES",

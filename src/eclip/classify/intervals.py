@@ -11,6 +11,7 @@ component), and recall is given only as such an interval.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,8 +69,8 @@ class BaseRateInterval:
         """JSON-ready fields (the resamples left out)."""
         return {
             "estimate": round(self.estimate, 6),
-            "low": round(self.low, 6),
-            "high": round(self.high, 6),
+            "low": math.floor(self.low * 1e6) / 1e6,
+            "high": math.ceil(self.high * 1e6) / 1e6,
             "level": self.level,
             "draws": self.draws,
             "seed": self.seed,
@@ -178,10 +179,12 @@ class FlaggedInterval:
     level: float
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready fields, rounded."""
+        """JSON-ready fields, rounded outwards."""
 
         def pair(v: tuple[float, float] | None, digits: int = 4) -> list[float] | None:
-            return None if v is None else [round(v[0], digits), round(v[1], digits)]
+            # rounded outwards: a bound never claims more than was computed
+            scale = 10.0**digits
+            return None if v is None else [math.floor(v[0] * scale) / scale, math.ceil(v[1] * scale) / scale]
 
         return {
             "flagged": self.flagged,

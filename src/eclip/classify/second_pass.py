@@ -203,7 +203,7 @@ def likelihood_ratio(values: np.ndarray, positive: np.ndarray, null: np.ndarray)
     return np.interp(v, grid, on_grid)
 
 
-def second_pass(x: np.ndarray, posterior: np.ndarray, seed: int = 0) -> SecondPass | None:
+def catalog_evidence(x: np.ndarray, posterior: np.ndarray, seed: int = 0) -> SecondPass | None:
     """The second pass's evidence (see the module docstring).
 
     Args:

@@ -205,14 +205,13 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
             emb, emb_dir, cfg.model, tuple(cfg.templates), default_cache_dir()
         )
     with timer("score"):
+        scored = x_all if present.all() else np.ascontiguousarray(x_all[present])  # no copy when every row has one
         margin = np.zeros(n, dtype=np.float32)
         nearest = np.full(n, -1, dtype=np.int64)
-        margin[present], nearest[present] = adult_margins(
-            np.ascontiguousarray(x_all[present]), concepts, len(ADULT_CONCEPTS)
-        )
+        margin[present], nearest[present] = adult_margins(scored, concepts, len(ADULT_CONCEPTS))
     with timer("base_rate"):
         by_probe = cfg.probe is not None or cfg.fit_probe
-        lf = label_free(margin, present, x_all, cfg.target_precision, cfg.seed, second=not by_probe)
+        lf = label_free(margin, present, scored, cfg.target_precision, cfg.seed, second=not by_probe)
     mixture, posterior = lf.mixture, lf.posterior
     names = concept_names()
     score = margin.copy()
@@ -261,7 +260,7 @@ def filter_adult(source: str | Path, out: str | Path, cfg: AdultFilterConfig | N
     if probe is not None:
         with timer("probe_score"):
             score = np.zeros(n, dtype=np.float32)
-            score[present] = probe.proba(np.ascontiguousarray(x_all[present]), prior[present])
+            score[present] = probe.proba(scored, prior[present])
             base_rate_with_probe, adjusted = adjust_to_base_rate(score[present])
             probability = np.zeros(n, dtype=np.float32)
             probability[present] = adjusted

@@ -18,7 +18,7 @@ from eclip.classify.base_rate import (
 )
 from eclip.classify.concepts import load_concept_vectors
 from eclip.classify.intervals import BaseRateInterval, base_rate_interval, flagged_interval, lift_odds
-from eclip.classify.second_pass import SecondPass, second_pass
+from eclip.classify.second_pass import SecondPass, catalog_evidence
 from eclip.encoders import Embeddings, load_encoder
 from eclip.encoders.onnx import RUNTIMES
 from eclip.errors import RunDirError
@@ -107,7 +107,9 @@ def label_free(
 
     Args:
         margin: ``(n,)`` float32 zero-shot margins; present: ``(n,)`` bool rows with vectors;
-        x: ``(n, d)`` float32 L2-normalised row vectors; target: expected precision to reach.
+        x: ``(present.sum(), d)`` float32 L2-normalised vectors of the rows with vectors, in
+            row order (no copy of the whole catalog's is made here); target: expected
+            precision to reach.
         seed: random seed of the second pass and the bootstrap.
         second: run the second pass and the interval (a probe's run uses neither).
     """
@@ -123,7 +125,7 @@ def label_free(
     mixture = fit_score_mixture(margin[rows], boundary=ADULT_BOUNDARY)
     posterior = np.zeros(n)
     posterior[rows] = mixture.posterior(margin[rows])
-    evidence = second_pass(np.ascontiguousarray(x[rows]), posterior[rows], seed=seed) if second else None
+    evidence = catalog_evidence(x, posterior[rows], seed=seed) if second else None
     lifted = posterior.copy()
     if evidence is not None:
         lifted[rows] = lift_odds(posterior[rows], evidence.ratio)
