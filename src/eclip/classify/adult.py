@@ -22,9 +22,13 @@ concept of all. Google's Mature branch also holds Weapons; it is left out, as it
 content in the sense of this filter.
 
 Where to flag depends on the catalog: the filter fits the catalog's margins as a two-class
-mixture, estimates its adult base rate and picks the threshold whose expected precision
-reaches the target (:mod:`eclip.classify.base_rate`); labelled rows can calibrate it instead,
-or train a few-shot probe on them (:mod:`eclip.classify.fewshot`).
+mixture, estimates its adult base rate (:mod:`eclip.classify.base_rate`), lets the rows it is
+sure of raise their lookalikes (:mod:`eclip.classify.second_pass`) and picks the threshold
+whose expected precision reaches the target, with intervals on precision and recall over the
+base rate's doubt (:mod:`eclip.classify.intervals`); labelled rows can calibrate it instead,
+or train a few-shot probe on them (:mod:`eclip.classify.fewshot`). The concept vectors are
+embedded once per model and runtime, and shipped for the bundled model
+(:mod:`eclip.classify.concepts`).
 """
 
 from __future__ import annotations
