@@ -328,8 +328,8 @@ def dedupe(catalog: str | Path, out: str | Path, cfg: DedupeConfig | None = None
     dim = int(emb.text.shape[1])
     with timer("score"):
         signals, score, tfidf = score_all(a, b, cat, emb, masks, signals_on, codes, phash, attrs, tfidf, cfg)
-    if not cfg.cascade:
-        tfidf = None  # scoring was its last use
+    if not (cfg.cascade and cfg.cascade_knn):
+        tfidf = None  # scoring was its last use (the cascade's kNN pairs are scored with it too)
     if cfg.review:
         _keep_reviewed_groups(Path(cfg.review), out)
     constraints = read_review(cfg.review, cat.ids) if cfg.review else None
