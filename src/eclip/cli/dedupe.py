@@ -244,14 +244,14 @@ def dedupe(
             rich_help_panel="Model",
         ),
     ] = DEFAULT_BAND,
-    cascade_knn: Annotated[
+    no_cascade_knn: Annotated[
         bool,
         typer.Option(
-            "--cascade-knn/--no-cascade-knn",
-            help="--cascade's model also proposes candidates: its nearest neighbours among the refined rows.",
+            "--no-cascade-knn",
+            help="--cascade's model only rescores; by default its nearest neighbours among the refined rows are candidates too.",
             rich_help_panel="Model",
         ),
-    ] = True,
+    ] = False,
     cascade_max_rows: Annotated[
         Optional[int],
         typer.Option(
@@ -294,7 +294,7 @@ def dedupe(
         cascade=cascade,
         cascade_band=cascade_band,
         cascade_max_rows=cascade_max_rows,
-        cascade_knn=cascade_knn,
+        cascade_knn=not no_cascade_knn,
     )
     if calibration is not None:
         method_, threshold_ = api.read_calibration(calibration)
