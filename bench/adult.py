@@ -78,7 +78,7 @@ from eclip.encoders.onnx import cores as usable_cores
 from eclip.encoders.sentence import default_cache_dir
 from eclip.jobs.adult_label_free import label_free, promises
 
-console = Console(width=120)
+console = Console(width=180)  # the tables are wide; a log keeps every column
 POSITIVE = "Sexual Wellness"
 #: The previous release's figures, measured with its code before issue 36's changes (40 draws
 #: at 0.2 % of :func:`pooled_draws`, seeds 0-39; netmeds title + manufacturer): the same
