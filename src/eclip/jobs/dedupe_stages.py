@@ -34,8 +34,9 @@ from eclip.progress import console
 from eclip.rundir import fingerprint
 
 
-class SearchSettings(Protocol):
-    """What the stages read of a :class:`eclip.jobs.dedupe.DedupeConfig` (read-only)."""
+class PairSettings(Protocol):
+    """What proposing and scoring pairs read of a job's config (read-only): shared by
+    ``dedupe`` and ``link`` (:mod:`eclip.jobs.link_stages`)."""
 
     @property
     def k(self) -> int: ...
@@ -44,25 +45,29 @@ class SearchSettings(Protocol):
     def flat_max(self) -> int: ...
 
     @property
-    def ray(self) -> RayRunner | None: ...
-
-    @property
     def max_code_block(self) -> int: ...
 
     @property
-    def tfidf_knn_max_rows(self) -> int: ...
-
-    @property
     def phash_max_distance(self) -> int: ...
-
-    @property
-    def phash_col(self) -> str | None: ...
 
     @property
     def weights(self) -> ScoreWeights: ...
 
     @property
     def thresholds(self) -> ModalityThresholds: ...
+
+
+class SearchSettings(PairSettings, Protocol):
+    """What the stages read of a :class:`eclip.jobs.dedupe.DedupeConfig` (read-only)."""
+
+    @property
+    def ray(self) -> RayRunner | None: ...
+
+    @property
+    def tfidf_knn_max_rows(self) -> int: ...
+
+    @property
+    def phash_col(self) -> str | None: ...
 
 
 def knn_candidates(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -22,34 +22,13 @@ from eclip.encoders import Embeddings
 from eclip.errors import EclipError, RunDirError
 from eclip.index import cached_index, index_info
 from eclip.index.binary import hamming_pairs
-from eclip.matcher import SIGNALS, ModalityThresholds, ScoreWeights, code_block_pairs
+from eclip.jobs.dedupe_stages import PairSettings as CrossSettings
+from eclip.matcher import SIGNALS, ModalityThresholds, code_block_pairs
 from eclip.matcher.pair_scoring import PairInputs, score_candidates
 from eclip.rundir import fingerprint
 
 #: The embedding modalities whose kNN proposes cross pairs.
 MODALITIES = ("text", "image", "fused")
-
-
-class CrossSettings(Protocol):
-    """What the stages read of a :class:`eclip.jobs.link.LinkConfig` (read-only)."""
-
-    @property
-    def k(self) -> int: ...
-
-    @property
-    def flat_max(self) -> int: ...
-
-    @property
-    def max_code_block(self) -> int: ...
-
-    @property
-    def phash_max_distance(self) -> int: ...
-
-    @property
-    def weights(self) -> ScoreWeights: ...
-
-    @property
-    def thresholds(self) -> ModalityThresholds: ...
 
 
 @dataclass
