@@ -61,7 +61,7 @@ import numpy as np
 import polars as pl
 from rich.console import Console
 from rich.table import Table
-from transfer import cpu_flags  # the transfer bench's CPU flags line
+from transfer import cpu_flags, cpu_model  # the transfer bench's CPU lines
 
 from eclip import api
 from eclip.classify import (
@@ -87,17 +87,6 @@ PREVIOUS = {
     "rare 0.2%": {"P": 0.935, "R": 0.720, "flags": 18.5, "promised R": 0.999, "best R at P 0.9": 0.729},
     "netmeds": {"P": 0.974, "R": 0.740, "flags": 152, "promised R": 1.000, "best R at P 0.9": 0.760},
 }
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else what the platform says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def recall_at_precision(score: np.ndarray, y: np.ndarray, target: float) -> float:

@@ -75,7 +75,7 @@ import numpy as np
 import polars as pl
 from rich.console import Console
 from rich.table import Table
-from transfer import cpu_flags  # the transfer bench's CPU flags line
+from transfer import cpu_flags, cpu_model  # the transfer bench's CPU lines
 
 from eclip.encoders.onnx import cores as usable_cores
 from eclip.evaluation import cluster_metrics
@@ -534,16 +534,6 @@ def candidate_recall(cat: pl.DataFrame, run: Path) -> float | None:
     sizes = cat.group_by("group").len()["len"].to_numpy().astype(np.int64)
     total = int((sizes * (sizes - 1) // 2).sum())
     return found / total if total else None
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # --------------------------------------------------------------------------------------------

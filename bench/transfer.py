@@ -173,6 +173,17 @@ def tfidf_candidates(cat: Catalog, k: int = 10) -> tuple[list[str], list[str], n
 TFIDF_GRID = tuple(round(t, 2) for t in np.arange(0.3, 0.96, 0.05))
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what the platform says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def cpu_flags() -> str:
     try:
         flags = next(
