@@ -278,6 +278,37 @@ def test_link_a_semicolon_cp1252_file_to_a_utf8_csv_with_per_side_options(tmp_pa
     assert result["metrics"]["precision"] > 0.9 and result["metrics"]["f1"] > 0.8, result["metrics"]
 
 
+def test_the_report_of_a_link_reads_each_file_as_the_run_was_told(tmp_path):
+    """A cp1251 file (sniffing would read it as cp1252: mojibake) linked with
+    --left-encoding cp1251: the report reads it back the same way, so its titles are whole."""
+    from conftest import run_main
+
+    titles = [
+        "Смартфон Samsung Galaxy S21 128 ГБ черный",
+        "Ноутбук Lenovo IdeaPad 5 16 ГБ серебристый",
+        "Наушники Sony WH-1000XM4 беспроводные",
+        "Чайник электрический Bosch TWK 3A011",
+        "Пылесос Dyson V11 Absolute синий",
+        "Кофемашина DeLonghi Magnifica S ECAM 22.110",
+    ]
+    left = pl.DataFrame({"id": [f"L{i}" for i in range(len(titles))], "title": titles})
+    (tmp_path / "left.csv").write_bytes(left.write_csv(separator=";").encode("cp1251"))
+    right = pl.DataFrame({"id": [f"R{i}" for i in range(len(titles))], "title": titles})
+    right.write_csv(tmp_path / "right.csv")
+    out = tmp_path / "run"
+    code, said = run_main(
+        "link", tmp_path / "left.csv", tmp_path / "right.csv", "--out", out,
+        "--left-encoding", "cp1251", "--model", "minilm-static",
+    )  # fmt: skip
+    assert code == 0, said
+    assert pl.read_parquet(out / "links.parquet").height == len(titles)
+    code, said = run_main("report", out)
+    assert code == 0, said
+    page = (out / "report.html").read_text(encoding="utf-8")
+    for t in titles:  # on LEFT's side of its link and on RIGHT's, never as cp1252's mojibake
+        assert page.count(t) >= 2 and t.encode("cp1251").decode("cp1252", errors="replace") not in page, t
+
+
 def _fashion_sides(folder, same_photo: int = 12, others: int = 60):
     """Two halves of the fashion catalog: ``same_photo`` pairs of listings whose photos are
     byte-identical, one listing on each side, plus ``others`` further rows split in two."""
