@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from eclip.catalog.reader import Dialect, read_table_with_dialect
+from eclip.catalog.reader import Dialect, given_dialect, read_table_with_dialect
 from eclip.errors import CatalogError
 
 #: Column names taken as the product title, in order of preference (case-insensitive).
@@ -304,4 +304,26 @@ def load_catalog(
         image_col=image_col,
         images=images,
         dialect=dialect,
+    )
+
+
+def load_recorded_catalog(inputs: dict, images: bool = False) -> Catalog:
+    """The catalog a run read, read again as the run read it: ``inputs`` is the run manifest's
+    record of it (``catalog``, ``id_col``, ``text_cols``, ``image_col``, ``dialect``), so a file
+    the run was told the delimiter or encoding of (``--sep``, ``--left-encoding``, ...) is not
+    sniffed again (:func:`eclip.catalog.reader.given_dialect`).
+
+    Args:
+        inputs: one catalog's record in a run manifest. images: read its image column too.
+
+    Raises:
+        CatalogError: as :func:`load_catalog` (callers check first that the file still exists,
+            to say which run needs it).
+    """
+    return load_catalog(
+        inputs["catalog"],
+        inputs.get("id_col") or "id",
+        inputs.get("text_cols"),
+        inputs.get("image_col") if images else None,
+        **given_dialect(inputs.get("dialect")),
     )

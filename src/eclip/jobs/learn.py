@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from eclip.catalog import Catalog, given_dialect, load_catalog
+from eclip.catalog import Catalog, load_recorded_catalog
 from eclip.errors import RunDirError
 from eclip.jobs import label_store as store
 from eclip.jobs.run import created, versions
@@ -100,9 +100,7 @@ class RunPairs:
         path = Path(inputs.get("catalog", ""))
         if not path.is_file():
             raise RunDirError(f"{self.dir}: its catalog {path} is gone; the titles to review come from it.")
-        cat = load_catalog(
-            path, inputs.get("id_col", "id"), inputs.get("text_cols"), None, **given_dialect(inputs.get("dialect"))
-        )
+        cat = load_recorded_catalog(inputs)
         if cat.ids != self.ids:
             raise RunDirError(
                 f"{path} changed since the run {self.dir} ({len(cat):,} rows now, {len(self.ids):,} then); run eclip dedupe again."

@@ -22,7 +22,7 @@ from eclip.encoders import Embeddings
 from eclip.errors import EclipError, RunDirError
 from eclip.index import cached_index, index_info
 from eclip.index.binary import hamming_pairs
-from eclip.jobs.dedupe_stages import PairSettings as CrossSettings
+from eclip.jobs.dedupe_stages import PairSettings
 from eclip.matcher import SIGNALS, ModalityThresholds, code_block_pairs
 from eclip.matcher.pair_scoring import PairInputs, score_candidates
 from eclip.rundir import fingerprint
@@ -127,7 +127,7 @@ def check_same_fusion(left: Side, right: Side) -> None:
 
 
 def cross_candidates(
-    vl: np.ndarray, vr: np.ndarray, ok_l: np.ndarray, ok_r: np.ndarray, key: str, cfg: CrossSettings, folder: Path
+    vl: np.ndarray, vr: np.ndarray, ok_l: np.ndarray, ok_r: np.ndarray, key: str, cfg: PairSettings, folder: Path
 ) -> tuple[pl.DataFrame, dict]:
     """kNN pairs between the sides: the larger side is indexed, the smaller side searched.
 
@@ -166,7 +166,7 @@ def propose_cross(
     right: Side,
     signals_on: tuple[str, ...],
     codes: list[frozenset[str]] | None,
-    cfg: CrossSettings,
+    cfg: PairSettings,
     out: Path,
 ) -> tuple[dict[str, pl.DataFrame], dict[str, Any]]:
     """Every enabled signal's cross pairs, as ``a`` (a LEFT row) < ``b`` (``n_left`` + a
@@ -220,7 +220,7 @@ def score_cross(
     codes: list[frozenset[str]] | None,
     tfidf: Any,
     attrs: dict[str, Any],
-    cfg: CrossSettings,
+    cfg: PairSettings,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Every enabled signal of the cross pairs ``(l[i], r[i])`` (row positions in each side)
     and their score, as :func:`eclip.matcher.pair_scoring.score_candidates` scores a dedupe

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from eclip.catalog import given_dialect, load_catalog
+from eclip.catalog import load_recorded_catalog
 from eclip.catalog.images import ImageFailure, ImageSettings, open_image
 from eclip.errors import EclipError, RunDirError
 from eclip.evaluation import cluster_metrics, load_gold, noise_as_singletons, threshold_curve
@@ -41,13 +41,7 @@ def _catalog(
         raise RunDirError(
             f"the run's catalog {path!r} is gone; the report needs its titles. Restore it or rerun the job."
         )
-    cat = load_catalog(
-        path,
-        inputs.get("id_col") or "id",
-        inputs.get("text_cols"),
-        inputs.get("image_col"),
-        **given_dialect(inputs.get("dialect")),
-    )
+    cat = load_recorded_catalog(inputs, images=True)
     settings = None
     if cat.images is not None:
         root = Path(image_root or inputs.get("image_root") or cat.root)

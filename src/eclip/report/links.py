@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from eclip.catalog import given_dialect, load_catalog
+from eclip.catalog import load_recorded_catalog
 from eclip.errors import RunDirError
 from eclip.evaluation.gold import load_gold_cross_pairs
 from eclip.report.entries import ReportContent, pair_detail
@@ -31,9 +31,7 @@ def _link_catalogs(manifest: dict[str, Any]) -> tuple[list[str], list[str], int]
             raise RunDirError(
                 f"the link run's {side.upper()} catalog {path!r} is gone; the report needs its titles. Restore it or rerun the job."
             )
-        cat = load_catalog(
-            path, inputs.get("id_col") or "id", inputs.get("text_cols"), None, **given_dialect(inputs.get("dialect"))
-        )
+        cat = load_recorded_catalog(inputs)
         ids += cat.ids
         texts += cat.texts
         sizes.append(len(cat))
