@@ -185,7 +185,7 @@ def evaluate_links(path: str | Path, gold_path: str | Path) -> dict[str, Any]:
     Raises:
         RunDirError: not a link run's links.parquet. GoldError: not a pairs file.
     """
-    from eclip.catalog import read_table
+    from eclip.catalog import given_dialect, read_table
     from eclip.evaluation.gold import load_gold_cross_pairs
     from eclip.evaluation.metrics import pair_set_prf
 
@@ -200,7 +200,8 @@ def evaluate_links(path: str | Path, gold_path: str | Path) -> dict[str, Any]:
     for side, key in ((left_ids, "left"), (right_ids, "right")):
         inputs = manifest.get("inputs", {}).get(key) or {}
         if inputs.get("catalog") and Path(inputs["catalog"]).exists():
-            side |= set(read_table(Path(inputs["catalog"]))[inputs.get("id_col", "id")].cast(pl.String).to_list())
+            table = read_table(Path(inputs["catalog"]), **given_dialect(inputs.get("dialect")))
+            side |= set(table[inputs.get("id_col", "id")].cast(pl.String).to_list())
     gold, orientation, left_out = load_gold_cross_pairs(gold_path, left_ids, right_ids)
     pred = set(zip(links["left_id"].to_list(), links["right_id"].to_list()))
     precision, recall, f1 = pair_set_prf(pred, gold)
