@@ -19,7 +19,7 @@ threshold on each score reaches at precision 0.9, using the gold.
 **Promises over many draws**: the pooled rows (netmeds' title + manufacturer, fashion and
 grocery titles) are embedded once, and ``--draws`` (40) catalogs are drawn from them at 0.2 %
 (and a quarter as many at 1 %), each scored by the job's own label-free code
-(:func:`eclip.jobs.adult_label_free.label_free` and ``promises``) and by the previous
+(:func:`eclip.classify.label_free.label_free` and ``promises``) and by the previous
 release. Per draw: measured precision and recall; whether precision reached its promised
 lower bound and recall fell inside its promised interval (the coverage over draws, for a
 nominal 90 % interval); the base rate's interval against the true rate; and recall at
@@ -73,10 +73,10 @@ from eclip.classify import (
     load_concept_vectors,
     threshold_for_expected_precision,
 )
+from eclip.classify.label_free import label_free, promises
 from eclip.encoders import load_embeddings, load_text_encoder
 from eclip.encoders.onnx import cores as usable_cores
 from eclip.encoders.sentence import default_cache_dir
-from eclip.jobs.adult_label_free import label_free, promises
 
 console = Console(width=180)  # the tables are wide; a log keeps every column
 POSITIVE = "Sexual Wellness"

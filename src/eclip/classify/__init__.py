@@ -24,6 +24,7 @@ from eclip.classify.base_rate import (
 from eclip.classify.concepts import load_concept_vectors
 from eclip.classify.fewshot import AdultProbe, exemplar_margin, fit_adult_probe, prior_log_odds
 from eclip.classify.intervals import BaseRateInterval, FlaggedInterval, base_rate_interval, flagged_interval
+from eclip.classify.label_free import LabelFree, label_free, promises
 from eclip.classify.labels import LabelsError, Taxonomy, parse_labels
 from eclip.classify.probe import LinearProbe, align_probe, combine, fit_probe
 from eclip.classify.second_pass import SecondPass, catalog_evidence
@@ -47,6 +48,9 @@ __all__ = [
     "BaseRateInterval",
     "FlaggedInterval",
     "SecondPass",
+    "LabelFree",
+    "label_free",
+    "promises",
     "base_rate_interval",
     "flagged_interval",
     "load_concept_vectors",

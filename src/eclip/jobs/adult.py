@@ -27,11 +27,12 @@ from eclip.classify import (
     prior_log_odds,
     threshold_for_blended_precision,
 )
+from eclip.classify.label_free import label_free, promises
 from eclip.encoders.sentence import default_cache_dir
 from eclip.errors import EclipError, RunDirError
 from eclip.evaluation import at_threshold, binary_gold, binary_metrics, load_class_labels, threshold_for_precision
 from eclip.evaluation.gold import TRUE_VALUES
-from eclip.jobs.adult_label_free import concept_vectors_for, label_free, promises
+from eclip.jobs.adult_concepts import concept_vectors_for
 from eclip.jobs.run import created, start_run, versions, write_manifest
 from eclip.jobs.source import CatalogSource, row_vectors
 from eclip.progress import console

@@ -1,80 +1,29 @@
-"""The label-free half of ``filter-adult``: concept vectors embedded the way the catalog was,
-the catalog's base rate, the second pass, and intervals on what the flags hold."""
+"""The adult filter without labels: the catalog's base-rate mixture on its zero-shot margins,
+every row's posterior, the second pass (:mod:`eclip.classify.second_pass`), the base rate's
+interval, the label-free operating point, and what the flags are expected to hold
+(:mod:`eclip.classify.intervals`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from eclip.classify import ADULT_BOUNDARY
+from eclip.classify.adult import BOUNDARY as ADULT_BOUNDARY
 from eclip.classify.base_rate import (
     ExpectedOperatingPoint,
     ScoreMixture,
     fit_score_mixture,
     threshold_for_expected_precision,
 )
-from eclip.classify.concepts import load_concept_vectors
 from eclip.classify.intervals import BaseRateInterval, base_rate_interval, flagged_interval, lift_odds
 from eclip.classify.second_pass import SecondPass, catalog_evidence
-from eclip.encoders import Embeddings, load_encoder
-from eclip.encoders.onnx import RUNTIMES
-from eclip.errors import RunDirError
 from eclip.progress import console
 
 #: Fewest scored rows a base rate is estimated from; below it the label-free threshold is the
 #: boundary itself (flag the rows whose nearest concept is adult).
 MIN_ROWS_FOR_BASE_RATE = 50
-
-
-def embedding_runtime(emb: Embeddings) -> str:
-    """The runtime that embedded ``emb`` (``torch``, ``onnx``, ``onnx-int8``; ``torch`` for
-    embeddings made before the manifest said)."""
-    made = emb.manifest
-    return str(made.get("runtime") or (made.get("model") or {}).get("runtime") or "torch")
-
-
-def concept_vectors_for(
-    emb: Embeddings, emb_dir: Path, spec: str, templates: tuple[str, ...], cache_dir: Path
-) -> tuple[np.ndarray, dict[str, Any]]:
-    """The concept vectors for rows of ``emb``: shipped, cached in ``cache_dir`` or embedded by
-    ``spec``'s model through the runtime that embedded the rows
-    (:func:`eclip.classify.concepts.load_concept_vectors`), reusing the ONNX export beside the
-    embeddings. The model is loaded once in PyTorch to check it is the embeddings' own, and
-    again in their runtime only when the vectors must be embedded.
-
-    Raises:
-        ModelError: bad spec. RunDirError: ``spec`` names another model than the embeddings'.
-    """
-    made_by = emb.manifest.get("model", {})
-    runtime = embedding_runtime(emb)
-    exports = Path(emb_dir) / "runtime"
-
-    def load(how: str) -> Any:
-        return load_encoder(
-            spec,
-            device="cpu" if how.startswith("onnx") else None,
-            runtime=how if how in RUNTIMES else "auto",  # a static model's "model2vec" is its own
-            cache_dir=exports if exports.is_dir() else None,
-        )
-
-    # the identity check needs no ONNX session (torch and onnx fp32 describe one model; int8 differs)
-    check = runtime if runtime == "onnx-int8" or runtime not in RUNTIMES else "torch"
-    encoder = load(check)
-    if made_by and encoder.describe() != made_by:
-        raise RunDirError(
-            f"{emb_dir} was embedded with {made_by.get('name')} ({made_by.get('kind')}, weights {made_by.get('weights')}), "
-            f"but --model {spec} is {encoder.describe().get('name')}; pass --model naming the model that made these embeddings."
-        )
-    return load_concept_vectors(
-        made_by or encoder.describe(),
-        runtime,
-        cache_dir,
-        lambda: encoder if check == runtime else load(runtime),  # only when neither shipped nor cached vectors fit
-        templates,
-    )
 
 
 @dataclass
